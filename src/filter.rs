@@ -1,0 +1,410 @@
+//! Filters: which leaves an operation selects, as in `flax.nnx.filterlib`.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use rustc_hash::FxHasher;
+
+use crate::error::{bail, Error, ErrorKind, Result};
+use crate::key::{format_path, Key};
+use crate::tree::Leaf;
+use crate::types::{Registry, TypeId};
+
+/// A caller's predicate over (path, leaf). `Err` carries a message and fails
+/// the whole operation.
+pub type Predicate = dyn Fn(&[&Key], &Leaf) -> Result<bool, String> + Send + Sync;
+
+/// A filter of SPEC §5.
+#[derive(Clone)]
+pub enum Filter {
+    /// Variables of this type or a descendant of it.
+    OfType(TypeId),
+    /// Variables whose `tag` metadata equals this string.
+    WithTag(String),
+    /// Some path element equals `key` (`exact`), or `str(key)` is a
+    /// substring of `str(element)` for some element.
+    PathContains {
+        key: Key,
+        exact: bool,
+    },
+    /// The path equals one of these.
+    PathIn(Arc<[Vec<Key>]>),
+    Any(Vec<Filter>),
+    All(Vec<Filter>),
+    Not(Box<Filter>),
+    /// Matches everything; as NNX's `...` and `True`, it may only be followed
+    /// by more Everything filters in a filter list.
+    Everything,
+    Nothing,
+    Callback(Arc<Predicate>),
+}
+
+impl Filter {
+    pub fn of_type(type_id: TypeId) -> Filter {
+        Filter::OfType(type_id)
+    }
+
+    pub fn with_tag(tag: &str) -> Filter {
+        Filter::WithTag(tag.to_owned())
+    }
+
+    pub fn path_contains(key: impl Into<Key>, exact: bool) -> Filter {
+        Filter::PathContains {
+            key: key.into(),
+            exact,
+        }
+    }
+
+    pub fn path_in(paths: Vec<Vec<Key>>) -> Filter {
+        Filter::PathIn(paths.into())
+    }
+
+    pub fn callback(
+        f: impl Fn(&[&Key], &Leaf) -> Result<bool, String> + Send + Sync + 'static,
+    ) -> Filter {
+        Filter::Callback(Arc::new(f))
+    }
+
+    pub fn not(inner: Filter) -> Filter {
+        Filter::Not(Box::new(inner))
+    }
+
+    /// Resolves type ids against `registry` into something quick to test.
+    pub(crate) fn compile(&self, registry: &Registry) -> Result<Matcher<'_>> {
+        Ok(match self {
+            Filter::OfType(t) => Matcher::OfType(registry.subtype_table(*t)?),
+            Filter::WithTag(tag) => Matcher::WithTag(tag),
+            Filter::PathContains { key, exact: true } => Matcher::PathContains(key),
+            Filter::PathContains { key, exact: false } => {
+                let mut text = String::new();
+                key.write_plain(&mut text);
+                Matcher::PathContainsText(text)
+            }
+            Filter::PathIn(paths) => Matcher::PathIn(PathSet::new(paths)),
+            Filter::Any(fs) => Matcher::Any(compile_all(fs, registry)?),
+            Filter::All(fs) => Matcher::All(compile_all(fs, registry)?),
+            Filter::Not(f) => Matcher::Not(Box::new(f.compile(registry)?)),
+            Filter::Everything => Matcher::Everything,
+            Filter::Nothing => Matcher::Nothing,
+            Filter::Callback(f) => Matcher::Callback(f),
+        })
+    }
+}
+
+fn compile_all<'f>(filters: &'f [Filter], registry: &Registry) -> Result<Vec<Matcher<'f>>> {
+    filters.iter().map(|f| f.compile(registry)).collect()
+}
+
+/// NNX's rule for filter lists: an Everything filter must be last, unless
+/// every filter after it is Everything too.
+pub fn check_order(filters: &[Filter]) -> Result<()> {
+    for (i, filter) in filters.iter().enumerate() {
+        if matches!(filter, Filter::Everything)
+            && !filters[i + 1..]
+                .iter()
+                .all(|f| matches!(f, Filter::Everything))
+        {
+            bail!(
+                FilterOrder,
+                "`...` or `True` can only be used as the last filters, got Everything() at index {i}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Writes the filter as NNX's repr would.
+impl fmt::Debug for Filter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |f: &mut fmt::Formatter<'_>, name: &str, fs: &[Filter]| {
+            write!(f, "{name}(")?;
+            for (i, x) in fs.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{x:?}")?;
+            }
+            f.write_str(")")
+        };
+        match self {
+            Filter::OfType(t) => {
+                let name = crate::types::name(*t).unwrap_or("?");
+                write!(f, "OfType({name})")
+            }
+            Filter::WithTag(tag) => write!(f, "WithTag({})", Key::str(tag)),
+            Filter::PathContains { key, exact } => {
+                let exact = if *exact { "True" } else { "False" };
+                write!(f, "PathContains({key}, exact={exact})")
+            }
+            Filter::PathIn(paths) => {
+                f.write_str("PathIn(")?;
+                for (i, p) in paths.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(",")?;
+                    }
+                    f.write_str(&crate::key::format_path_tuple(p))?;
+                }
+                f.write_str(")")
+            }
+            Filter::Any(fs) => list(f, "Any", fs),
+            Filter::All(fs) => list(f, "All", fs),
+            Filter::Not(x) => write!(f, "Not({x:?})"),
+            Filter::Everything => f.write_str("Everything()"),
+            Filter::Nothing => f.write_str("Nothing()"),
+            Filter::Callback(_) => f.write_str("Callback()"),
+        }
+    }
+}
+
+/// A filter ready to test leaves.
+pub(crate) enum Matcher<'f> {
+    /// Indexed by type id: whether that type matches.
+    OfType(Vec<bool>),
+    WithTag(&'f str),
+    PathContains(&'f Key),
+    PathContainsText(String),
+    PathIn(PathSet<'f>),
+    Any(Vec<Matcher<'f>>),
+    All(Vec<Matcher<'f>>),
+    Not(Box<Matcher<'f>>),
+    Everything,
+    Nothing,
+    Callback(&'f Arc<Predicate>),
+}
+
+impl Matcher<'_> {
+    pub(crate) fn matches(&self, path: &[&Key], leaf: &Leaf) -> Result<bool> {
+        Ok(match self {
+            Matcher::OfType(table) => match leaf {
+                Leaf::Variable(v) => table
+                    .get(v.type_id().raw() as usize)
+                    .copied()
+                    .unwrap_or(false),
+                Leaf::Array(_) => false,
+            },
+            Matcher::WithTag(tag) => match leaf {
+                Leaf::Variable(v) => v.has_tag(tag),
+                Leaf::Array(_) => false,
+            },
+            Matcher::PathContains(key) => path.iter().any(|k| *k == *key),
+            Matcher::PathContainsText(text) => path.iter().any(|k| match k {
+                Key::Str(s) => s.as_str().contains(text.as_str()),
+                Key::Int(i) => DecimalBuf::new(*i).as_str().contains(text.as_str()),
+            }),
+            Matcher::PathIn(set) => set.contains(path),
+            Matcher::Any(ms) => {
+                for m in ms {
+                    if m.matches(path, leaf)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            Matcher::All(ms) => {
+                for m in ms {
+                    if !m.matches(path, leaf)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            Matcher::Not(m) => !m.matches(path, leaf)?,
+            Matcher::Everything => true,
+            Matcher::Nothing => false,
+            Matcher::Callback(f) => f(path, leaf).map_err(|message| {
+                Error::new(
+                    ErrorKind::Callback,
+                    format!(
+                        "filter callback failed at path '{}': {message}",
+                        format_path(path)
+                    ),
+                )
+            })?,
+        })
+    }
+}
+
+/// An integer in decimal, formatted on the stack.
+struct DecimalBuf {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl DecimalBuf {
+    fn new(value: i64) -> DecimalBuf {
+        let mut bytes = [0u8; 20];
+        let mut start = bytes.len();
+        let mut magnitude = value.unsigned_abs();
+        loop {
+            start -= 1;
+            bytes[start] = b'0' + (magnitude % 10) as u8;
+            magnitude /= 10;
+            if magnitude == 0 {
+                break;
+            }
+        }
+        if value < 0 {
+            start -= 1;
+            bytes[start] = b'-';
+        }
+        DecimalBuf { bytes, start }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[self.start..]).unwrap_or_default()
+    }
+}
+
+/// A set of paths that answers for borrowed paths without building one.
+pub(crate) struct PathSet<'f> {
+    by_hash: HashMap<u64, Vec<&'f [Key]>>,
+}
+
+fn hash_path<K: std::borrow::Borrow<Key>>(path: &[K]) -> u64 {
+    let mut hasher = FxHasher::default();
+    path.len().hash(&mut hasher);
+    for key in path {
+        key.borrow().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+impl<'f> PathSet<'f> {
+    fn new(paths: &'f [Vec<Key>]) -> PathSet<'f> {
+        let mut by_hash: HashMap<u64, Vec<&'f [Key]>> = HashMap::new();
+        for path in paths {
+            by_hash.entry(hash_path(path)).or_default().push(path);
+        }
+        PathSet { by_hash }
+    }
+
+    fn contains(&self, path: &[&Key]) -> bool {
+        self.by_hash
+            .get(&hash_path(path))
+            .is_some_and(|candidates| {
+                candidates
+                    .iter()
+                    .any(|c| c.len() == path.len() && c.iter().zip(path).all(|(a, b)| a == *b))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::variable::Variable;
+
+    fn leaf(type_id: TypeId, tag: Option<&str>) -> Leaf {
+        let v = Variable::new(type_id, None).unwrap();
+        if let Some(t) = tag {
+            v.set_metadata("tag", crate::MetaValue::Str(t.into()))
+                .unwrap();
+        }
+        Leaf::Variable(Arc::new(v))
+    }
+
+    fn test(filter: &Filter, path: &[Key], leaf: &Leaf) -> bool {
+        let registry = crate::types::snapshot();
+        let refs: Vec<&Key> = path.iter().collect();
+        filter
+            .compile(&registry)
+            .unwrap()
+            .matches(&refs, leaf)
+            .unwrap()
+    }
+
+    #[test]
+    fn type_and_tag_filters() {
+        let key = leaf(TypeId::RNG_KEY, Some("dropout"));
+        let p = [Key::str("a")];
+        assert!(test(&Filter::of_type(TypeId::RNG_STATE), &p, &key));
+        assert!(!test(&Filter::of_type(TypeId::PARAM), &p, &key));
+        assert!(test(&Filter::with_tag("dropout"), &p, &key));
+        assert!(!test(&Filter::with_tag("drop"), &p, &key));
+        let array = Leaf::Array(Arc::new(crate::Array::from_slice(&[1], &[1u8]).unwrap()));
+        assert!(!test(&Filter::of_type(TypeId::VARIABLE), &p, &array));
+        assert!(test(
+            &Filter::not(Filter::of_type(TypeId::VARIABLE)),
+            &p,
+            &array
+        ));
+    }
+
+    #[test]
+    fn path_filters_follow_python() {
+        let l = leaf(TypeId::PARAM, None);
+        let p = [Key::str("a1"), Key::int(12)];
+        assert!(test(&Filter::path_contains(12, true), &p, &l));
+        assert!(!test(&Filter::path_contains("12", true), &p, &l));
+        assert!(test(&Filter::path_contains(1, false), &p, &l));
+        assert!(test(&Filter::path_contains("2", false), &p, &l));
+        assert!(!test(&Filter::path_contains(-1, false), &p, &l));
+        assert!(test(
+            &Filter::path_contains(-1, false),
+            &[Key::int(-12)],
+            &l
+        ));
+        let path_in = Filter::path_in(vec![p.to_vec(), vec![Key::str("b")]]);
+        assert!(test(&path_in, &p, &l));
+        assert!(!test(&path_in, &[Key::str("a1")], &l));
+        assert!(!test(&path_in, &[Key::str("a1"), Key::str("12")], &l));
+    }
+
+    #[test]
+    fn combinators() {
+        let l = leaf(TypeId::PARAM, None);
+        let p = [Key::str("a")];
+        assert!(!test(&Filter::Any(vec![]), &p, &l));
+        assert!(test(&Filter::All(vec![]), &p, &l));
+        assert!(test(
+            &Filter::Any(vec![Filter::Nothing, Filter::Everything]),
+            &p,
+            &l
+        ));
+        assert!(!test(
+            &Filter::All(vec![Filter::Nothing, Filter::Everything]),
+            &p,
+            &l
+        ));
+    }
+
+    #[test]
+    fn everything_must_come_last() {
+        let ok = [
+            Filter::of_type(TypeId::PARAM),
+            Filter::Everything,
+            Filter::Everything,
+        ];
+        assert!(check_order(&ok).is_ok());
+        let bad = [Filter::Everything, Filter::of_type(TypeId::PARAM)];
+        assert_eq!(
+            check_order(&bad).unwrap_err().kind(),
+            ErrorKind::FilterOrder
+        );
+        // Only a bare Everything is checked, as only `...` and `True` are in NNX.
+        let wrapped = [Filter::Any(vec![Filter::Everything]), Filter::Nothing];
+        assert!(check_order(&wrapped).is_ok());
+    }
+
+    #[test]
+    fn decimal_formatting() {
+        for v in [0, 7, -7, 1234567890, i64::MIN, i64::MAX] {
+            assert_eq!(DecimalBuf::new(v).as_str(), v.to_string());
+        }
+    }
+
+    #[test]
+    fn repr_reads_like_nnx() {
+        let f = Filter::Any(vec![
+            Filter::of_type(TypeId::PARAM),
+            Filter::with_tag("x"),
+            Filter::not(Filter::path_contains(0, false)),
+        ]);
+        assert_eq!(
+            format!("{f:?}"),
+            "Any(OfType(Param), WithTag('x'), Not(PathContains(0, exact=False)))"
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! Operations on trees with Flax NNX's semantics (`flax.nnx.statelib`).
+//!
+//! Outputs share leaves with inputs (and, where nothing changes, whole
+//! subtrees); no variable or tensor byte is copied except by [`deep_copy`].
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+use crate::error::{bail, Result};
+use crate::filter::{check_order, Filter, Matcher};
+use crate::key::{format_path_tuple, Key};
+use crate::tree::{prune, Child, Leaf, Node};
+use crate::types;
+
+/// The leaves below `node` with their paths, sorted by path as
+/// `nnx.to_flat_state` sorts them. Empty subtrees give nothing.
+pub fn flatten(node: &Node) -> Vec<(Vec<Key>, Leaf)> {
+    let mut out = Vec::new();
+    let mut path = Vec::new();
+    flatten_into(node, &mut path, &mut out);
+    out
+}
+
+fn flatten_into(node: &Node, path: &mut Vec<Key>, out: &mut Vec<(Vec<Key>, Leaf)>) {
+    for (key, child) in node.sorted() {
+        path.push(key.clone());
+        match child {
+            Child::Leaf(leaf) => out.push((path.clone(), leaf.clone())),
+            Child::Node(n) => flatten_into(n, path, out),
+        }
+        path.pop();
+    }
+}
+
+/// Visits the leaves in insertion order (depth first), as NNX's
+/// `flatten_mapping` does.
+fn for_each_leaf_in_order<'a>(
+    node: &'a Node,
+    path: &mut Vec<&'a Key>,
+    f: &mut impl FnMut(&[&'a Key], &'a Leaf),
+) {
+    for (key, child) in node.iter() {
+        path.push(key);
+        match child {
+            Child::Leaf(leaf) => f(path, leaf),
+            Child::Node(n) => for_each_leaf_in_order(n, path, f),
+        }
+        path.pop();
+    }
+}
+
+/// `filter_state`: one output per filter; each leaf goes to the first filter
+/// that matches it, or nowhere.
+pub fn filter(node: &Node, filters: &[Filter]) -> Result<Vec<Node>> {
+    partition(node, filters, false)
+}
+
+/// `split_state`: like [`filter`], but a leaf that no filter matches is an
+/// error (`NonExhaustive`) and nothing is returned.
+pub fn split(node: &Node, filters: &[Filter]) -> Result<Vec<Node>> {
+    partition(node, filters, true)
+}
+
+struct Remainder {
+    first: Option<String>,
+    count: usize,
+}
+
+fn partition(node: &Node, filters: &[Filter], exhaustive: bool) -> Result<Vec<Node>> {
+    if filters.is_empty() {
+        bail!(InvalidArgument, "at least one filter is required");
+    }
+    check_order(filters)?;
+    let registry = types::snapshot();
+    let matchers = filters
+        .iter()
+        .map(|f| f.compile(&registry))
+        .collect::<Result<Vec<_>>>()?;
+    let mut outs = vec![Node::new(); filters.len()];
+    let mut remainder = Remainder {
+        first: None,
+        count: 0,
+    };
+    let mut path = Vec::new();
+    partition_node(node, &matchers, &mut path, &mut outs, &mut remainder)?;
+    if exhaustive && remainder.count > 0 {
+        bail!(
+            NonExhaustive,
+            "Non-exhaustive filters, got a non-empty remainder: {} leaf(s) matched no filter, \
+             the first at {}.\nUse `...` to match all remaining elements.",
+            remainder.count,
+            remainder.first.unwrap_or_default()
+        );
+    }
+    Ok(outs)
+}
+
+fn partition_node<'a>(
+    node: &'a Node,
+    matchers: &[Matcher<'_>],
+    path: &mut Vec<&'a Key>,
+    outs: &mut [Node],
+    remainder: &mut Remainder,
+) -> Result<()> {
+    for (key, child) in node.sorted() {
+        path.push(key);
+        match child {
+            Child::Leaf(leaf) => {
+                let mut target = None;
+                for (i, m) in matchers.iter().enumerate() {
+                    if m.matches(path, leaf)? {
+                        target = Some(i);
+                        break;
+                    }
+                }
+                match target {
+                    Some(i) => {
+                        outs[i].insert(key.clone(), Child::Leaf(leaf.clone()));
+                    }
+                    None => {
+                        if remainder.first.is_none() {
+                            remainder.first = Some(format_path_tuple(path));
+                        }
+                        remainder.count += 1;
+                    }
+                }
+            }
+            Child::Node(n) => {
+                let mut sub = vec![Node::new(); outs.len()];
+                partition_node(n, matchers, path, &mut sub, remainder)?;
+                for (out, s) in outs.iter_mut().zip(sub) {
+                    if !s.is_empty() {
+                        out.insert(key.clone(), Child::Node(Arc::new(s)));
+                    }
+                }
+            }
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
+/// `merge_state`: the union of the states' leaves; at the same path the later
+/// state wins. Keys keep the order of their first appearance, as in NNX,
+/// which merges flat dictionaries. Where NNX fails (a leaf, then a path
+/// running through it), the later entry replaces the leaf. One state merges
+/// to itself.
+pub fn merge(nodes: &[Arc<Node>]) -> Result<Arc<Node>> {
+    match nodes {
+        [] => bail!(InvalidArgument, "merge needs at least one state"),
+        [only] => Ok(only.clone()),
+        _ => {
+            let mut merged = Node::new();
+            for node in nodes {
+                if merge_into(&mut merged, node).is_err() {
+                    return Ok(Arc::new(merge_flat(nodes)));
+                }
+            }
+            Ok(Arc::new(merged))
+        }
+    }
+}
+
+/// A leaf met a later subtree: the tree-wise merge no longer equals NNX's
+/// flat-dictionary merge.
+struct LeafThenSubtree;
+
+fn merge_into(dst: &mut Node, src: &Node) -> Result<(), LeafThenSubtree> {
+    for (key, child) in src.iter() {
+        match child {
+            Child::Leaf(leaf) => {
+                dst.insert(key.clone(), Child::Leaf(leaf.clone()));
+            }
+            Child::Node(n) => {
+                let Some(pruned) = prune(n) else { continue };
+                match dst.get_mut(key) {
+                    Some(Child::Node(existing)) => merge_into(Arc::make_mut(existing), &pruned)?,
+                    Some(Child::Leaf(_)) => return Err(LeafThenSubtree),
+                    None => {
+                        dst.insert(key.clone(), Child::Node(pruned));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// NNX's merge, literally: one flat dictionary of all the states' leaves
+/// (later wins, first position kept), then unflattened.
+fn merge_flat(nodes: &[Arc<Node>]) -> Node {
+    let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::new();
+    for node in nodes {
+        let mut path = Vec::new();
+        for_each_leaf_in_order(node, &mut path, &mut |p, leaf| {
+            flat.insert(p.iter().map(|k| (*k).clone()).collect(), leaf.clone());
+        });
+    }
+    unflatten(flat)
+}
+
+/// Builds a tree from (path, leaf) pairs in order. Each entry replaces what
+/// is at its path; a path that runs through a leaf replaces that leaf with a
+/// subtree.
+fn unflatten(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Node {
+    let mut root = Node::new();
+    for (path, leaf) in pairs {
+        let Some((last, parents)) = path.split_last() else {
+            continue;
+        };
+        let mut cursor = &mut root;
+        for key in parents {
+            let slot = match cursor.get(key) {
+                Some(Child::Node(_)) => cursor.get_mut(key),
+                _ => {
+                    cursor.insert(key.clone(), Child::Node(Arc::new(Node::new())));
+                    cursor.get_mut(key)
+                }
+            };
+            cursor = match slot {
+                Some(Child::Node(n)) => Arc::make_mut(n),
+                _ => unreachable!("a node was just put at this key"),
+            };
+        }
+        cursor.insert(last.clone(), Child::Leaf(leaf));
+    }
+    root
+}
+
+/// `from_flat_state`: a tree from (path, leaf) pairs. On a repeated path the
+/// later leaf wins at the first one's position, as in a Python dict.
+pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<Node> {
+    let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::new();
+    for (path, leaf) in pairs {
+        if path.is_empty() {
+            bail!(InvalidArgument, "a flat entry has an empty path");
+        }
+        flat.insert(path, leaf);
+    }
+    Ok(unflatten(flat))
+}
+
+/// `diff(a, b)`: the leaves of `a` whose path is not a leaf path of `b`.
+/// As in NNX, an empty `b` (no keys at all) returns `a` itself.
+pub fn diff(a: &Arc<Node>, b: &Node) -> Arc<Node> {
+    if b.is_empty() {
+        return a.clone();
+    }
+    Arc::new(diff_node(a, Some(b)))
+}
+
+fn diff_node(a: &Node, b: Option<&Node>) -> Node {
+    let mut out = Node::new();
+    for (key, child) in a.sorted() {
+        let other = b.and_then(|b| b.get(key));
+        match child {
+            Child::Leaf(leaf) => {
+                if !matches!(other, Some(Child::Leaf(_))) {
+                    out.insert(key.clone(), Child::Leaf(leaf.clone()));
+                }
+            }
+            Child::Node(n) => {
+                let other_node = match other {
+                    Some(Child::Node(m)) => Some(&**m),
+                    _ => None,
+                };
+                let sub = diff_node(n, other_node);
+                if !sub.is_empty() {
+                    out.insert(key.clone(), Child::Node(Arc::new(sub)));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// In place, `src`'s leaves overwrite `dst`'s at their paths. Missing
+/// subtrees are created; a leaf of `dst` in the way of a `src` subtree is
+/// replaced by it.
+pub fn update(dst: &mut Node, src: &Node) {
+    for (key, child) in src.iter() {
+        match child {
+            Child::Leaf(leaf) => {
+                dst.insert(key.clone(), Child::Leaf(leaf.clone()));
+            }
+            Child::Node(n) => {
+                let Some(pruned) = prune(n) else { continue };
+                match dst.get_mut(key) {
+                    Some(Child::Node(existing)) => update(Arc::make_mut(existing), &pruned),
+                    _ => {
+                        dst.insert(key.clone(), Child::Node(pruned));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A copy with new variables and arrays holding copies of the bytes. A
+/// variable or array held at several paths is copied once and stays shared.
+pub fn deep_copy(node: &Node) -> Result<Node> {
+    let mut copies = HashMap::new();
+    deep_copy_node(node, &mut copies)
+}
+
+fn deep_copy_node(node: &Node, copies: &mut HashMap<usize, Leaf>) -> Result<Node> {
+    let mut out = Node::with_capacity(node.len());
+    for (key, child) in node.iter() {
+        let copied = match child {
+            Child::Node(n) => Child::Node(Arc::new(deep_copy_node(n, copies)?)),
+            Child::Leaf(leaf) => {
+                let identity = match leaf {
+                    Leaf::Variable(v) => Arc::as_ptr(v) as *const u8 as usize,
+                    Leaf::Array(a) => Arc::as_ptr(a) as *const u8 as usize,
+                };
+                let copy = match copies.get(&identity) {
+                    Some(done) => done.clone(),
+                    None => {
+                        let fresh = match leaf {
+                            Leaf::Variable(v) => Leaf::Variable(Arc::new(v.deep_copy()?)),
+                            Leaf::Array(a) => Leaf::Array(Arc::new(a.deep_copy()?)),
+                        };
+                        copies.insert(identity, fresh.clone());
+                        fresh
+                    }
+                };
+                Child::Leaf(copy)
+            }
+        };
+        out.insert(key.clone(), copied);
+    }
+    Ok(out)
+}

@@ -1,0 +1,400 @@
+//! `State`: a handle on a tree, or on a nested part of one (a live view).
+//!
+//! A handle is a shared root plus a path from it. Readers take an immutable
+//! snapshot of the root (one `Arc` clone under a read lock) and work on it
+//! without locks; writers swap in a new root under the write lock, cloning
+//! only the nodes on the path they change. So every handle can be used from
+//! many threads, and a reader sees the tree before or after a mutation,
+//! never half of it.
+
+use std::sync::{Arc, RwLock};
+
+use crate::array::Array;
+use crate::error::{bail, Result};
+use crate::filter::Filter;
+use crate::key::{format_path, Key};
+use crate::ops;
+use crate::tree::{Child, Kind, Leaf, Node};
+use crate::variable::Variable;
+
+type Root = Arc<RwLock<Arc<Node>>>;
+
+/// A nested, ordered mapping from keys to variables, arrays and nested
+/// states. Cloning the handle (`Clone`) gives another handle on the same
+/// tree; [`State::copy`] gives an independent tree.
+#[derive(Clone)]
+pub struct State {
+    root: Root,
+    prefix: Arc<[Key]>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.node() {
+            Ok(node) => f.write_str(&crate::display::to_string(&node)),
+            Err(e) => write!(f, "State(<{e}>)"),
+        }
+    }
+}
+
+/// What a path leads to.
+#[derive(Clone, Debug)]
+pub enum Entry {
+    State(State),
+    Leaf(Leaf),
+}
+
+impl State {
+    pub fn new() -> State {
+        State::from_node(Node::new())
+    }
+
+    pub fn from_node(node: impl Into<Arc<Node>>) -> State {
+        State {
+            root: Arc::new(RwLock::new(node.into())),
+            prefix: Arc::from([]),
+        }
+    }
+
+    fn root_snapshot(&self) -> Arc<Node> {
+        self.root.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A snapshot of this state's node. Fails when this is a view whose path
+    /// no longer leads to a nested state in its parent.
+    pub fn node(&self) -> Result<Arc<Node>> {
+        let mut node = self.root_snapshot();
+        for (depth, key) in self.prefix.iter().enumerate() {
+            node = match node.get(key) {
+                Some(Child::Node(n)) => n.clone(),
+                _ => bail!(
+                    KeyNotFound,
+                    "this nested state no longer exists: nothing at '{}' in its parent",
+                    format_path(&self.prefix[..=depth])
+                ),
+            };
+        }
+        Ok(node)
+    }
+
+    /// Runs `f` on this state's node, writable, under the root's write lock.
+    /// `f` must leave the node unchanged when it fails.
+    fn modify<R>(&self, f: impl FnOnce(&mut Node) -> Result<R>) -> Result<R> {
+        let mut guard = self.root.write().unwrap_or_else(|p| p.into_inner());
+        // Check the view before cloning anything on the way down.
+        let mut probe: &Node = &guard;
+        for (depth, key) in self.prefix.iter().enumerate() {
+            probe = match probe.get(key) {
+                Some(Child::Node(n)) => n,
+                _ => bail!(
+                    KeyNotFound,
+                    "this nested state no longer exists: nothing at '{}' in its parent",
+                    format_path(&self.prefix[..=depth])
+                ),
+            };
+        }
+        let mut node = Arc::make_mut(&mut guard);
+        for key in self.prefix.iter() {
+            node = match node.get_mut(key) {
+                Some(Child::Node(n)) => Arc::make_mut(n),
+                _ => unreachable!("checked above under the same lock"),
+            };
+        }
+        f(node)
+    }
+
+    /// What `path` leads to: a live view for a nested state, or the leaf.
+    /// The empty path is this state itself.
+    pub fn get(&self, path: &[Key]) -> Result<Entry> {
+        let node = self.node()?;
+        match lookup(&node, path)? {
+            Found::Node => Ok(Entry::State(self.view_unchecked(path))),
+            Found::Leaf(leaf) => Ok(Entry::Leaf(leaf.clone())),
+        }
+    }
+
+    pub fn kind(&self, path: &[Key]) -> Result<Kind> {
+        let node = self.node()?;
+        Ok(match lookup(&node, path)? {
+            Found::Node => Kind::State,
+            Found::Leaf(Leaf::Variable(_)) => Kind::Variable,
+            Found::Leaf(Leaf::Array(_)) => Kind::Array,
+        })
+    }
+
+    pub fn contains(&self, path: &[Key]) -> Result<bool> {
+        let node = self.node()?;
+        Ok(lookup(&node, path).is_ok())
+    }
+
+    /// A live view of the nested state at `path`: changes through it are
+    /// changes of this state, and it sees changes made here.
+    pub fn view(&self, path: &[Key]) -> Result<State> {
+        match self.get(path)? {
+            Entry::State(s) => Ok(s),
+            Entry::Leaf(_) => bail!(
+                WrongKind,
+                "'{}' is a leaf, not a nested state",
+                format_path(path)
+            ),
+        }
+    }
+
+    fn view_unchecked(&self, path: &[Key]) -> State {
+        if path.is_empty() {
+            return self.clone();
+        }
+        let prefix: Vec<Key> = self.prefix.iter().chain(path).cloned().collect();
+        State {
+            root: self.root.clone(),
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn get_leaf(&self, path: &[Key]) -> Result<Leaf> {
+        match self.get(path)? {
+            Entry::Leaf(leaf) => Ok(leaf),
+            Entry::State(_) => bail!(
+                WrongKind,
+                "'{}' is a nested state, not a leaf",
+                format_path(path)
+            ),
+        }
+    }
+
+    pub fn get_variable(&self, path: &[Key]) -> Result<Arc<Variable>> {
+        match self.get_leaf(path)? {
+            Leaf::Variable(v) => Ok(v),
+            Leaf::Array(_) => bail!(
+                WrongKind,
+                "'{}' is a bare array, not a variable",
+                format_path(path)
+            ),
+        }
+    }
+
+    pub fn get_array(&self, path: &[Key]) -> Result<Arc<Array>> {
+        match self.get_leaf(path)? {
+            Leaf::Array(a) => Ok(a),
+            Leaf::Variable(_) => bail!(
+                WrongKind,
+                "'{}' is a variable, not a bare array",
+                format_path(path)
+            ),
+        }
+    }
+
+    /// Puts `child` at `path`, creating missing nested states on the way and
+    /// replacing what was there. A path that runs through a leaf fails.
+    pub fn set(&self, path: &[Key], child: Child) -> Result<()> {
+        let Some((last, parents)) = path.split_last() else {
+            bail!(InvalidArgument, "cannot set the empty path");
+        };
+        let replaced = self.modify(|node| {
+            // Check first, so a failure changes nothing.
+            let mut probe: Option<&Node> = Some(node);
+            for (depth, key) in parents.iter().enumerate() {
+                probe = match probe.and_then(|n| n.get(key)) {
+                    Some(Child::Node(n)) => Some(n),
+                    Some(Child::Leaf(_)) => bail!(
+                        PathThroughLeaf,
+                        "path '{}' runs through the leaf at '{}'",
+                        format_path(path),
+                        format_path(&path[..=depth])
+                    ),
+                    None => None,
+                };
+            }
+            let mut cursor = node;
+            for key in parents {
+                if cursor.get(key).is_none() {
+                    cursor.insert(key.clone(), Child::Node(Arc::new(Node::new())));
+                }
+                cursor = match cursor.get_mut(key) {
+                    Some(Child::Node(n)) => Arc::make_mut(n),
+                    _ => unreachable!("checked above"),
+                };
+            }
+            Ok(cursor.insert(last.clone(), child))
+        })?;
+        // Dropping the old child may run release callbacks: not under the lock.
+        drop(replaced);
+        Ok(())
+    }
+
+    pub fn set_variable(&self, path: &[Key], variable: Arc<Variable>) -> Result<()> {
+        self.set(path, Child::Leaf(Leaf::Variable(variable)))
+    }
+
+    pub fn set_array(&self, path: &[Key], array: Arc<Array>) -> Result<()> {
+        self.set(path, Child::Leaf(Leaf::Array(array)))
+    }
+
+    /// Puts a snapshot of `other` at `path`: its leaves are shared, its
+    /// structure is not, so later changes to `other` are not seen here.
+    pub fn set_state(&self, path: &[Key], other: &State) -> Result<()> {
+        let node = other.node()?;
+        self.set(path, Child::Node(node))
+    }
+
+    /// Removes and returns what is at `path`.
+    pub fn remove(&self, path: &[Key]) -> Result<Child> {
+        let Some((last, parents)) = path.split_last() else {
+            bail!(InvalidArgument, "cannot remove the empty path");
+        };
+        let removed = self.modify(|node| {
+            match lookup(node, parents)? {
+                Found::Node => {}
+                Found::Leaf(_) => bail!(
+                    PathThroughLeaf,
+                    "path '{}' runs through a leaf",
+                    format_path(path)
+                ),
+            }
+            if lookup(node, path).is_err() {
+                bail!(KeyNotFound, "nothing at '{}'", format_path(path));
+            }
+            let mut cursor = node;
+            for key in parents {
+                cursor = match cursor.get_mut(key) {
+                    Some(Child::Node(n)) => Arc::make_mut(n),
+                    _ => unreachable!("checked above"),
+                };
+            }
+            Ok(cursor.remove(last))
+        })?;
+        match removed {
+            Some(child) => Ok(child),
+            None => bail!(KeyNotFound, "nothing at '{}'", format_path(path)),
+        }
+    }
+
+    /// Number of keys at this level.
+    pub fn len(&self) -> Result<usize> {
+        Ok(self.node()?.len())
+    }
+
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.node()?.is_empty())
+    }
+
+    /// The keys at this level, in order.
+    pub fn keys(&self) -> Result<Vec<Key>> {
+        Ok(self.node()?.keys().cloned().collect())
+    }
+
+    pub fn key_at(&self, index: usize) -> Result<Key> {
+        let node = self.node()?;
+        match node.get_index(index) {
+            Some((key, _)) => Ok(key.clone()),
+            None => bail!(
+                IndexOutOfRange,
+                "index {index} is out of range for a state with {} keys",
+                node.len()
+            ),
+        }
+    }
+
+    pub fn num_leaves(&self) -> Result<usize> {
+        Ok(self.node()?.num_leaves())
+    }
+
+    /// An independent state with the same structure and the same leaves.
+    /// Costs O(1): nodes are copied on write.
+    pub fn copy(&self) -> Result<State> {
+        Ok(State::from_node(self.node()?))
+    }
+
+    /// An independent state with new variables and copies of every array.
+    pub fn deep_copy(&self) -> Result<State> {
+        Ok(State::from_node(ops::deep_copy(&*self.node()?)?))
+    }
+
+    /// (path, leaf) pairs sorted by path.
+    pub fn flatten(&self) -> Result<Vec<(Vec<Key>, Leaf)>> {
+        Ok(ops::flatten(&*self.node()?))
+    }
+
+    pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<State> {
+        Ok(State::from_node(ops::from_flat(pairs)?))
+    }
+
+    pub fn filter(&self, filters: &[Filter]) -> Result<Vec<State>> {
+        let parts = ops::filter(&*self.node()?, filters)?;
+        Ok(parts.into_iter().map(State::from_node).collect())
+    }
+
+    pub fn split(&self, filters: &[Filter]) -> Result<Vec<State>> {
+        let parts = ops::split(&*self.node()?, filters)?;
+        Ok(parts.into_iter().map(State::from_node).collect())
+    }
+
+    pub fn merge(states: &[&State]) -> Result<State> {
+        let nodes = states
+            .iter()
+            .map(|s| s.node())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(State::from_node(ops::merge(&nodes)?))
+    }
+
+    pub fn diff(&self, other: &State) -> Result<State> {
+        let (a, b) = (self.node()?, other.node()?);
+        Ok(State::from_node(ops::diff(&a, &b)))
+    }
+
+    /// In place: `src`'s leaves overwrite this state's at their paths, all
+    /// at once for readers.
+    pub fn update(&self, src: &State) -> Result<()> {
+        let src = src.node()?;
+        self.modify(|node| {
+            ops::update(node, &src);
+            Ok(())
+        })
+    }
+
+    /// Whether both handles show the same structure holding the same leaves.
+    pub fn same_as(&self, other: &State) -> Result<bool> {
+        Ok(self.node()?.same_as(&*other.node()?))
+    }
+
+    /// An NNX-like listing of the tree.
+    pub fn to_string_tree(&self) -> Result<String> {
+        Ok(crate::display::to_string(&*self.node()?))
+    }
+}
+
+enum Found<'a> {
+    Node,
+    Leaf(&'a Leaf),
+}
+
+fn lookup<'a>(node: &'a Node, path: &[Key]) -> Result<Found<'a>> {
+    let mut current = node;
+    for (depth, key) in path.iter().enumerate() {
+        match current.get(key) {
+            Some(Child::Node(n)) => current = n,
+            Some(Child::Leaf(leaf)) if depth + 1 == path.len() => return Ok(Found::Leaf(leaf)),
+            Some(Child::Leaf(_)) => bail!(
+                PathThroughLeaf,
+                "path '{}' runs through the leaf at '{}'",
+                format_path(path),
+                format_path(&path[..=depth])
+            ),
+            None => bail!(
+                KeyNotFound,
+                "nothing at '{}' (no key {} at '{}')",
+                format_path(path),
+                key,
+                format_path(&path[..depth])
+            ),
+        }
+    }
+    let _ = current;
+    Ok(Found::Node)
+}

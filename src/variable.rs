@@ -1,0 +1,214 @@
+//! Variables: a type, an optional value and metadata, shared by reference.
+
+use std::fmt;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use indexmap::IndexMap;
+
+use crate::array::Array;
+use crate::error::{bail, Result};
+use crate::types::{self, TypeId};
+
+/// A metadata value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum MetaValue {
+    Str(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl MetaValue {
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            MetaValue::Str(_) => "str",
+            MetaValue::Int(_) => "int",
+            MetaValue::Float(_) => "float",
+            MetaValue::Bool(_) => "bool",
+        }
+    }
+}
+
+/// Writes the value as Python's `repr` would.
+impl fmt::Display for MetaValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaValue::Str(s) => write!(f, "{}", crate::key::Key::str(s)),
+            MetaValue::Int(i) => write!(f, "{i}"),
+            MetaValue::Float(x) => write!(f, "{x:?}"),
+            MetaValue::Bool(b) => f.write_str(if *b { "True" } else { "False" }),
+        }
+    }
+}
+
+/// The metadata entry that tag filters read.
+pub const TAG: &str = "tag";
+
+#[derive(Debug, Default)]
+struct Data {
+    value: Option<Arc<Array>>,
+    metadata: IndexMap<String, MetaValue>,
+}
+
+/// A typed slot for an array. States hold variables by `Arc`, so every state
+/// that holds one sees its value change.
+#[derive(Debug)]
+pub struct Variable {
+    type_id: TypeId,
+    data: RwLock<Data>,
+}
+
+impl Variable {
+    /// A variable of a registered type.
+    pub fn new(type_id: TypeId, value: Option<Arc<Array>>) -> Result<Variable> {
+        types::check(type_id)?;
+        Ok(Variable {
+            type_id,
+            data: RwLock::new(Data {
+                value,
+                metadata: IndexMap::new(),
+            }),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Data> {
+        self.data.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Data> {
+        self.data.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn type_id(&self) -> TypeId {
+        self.type_id
+    }
+
+    pub fn type_name(&self) -> &'static str {
+        types::name(self.type_id).unwrap_or("?")
+    }
+
+    pub fn value(&self) -> Option<Arc<Array>> {
+        self.read().value.clone()
+    }
+
+    /// Replaces the value; every holder of this variable sees the new one.
+    pub fn set_value(&self, value: Option<Arc<Array>>) {
+        let old = std::mem::replace(&mut self.write().value, value);
+        // The old array may run a caller's release callback: do that after
+        // the lock is gone.
+        drop(old);
+    }
+
+    pub fn metadata(&self, name: &str) -> Option<MetaValue> {
+        self.read().metadata.get(name).cloned()
+    }
+
+    pub fn set_metadata(&self, name: &str, value: MetaValue) -> Result<()> {
+        if name.is_empty() {
+            bail!(InvalidArgument, "a metadata name cannot be empty");
+        }
+        if name.contains('\0') {
+            bail!(InvalidArgument, "a metadata name cannot contain NUL");
+        }
+        self.write().metadata.insert(name.to_owned(), value);
+        Ok(())
+    }
+
+    pub fn remove_metadata(&self, name: &str) -> Option<MetaValue> {
+        self.write().metadata.shift_remove(name)
+    }
+
+    /// All metadata entries, in the order they were first set.
+    pub fn metadata_entries(&self) -> Vec<(String, MetaValue)> {
+        self.read()
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// The `tag` metadata, if it is a string.
+    pub fn tag(&self) -> Option<String> {
+        match self.read().metadata.get(TAG) {
+            Some(MetaValue::Str(s)) => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether the `tag` metadata is the string `tag` (no copy).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        matches!(self.read().metadata.get(TAG), Some(MetaValue::Str(s)) if s == tag)
+    }
+
+    /// A new variable with the same type and metadata and a copy of the value.
+    pub fn deep_copy(&self) -> Result<Variable> {
+        let data = self.read();
+        let value = match &data.value {
+            Some(array) => Some(Arc::new(array.deep_copy()?)),
+            None => None,
+        };
+        Ok(Variable {
+            type_id: self.type_id,
+            data: RwLock::new(Data {
+                value,
+                metadata: data.metadata.clone(),
+            }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_changes_are_shared() {
+        let var = Arc::new(Variable::new(TypeId::PARAM, None).unwrap());
+        let other_holder = var.clone();
+        assert!(var.value().is_none());
+        let array = Arc::new(Array::from_slice(&[1], &[2.0f32]).unwrap());
+        var.set_value(Some(array.clone()));
+        assert!(Arc::ptr_eq(&other_holder.value().unwrap(), &array));
+    }
+
+    #[test]
+    fn metadata_and_tags() {
+        let var = Variable::new(TypeId::CACHE, None).unwrap();
+        assert_eq!(var.tag(), None);
+        var.set_metadata("tag", MetaValue::Str("dropout".into()))
+            .unwrap();
+        var.set_metadata("sharding", MetaValue::Int(4)).unwrap();
+        assert!(var.has_tag("dropout"));
+        assert!(!var.has_tag("drop"));
+        assert_eq!(var.metadata("sharding"), Some(MetaValue::Int(4)));
+        assert_eq!(var.metadata_entries().len(), 2);
+        assert_eq!(
+            var.remove_metadata("tag"),
+            Some(MetaValue::Str("dropout".into()))
+        );
+        assert_eq!(var.tag(), None);
+        var.set_metadata("tag", MetaValue::Int(3)).unwrap();
+        assert!(!var.has_tag("3"));
+        assert!(var.set_metadata("", MetaValue::Bool(true)).is_err());
+    }
+
+    #[test]
+    fn unknown_types_are_rejected() {
+        let err = Variable::new(TypeId::from_raw(u32::MAX), None).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::UnknownType);
+    }
+
+    #[test]
+    fn deep_copy_copies_the_value() {
+        let var = Variable::new(
+            TypeId::PARAM,
+            Some(Arc::new(Array::from_slice(&[2], &[1i32, 2]).unwrap())),
+        )
+        .unwrap();
+        var.set_metadata("tag", MetaValue::Str("t".into())).unwrap();
+        let copy = var.deep_copy().unwrap();
+        assert!(!Arc::ptr_eq(&copy.value().unwrap(), &var.value().unwrap()));
+        assert_eq!(copy.value().unwrap().bytes(), var.value().unwrap().bytes());
+        assert_eq!(copy.tag().as_deref(), Some("t"));
+    }
+}
