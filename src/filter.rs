@@ -67,10 +67,6 @@ impl Filter {
         Filter::Callback(Arc::new(f))
     }
 
-    pub fn not(inner: Filter) -> Filter {
-        Filter::Not(Box::new(inner))
-    }
-
     /// Resolves type ids against `registry` into something quick to test.
     pub(crate) fn compile(&self, registry: &Registry) -> Result<Matcher<'_>> {
         Ok(match self {
@@ -95,6 +91,15 @@ impl Filter {
 
 fn compile_all<'f>(filters: &'f [Filter], registry: &Registry) -> Result<Vec<Matcher<'f>>> {
     filters.iter().map(|f| f.compile(registry)).collect()
+}
+
+/// `!filter` is NNX's `Not(filter)`.
+impl std::ops::Not for Filter {
+    type Output = Filter;
+
+    fn not(self) -> Filter {
+        Filter::Not(Box::new(self))
+    }
 }
 
 /// NNX's rule for filter lists: an Everything filter must be last, unless
@@ -188,7 +193,7 @@ impl Matcher<'_> {
                 Leaf::Variable(v) => v.has_tag(tag),
                 Leaf::Array(_) => false,
             },
-            Matcher::PathContains(key) => path.iter().any(|k| *k == *key),
+            Matcher::PathContains(key) => path.contains(key),
             Matcher::PathContainsText(text) => path.iter().any(|k| match k {
                 Key::Str(s) => s.as_str().contains(text.as_str()),
                 Key::Int(i) => DecimalBuf::new(*i).as_str().contains(text.as_str()),
@@ -325,11 +330,7 @@ mod tests {
         assert!(!test(&Filter::with_tag("drop"), &p, &key));
         let array = Leaf::Array(Arc::new(crate::Array::from_slice(&[1], &[1u8]).unwrap()));
         assert!(!test(&Filter::of_type(TypeId::VARIABLE), &p, &array));
-        assert!(test(
-            &Filter::not(Filter::of_type(TypeId::VARIABLE)),
-            &p,
-            &array
-        ));
+        assert!(test(&!Filter::of_type(TypeId::VARIABLE), &p, &array));
     }
 
     #[test]
@@ -400,7 +401,7 @@ mod tests {
         let f = Filter::Any(vec![
             Filter::of_type(TypeId::PARAM),
             Filter::with_tag("x"),
-            Filter::not(Filter::path_contains(0, false)),
+            !Filter::path_contains(0, false),
         ]);
         assert_eq!(
             format!("{f:?}"),

@@ -38,7 +38,7 @@ pub mod tree;
 pub mod types;
 pub mod variable;
 
-mod ffi;
+pub mod ffi;
 
 pub use array::{Array, DType};
 pub use buffer::{Buffer, Device};

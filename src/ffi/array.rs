@@ -1,0 +1,386 @@
+//! Arrays: shared (`_retain` / `_release`), immutable in dtype and shape.
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use super::error::nnx_status;
+use super::{boundary, fail, slice, ArcHandle, FfiResult, Out};
+use crate::array::{byte_size, Array, DType};
+use crate::buffer::{Buffer, Device};
+use crate::error::ErrorKind;
+
+/// An element type: one of the `NNX_DTYPE_*` values.
+pub type nnx_dtype = u32;
+pub const NNX_DTYPE_BOOL: nnx_dtype = 1;
+pub const NNX_DTYPE_I8: nnx_dtype = 2;
+pub const NNX_DTYPE_I16: nnx_dtype = 3;
+pub const NNX_DTYPE_I32: nnx_dtype = 4;
+pub const NNX_DTYPE_I64: nnx_dtype = 5;
+pub const NNX_DTYPE_U8: nnx_dtype = 6;
+pub const NNX_DTYPE_U16: nnx_dtype = 7;
+pub const NNX_DTYPE_U32: nnx_dtype = 8;
+pub const NNX_DTYPE_U64: nnx_dtype = 9;
+pub const NNX_DTYPE_F16: nnx_dtype = 10;
+pub const NNX_DTYPE_BF16: nnx_dtype = 11;
+pub const NNX_DTYPE_F32: nnx_dtype = 12;
+pub const NNX_DTYPE_F64: nnx_dtype = 13;
+pub const NNX_DTYPE_F8_E4M3FN: nnx_dtype = 14;
+pub const NNX_DTYPE_F8_E5M2: nnx_dtype = 15;
+
+// The header needs literal values; keep them equal to the core's codes.
+const _: () = {
+    assert!(NNX_DTYPE_BOOL == DType::Bool as u32);
+    assert!(NNX_DTYPE_I8 == DType::I8 as u32);
+    assert!(NNX_DTYPE_I16 == DType::I16 as u32);
+    assert!(NNX_DTYPE_I32 == DType::I32 as u32);
+    assert!(NNX_DTYPE_I64 == DType::I64 as u32);
+    assert!(NNX_DTYPE_U8 == DType::U8 as u32);
+    assert!(NNX_DTYPE_U16 == DType::U16 as u32);
+    assert!(NNX_DTYPE_U32 == DType::U32 as u32);
+    assert!(NNX_DTYPE_U64 == DType::U64 as u32);
+    assert!(NNX_DTYPE_F16 == DType::F16 as u32);
+    assert!(NNX_DTYPE_BF16 == DType::BF16 as u32);
+    assert!(NNX_DTYPE_F32 == DType::F32 as u32);
+    assert!(NNX_DTYPE_F64 == DType::F64 as u32);
+    assert!(NNX_DTYPE_F8_E4M3FN == DType::F8E4M3FN as u32);
+    assert!(NNX_DTYPE_F8_E5M2 == DType::F8E5M2 as u32);
+};
+
+/// A dense, C-ordered tensor: dtype, shape and bytes. Shared: every
+/// `nnx_array *` the library returns as owned holds one reference, given back
+/// with `nnx_array_release`. Thread-safe; the library never writes the bytes
+/// after creation.
+pub struct nnx_array {
+    _opaque: [u8; 0],
+}
+
+impl ArcHandle for nnx_array {
+    type Inner = Array;
+}
+
+/// Called exactly once with its `user_data` when the library lets go of
+/// caller memory (a borrowed array's buffer, a callback filter's data). It may
+/// run on any thread that drops the last reference.
+pub type nnx_release_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+pub(crate) fn dtype_from_c(dtype: nnx_dtype) -> FfiResult<DType> {
+    match DType::from_code(dtype) {
+        Some(d) => Ok(d),
+        None => fail!(NNX_ERR_INVALID_ARGUMENT, "unknown dtype {dtype}"),
+    }
+}
+
+/// Creates an array holding a copy of `nbytes` bytes at `data`.
+///
+/// - `shape`: borrowed, `ndim` dimensions (NULL allowed when `ndim` is 0, a
+///   scalar); each must be >= 0.
+/// - `data`: borrowed, read during the call; NULL allowed when `nbytes` is 0.
+/// - `nbytes` must equal the dtype's size times the product of the shape.
+/// - `out_array`: receives a new reference, owned by the caller (release with
+///   `nnx_array_release`); written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (unknown dtype,
+/// negative dimension, size overflow), `NNX_ERR_SHAPE_MISMATCH`.
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_new(
+    dtype: nnx_dtype,
+    shape: *const i64,
+    ndim: usize,
+    data: *const c_void,
+    nbytes: usize,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_array, "out_array")?;
+        let dtype = dtype_from_c(dtype)?;
+        // SAFETY: `shape` holds `ndim` dimensions and `data` `nbytes` bytes by
+        // the contract above.
+        let (shape, bytes) = unsafe {
+            (
+                slice(shape, ndim, "shape")?,
+                slice(data.cast::<u8>(), nbytes, "data")?,
+            )
+        };
+        let array = Array::new(dtype, shape, Some(bytes))?;
+        out.write(nnx_array::into_raw(Arc::new(array)));
+        Ok(())
+    })
+}
+
+/// Creates an array of zeros.
+///
+/// - `shape`: as for `nnx_array_new`.
+/// - `out_array`: receives a new reference, owned by the caller; written on
+///   success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_zeros(
+    dtype: nnx_dtype,
+    shape: *const i64,
+    ndim: usize,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_array, "out_array")?;
+        let dtype = dtype_from_c(dtype)?;
+        // SAFETY: `shape` holds `ndim` dimensions by the contract above.
+        let shape = unsafe { slice(shape, ndim, "shape") }?;
+        out.write(nnx_array::into_raw(Arc::new(Array::new(
+            dtype, shape, None,
+        )?)));
+        Ok(())
+    })
+}
+
+/// Creates an array over the caller's memory, without copying it.
+///
+/// - `data`: `nbytes` bytes, lent to the library: they must stay valid (and
+///   unchanged, unless you mean to change the array) until `release` is
+///   called. NULL allowed when `nbytes` is 0.
+/// - `writable`: whether `nnx_array_data_mut` may hand out this memory.
+/// - `release`: called exactly once, with `user_data`, when the last
+///   reference to the array goes; it may run on any thread. May be NULL if
+///   the memory outlives every reference by other means.
+/// - `out_array`: receives a new reference, owned by the caller; written on
+///   success only.
+///
+/// On failure the library keeps nothing and does not call `release`: the
+/// memory stays the caller's.
+///
+/// Errors: as `nnx_array_new`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_wrap(
+    dtype: nnx_dtype,
+    shape: *const i64,
+    ndim: usize,
+    data: *mut c_void,
+    nbytes: usize,
+    writable: bool,
+    release: nnx_release_fn,
+    user_data: *mut c_void,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_array, "out_array")?;
+        let dtype = dtype_from_c(dtype)?;
+        // SAFETY: `shape` holds `ndim` dimensions by the contract above.
+        let shape = unsafe { slice(shape, ndim, "shape") }?;
+        if data.is_null() && nbytes != 0 {
+            fail!(NNX_ERR_NULL_ARGUMENT, "argument `data` is NULL");
+        }
+        // Validate before taking the memory, so a failure never calls release.
+        let expected = byte_size(dtype, shape)?;
+        if expected != nbytes {
+            fail!(
+                NNX_ERR_SHAPE_MISMATCH,
+                "{} array of shape {shape:?} needs {expected} bytes, got {nbytes}",
+                dtype.name()
+            );
+        }
+        let release = release.map(|f| {
+            let user_data = SendPtr(user_data);
+            Box::new(move || {
+                let user_data = user_data;
+                // SAFETY: the caller's callback, called once with its data.
+                unsafe { f(user_data.0) }
+            }) as Box<dyn FnOnce() + Send>
+        });
+        // SAFETY: `data` is valid for `nbytes` bytes until `release` runs, by
+        // the contract above.
+        let buffer =
+            unsafe { Buffer::from_foreign(data.cast(), nbytes, writable, Device::CPU, release) };
+        let array = Array::from_buffer(dtype, shape, buffer)?;
+        out.write(nnx_array::into_raw(Arc::new(array)));
+        Ok(())
+    })
+}
+
+/// A caller's pointer carried to the thread that runs a release callback.
+struct SendPtr(*mut c_void);
+// SAFETY: the pointer is only handed back to the caller's own callback, which
+// the documentation says may run on any thread.
+unsafe impl Send for SendPtr {}
+
+/// Writes the array's dtype to `*out_dtype`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_dtype(
+    array: *const nnx_array,
+    out_dtype: *mut nnx_dtype,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_dtype, "out_dtype")?;
+        // SAFETY: `array` is a handle argument.
+        out.write(unsafe { nnx_array::borrow(array, "array") }?.dtype().code());
+        Ok(())
+    })
+}
+
+/// Writes the number of dimensions to `*out_ndim` (0 for a scalar).
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_ndim(array: *const nnx_array, out_ndim: *mut usize) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_ndim, "out_ndim")?;
+        // SAFETY: `array` is a handle argument.
+        out.write(unsafe { nnx_array::borrow(array, "array") }?.ndim());
+        Ok(())
+    })
+}
+
+/// Writes a pointer to the array's `ndim` dimensions to `*out_shape`.
+///
+/// - `out_shape`: borrowed from the array, valid while the caller holds a
+///   reference to it; do not free. May point to no elements for a scalar.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_shape(
+    array: *const nnx_array,
+    out_shape: *mut *const i64,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_shape, "out_shape")?;
+        // SAFETY: `array` is a handle argument.
+        out.write(
+            unsafe { nnx_array::borrow(array, "array") }?
+                .shape()
+                .as_ptr(),
+        );
+        Ok(())
+    })
+}
+
+/// Writes the number of bytes of data to `*out_nbytes`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_nbytes(array: *const nnx_array, out_nbytes: *mut usize) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_nbytes, "out_nbytes")?;
+        // SAFETY: `array` is a handle argument.
+        out.write(unsafe { nnx_array::borrow(array, "array") }?.nbytes());
+        Ok(())
+    })
+}
+
+/// Writes a pointer to the array's bytes to `*out_data` (C order, native
+/// byte order).
+///
+/// - `out_data`: borrowed, valid while the caller holds a reference to the
+///   array; read-only. Library-allocated data is 64-byte aligned.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_data(
+    array: *const nnx_array,
+    out_data: *mut *const c_void,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_data, "out_data")?;
+        // SAFETY: `array` is a handle argument.
+        out.write(
+            unsafe { nnx_array::borrow(array, "array") }?
+                .buffer()
+                .as_ptr()
+                .cast(),
+        );
+        Ok(())
+    })
+}
+
+/// Writes a pointer to the array's bytes, for writing in place, to
+/// `*out_data`. Every variable and state holding this array sees the change.
+///
+/// - `out_data`: borrowed, valid while the caller holds a reference to the
+///   array. Concurrent writes and reads of the bytes are the caller's to
+///   synchronise, as with any shared buffer.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_READ_ONLY` (an array made with
+/// `nnx_array_wrap` and `writable` false). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_data_mut(
+    array: *const nnx_array,
+    out_data: *mut *mut c_void,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_data, "out_data")?;
+        // SAFETY: `array` is a handle argument.
+        let array = unsafe { nnx_array::borrow(array, "array") }?;
+        match array.buffer().as_mut_ptr() {
+            Some(ptr) => out.write(ptr.cast()),
+            None => {
+                return Err(crate::Error::new(
+                    ErrorKind::ReadOnly,
+                    "this array's memory was lent read-only",
+                )
+                .into())
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Writes to `*out_writable` whether `nnx_array_data_mut` would succeed.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_is_writable(
+    array: *const nnx_array,
+    out_writable: *mut bool,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_writable, "out_writable")?;
+        // SAFETY: `array` is a handle argument.
+        out.write(
+            unsafe { nnx_array::borrow(array, "array") }?
+                .buffer()
+                .is_writable(),
+        );
+        Ok(())
+    })
+}
+
+/// Takes one more reference to the array; give it back with
+/// `nnx_array_release`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_retain(array: *const nnx_array) -> nnx_status {
+    boundary(|| {
+        // SAFETY: `array` is a handle argument; the new count is the caller's.
+        std::mem::forget(unsafe { nnx_array::to_arc(array, "array") }?);
+        Ok(())
+    })
+}
+
+/// Gives back one reference to the array. The last one frees it (and calls a
+/// borrowed buffer's release callback). NULL is a no-op.
+///
+/// Releasing more references than the caller owns is undefined behaviour the
+/// library cannot detect. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_release(array: *const nnx_array) {
+    // A release callback could panic only by a bug; keep it inside the boundary.
+    boundary(|| {
+        // SAFETY: the caller gives back a reference it owns.
+        unsafe { nnx_array::release(array) };
+        Ok(())
+    });
+}
+
+/// Borrows an optional array argument (NULL gives `None`).
+///
+/// # Safety
+/// A non-null `array` must be a live handle.
+pub(crate) unsafe fn optional_array(array: *const nnx_array) -> FfiResult<Option<Arc<Array>>> {
+    if array.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null live handle by the contract above.
+    Ok(Some(unsafe { nnx_array::to_arc(array, "array") }?))
+}

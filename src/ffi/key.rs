@@ -1,0 +1,105 @@
+//! Keys and paths across the boundary.
+
+use std::ffi::c_char;
+
+use super::{c_str, fail, slice, FfiResult};
+use crate::key::{parse_path, Key};
+
+/// What an `nnx_key` holds: `NNX_KEY_STR` or `NNX_KEY_INT`.
+pub type nnx_key_kind = u32;
+/// A UTF-8 string key.
+pub const NNX_KEY_STR: nnx_key_kind = 0;
+/// A signed 64-bit integer key.
+pub const NNX_KEY_INT: nnx_key_kind = 1;
+
+/// One element of a path: a UTF-8 string or a signed 64-bit integer. The
+/// string "0" and the integer 0 are different keys.
+///
+/// Passed in: `str` points to `str_len` bytes of UTF-8 (no terminator needed;
+/// NULL allowed when `str_len` is 0), read during the call only.
+/// Handed out: `str` is NUL-terminated as well, and lives as long as the
+/// documentation of the returning function says.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nnx_key {
+    /// `NNX_KEY_STR` or `NNX_KEY_INT`.
+    pub kind: nnx_key_kind,
+    /// For `NNX_KEY_STR`: the bytes of the string.
+    pub str: *const c_char,
+    /// For `NNX_KEY_STR`: the number of bytes, without any terminator.
+    pub str_len: usize,
+    /// For `NNX_KEY_INT`: the value.
+    pub int_value: i64,
+}
+
+/// A path: `len` keys at `keys`. Used where a function takes several paths.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct nnx_path {
+    /// The keys, root first; NULL allowed when `len` is 0.
+    pub keys: *const nnx_key,
+    /// The number of keys.
+    pub len: usize,
+}
+
+/// Converts one C key.
+///
+/// # Safety
+/// `key.str` must be valid for `key.str_len` bytes when it is a string key.
+pub(crate) unsafe fn key_from_c(key: &nnx_key) -> FfiResult<Key> {
+    match key.kind {
+        NNX_KEY_INT => Ok(Key::Int(key.int_value)),
+        NNX_KEY_STR => {
+            // SAFETY: by this function's contract.
+            let bytes = unsafe { slice(key.str.cast::<u8>(), key.str_len, "key.str") }?;
+            Ok(Key::from_utf8(bytes)?)
+        }
+        other => fail!(
+            NNX_ERR_INVALID_ARGUMENT,
+            "key kind {other} is neither NNX_KEY_STR (0) nor NNX_KEY_INT (1)"
+        ),
+    }
+}
+
+/// Converts a C path (`len` keys at `keys`).
+///
+/// # Safety
+/// A non-null `keys` must point to `len` keys, each valid as for
+/// [`key_from_c`].
+pub(crate) unsafe fn path_from_c(keys: *const nnx_key, len: usize) -> FfiResult<Vec<Key>> {
+    // SAFETY: by this function's contract.
+    let keys = unsafe { slice(keys, len, "path") }?;
+    keys.iter()
+        // SAFETY: each key by this function's contract.
+        .map(|k| unsafe { key_from_c(k) })
+        .collect()
+}
+
+/// Parses a `/`-separated path string argument.
+///
+/// # Safety
+/// A non-null `text` must be a NUL-terminated string valid for the call.
+pub(crate) unsafe fn path_from_c_str(text: *const c_char) -> FfiResult<Vec<Key>> {
+    // SAFETY: by this function's contract.
+    let text = unsafe { c_str(text, "path") }?;
+    Ok(parse_path(text)?)
+}
+
+/// A C view of a key. A string key's pointer refers to the key's own
+/// NUL-terminated storage, valid while the key (or a clone) is alive.
+pub(crate) fn key_to_c(key: &Key) -> nnx_key {
+    match key {
+        Key::Int(value) => nnx_key {
+            kind: NNX_KEY_INT,
+            str: std::ptr::null(),
+            str_len: 0,
+            int_value: *value,
+        },
+        Key::Str(text) => nnx_key {
+            kind: NNX_KEY_STR,
+            str: text.as_bytes_with_nul().as_ptr().cast(),
+            str_len: text.as_str().len(),
+            int_value: 0,
+        },
+    }
+}

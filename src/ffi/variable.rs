@@ -1,0 +1,421 @@
+//! Variables: shared (`_retain` / `_release`); a type, a value and metadata.
+
+use std::ffi::c_char;
+use std::sync::Arc;
+
+use super::array::{nnx_array, optional_array};
+use super::error::nnx_status;
+use super::types::{nnx_type_id, type_from_c};
+use super::{boundary, c_str, fail, owned_c_string, ArcHandle, FfiResult, Out};
+use crate::variable::{MetaValue, Variable};
+
+/// A typed slot holding an optional array and metadata. Shared: every
+/// `nnx_variable *` the library returns as owned holds one reference, given
+/// back with `nnx_variable_release`. States hold variables by reference, so a
+/// value set through one holder is seen by all. Thread-safe: each call on a
+/// variable is atomic.
+pub struct nnx_variable {
+    _opaque: [u8; 0],
+}
+
+impl ArcHandle for nnx_variable {
+    type Inner = Variable;
+}
+
+/// The kind of a metadata value: one of the `NNX_META_*` values.
+pub type nnx_meta_kind = u32;
+pub const NNX_META_STR: nnx_meta_kind = 0;
+pub const NNX_META_INT: nnx_meta_kind = 1;
+pub const NNX_META_FLOAT: nnx_meta_kind = 2;
+pub const NNX_META_BOOL: nnx_meta_kind = 3;
+
+fn meta_kind(value: &MetaValue) -> nnx_meta_kind {
+    match value {
+        MetaValue::Str(_) => NNX_META_STR,
+        MetaValue::Int(_) => NNX_META_INT,
+        MetaValue::Float(_) => NNX_META_FLOAT,
+        MetaValue::Bool(_) => NNX_META_BOOL,
+    }
+}
+
+/// Creates a variable of a registered type.
+///
+/// - `value`: optional (NULL for no value); the variable takes its own
+///   reference, the caller keeps theirs.
+/// - `out_variable`: receives a new reference, owned by the caller (release
+///   with `nnx_variable_release`); written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_UNKNOWN_TYPE`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_new(
+    type_id: nnx_type_id,
+    value: *const nnx_array,
+    out_variable: *mut *mut nnx_variable,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_variable, "out_variable")?;
+        let type_id = type_from_c(type_id)?;
+        // SAFETY: `value` is NULL or a handle argument.
+        let value = unsafe { optional_array(value) }?;
+        out.write(nnx_variable::into_raw(Arc::new(Variable::new(
+            type_id, value,
+        )?)));
+        Ok(())
+    })
+}
+
+/// Writes the variable's type id to `*out_type`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_type(
+    variable: *const nnx_variable,
+    out_type: *mut nnx_type_id,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_type, "out_type")?;
+        // SAFETY: `variable` is a handle argument.
+        out.write(
+            unsafe { nnx_variable::borrow(variable, "variable") }?
+                .type_id()
+                .raw(),
+        );
+        Ok(())
+    })
+}
+
+/// Writes the variable's value to `*out_value`: a new reference owned by the
+/// caller (release with `nnx_array_release`), or NULL if it has no value.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_value(
+    variable: *const nnx_variable,
+    out_value: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_value, "out_value")?;
+        // SAFETY: `variable` is a handle argument.
+        let variable = unsafe { nnx_variable::borrow(variable, "variable") }?;
+        out.write(
+            variable
+                .value()
+                .map_or(std::ptr::null_mut(), nnx_array::into_raw),
+        );
+        Ok(())
+    })
+}
+
+/// Replaces the variable's value; every state holding the variable sees it.
+///
+/// - `value`: optional (NULL clears the value); the variable takes its own
+///   reference, the caller keeps theirs. The old value's reference is given
+///   back.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (variable). Thread-safe and atomic.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_value(
+    variable: *const nnx_variable,
+    value: *const nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: handle arguments.
+        let (variable, value) = unsafe {
+            (
+                nnx_variable::borrow(variable, "variable")?,
+                optional_array(value)?,
+            )
+        };
+        variable.set_value(value);
+        Ok(())
+    })
+}
+
+/// Borrows the variable and reads the `name` argument: the start of every
+/// metadata function.
+///
+/// # Safety
+/// Pointer arguments as in the functions' contracts.
+unsafe fn variable_and_name<'a>(
+    variable: *const nnx_variable,
+    name: *const c_char,
+) -> FfiResult<(&'a Variable, &'a str)> {
+    // SAFETY: by the contract above.
+    unsafe {
+        Ok((
+            nnx_variable::borrow(variable, "variable")?,
+            c_str(name, "name")?,
+        ))
+    }
+}
+
+fn set_metadata(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    value: impl FnOnce() -> FfiResult<MetaValue>,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: pointer arguments of the public setters.
+        let (variable, name) = unsafe { variable_and_name(variable, name) }?;
+        variable.set_metadata(name, value()?)?;
+        Ok(())
+    })
+}
+
+fn get_metadata<T>(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out: *mut T,
+    extract: impl FnOnce(MetaValue) -> Result<FfiResult<T>, MetaValue>,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out, "out_value")?;
+        // SAFETY: pointer arguments of the public getters.
+        let (variable, name) = unsafe { variable_and_name(variable, name) }?;
+        let Some(value) = variable.metadata(name) else {
+            fail!(
+                NNX_ERR_KEY_NOT_FOUND,
+                "the variable has no metadata {name:?}"
+            );
+        };
+        match extract(value) {
+            Ok(converted) => out.write(converted?),
+            Err(other) => fail!(
+                NNX_ERR_WRONG_KIND,
+                "metadata {name:?} is a {} ({other})",
+                other.kind_name()
+            ),
+        }
+        Ok(())
+    })
+}
+
+/// Sets metadata `name` to a string (`"tag"` is what tag filters read).
+///
+/// - `name`, `value`: borrowed, NUL-terminated UTF-8; copied. `name` not empty.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+/// `NNX_ERR_INVALID_ARGUMENT` (empty name). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_metadata_str(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    value: *const c_char,
+) -> nnx_status {
+    set_metadata(variable, name, || {
+        // SAFETY: a C string argument.
+        let value = unsafe { c_str(value, "value") }?;
+        Ok(MetaValue::Str(value.to_owned()))
+    })
+}
+
+/// Sets metadata `name` to an integer. As `nnx_variable_set_metadata_str`.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_metadata_int(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    value: i64,
+) -> nnx_status {
+    set_metadata(variable, name, || Ok(MetaValue::Int(value)))
+}
+
+/// Sets metadata `name` to a float. As `nnx_variable_set_metadata_str`.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_metadata_float(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    value: f64,
+) -> nnx_status {
+    set_metadata(variable, name, || Ok(MetaValue::Float(value)))
+}
+
+/// Sets metadata `name` to a boolean. As `nnx_variable_set_metadata_str`.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_metadata_bool(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    value: bool,
+) -> nnx_status {
+    set_metadata(variable, name, || Ok(MetaValue::Bool(value)))
+}
+
+/// Reads string metadata `name` into `*out_value`: a new NUL-terminated
+/// string owned by the caller (free with `nnx_string_free`).
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8` (name),
+/// `NNX_ERR_KEY_NOT_FOUND` (no such entry), `NNX_ERR_WRONG_KIND` (not a
+/// string), `NNX_ERR_INVALID_ARGUMENT` (the string holds a NUL byte).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_metadata_str(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_value: *mut *mut c_char,
+) -> nnx_status {
+    get_metadata(variable, name, out_value, |v| match v {
+        MetaValue::Str(s) => Ok(owned_c_string(&s)),
+        other => Err(other),
+    })
+}
+
+/// Reads integer metadata `name` into `*out_value`. Errors as
+/// `nnx_variable_get_metadata_str`.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_metadata_int(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_value: *mut i64,
+) -> nnx_status {
+    get_metadata(variable, name, out_value, |v| match v {
+        MetaValue::Int(i) => Ok(Ok(i)),
+        other => Err(other),
+    })
+}
+
+/// Reads float metadata `name` into `*out_value`. Errors as
+/// `nnx_variable_get_metadata_str`.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_metadata_float(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_value: *mut f64,
+) -> nnx_status {
+    get_metadata(variable, name, out_value, |v| match v {
+        MetaValue::Float(x) => Ok(Ok(x)),
+        other => Err(other),
+    })
+}
+
+/// Reads boolean metadata `name` into `*out_value`. Errors as
+/// `nnx_variable_get_metadata_str`.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_metadata_bool(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_value: *mut bool,
+) -> nnx_status {
+    get_metadata(variable, name, out_value, |v| match v {
+        MetaValue::Bool(b) => Ok(Ok(b)),
+        other => Err(other),
+    })
+}
+
+/// Writes the variable's tag (its `"tag"` metadata, when a string) to
+/// `*out_tag`: a new string owned by the caller (free with
+/// `nnx_string_free`), or NULL when it has none.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_tag(
+    variable: *const nnx_variable,
+    out_tag: *mut *mut c_char,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_tag, "out_tag")?;
+        // SAFETY: `variable` is a handle argument.
+        let variable = unsafe { nnx_variable::borrow(variable, "variable") }?;
+        out.write(match variable.tag() {
+            Some(tag) => owned_c_string(&tag)?,
+            None => std::ptr::null_mut(),
+        });
+        Ok(())
+    })
+}
+
+/// Writes the number of metadata entries to `*out_count`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_metadata_count(
+    variable: *const nnx_variable,
+    out_count: *mut usize,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_count, "out_count")?;
+        // SAFETY: `variable` is a handle argument.
+        out.write(
+            unsafe { nnx_variable::borrow(variable, "variable") }?
+                .metadata_entries()
+                .len(),
+        );
+        Ok(())
+    })
+}
+
+/// Writes the name and kind of metadata entry `index` (in the order entries
+/// were first set) to `*out_name` (a new string owned by the caller, free
+/// with `nnx_string_free`) and `*out_kind`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INDEX_OUT_OF_RANGE`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_metadata_at(
+    variable: *const nnx_variable,
+    index: usize,
+    out_name: *mut *mut c_char,
+    out_kind: *mut nnx_meta_kind,
+) -> nnx_status {
+    boundary(|| {
+        let out_name = Out::new(out_name, "out_name")?;
+        let out_kind = Out::new(out_kind, "out_kind")?;
+        // SAFETY: `variable` is a handle argument.
+        let entries = unsafe { nnx_variable::borrow(variable, "variable") }?.metadata_entries();
+        let Some((name, value)) = entries.get(index) else {
+            fail!(
+                NNX_ERR_INDEX_OUT_OF_RANGE,
+                "metadata index {index} is out of range ({} entries)",
+                entries.len()
+            );
+        };
+        let name = owned_c_string(name)?;
+        out_kind.write(meta_kind(value));
+        out_name.write(name);
+        Ok(())
+    })
+}
+
+/// Removes metadata `name`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+/// `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_remove_metadata(
+    variable: *const nnx_variable,
+    name: *const c_char,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: pointer arguments as documented.
+        let (variable, name) = unsafe { variable_and_name(variable, name) }?;
+        if variable.remove_metadata(name).is_none() {
+            fail!(
+                NNX_ERR_KEY_NOT_FOUND,
+                "the variable has no metadata {name:?}"
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Takes one more reference to the variable; give it back with
+/// `nnx_variable_release`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_retain(variable: *const nnx_variable) -> nnx_status {
+    boundary(|| {
+        // SAFETY: `variable` is a handle argument; the new count is the caller's.
+        std::mem::forget(unsafe { nnx_variable::to_arc(variable, "variable") }?);
+        Ok(())
+    })
+}
+
+/// Gives back one reference to the variable; the last one frees it. NULL is
+/// a no-op. Releasing more references than the caller owns is undefined
+/// behaviour the library cannot detect. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_release(variable: *const nnx_variable) {
+    boundary(|| {
+        // SAFETY: the caller gives back a reference it owns.
+        unsafe { nnx_variable::release(variable) };
+        Ok(())
+    });
+}
