@@ -1,0 +1,426 @@
+//! The Rust core through its public API: handles, live views, mutation,
+//! sharing, and the operations' documented edge cases.
+
+use std::sync::Arc;
+use std::thread;
+
+use nnx_state::{
+    parse_path, Array, Entry, ErrorKind, Filter, Key, Kind, Leaf, MetaValue, State, TypeId,
+    Variable,
+};
+
+fn p(text: &str) -> Vec<Key> {
+    parse_path(text).unwrap()
+}
+
+fn var(type_id: TypeId, values: &[f32]) -> Arc<Variable> {
+    let array = Array::from_slice(&[values.len() as i64], values).unwrap();
+    Arc::new(Variable::new(type_id, Some(Arc::new(array))).unwrap())
+}
+
+/// The state of `Model(BatchNorm(2), Linear(2, 3))`.
+fn model() -> State {
+    let s = State::new();
+    s.set_variable(&p("batchnorm/bias"), var(TypeId::PARAM, &[0.0; 2]))
+        .unwrap();
+    s.set_variable(&p("batchnorm/mean"), var(TypeId::BATCH_STAT, &[0.0; 2]))
+        .unwrap();
+    s.set_variable(&p("batchnorm/scale"), var(TypeId::PARAM, &[1.0; 2]))
+        .unwrap();
+    s.set_variable(&p("batchnorm/var"), var(TypeId::BATCH_STAT, &[1.0; 2]))
+        .unwrap();
+    s.set_variable(&p("linear/bias"), var(TypeId::PARAM, &[0.0; 3]))
+        .unwrap();
+    s.set_variable(&p("linear/kernel"), var(TypeId::PARAM, &[0.5; 6]))
+        .unwrap();
+    s
+}
+
+fn paths(state: &State) -> Vec<String> {
+    state
+        .flatten()
+        .unwrap()
+        .iter()
+        .map(|(path, _)| nnx_state::key::format_path(path))
+        .collect()
+}
+
+#[test]
+fn seed_examples_filter_split_merge() {
+    let state = model();
+    let params = &state.filter(&[Filter::of_type(TypeId::PARAM)]).unwrap()[0];
+    assert_eq!(
+        paths(params),
+        [
+            "batchnorm/bias",
+            "batchnorm/scale",
+            "linear/bias",
+            "linear/kernel"
+        ]
+    );
+    let parts = state
+        .split(&[
+            Filter::of_type(TypeId::PARAM),
+            Filter::of_type(TypeId::BATCH_STAT),
+        ])
+        .unwrap();
+    assert_eq!(paths(&parts[1]), ["batchnorm/mean", "batchnorm/var"]);
+
+    // params['linear']['bias'][...] += 1: a new value on the shared variable.
+    let bias = parts[0].get_variable(&p("linear/bias")).unwrap();
+    bias.set_value(Some(Arc::new(
+        Array::from_slice(&[3], &[1.0f32; 3]).unwrap(),
+    )));
+    let merged = State::merge(&[&parts[0], &parts[1]]).unwrap();
+    let seen = merged
+        .get_variable(&p("linear/bias"))
+        .unwrap()
+        .value()
+        .unwrap();
+    assert_eq!(seen.to_f64_vec().unwrap(), vec![1.0; 3]);
+    // The original state holds the same variable, so it sees the change too.
+    assert!(Arc::ptr_eq(
+        &state.get_variable(&p("linear/bias")).unwrap(),
+        &bias
+    ));
+}
+
+#[test]
+fn operations_share_leaves_and_never_copy_bytes() {
+    let state = model();
+    let before = state.flatten().unwrap();
+    let parts = state
+        .split(&[Filter::of_type(TypeId::PARAM), Filter::Everything])
+        .unwrap();
+    let merged = State::merge(&[&parts[0], &parts[1]]).unwrap();
+    for (path, leaf) in &before {
+        match merged.get(path).unwrap() {
+            Entry::Leaf(l) => assert!(l.same(leaf)),
+            Entry::State(_) => panic!("a leaf became a state"),
+        }
+    }
+    let copy = state.copy().unwrap();
+    assert!(copy.same_as(&state).unwrap());
+}
+
+#[test]
+fn nested_access_is_a_live_view() {
+    let state = model();
+    let linear = state.view(&p("linear")).unwrap();
+    linear
+        .set_variable(&p("extra"), var(TypeId::CACHE, &[2.0]))
+        .unwrap();
+    assert_eq!(state.kind(&p("linear/extra")).unwrap(), Kind::Variable);
+    state.remove(&p("linear/bias")).unwrap();
+    assert_eq!(
+        linear.keys().unwrap(),
+        vec![Key::str("kernel"), Key::str("extra")]
+    );
+    // Once its subtree is gone, the view says so.
+    state.remove(&p("linear")).unwrap();
+    assert_eq!(linear.len().unwrap_err().kind(), ErrorKind::KeyNotFound);
+    assert_eq!(
+        linear
+            .set_variable(&p("x"), var(TypeId::PARAM, &[1.0]))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::KeyNotFound
+    );
+}
+
+#[test]
+fn set_state_copies_structure_and_shares_leaves() {
+    let state = State::new();
+    let sub = model();
+    state.set_state(&p("model"), &sub).unwrap();
+    sub.remove(&p("linear")).unwrap();
+    assert_eq!(state.num_leaves().unwrap(), 6);
+    assert!(
+        state
+            .get_variable(&p("model/batchnorm/bias"))
+            .unwrap()
+            .as_ref() as *const Variable
+            == sub.get_variable(&p("batchnorm/bias")).unwrap().as_ref() as *const Variable
+    );
+}
+
+#[test]
+fn path_errors_change_nothing() {
+    let state = model();
+    let before = state.to_string_tree().unwrap();
+    let leaf_through = state.set_variable(&p("linear/bias/x"), var(TypeId::PARAM, &[1.0]));
+    assert_eq!(leaf_through.unwrap_err().kind(), ErrorKind::PathThroughLeaf);
+    assert_eq!(
+        state.remove(&p("nope")).unwrap_err().kind(),
+        ErrorKind::KeyNotFound
+    );
+    assert_eq!(
+        state.remove(&[]).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        state.get_variable(&p("linear")).unwrap_err().kind(),
+        ErrorKind::WrongKind
+    );
+    assert_eq!(
+        state.get(&p("linear/bias/deeper")).unwrap_err().kind(),
+        ErrorKind::PathThroughLeaf
+    );
+    assert_eq!(state.to_string_tree().unwrap(), before);
+}
+
+#[test]
+fn split_remainder_and_filter_order_are_errors() {
+    let state = model();
+    let err = state.split(&[Filter::of_type(TypeId::PARAM)]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NonExhaustive);
+    assert!(err.message().starts_with("Non-exhaustive filters"));
+    assert!(
+        err.message().contains("('batchnorm', 'mean')"),
+        "{}",
+        err.message()
+    );
+    let err = state
+        .filter(&[Filter::Everything, Filter::of_type(TypeId::PARAM)])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FilterOrder);
+    assert_eq!(
+        state.filter(&[]).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn merge_follows_flat_dict_order_and_later_wins() {
+    let a = State::new();
+    a.set_variable(&p("b"), var(TypeId::PARAM, &[1.0])).unwrap();
+    a.set_variable(&p("a/y"), var(TypeId::PARAM, &[2.0]))
+        .unwrap();
+    let b = State::new();
+    let winner = var(TypeId::BATCH_STAT, &[3.0]);
+    b.set_variable(&p("c"), var(TypeId::PARAM, &[4.0])).unwrap();
+    b.set_variable(&p("a/x"), var(TypeId::PARAM, &[5.0]))
+        .unwrap();
+    b.set_variable(&p("b"), winner.clone()).unwrap();
+    let m = State::merge(&[&a, &b]).unwrap();
+    assert_eq!(
+        m.keys().unwrap(),
+        vec![Key::str("b"), Key::str("a"), Key::str("c")]
+    );
+    assert_eq!(
+        m.view(&p("a")).unwrap().keys().unwrap(),
+        vec![Key::str("y"), Key::str("x")]
+    );
+    assert!(Arc::ptr_eq(&m.get_variable(&p("b")).unwrap(), &winner));
+}
+
+#[test]
+fn merge_where_flax_fails_lets_the_later_entry_replace() {
+    // A leaf, then a subtree through it: NNX raises; we replace the leaf.
+    let a = State::new();
+    a.set_variable(&p("k"), var(TypeId::PARAM, &[1.0])).unwrap();
+    let b = State::new();
+    let deep = var(TypeId::PARAM, &[2.0]);
+    b.set_variable(&p("k/x"), deep.clone()).unwrap();
+    let m = State::merge(&[&a, &b]).unwrap();
+    assert!(Arc::ptr_eq(&m.get_variable(&p("k/x")).unwrap(), &deep));
+
+    // {k/x}, {k}, {k/x}: NNX's flat dict is {k/x: third, k: second}, so k ends a leaf.
+    let c = State::new();
+    c.set_variable(&p("k/x"), var(TypeId::PARAM, &[3.0]))
+        .unwrap();
+    let leaf = var(TypeId::PARAM, &[4.0]);
+    let d = State::new();
+    d.set_variable(&p("k"), leaf.clone()).unwrap();
+    let m = State::merge(&[&c, &d, &b]).unwrap();
+    assert!(Arc::ptr_eq(&m.get_variable(&p("k")).unwrap(), &leaf));
+}
+
+#[test]
+fn merge_of_one_and_diff_with_empty_return_equal_copies() {
+    let s = State::new();
+    s.set_state(&p("empty"), &State::new()).unwrap();
+    s.set_variable(&p("z"), var(TypeId::PARAM, &[1.0])).unwrap();
+    let m = State::merge(&[&s]).unwrap();
+    assert!(m.same_as(&s).unwrap());
+    let d = s.diff(&State::new()).unwrap();
+    assert!(d.same_as(&s).unwrap());
+    // A copy, not the same handle: changing it leaves `s` alone.
+    m.remove(&p("z")).unwrap();
+    assert_eq!(s.num_leaves().unwrap(), 1);
+}
+
+#[test]
+fn diff_keeps_leaves_whose_path_is_not_a_leaf_of_other() {
+    let a = model();
+    let b = State::new();
+    b.set_variable(&p("linear/bias"), var(TypeId::PARAM, &[9.0]))
+        .unwrap();
+    b.set_variable(&p("batchnorm/mean/deeper"), var(TypeId::PARAM, &[9.0]))
+        .unwrap();
+    let d = a.diff(&b).unwrap();
+    assert_eq!(
+        paths(&d),
+        [
+            "batchnorm/bias",
+            "batchnorm/mean",
+            "batchnorm/scale",
+            "batchnorm/var",
+            "linear/kernel"
+        ]
+    );
+}
+
+#[test]
+fn update_is_deep_and_replaces_leaves_in_the_way() {
+    let dst = model();
+    let src = State::new();
+    let fresh = var(TypeId::PARAM, &[7.0; 3]);
+    src.set_variable(&p("linear/bias"), fresh.clone()).unwrap();
+    src.set_variable(&p("new/leaf"), var(TypeId::CACHE, &[1.0]))
+        .unwrap();
+    src.set_variable(&p("batchnorm/mean/x"), var(TypeId::CACHE, &[1.0]))
+        .unwrap();
+    dst.update(&src).unwrap();
+    assert!(Arc::ptr_eq(
+        &dst.get_variable(&p("linear/bias")).unwrap(),
+        &fresh
+    ));
+    assert_eq!(dst.kind(&p("linear/kernel")).unwrap(), Kind::Variable);
+    assert_eq!(dst.kind(&p("new/leaf")).unwrap(), Kind::Variable);
+    assert_eq!(dst.kind(&p("batchnorm/mean")).unwrap(), Kind::State);
+    // Updating from a view of itself is fine.
+    let view = dst.view(&p("linear")).unwrap();
+    dst.update(&view).unwrap();
+    assert_eq!(dst.kind(&p("bias")).unwrap(), Kind::Variable);
+}
+
+#[test]
+fn from_flat_later_pair_wins_at_first_position() {
+    let first = var(TypeId::PARAM, &[1.0]);
+    let later = var(TypeId::CACHE, &[2.0]);
+    let other = var(TypeId::PARAM, &[3.0]);
+    let s = State::from_flat(vec![
+        (p("z"), Leaf::Variable(first)),
+        (p("a"), Leaf::Variable(other)),
+        (p("z"), Leaf::Variable(later.clone())),
+    ])
+    .unwrap();
+    assert_eq!(s.keys().unwrap(), vec![Key::str("z"), Key::str("a")]);
+    assert!(Arc::ptr_eq(&s.get_variable(&p("z")).unwrap(), &later));
+    let empty = State::from_flat(vec![(vec![], Leaf::Variable(var(TypeId::PARAM, &[1.0])))]);
+    assert_eq!(empty.unwrap_err().kind(), ErrorKind::InvalidArgument);
+}
+
+#[test]
+fn flatten_sorts_ints_before_strings() {
+    let s = State::new();
+    for text in ["b", "10", "a/1", "2", "a/0"] {
+        s.set_variable(&p(text), var(TypeId::PARAM, &[0.0]))
+            .unwrap();
+    }
+    assert_eq!(paths(&s), ["2", "10", "a/0", "a/1", "b"]);
+    // Insertion order is kept for iteration.
+    assert_eq!(
+        s.keys().unwrap(),
+        vec![Key::str("b"), Key::int(10), Key::str("a"), Key::int(2)]
+    );
+}
+
+#[test]
+fn deep_copy_copies_bytes_and_keeps_aliasing() {
+    let s = State::new();
+    let shared = var(TypeId::PARAM, &[1.0, 2.0]);
+    shared
+        .set_metadata("tag", MetaValue::Str("t".into()))
+        .unwrap();
+    s.set_variable(&p("a"), shared.clone()).unwrap();
+    s.set_variable(&p("b"), shared.clone()).unwrap();
+    let copy = s.deep_copy().unwrap();
+    let (a, b) = (
+        copy.get_variable(&p("a")).unwrap(),
+        copy.get_variable(&p("b")).unwrap(),
+    );
+    assert!(Arc::ptr_eq(&a, &b));
+    assert!(!Arc::ptr_eq(&a, &shared));
+    assert_eq!(a.tag().as_deref(), Some("t"));
+    assert_eq!(a.value().unwrap().to_f64_vec().unwrap(), vec![1.0, 2.0]);
+}
+
+#[test]
+fn listing_reads_like_nnx() {
+    let s = State::new();
+    let v = var(TypeId::PARAM, &[1.0, 1.0]);
+    v.set_metadata("tag", MetaValue::Str("x".into())).unwrap();
+    s.set_variable(&p("a/b"), v).unwrap();
+    s.set_array(
+        &p("c"),
+        Arc::new(Array::from_slice(&[3], &[0.0f32; 3]).unwrap()),
+    )
+    .unwrap();
+    s.set_variable(
+        &p("0"),
+        Arc::new(Variable::new(TypeId::CACHE, None).unwrap()),
+    )
+    .unwrap();
+    let expected = "State({
+  'a': {
+    'b': Param( # 2 (8 B)
+      value=float32[2] [1.0, 1.0],
+      tag='x'
+    )
+  },
+  'c': float32[3] [0.0, 0.0, 0.0],
+  0: Cache(
+    value=None
+  )
+})";
+    assert_eq!(s.to_string_tree().unwrap(), expected);
+    assert_eq!(State::new().to_string_tree().unwrap(), "State({})");
+}
+
+#[test]
+fn readers_see_whole_mutations_from_other_threads() {
+    let state = State::new();
+    let writer = {
+        let state = state.clone();
+        thread::spawn(move || {
+            for i in 0..200 {
+                // Each update adds two leaves at once.
+                let src = State::new();
+                src.set_variable(&p(&format!("w/{i}/a")), var(TypeId::PARAM, &[0.0]))
+                    .unwrap();
+                src.set_variable(&p(&format!("w/{i}/b")), var(TypeId::CACHE, &[0.0]))
+                    .unwrap();
+                state.update(&src).unwrap();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let state = state.clone();
+            thread::spawn(move || {
+                for _ in 0..200 {
+                    let n = state.num_leaves().unwrap();
+                    assert_eq!(n % 2, 0, "saw half an update");
+                    let parts = state
+                        .split(&[Filter::of_type(TypeId::PARAM), Filter::Everything])
+                        .unwrap();
+                    assert_eq!(
+                        parts[0].num_leaves().unwrap(),
+                        parts[1].num_leaves().unwrap()
+                    );
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(state.num_leaves().unwrap(), 400);
+    assert!(matches!(
+        state.view(&p("w/0")).unwrap().get(&p("a")).unwrap(),
+        Entry::Leaf(Leaf::Variable(_))
+    ));
+}
