@@ -135,13 +135,10 @@ fn set_state_copies_structure_and_shares_leaves() {
     state.set_state(&p("model"), &sub).unwrap();
     sub.remove(&p("linear")).unwrap();
     assert_eq!(state.num_leaves().unwrap(), 6);
-    assert!(
-        state
-            .get_variable(&p("model/batchnorm/bias"))
-            .unwrap()
-            .as_ref() as *const Variable
-            == sub.get_variable(&p("batchnorm/bias")).unwrap().as_ref() as *const Variable
-    );
+    assert!(Arc::ptr_eq(
+        &state.get_variable(&p("model/batchnorm/bias")).unwrap(),
+        &sub.get_variable(&p("batchnorm/bias")).unwrap()
+    ));
 }
 
 #[test]
