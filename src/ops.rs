@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use crate::error::{bail, Result};
 use crate::filter::{check_order, Filter, Matcher};
 use crate::key::{format_path_tuple, Key};
-use crate::tree::{prune, Child, Leaf, Node};
+use crate::tree::{canonical, prune, Child, Leaf, Node};
 use crate::types;
 
 /// The leaves below `node` with their paths, sorted by path as
@@ -53,13 +53,13 @@ fn for_each_leaf_in_order<'a>(
 
 /// `filter_state`: one output per filter; each leaf goes to the first filter
 /// that matches it, or nowhere.
-pub fn filter(node: &Node, filters: &[Filter]) -> Result<Vec<Node>> {
+pub fn filter(node: &Arc<Node>, filters: &[Filter]) -> Result<Vec<Arc<Node>>> {
     partition(node, filters, false)
 }
 
 /// `split_state`: like [`filter`], but a leaf that no filter matches is an
 /// error (`NonExhaustive`) and nothing is returned.
-pub fn split(node: &Node, filters: &[Filter]) -> Result<Vec<Node>> {
+pub fn split(node: &Arc<Node>, filters: &[Filter]) -> Result<Vec<Arc<Node>>> {
     partition(node, filters, true)
 }
 
@@ -68,7 +68,18 @@ struct Remainder {
     count: usize,
 }
 
-fn partition(node: &Node, filters: &[Filter], exhaustive: bool) -> Result<Vec<Node>> {
+/// Where the leaves below a node go.
+enum Part {
+    /// No leaf below.
+    Empty,
+    /// Every leaf goes to this output (`None`: to no output), so the output
+    /// can share the node's canonical form instead of rebuilding it.
+    Uniform(Option<usize>),
+    /// Leaves go to several places: the node's part of each output.
+    Mixed(Vec<Node>),
+}
+
+fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<Vec<Arc<Node>>> {
     if filters.is_empty() {
         bail!(InvalidArgument, "at least one filter is required");
     }
@@ -78,13 +89,12 @@ fn partition(node: &Node, filters: &[Filter], exhaustive: bool) -> Result<Vec<No
         .iter()
         .map(|f| f.compile(&registry))
         .collect::<Result<Vec<_>>>()?;
-    let mut outs = vec![Node::new(); filters.len()];
     let mut remainder = Remainder {
         first: None,
         count: 0,
     };
     let mut path = Vec::new();
-    partition_node(node, &matchers, &mut path, &mut outs, &mut remainder)?;
+    let part = partition_node(node, &matchers, &mut path, &mut remainder)?;
     if exhaustive && remainder.count > 0 {
         bail!(
             NonExhaustive,
@@ -94,19 +104,38 @@ fn partition(node: &Node, filters: &[Filter], exhaustive: bool) -> Result<Vec<No
             remainder.first.unwrap_or_default()
         );
     }
-    Ok(outs)
+    let empty = || Arc::new(Node::new());
+    Ok(match part {
+        Part::Empty | Part::Uniform(None) => (0..filters.len()).map(|_| empty()).collect(),
+        Part::Uniform(Some(target)) => (0..filters.len())
+            .map(|i| match canonical(node) {
+                Some(shared) if i == target => shared,
+                _ => empty(),
+            })
+            .collect(),
+        Part::Mixed(outs) => outs.into_iter().map(Arc::new).collect(),
+    })
+}
+
+/// What one child contributes: a leaf's output, or a nested node's part.
+enum ChildPart<'a> {
+    Leaf(&'a Leaf, Option<usize>),
+    Node(&'a Arc<Node>, Part),
 }
 
 fn partition_node<'a>(
     node: &'a Node,
     matchers: &[Matcher<'_>],
     path: &mut Vec<&'a Key>,
-    outs: &mut [Node],
     remainder: &mut Remainder,
-) -> Result<()> {
+) -> Result<Part> {
+    let mut children = Vec::with_capacity(node.len());
+    // Some(t) while every leaf so far goes to t; the outer None: no leaf yet.
+    let mut uniform: Option<Option<usize>> = None;
+    let mut mixed = false;
     for (key, child) in node.sorted() {
         path.push(key);
-        match child {
+        let part = match child {
             Child::Leaf(leaf) => {
                 let mut target = None;
                 for (i, m) in matchers.iter().enumerate() {
@@ -115,31 +144,63 @@ fn partition_node<'a>(
                         break;
                     }
                 }
-                match target {
-                    Some(i) => {
-                        outs[i].insert(key.clone(), Child::Leaf(leaf.clone()));
+                if target.is_none() {
+                    if remainder.first.is_none() {
+                        remainder.first = Some(format_path_tuple(path));
                     }
-                    None => {
-                        if remainder.first.is_none() {
-                            remainder.first = Some(format_path_tuple(path));
-                        }
-                        remainder.count += 1;
-                    }
+                    remainder.count += 1;
                 }
+                ChildPart::Leaf(leaf, target)
             }
-            Child::Node(n) => {
-                let mut sub = vec![Node::new(); outs.len()];
-                partition_node(n, matchers, path, &mut sub, remainder)?;
-                for (out, s) in outs.iter_mut().zip(sub) {
-                    if !s.is_empty() {
-                        out.insert(key.clone(), Child::Node(Arc::new(s)));
-                    }
-                }
+            Child::Node(n) => ChildPart::Node(n, partition_node(n, matchers, path, remainder)?),
+        };
+        path.pop();
+        let goes_to = match &part {
+            ChildPart::Leaf(_, target) | ChildPart::Node(_, Part::Uniform(target)) => Some(*target),
+            ChildPart::Node(_, Part::Empty) => None,
+            ChildPart::Node(_, Part::Mixed(_)) => {
+                mixed = true;
+                None
+            }
+        };
+        if let Some(target) = goes_to {
+            match uniform {
+                None => uniform = Some(target),
+                Some(t) if t != target => mixed = true,
+                Some(_) => {}
             }
         }
-        path.pop();
+        children.push((key, part));
     }
-    Ok(())
+    if !mixed {
+        return Ok(match uniform {
+            None => Part::Empty,
+            Some(target) => Part::Uniform(target),
+        });
+    }
+    let outputs = matchers.len();
+    let mut outs: Vec<Node> = (0..outputs).map(|_| Node::new()).collect();
+    for (key, part) in children {
+        match part {
+            ChildPart::Leaf(leaf, Some(i)) => {
+                outs[i].insert(key.clone(), Child::Leaf(leaf.clone()));
+            }
+            ChildPart::Node(n, Part::Uniform(Some(i))) => {
+                if let Some(shared) = canonical(n) {
+                    outs[i].insert(key.clone(), Child::Node(shared));
+                }
+            }
+            ChildPart::Node(_, Part::Mixed(subs)) => {
+                for (out, sub) in outs.iter_mut().zip(subs) {
+                    if !sub.is_empty() {
+                        out.insert(key.clone(), Child::Node(Arc::new(sub)));
+                    }
+                }
+            }
+            ChildPart::Leaf(_, None) | ChildPart::Node(_, Part::Uniform(None) | Part::Empty) => {}
+        }
+    }
+    Ok(Part::Mixed(outs))
 }
 
 /// `merge_state`: the union of the states' leaves; at the same path the later

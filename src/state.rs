@@ -326,12 +326,12 @@ impl State {
     }
 
     pub fn filter(&self, filters: &[Filter]) -> Result<Vec<State>> {
-        let parts = ops::filter(&*self.node()?, filters)?;
+        let parts = ops::filter(&self.node()?, filters)?;
         Ok(parts.into_iter().map(State::from_node).collect())
     }
 
     pub fn split(&self, filters: &[Filter]) -> Result<Vec<State>> {
-        let parts = ops::split(&*self.node()?, filters)?;
+        let parts = ops::split(&self.node()?, filters)?;
         Ok(parts.into_iter().map(State::from_node).collect())
     }
 

@@ -5,7 +5,7 @@
 //! shared `Arc`s, so no operation copies a variable or a tensor byte.
 
 use std::hash::BuildHasherDefault;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use rustc_hash::FxHasher;
@@ -97,6 +97,10 @@ pub struct Node {
     entries: Entries,
     /// Whether the keys are in ascending order, so sorted walks need not sort.
     sorted: bool,
+    /// This node in the form every filter output takes (see [`canonical`]),
+    /// made on first need and dropped by any change: `None` when the node is
+    /// in that form already.
+    canonical: OnceLock<Option<Arc<Node>>>,
 }
 
 impl Default for Node {
@@ -110,6 +114,7 @@ impl Node {
         Node {
             entries: Entries::default(),
             sorted: true,
+            canonical: OnceLock::new(),
         }
     }
 
@@ -117,6 +122,7 @@ impl Node {
         Node {
             entries: Entries::with_capacity_and_hasher(capacity, Default::default()),
             sorted: true,
+            canonical: OnceLock::new(),
         }
     }
 
@@ -133,6 +139,7 @@ impl Node {
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut Child> {
+        self.canonical.take();
         self.entries.get_mut(key)
     }
 
@@ -143,16 +150,19 @@ impl Node {
     /// Sets `key`: an existing key keeps its position, a new one goes last.
     /// Returns what was there.
     pub fn insert(&mut self, key: Key, child: Child) -> Option<Child> {
-        if self.sorted && !self.entries.contains_key(&key) {
-            if let Some((last, _)) = self.entries.last() {
-                self.sorted = *last < key;
-            }
+        self.canonical.take();
+        let (index, old) = self.entries.insert_full(key, child);
+        if self.sorted && old.is_none() && index > 0 {
+            let (before, _) = self.entries.get_index(index - 1).expect("index - 1 exists");
+            let (new, _) = self.entries.get_index(index).expect("index exists");
+            self.sorted = before < new;
         }
-        self.entries.insert(key, child)
+        old
     }
 
     /// Removes `key`, keeping the order of the others.
     pub fn remove(&mut self, key: &Key) -> Option<Child> {
+        self.canonical.take();
         self.entries.shift_remove(key)
     }
 
@@ -207,6 +217,43 @@ impl Node {
                         _ => false,
                     }
             })
+    }
+}
+
+/// The node as filter outputs have it: keys sorted at every level and no
+/// empty nested nodes. Shares `node` itself, or parts of it, where they are
+/// that way already; the answer is cached in the node until it changes, so
+/// repeated operations on an unchanged tree share these subtrees instead of
+/// rebuilding them. `None` when no leaf lies below.
+pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
+    let twin = node.canonical.get_or_init(|| {
+        let mut out = Node::with_capacity(node.len());
+        let mut same = node.sorted;
+        for (key, child) in node.sorted() {
+            match child {
+                Child::Leaf(_) => {
+                    out.insert(key.clone(), child.clone());
+                }
+                Child::Node(n) => match canonical(n) {
+                    Some(c) => {
+                        same &= Arc::ptr_eq(&c, n);
+                        out.insert(key.clone(), Child::Node(c));
+                    }
+                    None => same = false,
+                },
+            }
+        }
+        if same {
+            None
+        } else {
+            Some(Arc::new(out))
+        }
+    });
+    match twin {
+        None if node.is_empty() => None,
+        None => Some(node.clone()),
+        Some(t) if t.is_empty() => None,
+        Some(t) => Some(t.clone()),
     }
 }
 

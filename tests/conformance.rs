@@ -190,10 +190,8 @@ fn run_case(case: &Value) -> Result<(), String> {
         .map(|fs| fs.as_array().unwrap().iter().map(filter).collect())
         .unwrap_or_default();
     let result: nnx_state::Result<Vec<Arc<Node>>> = match case["op"].as_str().unwrap() {
-        "filter" => {
-            ops::filter(&inputs[0], &filters).map(|v| v.into_iter().map(Arc::new).collect())
-        }
-        "split" => ops::split(&inputs[0], &filters).map(|v| v.into_iter().map(Arc::new).collect()),
+        "filter" => ops::filter(&inputs[0], &filters),
+        "split" => ops::split(&inputs[0], &filters),
         "merge" => ops::merge(&inputs).map(|n| vec![n]),
         "diff" => Ok(vec![ops::diff(&inputs[0], &inputs[1])]),
         "from_flat" => {

@@ -1,0 +1,256 @@
+//! Speed of the core operations on model-shaped states, per leaf and against
+//! the floor: one pass that takes a new reference to every leaf.
+//!
+//! `cargo bench --bench ops` prints a table of medians (ns per leaf and the
+//! ratio to the floor) at 1,000 to 1,000,000 leaves. Under `cargo test` it
+//! runs once on a small state, as a smoke test. Options after `--`:
+//! `--sizes 1000,10000` and `--seconds 0.5` (time budget per operation and
+//! size).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nnx_state::{parse_path, Array, Child, Filter, Key, Leaf, Node, State, TypeId, Variable};
+
+/// Leaves per layer: attn/{q,k,v,o}, norm/{scale, mean, var}, cache/{k,v}.
+const LEAVES_PER_LAYER: usize = 9;
+
+fn leaf(type_id: TypeId) -> Child {
+    let value = Arc::new(Array::from_slice(&[1], &[0.0f32]).unwrap());
+    Child::Leaf(Leaf::Variable(Arc::new(
+        Variable::new(type_id, Some(value)).unwrap(),
+    )))
+}
+
+fn group(entries: &[(&str, TypeId)]) -> Child {
+    let mut node = Node::new();
+    for (name, t) in entries {
+        node.insert(Key::str(name), leaf(*t));
+    }
+    Child::Node(Arc::new(node))
+}
+
+/// `layers/<i>/attn/{q,k,v,o}: Param`, `layers/<i>/norm/{scale: Param,
+/// mean, var: BatchStat}`, `layers/<i>/cache/{k,v}: Cache`, in that
+/// (insertion) order, as a model would build it.
+fn model_state(leaves: usize) -> State {
+    let (p, b, c) = (TypeId::PARAM, TypeId::BATCH_STAT, TypeId::CACHE);
+    let mut layers = Node::new();
+    for i in 0..leaves.div_ceil(LEAVES_PER_LAYER) {
+        let mut layer = Node::new();
+        layer.insert(
+            Key::str("attn"),
+            group(&[("q", p), ("k", p), ("v", p), ("o", p)]),
+        );
+        layer.insert(
+            Key::str("norm"),
+            group(&[("scale", p), ("mean", b), ("var", b)]),
+        );
+        layer.insert(Key::str("cache"), group(&[("k", c), ("v", c)]));
+        layers.insert(Key::int(i as i64), Child::Node(Arc::new(layer)));
+    }
+    let mut root = Node::new();
+    root.insert(Key::str("layers"), Child::Node(Arc::new(layers)));
+    State::from_node(root)
+}
+
+/// The floor: a new reference to every leaf, into a vector.
+fn floor(node: &Node, out: &mut Vec<Leaf>) {
+    for (_, child) in node.iter() {
+        match child {
+            Child::Leaf(leaf) => out.push(leaf.clone()),
+            Child::Node(n) => floor(n, out),
+        }
+    }
+}
+
+struct Options {
+    sizes: Vec<usize>,
+    budget: Duration,
+    smoke: bool,
+}
+
+fn options() -> Options {
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = !args.iter().any(|a| a == "--bench");
+    let value = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let sizes = match value("--sizes") {
+        Some(list) => list
+            .split(',')
+            .map(|s| s.parse().expect("a size"))
+            .collect(),
+        None if smoke => vec![900],
+        None => vec![1_000, 10_000, 100_000, 1_000_000],
+    };
+    let seconds: f64 = value("--seconds").map_or(if smoke { 0.0 } else { 1.0 }, |s| {
+        s.parse().expect("seconds")
+    });
+    Options {
+        sizes,
+        budget: Duration::from_secs_f64(seconds),
+        smoke,
+    }
+}
+
+type Op<'a> = (&'a str, Box<dyn Fn() + 'a>);
+
+/// Runs every operation in turn, round after round, so that noise hits all
+/// of them alike; returns the median time of each.
+fn measure(ops: &[Op<'_>], budget: Duration) -> Vec<Duration> {
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); ops.len()];
+    let started = Instant::now();
+    let total = budget * ops.len() as u32;
+    loop {
+        for (i, (_, run)) in ops.iter().enumerate() {
+            let t = Instant::now();
+            run();
+            samples[i].push(t.elapsed());
+        }
+        let rounds = samples[0].len();
+        if (started.elapsed() >= total && rounds >= 5) || rounds >= 1000 {
+            break;
+        }
+        if budget.is_zero() {
+            break;
+        }
+    }
+    samples
+        .into_iter()
+        .map(|mut s| {
+            s.sort();
+            s[s.len() / 2]
+        })
+        .collect()
+}
+
+fn main() {
+    let opts = options();
+    let (param, stat, cache) = (
+        Filter::of_type(TypeId::PARAM),
+        Filter::of_type(TypeId::BATCH_STAT),
+        Filter::of_type(TypeId::CACHE),
+    );
+    let three = [param.clone(), stat.clone(), cache.clone()];
+    let attn = [Filter::path_contains("attn", true)];
+    let lookup_path = parse_path("layers/0/norm/mean").unwrap();
+
+    println!(
+        "{:>9} {:<28} {:>12} {:>10} {:>9}",
+        "leaves", "operation", "median", "ns/leaf", "x floor"
+    );
+    for &size in &opts.sizes {
+        let state = model_state(size);
+        let node = state.node().unwrap();
+        let leaves = node.num_leaves();
+        let parts = state.split(&three).unwrap();
+        let part_refs: Vec<&State> = parts.iter().collect();
+        let flat = state.flatten().unwrap();
+        // A state whose nodes are already in sorted order, as every output of
+        // filter/split is: repeated filtering can share whole subtrees.
+        let sorted_state = parts.iter().fold(State::new(), |acc, p| {
+            acc.update(p).unwrap();
+            acc
+        });
+        let sorted_state = sorted_state.split(&[Filter::Everything]).unwrap().remove(0);
+
+        let ops: Vec<Op<'_>> = vec![
+            (
+                "floor (clone every leaf)",
+                Box::new(|| {
+                    let mut out = Vec::with_capacity(leaves);
+                    floor(&node, &mut out);
+                    black_box(out);
+                }),
+            ),
+            (
+                "split(Param, BatchStat, Cache)",
+                Box::new(|| {
+                    black_box(state.split(&three).unwrap());
+                }),
+            ),
+            (
+                "filter(Param)",
+                Box::new(|| {
+                    black_box(state.filter(std::slice::from_ref(&param)).unwrap());
+                }),
+            ),
+            (
+                "filter(PathContains(attn))",
+                Box::new(|| {
+                    black_box(state.filter(&attn).unwrap());
+                }),
+            ),
+            (
+                "merge(3 parts)",
+                Box::new(|| {
+                    black_box(State::merge(&part_refs).unwrap());
+                }),
+            ),
+            (
+                "flatten",
+                Box::new(|| {
+                    black_box(state.flatten().unwrap());
+                }),
+            ),
+            (
+                "from_flat",
+                Box::new(|| {
+                    black_box(State::from_flat(flat.iter().cloned()).unwrap());
+                }),
+            ),
+            (
+                "split, sorted input",
+                Box::new(|| {
+                    black_box(sorted_state.split(&three).unwrap());
+                }),
+            ),
+            (
+                "filter(Param), sorted input",
+                Box::new(|| {
+                    black_box(sorted_state.filter(std::slice::from_ref(&param)).unwrap());
+                }),
+            ),
+        ];
+        let medians = measure(&ops, opts.budget);
+        let floor_ns = medians[0].as_nanos() as f64;
+        for ((name, _), median) in ops.iter().zip(&medians) {
+            let ns = median.as_nanos() as f64;
+            println!(
+                "{:>9} {:<28} {:>10.3}ms {:>10.1} {:>9.1}",
+                leaves,
+                name,
+                ns / 1e6,
+                ns / leaves as f64,
+                ns / floor_ns.max(1.0)
+            );
+        }
+        // One path lookup: per call, not per leaf.
+        let lookups = 10_000;
+        let t = Instant::now();
+        for _ in 0..lookups {
+            black_box(state.get(&lookup_path).unwrap());
+        }
+        println!(
+            "{:>9} {:<28} {:>10.1}ns {:>10} {:>9}",
+            leaves,
+            "path lookup (per call)",
+            t.elapsed().as_nanos() as f64 / lookups as f64,
+            "-",
+            "-"
+        );
+        if opts.smoke {
+            assert_eq!(
+                parts[0].num_leaves().unwrap()
+                    + parts[1].num_leaves().unwrap()
+                    + parts[2].num_leaves().unwrap(),
+                leaves
+            );
+        }
+    }
+}
