@@ -1,6 +1,6 @@
 //! Generates `include/nnx_state.h` from the C layer with cbindgen.
 //!
-//! The header is committed; `tests/header.rs` fails when the committed copy
+//! The header is committed; `tests/c_programs.rs` fails when the committed copy
 //! differs from what this script generates.
 
 use std::env;

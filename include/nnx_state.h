@@ -657,7 +657,7 @@ enum nnx_status nnx_filter_path_in(const struct nnx_path *paths,
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
  */
-enum nnx_status nnx_filter_any(const struct nnx_filter *const *filters,
+enum nnx_status nnx_filter_any(struct nnx_filter *const *filters,
                                size_t count,
                                struct nnx_filter **out_filter);
 
@@ -665,7 +665,7 @@ enum nnx_status nnx_filter_any(const struct nnx_filter *const *filters,
  * A filter matching leaves that all of `count` filters match (NNX's `All`);
  * with no filters it matches everything. Arguments as `nnx_filter_any`.
  */
-enum nnx_status nnx_filter_all(const struct nnx_filter *const *filters,
+enum nnx_status nnx_filter_all(struct nnx_filter *const *filters,
                                size_t count,
                                struct nnx_filter **out_filter);
 
@@ -1021,9 +1021,11 @@ enum nnx_status nnx_state_get_array_str(const struct nnx_state *state,
  * Writes a live view of the nested state at `path` to `*out_state`: a new
  * handle owned by the caller (free with `nnx_state_free`) that reads and
  * writes this state's tree at that path. If the parent's entry at `path` is
- * later replaced, the view follows the path; if it is removed, calls on the
- * view fail with `NNX_ERR_KEY_NOT_FOUND`. The empty path gives a view of
- * the whole state. Errors as `nnx_state_get_variable`.
+ * later replaced by another nested state, the view follows the path; while
+ * nothing is there, calls on the view fail with `NNX_ERR_KEY_NOT_FOUND`, and
+ * while a leaf is there, with `NNX_ERR_WRONG_KIND`; once a nested state is
+ * put back at the path, the view works again. The empty path gives a view
+ * of the whole state. Errors as `nnx_state_get_variable`.
  */
 enum nnx_status nnx_state_get_state(const struct nnx_state *state,
                                     const struct nnx_key *path,
@@ -1101,7 +1103,7 @@ enum nnx_status nnx_state_num_leaves(const struct nnx_state *state, size_t *out_
  * `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone). Thread-safe.
  */
 enum nnx_status nnx_state_filter(const struct nnx_state *state,
-                                 const struct nnx_filter *const *filters,
+                                 struct nnx_filter *const *filters,
                                  size_t count,
                                  struct nnx_state **out_states);
 
@@ -1111,7 +1113,7 @@ enum nnx_status nnx_state_filter(const struct nnx_state *state,
  * message names the first unmatched path) and writes nothing.
  */
 enum nnx_status nnx_state_split(const struct nnx_state *state,
-                                const struct nnx_filter *const *filters,
+                                struct nnx_filter *const *filters,
                                 size_t count,
                                 struct nnx_state **out_states);
 
@@ -1129,7 +1131,7 @@ enum nnx_status nnx_state_split(const struct nnx_state *state,
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (no states),
  * `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
  */
-enum nnx_status nnx_state_merge(const struct nnx_state *const *states,
+enum nnx_status nnx_state_merge(struct nnx_state *const *states,
                                 size_t count,
                                 struct nnx_state **out_state);
 
@@ -1368,6 +1370,21 @@ enum nnx_status nnx_variable_metadata_at(const struct nnx_variable *variable,
                                          size_t index,
                                          char **out_name,
                                          nnx_meta_kind *out_kind);
+
+/**
+ * Writes the kind of metadata `name` (one of the `NNX_META_*` values) to
+ * `*out_kind`, so that a caller can pick the right
+ * `nnx_variable_get_metadata_*` without walking the entries.
+ *
+ * - `name`: borrowed, NUL-terminated UTF-8; read during the call.
+ * - `out_kind`: written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+ */
+enum nnx_status nnx_variable_metadata_kind(const struct nnx_variable *variable,
+                                           const char *name,
+                                           nnx_meta_kind *out_kind);
 
 /**
  * Removes metadata `name`.

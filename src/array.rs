@@ -248,12 +248,13 @@ impl Array {
             DType::I64 => Number::Int(u as i64),
             DType::U8 | DType::U16 | DType::U32 => Number::Int(u as i64),
             DType::U64 => Number::UInt(u),
-            DType::F16 => Number::Float(half_to_f64(u as u16)),
-            DType::BF16 => Number::Float(f32::from_bits((u as u32) << 16) as f64),
-            DType::F32 => Number::Float(f32::from_bits(u as u32) as f64),
+            // Narrow floats print at single precision, as numpy prints them.
+            DType::F16 => Number::Float32(half_to_f64(u as u16) as f32),
+            DType::BF16 => Number::Float32(f32::from_bits((u as u32) << 16)),
+            DType::F32 => Number::Float32(f32::from_bits(u as u32)),
             DType::F64 => Number::Float(f64::from_bits(u)),
-            DType::F8E4M3FN => Number::Float(f8_to_f64(u as u8, 3, 7, true)),
-            DType::F8E5M2 => Number::Float(f8_to_f64(u as u8, 2, 15, false)),
+            DType::F8E4M3FN => Number::Float32(f8_to_f64(u as u8, 3, 7, true) as f32),
+            DType::F8E5M2 => Number::Float32(f8_to_f64(u as u8, 2, 15, false) as f32),
         }
     }
 
@@ -268,6 +269,7 @@ impl Array {
                     Number::Int(v) => v as f64,
                     Number::UInt(v) => v as f64,
                     Number::Float(v) => v,
+                    Number::Float32(v) => v as f64,
                 })
                 .collect(),
         )
@@ -316,6 +318,7 @@ enum Number {
     Int(i64),
     UInt(u64),
     Float(f64),
+    Float32(f32),
 }
 
 impl fmt::Display for Number {
@@ -325,6 +328,7 @@ impl fmt::Display for Number {
             Number::Int(v) => write!(f, "{v}"),
             Number::UInt(v) => write!(f, "{v}"),
             Number::Float(v) => write!(f, "{v:?}"),
+            Number::Float32(v) => write!(f, "{v:?}"),
         }
     }
 }
@@ -402,8 +406,8 @@ mod tests {
 
     #[test]
     fn summaries_decode_every_dtype() {
-        let a = Array::from_slice(&[3], &[1.0f32, -2.5, 0.0]).unwrap();
-        assert_eq!(a.summary(8), "float32[3] [1.0, -2.5, 0.0]");
+        let a = Array::from_slice(&[3], &[1.0f32, -2.5, 0.1]).unwrap();
+        assert_eq!(a.summary(8), "float32[3] [1.0, -2.5, 0.1]");
         let h = Array::new(DType::F16, &[2], Some(&[0x00, 0x3c, 0x00, 0xc0])).unwrap();
         assert_eq!(h.to_f64_vec().unwrap(), vec![1.0, -2.0]);
         let b = Array::new(DType::BF16, &[1], Some(&[0x80, 0x3f])).unwrap();

@@ -70,17 +70,29 @@ impl State {
     /// no longer leads to a nested state in its parent.
     pub fn node(&self) -> Result<Arc<Node>> {
         let mut node = self.root_snapshot();
-        for (depth, key) in self.prefix.iter().enumerate() {
-            node = match node.get(key) {
+        for depth in 0..self.prefix.len() {
+            node = match node.get(&self.prefix[depth]) {
                 Some(Child::Node(n)) => n.clone(),
-                _ => bail!(
-                    KeyNotFound,
-                    "this nested state no longer exists: nothing at '{}' in its parent",
-                    format_path(&self.prefix[..=depth])
-                ),
+                other => return Err(self.view_gone(depth, other)),
             };
         }
         Ok(node)
+    }
+
+    /// Why this view's path no longer leads to a nested state: what stands
+    /// at `prefix[..=depth]` instead.
+    fn view_gone(&self, depth: usize, found: Option<&Child>) -> crate::Error {
+        let at = format_path(&self.prefix[..=depth]);
+        match found {
+            Some(Child::Leaf(_)) => crate::Error::new(
+                crate::ErrorKind::WrongKind,
+                format!("this nested state was replaced: a leaf stands at '{at}' in its parent"),
+            ),
+            _ => crate::Error::new(
+                crate::ErrorKind::KeyNotFound,
+                format!("this nested state no longer exists: nothing at '{at}' in its parent"),
+            ),
+        }
     }
 
     /// Runs `f` on this state's node, writable, under the root's write lock.
@@ -89,14 +101,10 @@ impl State {
         let mut guard = self.root.write().unwrap_or_else(|p| p.into_inner());
         // Check the view before cloning anything on the way down.
         let mut probe: &Node = &guard;
-        for (depth, key) in self.prefix.iter().enumerate() {
-            probe = match probe.get(key) {
+        for depth in 0..self.prefix.len() {
+            probe = match probe.get(&self.prefix[depth]) {
                 Some(Child::Node(n)) => n,
-                _ => bail!(
-                    KeyNotFound,
-                    "this nested state no longer exists: nothing at '{}' in its parent",
-                    format_path(&self.prefix[..=depth])
-                ),
+                other => return Err(self.view_gone(depth, other)),
             };
         }
         let mut node = Arc::make_mut(&mut guard);

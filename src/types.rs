@@ -4,7 +4,7 @@
 //! Registration is rare and reads are hot, so readers take an immutable
 //! snapshot (one `Arc` clone) and walk it without locks.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock, RwLock};
 
 use crate::error::{bail, Result};
@@ -67,14 +67,17 @@ struct TypeInfo {
 #[derive(Clone, Debug)]
 pub struct Registry {
     types: Vec<TypeInfo>,
-    by_name: HashMap<&'static str, TypeId>,
+    // A BTreeMap rather than a hash map: its nodes are held by pointers to
+    // their start, so leak checkers see the process-lifetime registry as
+    // reachable rather than "possibly lost".
+    by_name: BTreeMap<&'static str, TypeId>,
 }
 
 impl Registry {
     fn with_builtins() -> Registry {
         let mut registry = Registry {
             types: Vec::new(),
-            by_name: HashMap::new(),
+            by_name: BTreeMap::new(),
         };
         for (name, parent) in BUILTINS {
             registry.push(name, parent);

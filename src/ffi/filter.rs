@@ -63,7 +63,7 @@ fn new_filter(
 /// A non-null `filters` must point to `count` pointers, each NULL or a live
 /// filter handle.
 pub(crate) unsafe fn filters_from_c<'a>(
-    filters: *const *const nnx_filter,
+    filters: *const *mut nnx_filter,
     count: usize,
 ) -> FfiResult<Vec<&'a Filter>> {
     // SAFETY: by the contract above.
@@ -169,7 +169,7 @@ pub extern "C" fn nnx_filter_path_in(
 /// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_filter_any(
-    filters: *const *const nnx_filter,
+    filters: *const *mut nnx_filter,
     count: usize,
     out_filter: *mut *mut nnx_filter,
 ) -> nnx_status {
@@ -184,7 +184,7 @@ pub extern "C" fn nnx_filter_any(
 /// with no filters it matches everything. Arguments as `nnx_filter_any`.
 #[no_mangle]
 pub extern "C" fn nnx_filter_all(
-    filters: *const *const nnx_filter,
+    filters: *const *mut nnx_filter,
     count: usize,
     out_filter: *mut *mut nnx_filter,
 ) -> nnx_status {

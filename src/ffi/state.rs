@@ -480,9 +480,11 @@ pub extern "C" fn nnx_state_get_array_str(
 /// Writes a live view of the nested state at `path` to `*out_state`: a new
 /// handle owned by the caller (free with `nnx_state_free`) that reads and
 /// writes this state's tree at that path. If the parent's entry at `path` is
-/// later replaced, the view follows the path; if it is removed, calls on the
-/// view fail with `NNX_ERR_KEY_NOT_FOUND`. The empty path gives a view of
-/// the whole state. Errors as `nnx_state_get_variable`.
+/// later replaced by another nested state, the view follows the path; while
+/// nothing is there, calls on the view fail with `NNX_ERR_KEY_NOT_FOUND`, and
+/// while a leaf is there, with `NNX_ERR_WRONG_KIND`; once a nested state is
+/// put back at the path, the view works again. The empty path gives a view
+/// of the whole state. Errors as `nnx_state_get_variable`.
 #[no_mangle]
 pub extern "C" fn nnx_state_get_state(
     state: *const nnx_state,
@@ -623,7 +625,7 @@ pub extern "C" fn nnx_state_num_leaves(
 /// The shared body of filter and split.
 fn partition(
     state: *const nnx_state,
-    filters: *const *const nnx_filter,
+    filters: *const *mut nnx_filter,
     count: usize,
     out_states: *mut *mut nnx_state,
     split: bool,
@@ -669,7 +671,7 @@ fn partition(
 #[no_mangle]
 pub extern "C" fn nnx_state_filter(
     state: *const nnx_state,
-    filters: *const *const nnx_filter,
+    filters: *const *mut nnx_filter,
     count: usize,
     out_states: *mut *mut nnx_state,
 ) -> nnx_status {
@@ -682,7 +684,7 @@ pub extern "C" fn nnx_state_filter(
 #[no_mangle]
 pub extern "C" fn nnx_state_split(
     state: *const nnx_state,
-    filters: *const *const nnx_filter,
+    filters: *const *mut nnx_filter,
     count: usize,
     out_states: *mut *mut nnx_state,
 ) -> nnx_status {
@@ -703,7 +705,7 @@ pub extern "C" fn nnx_state_split(
 /// `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_state_merge(
-    states: *const *const nnx_state,
+    states: *const *mut nnx_state,
     count: usize,
     out_state: *mut *mut nnx_state,
 ) -> nnx_status {

@@ -373,6 +373,36 @@ pub extern "C" fn nnx_variable_metadata_at(
     })
 }
 
+/// Writes the kind of metadata `name` (one of the `NNX_META_*` values) to
+/// `*out_kind`, so that a caller can pick the right
+/// `nnx_variable_get_metadata_*` without walking the entries.
+///
+/// - `name`: borrowed, NUL-terminated UTF-8; read during the call.
+/// - `out_kind`: written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+/// `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_metadata_kind(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_kind: *mut nnx_meta_kind,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_kind, "out_kind")?;
+        // SAFETY: pointer arguments as documented.
+        let (variable, name) = unsafe { variable_and_name(variable, name) }?;
+        let Some(value) = variable.metadata(name) else {
+            fail!(
+                NNX_ERR_KEY_NOT_FOUND,
+                "the variable has no metadata {name:?}"
+            );
+        };
+        out.write(meta_kind(&value));
+        Ok(())
+    })
+}
+
 /// Removes metadata `name`.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test: Rust (unit, integration, doc), the C programs and the C/C++
+# header checks (driven by `cargo test`), and the Python package's tests in a
+# local virtual environment that this script sets up (target/pyvenv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo build --release (the library the Python tests load)"
+cargo build --release
+
+step "cargo test (Rust, C programs, C11/C++17 header checks, conformance replay)"
+cargo test --all-targets
+cargo test --doc
+
+if cargo clippy --version >/dev/null 2>&1; then
+  step "cargo clippy --all-targets -- -D warnings"
+  cargo clippy --all-targets -- -D warnings
+else
+  step "clippy is not installed here: lint skipped"
+fi
+if cargo fmt --version >/dev/null 2>&1; then
+  step "cargo fmt --check"
+  cargo fmt --check
+fi
+
+step "Python tests (virtual environment in target/pyvenv)"
+venv=target/pyvenv
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
+NNX_STATE_LIB="$PWD/target/release/libnnx_state.so" \
+  "$venv/bin/python" -m pytest python/tests -q
