@@ -112,6 +112,11 @@ typedef enum nnx_status {
      */
     NNX_ERR_READ_ONLY = 14,
     /**
+     * Memory for an array could not be allocated (the process is not
+     * aborted).
+     */
+    NNX_ERR_OUT_OF_MEMORY = 15,
+    /**
      * A bug in the library: a Rust panic was caught at the boundary.
      */
     NNX_ERR_PANIC = 100,
@@ -427,8 +432,8 @@ extern "C" {
  *   `nnx_array_release`); written on success only.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (unknown dtype,
- * negative dimension, size overflow), `NNX_ERR_SHAPE_MISMATCH`.
- * Thread-safe.
+ * negative dimension, size overflow), `NNX_ERR_SHAPE_MISMATCH`,
+ * `NNX_ERR_OUT_OF_MEMORY`. Thread-safe.
  */
 enum nnx_status nnx_array_new(nnx_dtype dtype,
                               const int64_t *shape,
@@ -444,7 +449,8 @@ enum nnx_status nnx_array_new(nnx_dtype dtype,
  * - `out_array`: receives a new reference, owned by the caller; written on
  *   success only.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT`. Thread-safe.
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT`,
+ * `NNX_ERR_OUT_OF_MEMORY`. Thread-safe.
  */
 enum nnx_status nnx_array_zeros(nnx_dtype dtype,
                                 const int64_t *shape,

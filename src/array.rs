@@ -153,9 +153,9 @@ impl Array {
         let buffer = match data {
             Some(bytes) => {
                 check_len(dtype, shape, nbytes, bytes.len())?;
-                Buffer::copy_from(bytes)
+                Buffer::copy_from(bytes)?
             }
-            None => Buffer::zeroed(nbytes),
+            None => Buffer::zeroed(nbytes)?,
         };
         Ok(Array {
             dtype,

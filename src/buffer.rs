@@ -9,6 +9,8 @@ use std::alloc::{self, Layout};
 use std::fmt;
 use std::ptr::NonNull;
 
+use crate::error::{bail, Result};
+
 /// Alignment of buffers the library allocates: enough for any dtype and for
 /// SIMD loads by consumers.
 pub const ALIGNMENT: usize = 64;
@@ -54,35 +56,38 @@ unsafe impl Send for Buffer {}
 unsafe impl Sync for Buffer {}
 
 impl Buffer {
-    /// A new heap buffer holding a copy of `bytes`.
-    pub fn copy_from(bytes: &[u8]) -> Buffer {
-        let buffer = Buffer::zeroed(bytes.len());
+    /// A new heap buffer holding a copy of `bytes`. Fails (`OutOfMemory`)
+    /// rather than aborting when the memory cannot be had.
+    pub fn copy_from(bytes: &[u8]) -> Result<Buffer> {
+        let buffer = Buffer::zeroed(bytes.len())?;
         // SAFETY: the fresh allocation holds `bytes.len()` bytes and cannot
         // overlap the source.
         unsafe {
             std::ptr::copy_nonoverlapping(bytes.as_ptr(), buffer.ptr.as_ptr(), bytes.len());
         }
-        buffer
+        Ok(buffer)
     }
 
-    /// A new heap buffer of `len` zero bytes.
-    pub fn zeroed(len: usize) -> Buffer {
+    /// A new heap buffer of `len` zero bytes. Fails (`OutOfMemory`) rather
+    /// than aborting when the memory cannot be had.
+    pub fn zeroed(len: usize) -> Result<Buffer> {
         // A zero-size allocation is not allowed; one spare byte keeps the
         // pointer real and aligned.
-        let layout = Layout::from_size_align(len.max(1), ALIGNMENT)
-            .expect("buffer size overflows the address space");
+        let Ok(layout) = Layout::from_size_align(len.max(1), ALIGNMENT) else {
+            bail!(OutOfMemory, "cannot allocate {len} bytes: too large");
+        };
         // SAFETY: the layout has a non-zero size.
         let raw = unsafe { alloc::alloc_zeroed(layout) };
         let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
+            bail!(OutOfMemory, "cannot allocate {len} bytes");
         };
-        Buffer {
+        Ok(Buffer {
             ptr,
             len,
             writable: true,
             device: Device::CPU,
             owner: Owner::Heap(layout),
-        }
+        })
     }
 
     /// Wraps memory lent by a caller. `release` runs exactly once, when the
@@ -187,10 +192,18 @@ mod tests {
 
     #[test]
     fn copies_and_aligns() {
-        let buffer = Buffer::copy_from(&[1, 2, 3]);
+        let buffer = Buffer::copy_from(&[1, 2, 3]).unwrap();
         assert_eq!(buffer.bytes().unwrap(), &[1, 2, 3]);
         assert_eq!(buffer.as_ptr() as usize % ALIGNMENT, 0);
-        assert!(Buffer::zeroed(0).bytes().unwrap().is_empty());
+        assert!(Buffer::zeroed(0).unwrap().bytes().unwrap().is_empty());
+    }
+
+    #[test]
+    fn impossible_sizes_are_errors_not_aborts() {
+        let err = Buffer::zeroed(isize::MAX as usize).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::OutOfMemory);
+        let err = Buffer::zeroed(1 << 60).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::OutOfMemory);
     }
 
     #[test]

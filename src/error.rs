@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Callback,
     /// Writing to memory that was lent read-only.
     ReadOnly,
+    /// Memory for a new buffer could not be had.
+    OutOfMemory,
 }
 
 /// An error of the core: its kind and a message naming the problem.

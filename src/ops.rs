@@ -339,20 +339,21 @@ fn diff_node(a: &Node, b: Option<&Node>) -> Node {
 
 /// In place, `src`'s leaves overwrite `dst`'s at their paths. Missing
 /// subtrees are created; a leaf of `dst` in the way of a `src` subtree is
-/// replaced by it.
-pub fn update(dst: &mut Node, src: &Node) {
+/// replaced by it. What was replaced is pushed to `replaced`, so the caller
+/// can drop it (which may run release callbacks) outside any lock.
+pub fn update(dst: &mut Node, src: &Node, replaced: &mut Vec<Child>) {
     for (key, child) in src.iter() {
         match child {
             Child::Leaf(leaf) => {
-                dst.insert(key.clone(), Child::Leaf(leaf.clone()));
+                replaced.extend(dst.insert(key.clone(), Child::Leaf(leaf.clone())));
             }
             Child::Node(n) => {
                 let Some(pruned) = prune(n) else { continue };
                 match dst.get_mut(key) {
-                    Some(Child::Node(existing)) => update(Arc::make_mut(existing), &pruned),
-                    _ => {
-                        dst.insert(key.clone(), Child::Node(pruned));
+                    Some(Child::Node(existing)) => {
+                        update(Arc::make_mut(existing), &pruned, replaced)
                     }
+                    _ => replaced.extend(dst.insert(key.clone(), Child::Node(pruned))),
                 }
             }
         }

@@ -257,17 +257,8 @@ impl State {
             bail!(InvalidArgument, "cannot remove the empty path");
         };
         let removed = self.modify(|node| {
-            match lookup(node, parents)? {
-                Found::Node => {}
-                Found::Leaf(_) => bail!(
-                    PathThroughLeaf,
-                    "path '{}' runs through a leaf",
-                    format_path(path)
-                ),
-            }
-            if lookup(node, path).is_err() {
-                bail!(KeyNotFound, "nothing at '{}'", format_path(path));
-            }
+            // Fails, naming the problem, unless something is at `path`.
+            lookup(node, path)?;
             let mut cursor = node;
             for key in parents {
                 cursor = match cursor.get_mut(key) {
@@ -360,10 +351,14 @@ impl State {
     /// at once for readers.
     pub fn update(&self, src: &State) -> Result<()> {
         let src = src.node()?;
-        self.modify(|node| {
-            ops::update(node, &src);
-            Ok(())
-        })
+        let replaced = self.modify(|node| {
+            let mut replaced = Vec::new();
+            ops::update(node, &src, &mut replaced);
+            Ok(replaced)
+        })?;
+        // Dropping replaced leaves may run release callbacks: not under the lock.
+        drop(replaced);
+        Ok(())
     }
 
     /// Whether both handles show the same structure holding the same leaves.

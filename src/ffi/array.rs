@@ -80,8 +80,8 @@ pub(crate) fn dtype_from_c(dtype: nnx_dtype) -> FfiResult<DType> {
 ///   `nnx_array_release`); written on success only.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (unknown dtype,
-/// negative dimension, size overflow), `NNX_ERR_SHAPE_MISMATCH`.
-/// Thread-safe.
+/// negative dimension, size overflow), `NNX_ERR_SHAPE_MISMATCH`,
+/// `NNX_ERR_OUT_OF_MEMORY`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_array_new(
     dtype: nnx_dtype,
@@ -114,7 +114,8 @@ pub extern "C" fn nnx_array_new(
 /// - `out_array`: receives a new reference, owned by the caller; written on
 ///   success only.
 ///
-/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT`. Thread-safe.
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT`,
+/// `NNX_ERR_OUT_OF_MEMORY`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_array_zeros(
     dtype: nnx_dtype,

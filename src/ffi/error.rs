@@ -40,12 +40,15 @@ pub enum nnx_status {
     NNX_ERR_CALLBACK = 13,
     /// Mutable access to memory that was lent read-only.
     NNX_ERR_READ_ONLY = 14,
+    /// Memory for an array could not be allocated (the process is not
+    /// aborted).
+    NNX_ERR_OUT_OF_MEMORY = 15,
     /// A bug in the library: a Rust panic was caught at the boundary.
     NNX_ERR_PANIC = 100,
 }
 
 impl nnx_status {
-    const ALL: [nnx_status; 16] = [
+    const ALL: [nnx_status; 17] = [
         nnx_status::NNX_OK,
         nnx_status::NNX_ERR_NULL_ARGUMENT,
         nnx_status::NNX_ERR_INVALID_ARGUMENT,
@@ -61,6 +64,7 @@ impl nnx_status {
         nnx_status::NNX_ERR_INDEX_OUT_OF_RANGE,
         nnx_status::NNX_ERR_CALLBACK,
         nnx_status::NNX_ERR_READ_ONLY,
+        nnx_status::NNX_ERR_OUT_OF_MEMORY,
         nnx_status::NNX_ERR_PANIC,
     ];
 
@@ -81,6 +85,7 @@ impl nnx_status {
             nnx_status::NNX_ERR_INDEX_OUT_OF_RANGE => "NNX_ERR_INDEX_OUT_OF_RANGE\0",
             nnx_status::NNX_ERR_CALLBACK => "NNX_ERR_CALLBACK\0",
             nnx_status::NNX_ERR_READ_ONLY => "NNX_ERR_READ_ONLY\0",
+            nnx_status::NNX_ERR_OUT_OF_MEMORY => "NNX_ERR_OUT_OF_MEMORY\0",
             nnx_status::NNX_ERR_PANIC => "NNX_ERR_PANIC\0",
         }
     }

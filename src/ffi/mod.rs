@@ -69,6 +69,7 @@ impl From<Error> for FfiError {
             ErrorKind::IndexOutOfRange => nnx_status::NNX_ERR_INDEX_OUT_OF_RANGE,
             ErrorKind::Callback => nnx_status::NNX_ERR_CALLBACK,
             ErrorKind::ReadOnly => nnx_status::NNX_ERR_READ_ONLY,
+            ErrorKind::OutOfMemory => nnx_status::NNX_ERR_OUT_OF_MEMORY,
         };
         FfiError::new(status, e.message())
     }
