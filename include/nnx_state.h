@@ -117,6 +117,19 @@ typedef enum nnx_status {
      */
     NNX_ERR_OUT_OF_MEMORY = 15,
     /**
+     * A malformed file or exchanged tensor: a safetensors file or index
+     * that breaks the format's rules (truncated, overlapping offsets, a
+     * dtype/shape/byte-count mismatch, invalid JSON or UTF-8, duplicate
+     * names, ...), or a DLPack tensor the library cannot take. The message
+     * names the problem.
+     */
+    NNX_ERR_FORMAT = 16,
+    /**
+     * The operating system failed a file operation (open, read, write,
+     * fsync, rename); the message names the file and the cause.
+     */
+    NNX_ERR_IO = 17,
+    /**
      * A bug in the library: a Rust panic was caught at the boundary.
      */
     NNX_ERR_PANIC = 100,
@@ -195,8 +208,8 @@ typedef uint32_t nnx_key_kind;
  *
  * Passed in: `str` points to `str_len` bytes of UTF-8 (no terminator needed;
  * NULL allowed when `str_len` is 0), read during the call only.
- * Handed out: `str` is NUL-terminated as well, and lives as long as the
- * documentation of the returning function says.
+ * Handed out: `str` is NUL-terminated as well and owned by the library: key
+ * texts are interned, so it stays valid for the life of the process.
  */
 typedef struct nnx_key {
     /**
@@ -787,8 +800,9 @@ enum nnx_status nnx_flat_len(const struct nnx_flat *flat, size_t *out_len);
 /**
  * Writes the path of entry `index` to `*out_path` and `*out_len`.
  *
- * - `out_path`: borrowed from the list, valid until `flat` is freed; string
- *   keys are NUL-terminated.
+ * - `out_path`: the key array is borrowed from the list, valid until `flat`
+ *   is freed; the keys' strings are NUL-terminated and valid for the life of
+ *   the process.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INDEX_OUT_OF_RANGE`. Thread-safe.
  */
@@ -1073,8 +1087,8 @@ enum nnx_status nnx_state_len(const struct nnx_state *state, size_t *out_len);
 
 /**
  * Writes the top-level key at `index` (in insertion order) to `*out_key`.
- * A string key's `str` is NUL-terminated and stays valid until `state` is
- * freed, whatever happens to the tree meanwhile.
+ * A string key's `str` is NUL-terminated and owned by the library, valid for
+ * the life of the process (key texts are interned): never free it.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INDEX_OUT_OF_RANGE`,
  * `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone). Thread-safe.

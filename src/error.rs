@@ -35,6 +35,12 @@ pub enum ErrorKind {
     ReadOnly,
     /// Memory for a new buffer could not be had.
     OutOfMemory,
+    /// A file (a safetensors checkpoint, its index) or an exchanged tensor
+    /// (DLPack) is malformed: the message names the problem.
+    Format,
+    /// The operating system failed a file operation (open, read, write,
+    /// rename, ...): the message names the file and the cause.
+    Io,
 }
 
 /// An error of the core: its kind and a message naming the problem.

@@ -5,45 +5,91 @@
 //! integers numerically, strings by UTF-8 bytes (which equals Python's
 //! code-point order).
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{LazyLock, RwLock};
 
 use crate::error::{bail, Result};
 
-/// A string key. The text is stored once, followed by a NUL byte, so the C
-/// layer can hand out NUL-terminated pointers without copying; clones share
-/// the allocation.
-#[derive(Clone)]
-pub struct KeyStr(Arc<str>);
+/// A string key, interned: each distinct text is stored once for the life of
+/// the process, followed by a NUL byte (so the C layer can lend
+/// NUL-terminated pointers that never dangle). Copying, comparing for
+/// equality and hashing a key are pointer operations, which keeps the
+/// operations' per-leaf bookkeeping small; the price is that a process that
+/// makes unboundedly many distinct key texts keeps them all.
+#[derive(Clone, Copy)]
+pub struct KeyStr(&'static str);
+
+/// The interned texts, each with its NUL terminator. A B-tree rather than a
+/// hash set: its nodes are held by pointers to their start, so leak checkers
+/// see these process-lifetime texts as reachable.
+static INTERNED: LazyLock<RwLock<BTreeSet<Interned>>> = LazyLock::new(Default::default);
+
+/// An interned text with its NUL, looked up by the text alone: its `Ord`
+/// and `Eq` are those of the text, as `Borrow<str>` requires.
+#[derive(Clone, Copy)]
+struct Interned(&'static str);
+
+impl Borrow<str> for Interned {
+    fn borrow(&self) -> &str {
+        &self.0[..self.0.len() - 1]
+    }
+}
+
+impl PartialEq for Interned {
+    fn eq(&self, other: &Self) -> bool {
+        Borrow::<str>::borrow(self) == Borrow::<str>::borrow(other)
+    }
+}
+impl Eq for Interned {}
+impl Ord for Interned {
+    fn cmp(&self, other: &Self) -> Ordering {
+        Borrow::<str>::borrow(self).cmp(Borrow::<str>::borrow(other))
+    }
+}
+impl PartialOrd for Interned {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl KeyStr {
     pub fn new(text: &str) -> Self {
-        let mut owned = String::with_capacity(text.len() + 1);
-        owned.push_str(text);
-        owned.push('\0');
-        KeyStr(Arc::from(owned))
+        if let Some(found) = INTERNED.read().unwrap_or_else(|p| p.into_inner()).get(text) {
+            return KeyStr(found.0);
+        }
+        let mut set = INTERNED.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = set.get(text) {
+            return KeyStr(found.0);
+        }
+        let with_nul: &'static str = Box::leak(format!("{text}\0").into_boxed_str());
+        set.insert(Interned(with_nul));
+        KeyStr(with_nul)
     }
 
-    pub fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &'static str {
         &self.0[..self.0.len() - 1]
     }
 
-    /// The text followed by its NUL terminator.
-    pub fn as_bytes_with_nul(&self) -> &[u8] {
+    /// The text followed by its NUL terminator, valid for the life of the
+    /// process.
+    pub fn as_bytes_with_nul(&self) -> &'static [u8] {
         self.0.as_bytes()
     }
 }
 
+// Interning makes equal texts the same allocation, so identity is equality.
 impl PartialEq for KeyStr {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+        std::ptr::eq(self.0, other.0)
     }
 }
 impl Eq for KeyStr {}
 impl std::hash::Hash for KeyStr {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.as_str().hash(state)
+        (self.0.as_ptr() as usize).hash(state)
     }
 }
 impl fmt::Debug for KeyStr {
@@ -52,8 +98,8 @@ impl fmt::Debug for KeyStr {
     }
 }
 
-/// One element of a path.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+/// One element of a path. `Copy`: string keys are interned.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Key {
     Int(i64),
     Str(KeyStr),
@@ -109,6 +155,7 @@ impl Ord for Key {
             (Key::Int(a), Key::Int(b)) => a.cmp(b),
             (Key::Int(_), Key::Str(_)) => Ordering::Less,
             (Key::Str(_), Key::Int(_)) => Ordering::Greater,
+            (Key::Str(a), Key::Str(b)) if a == b => Ordering::Equal,
             (Key::Str(a), Key::Str(b)) => a.as_str().as_bytes().cmp(b.as_str().as_bytes()),
         }
     }
@@ -295,10 +342,13 @@ mod tests {
     }
 
     #[test]
-    fn key_text_is_nul_terminated() {
+    fn key_text_is_nul_terminated_and_interned() {
         let key = KeyStr::new("abc");
         assert_eq!(key.as_str(), "abc");
         assert_eq!(key.as_bytes_with_nul(), b"abc\0");
+        let again = KeyStr::new(&String::from("abc"));
+        assert!(std::ptr::eq(key.as_str(), again.as_str()));
+        assert_eq!(KeyStr::new("").as_bytes_with_nul(), b"\0");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub fn flatten(node: &Node) -> Vec<(Vec<Key>, Leaf)> {
 
 fn flatten_into(node: &Node, path: &mut Vec<Key>, out: &mut Vec<(Vec<Key>, Leaf)>) {
     for (key, child) in node.sorted() {
-        path.push(key.clone());
+        path.push(*key);
         match child {
             Child::Leaf(leaf) => out.push((path.clone(), leaf.clone())),
             Child::Node(n) => flatten_into(n, path, out),
@@ -183,17 +183,17 @@ fn partition_node<'a>(
     for (key, part) in children {
         match part {
             ChildPart::Leaf(leaf, Some(i)) => {
-                outs[i].insert(key.clone(), Child::Leaf(leaf.clone()));
+                outs[i].insert(*key, Child::Leaf(leaf.clone()));
             }
             ChildPart::Node(n, Part::Uniform(Some(i))) => {
                 if let Some(shared) = canonical(n) {
-                    outs[i].insert(key.clone(), Child::Node(shared));
+                    outs[i].insert(*key, Child::Node(shared));
                 }
             }
             ChildPart::Node(_, Part::Mixed(subs)) => {
                 for (out, sub) in outs.iter_mut().zip(subs) {
                     if !sub.is_empty() {
-                        out.insert(key.clone(), Child::Node(Arc::new(sub)));
+                        out.insert(*key, Child::Node(Arc::new(sub)));
                     }
                 }
             }
@@ -232,7 +232,7 @@ fn merge_into(dst: &mut Node, src: &Node) -> Result<(), LeafThenSubtree> {
     for (key, child) in src.iter() {
         match child {
             Child::Leaf(leaf) => {
-                dst.insert(key.clone(), Child::Leaf(leaf.clone()));
+                dst.insert(*key, Child::Leaf(leaf.clone()));
             }
             Child::Node(n) => {
                 let Some(pruned) = prune(n) else { continue };
@@ -240,7 +240,7 @@ fn merge_into(dst: &mut Node, src: &Node) -> Result<(), LeafThenSubtree> {
                     Some(Child::Node(existing)) => merge_into(Arc::make_mut(existing), &pruned)?,
                     Some(Child::Leaf(_)) => return Err(LeafThenSubtree),
                     None => {
-                        dst.insert(key.clone(), Child::Node(pruned));
+                        dst.insert(*key, Child::Node(pruned));
                     }
                 }
             }
@@ -256,7 +256,7 @@ fn merge_flat(nodes: &[Arc<Node>]) -> Node {
     for node in nodes {
         let mut path = Vec::new();
         for_each_leaf_in_order(node, &mut path, &mut |p, leaf| {
-            flat.insert(p.iter().map(|k| (*k).clone()).collect(), leaf.clone());
+            flat.insert(p.iter().map(|k| *(*k)).collect(), leaf.clone());
         });
     }
     unflatten(flat)
@@ -276,7 +276,7 @@ fn unflatten(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Node {
             let slot = match cursor.get(key) {
                 Some(Child::Node(_)) => cursor.get_mut(key),
                 _ => {
-                    cursor.insert(key.clone(), Child::Node(Arc::new(Node::new())));
+                    cursor.insert(*key, Child::Node(Arc::new(Node::new())));
                     cursor.get_mut(key)
                 }
             };
@@ -285,7 +285,7 @@ fn unflatten(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Node {
                 _ => unreachable!("a node was just put at this key"),
             };
         }
-        cursor.insert(last.clone(), Child::Leaf(leaf));
+        cursor.insert(*last, Child::Leaf(leaf));
     }
     root
 }
@@ -319,7 +319,7 @@ fn diff_node(a: &Node, b: Option<&Node>) -> Node {
         match child {
             Child::Leaf(leaf) => {
                 if !matches!(other, Some(Child::Leaf(_))) {
-                    out.insert(key.clone(), Child::Leaf(leaf.clone()));
+                    out.insert(*key, Child::Leaf(leaf.clone()));
                 }
             }
             Child::Node(n) => {
@@ -329,7 +329,7 @@ fn diff_node(a: &Node, b: Option<&Node>) -> Node {
                 };
                 let sub = diff_node(n, other_node);
                 if !sub.is_empty() {
-                    out.insert(key.clone(), Child::Node(Arc::new(sub)));
+                    out.insert(*key, Child::Node(Arc::new(sub)));
                 }
             }
         }
@@ -345,7 +345,7 @@ pub fn update(dst: &mut Node, src: &Node, replaced: &mut Vec<Child>) {
     for (key, child) in src.iter() {
         match child {
             Child::Leaf(leaf) => {
-                replaced.extend(dst.insert(key.clone(), Child::Leaf(leaf.clone())));
+                replaced.extend(dst.insert(*key, Child::Leaf(leaf.clone())));
             }
             Child::Node(n) => {
                 let Some(pruned) = prune(n) else { continue };
@@ -353,7 +353,7 @@ pub fn update(dst: &mut Node, src: &Node, replaced: &mut Vec<Child>) {
                     Some(Child::Node(existing)) => {
                         update(Arc::make_mut(existing), &pruned, replaced)
                     }
-                    _ => replaced.extend(dst.insert(key.clone(), Child::Node(pruned))),
+                    _ => replaced.extend(dst.insert(*key, Child::Node(pruned))),
                 }
             }
         }
@@ -391,7 +391,7 @@ fn deep_copy_node(node: &Node, copies: &mut HashMap<usize, Leaf>) -> Result<Node
                 Child::Leaf(copy)
             }
         };
-        out.insert(key.clone(), copied);
+        out.insert(*key, copied);
     }
     Ok(out)
 }

@@ -222,14 +222,14 @@ impl State {
             let mut cursor = node;
             for key in parents {
                 if cursor.get(key).is_none() {
-                    cursor.insert(key.clone(), Child::Node(Arc::new(Node::new())));
+                    cursor.insert(*key, Child::Node(Arc::new(Node::new())));
                 }
                 cursor = match cursor.get_mut(key) {
                     Some(Child::Node(n)) => Arc::make_mut(n),
                     _ => unreachable!("checked above"),
                 };
             }
-            Ok(cursor.insert(last.clone(), child))
+            Ok(cursor.insert(*last, child))
         })?;
         // Dropping the old child may run release callbacks: not under the lock.
         drop(replaced);
@@ -291,7 +291,7 @@ impl State {
     pub fn key_at(&self, index: usize) -> Result<Key> {
         let node = self.node()?;
         match node.get_index(index) {
-            Some((key, _)) => Ok(key.clone()),
+            Some((key, _)) => Ok(*key),
             None => bail!(
                 IndexOutOfRange,
                 "index {index} is out of range for a state with {} keys",

@@ -232,12 +232,12 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
         for (key, child) in node.sorted() {
             match child {
                 Child::Leaf(_) => {
-                    out.insert(key.clone(), child.clone());
+                    out.insert(*key, child.clone());
                 }
                 Child::Node(n) => match canonical(n) {
                     Some(c) => {
                         same &= Arc::ptr_eq(&c, n);
-                        out.insert(key.clone(), Child::Node(c));
+                        out.insert(*key, Child::Node(c));
                     }
                     None => same = false,
                 },
@@ -306,19 +306,19 @@ fn prune_inner(node: &Node) -> Pruned {
             (None, Some(first_change)) => {
                 let mut copy = Node::with_capacity(node.len());
                 for (k, c) in node.iter().take(index) {
-                    copy.insert(k.clone(), c.clone());
+                    copy.insert(*k, c.clone());
                 }
                 if let Some(c) = first_change {
-                    copy.insert(key.clone(), c);
+                    copy.insert(*key, c);
                 }
                 rebuilt = Some(copy);
             }
             (Some(copy), None) => {
-                copy.insert(key.clone(), child.clone());
+                copy.insert(*key, child.clone());
             }
             (Some(copy), Some(change)) => {
                 if let Some(c) = change {
-                    copy.insert(key.clone(), c);
+                    copy.insert(*key, c);
                 }
             }
         }
@@ -349,7 +349,7 @@ mod tests {
             node.keys().cloned().collect::<Vec<_>>(),
             vec![Key::str("b"), Key::str("a")]
         );
-        let sorted: Vec<_> = node.sorted().map(|(k, _)| k.clone()).collect();
+        let sorted: Vec<_> = node.sorted().map(|(k, _)| *k).collect();
         assert_eq!(sorted, vec![Key::str("a"), Key::str("b")]);
         // Replacing an existing key keeps its place.
         node.insert(Key::str("b"), var().into());

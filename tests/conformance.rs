@@ -147,7 +147,7 @@ fn compare(
         ));
     }
     for (pair, (k, child)) in pairs.iter().zip(node.iter()) {
-        at.push(k.clone());
+        at.push(*k);
         let spec = &pair[1];
         match (child, spec.get("state")) {
             (Child::Node(n), Some(sub)) => compare(n, sub, leaves, at)?,

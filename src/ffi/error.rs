@@ -43,12 +43,21 @@ pub enum nnx_status {
     /// Memory for an array could not be allocated (the process is not
     /// aborted).
     NNX_ERR_OUT_OF_MEMORY = 15,
+    /// A malformed file or exchanged tensor: a safetensors file or index
+    /// that breaks the format's rules (truncated, overlapping offsets, a
+    /// dtype/shape/byte-count mismatch, invalid JSON or UTF-8, duplicate
+    /// names, ...), or a DLPack tensor the library cannot take. The message
+    /// names the problem.
+    NNX_ERR_FORMAT = 16,
+    /// The operating system failed a file operation (open, read, write,
+    /// fsync, rename); the message names the file and the cause.
+    NNX_ERR_IO = 17,
     /// A bug in the library: a Rust panic was caught at the boundary.
     NNX_ERR_PANIC = 100,
 }
 
 impl nnx_status {
-    const ALL: [nnx_status; 17] = [
+    const ALL: [nnx_status; 19] = [
         nnx_status::NNX_OK,
         nnx_status::NNX_ERR_NULL_ARGUMENT,
         nnx_status::NNX_ERR_INVALID_ARGUMENT,
@@ -65,6 +74,8 @@ impl nnx_status {
         nnx_status::NNX_ERR_CALLBACK,
         nnx_status::NNX_ERR_READ_ONLY,
         nnx_status::NNX_ERR_OUT_OF_MEMORY,
+        nnx_status::NNX_ERR_FORMAT,
+        nnx_status::NNX_ERR_IO,
         nnx_status::NNX_ERR_PANIC,
     ];
 
@@ -86,6 +97,8 @@ impl nnx_status {
             nnx_status::NNX_ERR_CALLBACK => "NNX_ERR_CALLBACK\0",
             nnx_status::NNX_ERR_READ_ONLY => "NNX_ERR_READ_ONLY\0",
             nnx_status::NNX_ERR_OUT_OF_MEMORY => "NNX_ERR_OUT_OF_MEMORY\0",
+            nnx_status::NNX_ERR_FORMAT => "NNX_ERR_FORMAT\0",
+            nnx_status::NNX_ERR_IO => "NNX_ERR_IO\0",
             nnx_status::NNX_ERR_PANIC => "NNX_ERR_PANIC\0",
         }
     }

@@ -16,13 +16,13 @@ use crate::tree::{Kind, Leaf};
 /// on the heap, so it stays put when the list grows and entries move.
 struct Entry {
     path: Vec<Key>,
-    /// C views of `path`, pointing into its keys' storage.
+    /// C views of `path` (their strings are interned, so never dangle).
     c_path: Vec<nnx_key>,
     leaf: Leaf,
 }
 
-// SAFETY: `c_path` only points into `path`, which the entry owns and never
-// changes; the rest is `Send + Sync`.
+// SAFETY: `c_path` only points to interned key texts, which live for the
+// life of the process and are never written; the rest is `Send + Sync`.
 unsafe impl Send for Entry {}
 unsafe impl Sync for Entry {}
 
@@ -178,8 +178,9 @@ pub extern "C" fn nnx_flat_len(flat: *const nnx_flat, out_len: *mut usize) -> nn
 
 /// Writes the path of entry `index` to `*out_path` and `*out_len`.
 ///
-/// - `out_path`: borrowed from the list, valid until `flat` is freed; string
-///   keys are NUL-terminated.
+/// - `out_path`: the key array is borrowed from the list, valid until `flat`
+///   is freed; the keys' strings are NUL-terminated and valid for the life of
+///   the process.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INDEX_OUT_OF_RANGE`. Thread-safe.
 #[no_mangle]

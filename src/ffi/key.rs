@@ -17,8 +17,8 @@ pub const NNX_KEY_INT: nnx_key_kind = 1;
 ///
 /// Passed in: `str` points to `str_len` bytes of UTF-8 (no terminator needed;
 /// NULL allowed when `str_len` is 0), read during the call only.
-/// Handed out: `str` is NUL-terminated as well, and lives as long as the
-/// documentation of the returning function says.
+/// Handed out: `str` is NUL-terminated as well and owned by the library: key
+/// texts are interned, so it stays valid for the life of the process.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct nnx_key {
@@ -85,8 +85,8 @@ pub(crate) unsafe fn path_from_c_str(text: *const c_char) -> FfiResult<Vec<Key>>
     Ok(parse_path(text)?)
 }
 
-/// A C view of a key. A string key's pointer refers to the key's own
-/// NUL-terminated storage, valid while the key (or a clone) is alive.
+/// A C view of a key. A string key's pointer refers to its interned,
+/// NUL-terminated text, valid for the life of the process.
 pub(crate) fn key_to_c(key: &Key) -> nnx_key {
     match key {
         Key::Int(value) => nnx_key {

@@ -70,6 +70,8 @@ impl From<Error> for FfiError {
             ErrorKind::Callback => nnx_status::NNX_ERR_CALLBACK,
             ErrorKind::ReadOnly => nnx_status::NNX_ERR_READ_ONLY,
             ErrorKind::OutOfMemory => nnx_status::NNX_ERR_OUT_OF_MEMORY,
+            ErrorKind::Format => nnx_status::NNX_ERR_FORMAT,
+            ErrorKind::Io => nnx_status::NNX_ERR_IO,
         };
         FfiError::new(status, e.message())
     }

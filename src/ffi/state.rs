@@ -1,8 +1,6 @@
 //! States: owned boxes (`nnx_state_new` / `nnx_state_free`).
 
-use std::collections::HashSet;
 use std::ffi::c_char;
-use std::sync::Mutex;
 
 use super::array::nnx_array;
 use super::error::nnx_status;
@@ -25,16 +23,11 @@ use crate::tree::{Child, Kind, Leaf};
 /// threads at once; each call is atomic to the others.
 pub struct nnx_state {
     state: State,
-    /// Keys lent out by `nnx_state_key_at`, kept until the handle is freed.
-    lent_keys: Mutex<HashSet<Key>>,
 }
 
 impl nnx_state {
     pub(crate) fn new(state: State) -> nnx_state {
-        nnx_state {
-            state,
-            lent_keys: Mutex::new(HashSet::new()),
-        }
+        nnx_state { state }
     }
 
     pub(crate) fn state(&self) -> &State {
@@ -574,8 +567,8 @@ pub extern "C" fn nnx_state_len(state: *const nnx_state, out_len: *mut usize) ->
 }
 
 /// Writes the top-level key at `index` (in insertion order) to `*out_key`.
-/// A string key's `str` is NUL-terminated and stays valid until `state` is
-/// freed, whatever happens to the tree meanwhile.
+/// A string key's `str` is NUL-terminated and owned by the library, valid for
+/// the life of the process (key texts are interned): never free it.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INDEX_OUT_OF_RANGE`,
 /// `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone). Thread-safe.
@@ -588,19 +581,8 @@ pub extern "C" fn nnx_state_key_at(
     boundary(|| {
         let out = Out::new(out_key, "out_key")?;
         // SAFETY: `state` is a handle argument.
-        let handle = unsafe { arg(state, "state") }?;
-        let key = handle.state.key_at(index)?;
-        let mut lent = handle.lent_keys.lock().unwrap_or_else(|p| p.into_inner());
-        let kept = match lent.get(&key) {
-            Some(existing) => existing.clone(),
-            None => {
-                lent.insert(key.clone());
-                key
-            }
-        };
-        // The set holds a clone sharing `kept`'s storage, so the pointer
-        // stays valid after `kept` is dropped here.
-        out.write(key_to_c(&kept));
+        let key = unsafe { state_arg(state, "state") }?.key_at(index)?;
+        out.write(key_to_c(&key));
         Ok(())
     })
 }
