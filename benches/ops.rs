@@ -4,8 +4,8 @@
 //! `cargo bench --bench ops` prints a table of medians (ns per leaf and the
 //! ratio to the floor) at 1,000 to 1,000,000 leaves. Under `cargo test` it
 //! runs once on a small state, as a smoke test. Options after `--`:
-//! `--sizes 1000,10000` and `--seconds 0.5` (time budget per operation and
-//! size).
+//! `--sizes 1000,10000`, `--seconds 0.5` (time budget per operation and
+//! size) and `--only split` (operations whose name contains the text).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -69,6 +69,8 @@ struct Options {
     sizes: Vec<usize>,
     budget: Duration,
     smoke: bool,
+    /// Only the operations whose name contains this (the floor always runs).
+    only: Option<String>,
 }
 
 fn options() -> Options {
@@ -95,6 +97,7 @@ fn options() -> Options {
         sizes,
         budget: Duration::from_secs_f64(seconds),
         smoke,
+        only: value("--only"),
     }
 }
 
@@ -217,6 +220,14 @@ fn main() {
                 }),
             ),
         ];
+        let ops: Vec<Op<'_>> = ops
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (name, _))| {
+                *i == 0 || opts.only.as_ref().is_none_or(|o| name.contains(o.as_str()))
+            })
+            .map(|(_, op)| op)
+            .collect();
         let medians = measure(&ops, opts.budget);
         let floor_ns = medians[0].as_nanos() as f64;
         for ((name, _), median) in ops.iter().zip(&medians) {

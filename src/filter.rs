@@ -180,6 +180,49 @@ pub(crate) enum Matcher<'f> {
 }
 
 impl Matcher<'_> {
+    /// Whether every leaf of this kind matches (`Some(true)`), none does
+    /// (`Some(false)`), or the answer depends on more than the kind (`None`):
+    /// on the path, the tag or a callback. `leaf_type` is a variable type id,
+    /// or `LeafTypes::ARRAY` for bare arrays.
+    pub(crate) fn by_type(&self, leaf_type: u32) -> Option<bool> {
+        let is_array = leaf_type == crate::tree::LeafTypes::ARRAY;
+        match self {
+            Matcher::OfType(_) if is_array => Some(false),
+            Matcher::OfType(table) => Some(table.get(leaf_type as usize).copied().unwrap_or(false)),
+            Matcher::WithTag(_) if is_array => Some(false),
+            Matcher::WithTag(_)
+            | Matcher::PathContains(_)
+            | Matcher::PathContainsText(_)
+            | Matcher::PathIn(_)
+            | Matcher::Callback(_) => None,
+            Matcher::Any(ms) => {
+                let mut known = true;
+                for m in ms {
+                    match m.by_type(leaf_type) {
+                        Some(true) => return Some(true),
+                        Some(false) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(false)
+            }
+            Matcher::All(ms) => {
+                let mut known = true;
+                for m in ms {
+                    match m.by_type(leaf_type) {
+                        Some(false) => return Some(false),
+                        Some(true) => {}
+                        None => known = false,
+                    }
+                }
+                known.then_some(true)
+            }
+            Matcher::Not(m) => m.by_type(leaf_type).map(|b| !b),
+            Matcher::Everything => Some(true),
+            Matcher::Nothing => Some(false),
+        }
+    }
+
     pub(crate) fn matches(&self, path: &[&Key], leaf: &Leaf) -> Result<bool> {
         Ok(match self {
             Matcher::OfType(table) => match leaf {

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use crate::error::{bail, Result};
 use crate::filter::{check_order, Filter, Matcher};
 use crate::key::{format_path_tuple, Key};
-use crate::tree::{canonical, prune, Child, Leaf, Node};
+use crate::tree::{canonical, prune, Child, Leaf, LeafTypes, Node};
 use crate::types;
 
 /// The leaves below `node` with their paths, sorted by path as
@@ -63,11 +63,6 @@ pub fn split(node: &Arc<Node>, filters: &[Filter]) -> Result<Vec<Arc<Node>>> {
     partition(node, filters, true)
 }
 
-struct Remainder {
-    first: Option<String>,
-    count: usize,
-}
-
 /// Where the leaves below a node go.
 enum Part {
     /// No leaf below.
@@ -77,6 +72,59 @@ enum Part {
     Uniform(Option<usize>),
     /// Leaves go to several places: the node's part of each output.
     Mixed(Vec<Node>),
+}
+
+/// The filters of one call, ready to place leaves and, where the filters
+/// look only at variable types, whole subtrees by the kinds of leaves in
+/// them.
+struct Placer<'f> {
+    matchers: Vec<Matcher<'f>>,
+    /// For each leaf kind (type id, or `LeafTypes::ARRAY`): the output it
+    /// goes to (`Some(None)`: none), or `None` when that takes more than the
+    /// kind to tell.
+    by_type: Vec<Option<Option<usize>>>,
+    /// Whether some leaf went to no output.
+    unmatched: bool,
+}
+
+impl<'f> Placer<'f> {
+    fn new(matchers: Vec<Matcher<'f>>) -> Placer<'f> {
+        let by_type = (0..=LeafTypes::ARRAY)
+            .map(|t| {
+                for (i, m) in matchers.iter().enumerate() {
+                    match m.by_type(t)? {
+                        true => return Some(Some(i)),
+                        false => continue,
+                    }
+                }
+                Some(None)
+            })
+            .collect();
+        Placer {
+            matchers,
+            by_type,
+            unmatched: false,
+        }
+    }
+
+    /// The output every leaf below goes to, if the kinds of the leaves below
+    /// tell it and it is the same for all.
+    fn subtree_target(&self, kinds: LeafTypes) -> Option<Option<usize>> {
+        let mut members = kinds.members()?;
+        let first = self.by_type[members.next()? as usize]?;
+        members
+            .all(|t| self.by_type[t as usize] == Some(first))
+            .then_some(first)
+    }
+
+    fn leaf_target(&self, path: &[&Key], leaf: &Leaf) -> Result<Option<usize>> {
+        for (i, m) in self.matchers.iter().enumerate() {
+            if m.matches(path, leaf)? {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
 }
 
 fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<Vec<Arc<Node>>> {
@@ -89,19 +137,15 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         .iter()
         .map(|f| f.compile(&registry))
         .collect::<Result<Vec<_>>>()?;
-    let mut remainder = Remainder {
-        first: None,
-        count: 0,
-    };
+    let mut placer = Placer::new(matchers);
     let mut path = Vec::new();
-    let part = partition_node(node, &matchers, &mut path, &mut remainder)?;
-    if exhaustive && remainder.count > 0 {
+    let part = partition_node(node, &mut placer, &mut path)?;
+    if exhaustive && placer.unmatched {
+        let (count, first) = remainder(node, &placer)?;
         bail!(
             NonExhaustive,
-            "Non-exhaustive filters, got a non-empty remainder: {} leaf(s) matched no filter, \
-             the first at {}.\nUse `...` to match all remaining elements.",
-            remainder.count,
-            remainder.first.unwrap_or_default()
+            "Non-exhaustive filters, got a non-empty remainder: {count} leaf(s) matched no filter, \
+             the first at {first}.\nUse `...` to match all remaining elements."
         );
     }
     let empty = || Arc::new(Node::new());
@@ -117,18 +161,63 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
     })
 }
 
+/// The number of leaves no filter matches, and the first of them in sorted
+/// order: for the message of a failed split.
+fn remainder(node: &Node, placer: &Placer<'_>) -> Result<(usize, String)> {
+    let mut count = 0;
+    let mut first = None;
+    let mut path = Vec::new();
+    let mut error = None;
+    for_each_leaf_sorted(node, &mut path, &mut |p, leaf| {
+        if error.is_some() {
+            return;
+        }
+        match placer.leaf_target(p, leaf) {
+            Ok(None) => {
+                count += 1;
+                first.get_or_insert_with(|| format_path_tuple(p));
+            }
+            Ok(Some(_)) => {}
+            Err(e) => error = Some(e),
+        }
+    })?;
+    match error {
+        Some(e) => Err(e),
+        None => Ok((count, first.unwrap_or_default())),
+    }
+}
+
+fn for_each_leaf_sorted<'a>(
+    node: &'a Node,
+    path: &mut Vec<&'a Key>,
+    f: &mut impl FnMut(&[&'a Key], &'a Leaf),
+) -> Result<()> {
+    for (key, child) in node.sorted() {
+        path.push(key);
+        match child {
+            Child::Leaf(leaf) => f(path, leaf),
+            Child::Node(n) => for_each_leaf_sorted(n, path, f)?,
+        }
+        path.pop();
+    }
+    Ok(())
+}
+
 /// What one child contributes: a leaf's output, or a nested node's part.
 enum ChildPart<'a> {
     Leaf(&'a Leaf, Option<usize>),
     Node(&'a Arc<Node>, Part),
 }
 
-fn partition_node<'a>(
-    node: &'a Node,
-    matchers: &[Matcher<'_>],
-    path: &mut Vec<&'a Key>,
-    remainder: &mut Remainder,
-) -> Result<Part> {
+fn partition_node<'a>(node: &'a Node, placer: &mut Placer<'_>, path: &mut Vec<&'a Key>) -> Result<Part> {
+    let kinds = node.leaf_types();
+    if kinds.is_empty() {
+        return Ok(Part::Empty);
+    }
+    if let Some(target) = placer.subtree_target(kinds) {
+        placer.unmatched |= target.is_none();
+        return Ok(Part::Uniform(target));
+    }
     let mut children = Vec::with_capacity(node.len());
     // Some(t) while every leaf so far goes to t; the outer None: no leaf yet.
     let mut uniform: Option<Option<usize>> = None;
@@ -137,22 +226,11 @@ fn partition_node<'a>(
         path.push(key);
         let part = match child {
             Child::Leaf(leaf) => {
-                let mut target = None;
-                for (i, m) in matchers.iter().enumerate() {
-                    if m.matches(path, leaf)? {
-                        target = Some(i);
-                        break;
-                    }
-                }
-                if target.is_none() {
-                    if remainder.first.is_none() {
-                        remainder.first = Some(format_path_tuple(path));
-                    }
-                    remainder.count += 1;
-                }
+                let target = placer.leaf_target(path, leaf)?;
+                placer.unmatched |= target.is_none();
                 ChildPart::Leaf(leaf, target)
             }
-            Child::Node(n) => ChildPart::Node(n, partition_node(n, matchers, path, remainder)?),
+            Child::Node(n) => ChildPart::Node(n, partition_node(n, placer, path)?),
         };
         path.pop();
         let goes_to = match &part {
@@ -178,8 +256,7 @@ fn partition_node<'a>(
             Some(target) => Part::Uniform(target),
         });
     }
-    let outputs = matchers.len();
-    let mut outs: Vec<Node> = (0..outputs).map(|_| Node::new()).collect();
+    let mut outs: Vec<Node> = (0..placer.matchers.len()).map(|_| Node::new()).collect();
     for (key, part) in children {
         match part {
             ChildPart::Leaf(leaf, Some(i)) => {

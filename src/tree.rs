@@ -14,7 +14,134 @@ use crate::array::Array;
 use crate::key::Key;
 use crate::variable::Variable;
 
-type Entries = IndexMap<Key, Child, BuildHasherDefault<FxHasher>>;
+type Index = IndexMap<Key, Child, BuildHasherDefault<FxHasher>>;
+
+/// Nodes up to this many keys keep a plain vector and find keys by a linear
+/// scan (a key compares in one instruction: texts are interned); larger ones
+/// switch to an index map. Most nodes of a model are small, and building
+/// them is the bulk of what filter and split do, so they save the hash
+/// table's allocation.
+const SMALL: usize = 8;
+
+/// A node's entries in insertion order.
+#[derive(Clone, Debug)]
+enum Entries {
+    Small(Vec<(Key, Child)>),
+    Large(Index),
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries::Small(Vec::new())
+    }
+}
+
+impl Entries {
+    fn with_capacity(capacity: usize) -> Entries {
+        if capacity <= SMALL {
+            Entries::Small(Vec::with_capacity(capacity))
+        } else {
+            Entries::Large(Index::with_capacity_and_hasher(capacity, Default::default()))
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Entries::Small(v) => v.len(),
+            Entries::Large(m) => m.len(),
+        }
+    }
+
+    fn position(&self, key: &Key) -> Option<usize> {
+        match self {
+            Entries::Small(v) => v.iter().position(|(k, _)| k == key),
+            Entries::Large(m) => m.get_index_of(key),
+        }
+    }
+
+    fn get(&self, key: &Key) -> Option<&Child> {
+        match self {
+            Entries::Small(v) => v.iter().find(|(k, _)| k == key).map(|(_, c)| c),
+            Entries::Large(m) => m.get(key),
+        }
+    }
+
+    fn get_mut(&mut self, key: &Key) -> Option<&mut Child> {
+        match self {
+            Entries::Small(v) => v.iter_mut().find(|(k, _)| k == key).map(|(_, c)| c),
+            Entries::Large(m) => m.get_mut(key),
+        }
+    }
+
+    fn get_index(&self, index: usize) -> Option<(&Key, &Child)> {
+        match self {
+            Entries::Small(v) => v.get(index).map(|(k, c)| (k, c)),
+            Entries::Large(m) => m.get_index(index),
+        }
+    }
+
+    /// Sets `key`, keeping its position if present; returns its index and
+    /// what was there.
+    fn insert_full(&mut self, key: Key, child: Child) -> (usize, Option<Child>) {
+        if let Entries::Small(v) = self {
+            if let Some(i) = v.iter().position(|(k, _)| *k == key) {
+                return (i, Some(std::mem::replace(&mut v[i].1, child)));
+            }
+            if v.len() < SMALL {
+                v.push((key, child));
+                return (v.len() - 1, None);
+            }
+            let mut index = Index::with_capacity_and_hasher(SMALL * 2, Default::default());
+            index.extend(v.drain(..));
+            *self = Entries::Large(index);
+        }
+        match self {
+            Entries::Large(m) => m.insert_full(key, child),
+            Entries::Small(_) => unreachable!("made large above"),
+        }
+    }
+
+    fn shift_remove(&mut self, key: &Key) -> Option<Child> {
+        match self {
+            Entries::Small(v) => {
+                let i = v.iter().position(|(k, _)| k == key)?;
+                Some(v.remove(i).1)
+            }
+            Entries::Large(m) => m.shift_remove(key),
+        }
+    }
+
+    fn iter(&self) -> Iter<'_> {
+        match self {
+            Entries::Small(v) => Iter::Small(v.iter()),
+            Entries::Large(m) => Iter::Large(m.iter()),
+        }
+    }
+}
+
+/// Children of a node in insertion order.
+pub enum Iter<'a> {
+    Small(std::slice::Iter<'a, (Key, Child)>),
+    Large(indexmap::map::Iter<'a, Key, Child>),
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = (&'a Key, &'a Child);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Iter::Small(it) => it.next().map(|(k, c)| (k, c)),
+            Iter::Large(it) => it.next(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Iter::Small(it) => it.size_hint(),
+            Iter::Large(it) => it.size_hint(),
+        }
+    }
+}
 
 /// A leaf: a variable or a bare array.
 #[derive(Clone, Debug)]
@@ -97,10 +224,74 @@ pub struct Node {
     entries: Entries,
     /// Whether the keys are in ascending order, so sorted walks need not sort.
     sorted: bool,
-    /// This node in the form every filter output takes (see [`canonical`]),
-    /// made on first need and dropped by any change: `None` when the node is
-    /// in that form already.
+    /// Facts derived from the subtree, made on first need and dropped by any
+    /// change to this node (a change below replaces the child through
+    /// `get_mut` or `insert`, so it drops them too).
+    derived: Derived,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Derived {
+    /// This node in the form every filter output takes (see [`canonical`]):
+    /// `None` when the node is in that form already.
     canonical: OnceLock<Option<Arc<Node>>>,
+    /// The kinds of leaves below (see [`Node::leaf_types`]).
+    leaf_types: OnceLock<LeafTypes>,
+    /// For a node whose keys are not in order: the entries' indices in key
+    /// order.
+    order: OnceLock<Box<[u32]>>,
+}
+
+/// Which kinds of leaves lie below a node: a bit per variable type id below
+/// [`LeafTypes::ARRAY`], that bit for bare arrays, and `overflow` when some
+/// variable's type id is too large for the set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeafTypes {
+    bits: u64,
+    overflow: bool,
+}
+
+impl LeafTypes {
+    /// The bit that stands for bare arrays; type ids below it have their own.
+    pub const ARRAY: u32 = 63;
+
+    fn of(leaf: &Leaf) -> LeafTypes {
+        match leaf {
+            Leaf::Array(_) => LeafTypes {
+                bits: 1 << Self::ARRAY,
+                overflow: false,
+            },
+            Leaf::Variable(v) if v.type_id().raw() < Self::ARRAY => LeafTypes {
+                bits: 1 << v.type_id().raw(),
+                overflow: false,
+            },
+            Leaf::Variable(_) => LeafTypes {
+                bits: 0,
+                overflow: true,
+            },
+        }
+    }
+
+    fn union(self, other: LeafTypes) -> LeafTypes {
+        LeafTypes {
+            bits: self.bits | other.bits,
+            overflow: self.overflow || other.overflow,
+        }
+    }
+
+    /// The type ids present (and [`LeafTypes::ARRAY`] for bare arrays), or
+    /// `None` when the set overflowed and cannot tell.
+    pub fn members(self) -> Option<impl Iterator<Item = u32>> {
+        if self.overflow {
+            return None;
+        }
+        let bits = self.bits;
+        Some((0..=Self::ARRAY).filter(move |i| bits & (1 << i) != 0))
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.bits == 0 && !self.overflow
+    }
 }
 
 impl Default for Node {
@@ -114,15 +305,15 @@ impl Node {
         Node {
             entries: Entries::default(),
             sorted: true,
-            canonical: OnceLock::new(),
+            derived: Derived::default(),
         }
     }
 
     pub fn with_capacity(capacity: usize) -> Node {
         Node {
-            entries: Entries::with_capacity_and_hasher(capacity, Default::default()),
+            entries: Entries::with_capacity(capacity),
             sorted: true,
-            canonical: OnceLock::new(),
+            derived: Derived::default(),
         }
     }
 
@@ -131,7 +322,7 @@ impl Node {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     pub fn get(&self, key: &Key) -> Option<&Child> {
@@ -139,7 +330,7 @@ impl Node {
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut Child> {
-        self.canonical.take();
+        self.derived = Derived::default();
         self.entries.get_mut(key)
     }
 
@@ -150,7 +341,7 @@ impl Node {
     /// Sets `key`: an existing key keeps its position, a new one goes last.
     /// Returns what was there.
     pub fn insert(&mut self, key: Key, child: Child) -> Option<Child> {
-        self.canonical.take();
+        self.derived = Derived::default();
         let (index, old) = self.entries.insert_full(key, child);
         if self.sorted && old.is_none() && index > 0 {
             let (before, _) = self.entries.get_index(index - 1).expect("index - 1 exists");
@@ -162,35 +353,60 @@ impl Node {
 
     /// Removes `key`, keeping the order of the others.
     pub fn remove(&mut self, key: &Key) -> Option<Child> {
-        self.canonical.take();
+        self.derived = Derived::default();
         self.entries.shift_remove(key)
     }
 
     /// Children in insertion order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Child)> {
+    pub fn iter(&self) -> Iter<'_> {
         self.entries.iter()
     }
 
     pub fn keys(&self) -> impl Iterator<Item = &Key> {
-        self.entries.keys()
+        self.entries.iter().map(|(k, _)| k)
     }
 
-    /// Children in key order.
+    /// The position of `key` in insertion order.
+    pub fn index_of(&self, key: &Key) -> Option<usize> {
+        self.entries.position(key)
+    }
+
+    /// Children in key order. An unsorted node sorts once and keeps the
+    /// order until it changes.
     pub fn sorted(&self) -> Sorted<'_> {
         if self.sorted {
-            Sorted::InOrder(self.entries.iter())
-        } else {
-            let mut entries: Vec<(&Key, &Child)> = self.entries.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            Sorted::Collected(entries.into_iter())
+            return Sorted::InOrder(self.entries.iter());
         }
+        let order = self.derived.order.get_or_init(|| {
+            let mut order: Vec<u32> = (0..self.len() as u32).collect();
+            order.sort_unstable_by(|&a, &b| {
+                let key = |i: u32| self.entries.get_index(i as usize).map(|(k, _)| k);
+                key(a).cmp(&key(b))
+            });
+            order.into_boxed_slice()
+        });
+        Sorted::Permuted(self, order.iter())
+    }
+
+    /// The kinds of leaves below this node, cached until the node changes:
+    /// lets a filter that looks only at types place a whole subtree without
+    /// visiting its leaves.
+    pub fn leaf_types(&self) -> LeafTypes {
+        *self.derived.leaf_types.get_or_init(|| {
+            self.entries
+                .iter()
+                .fold(LeafTypes::default(), |acc, (_, child)| match child {
+                    Child::Node(n) => acc.union(n.leaf_types()),
+                    Child::Leaf(leaf) => acc.union(LeafTypes::of(leaf)),
+                })
+        })
     }
 
     /// Number of leaves below this node.
     pub fn num_leaves(&self) -> usize {
         self.entries
-            .values()
-            .map(|child| match child {
+            .iter()
+            .map(|(_, child)| match child {
                 Child::Node(n) => n.num_leaves(),
                 Child::Leaf(_) => 1,
             })
@@ -199,7 +415,7 @@ impl Node {
 
     /// Whether some leaf lies below this node.
     pub fn has_leaves(&self) -> bool {
-        self.entries.values().any(|child| match child {
+        self.entries.iter().any(|(_, child)| match child {
             Child::Node(n) => n.has_leaves(),
             Child::Leaf(_) => true,
         })
@@ -226,7 +442,7 @@ impl Node {
 /// repeated operations on an unchanged tree share these subtrees instead of
 /// rebuilding them. `None` when no leaf lies below.
 pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
-    let twin = node.canonical.get_or_init(|| {
+    let twin = node.derived.canonical.get_or_init(|| {
         let mut out = Node::with_capacity(node.len());
         let mut same = node.sorted;
         for (key, child) in node.sorted() {
@@ -259,8 +475,8 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
 
 /// Children of a node in key order.
 pub enum Sorted<'a> {
-    InOrder(indexmap::map::Iter<'a, Key, Child>),
-    Collected(std::vec::IntoIter<(&'a Key, &'a Child)>),
+    InOrder(Iter<'a>),
+    Permuted(&'a Node, std::slice::Iter<'a, u32>),
 }
 
 impl<'a> Iterator for Sorted<'a> {
@@ -269,7 +485,10 @@ impl<'a> Iterator for Sorted<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Sorted::InOrder(it) => it.next(),
-            Sorted::Collected(it) => it.next(),
+            Sorted::Permuted(node, order) => {
+                let i = *order.next()?;
+                node.entries.get_index(i as usize)
+            }
         }
     }
 }
