@@ -1,0 +1,274 @@
+"""numpy arrays to and from native ``nnx_array`` handles, without copies
+where memory allows.
+
+Into the library: a C-contiguous, aligned, writable numpy array in a dtype
+the library knows is lent to it (``nnx_array_wrap``) with a release callback
+that drops the Python reference; anything else is copied (``nnx_array_new``).
+A numpy array that is exactly a view of a native array already (what
+``v[...]`` returns) is not wrapped again: the native array itself is reused.
+
+Out of the library: a numpy array over the native buffer, whose base is an
+owner object holding one reference to the native array, given back when the
+last numpy view of it goes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from ctypes import POINTER, byref, c_bool, c_int64, c_size_t, c_uint32, c_void_p
+
+import numpy as np
+
+from . import _lib as L
+from ._lib import check, lib
+
+# --------------------------------------------------------------------------
+# dtypes
+# --------------------------------------------------------------------------
+
+CODE_TO_DTYPE: dict[int, np.dtype] = {
+    1: np.dtype(np.bool_),
+    2: np.dtype(np.int8),
+    3: np.dtype(np.int16),
+    4: np.dtype(np.int32),
+    5: np.dtype(np.int64),
+    6: np.dtype(np.uint8),
+    7: np.dtype(np.uint16),
+    8: np.dtype(np.uint32),
+    9: np.dtype(np.uint64),
+    10: np.dtype(np.float16),
+    12: np.dtype(np.float32),
+    13: np.dtype(np.float64),
+}
+# dtypes numpy cannot describe in __array_interface__: read as unsigned
+# integers of the same size, then viewed.
+_VIEWED: dict[int, np.dtype] = {}
+
+try:  # bfloat16 and float8 come from ml_dtypes (a dependency of jax)
+    import ml_dtypes
+
+    for _code, _name in ((11, "bfloat16"), (14, "float8_e4m3fn"), (15, "float8_e5m2")):
+        _dt = np.dtype(getattr(ml_dtypes, _name))
+        CODE_TO_DTYPE[_code] = _dt
+        _VIEWED[_code] = _dt
+except ImportError:  # pragma: no cover - depends on the environment
+    ml_dtypes = None
+
+DTYPE_TO_CODE: dict[np.dtype, int] = {dt: code for code, dt in CODE_TO_DTYPE.items()}
+
+_NATIVE_NAMES = {
+    11: "bfloat16 (install ml_dtypes)",
+    14: "float8_e4m3fn (install ml_dtypes)",
+    15: "float8_e5m2 (install ml_dtypes)",
+}
+
+
+def dtype_code(dtype) -> int:
+    dt = np.dtype(dtype)
+    if not dt.isnative:
+        dt = dt.newbyteorder("=")
+    try:
+        return DTYPE_TO_CODE[dt]
+    except KeyError:
+        known = ", ".join(str(d) for d in DTYPE_TO_CODE)
+        raise TypeError(f"nnx_state arrays cannot hold dtype {dt} (supported: {known})") from None
+
+
+def dtype_of_code(code: int) -> np.dtype:
+    try:
+        return CODE_TO_DTYPE[code]
+    except KeyError:
+        raise TypeError(
+            f"this native array has dtype {_NATIVE_NAMES.get(code, code)}, which numpy cannot show"
+        ) from None
+
+
+# --------------------------------------------------------------------------
+# Out of the library: numpy views
+# --------------------------------------------------------------------------
+
+
+class ArrayOwner:
+    """Holds one reference to a native array for the numpy views of it."""
+
+    __slots__ = ("ptr", "__array_interface__", "dtype", "data", "__weakref__")
+
+    def __del__(self, _release=lib.nnx_array_release):
+        ptr = self.ptr
+        if ptr:
+            self.ptr = None
+            try:
+                _release(ptr)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
+
+
+def array_info(ptr: int) -> tuple[int, tuple[int, ...], int, bool]:
+    """(dtype code, shape, data pointer, writable) of a native array."""
+    code = c_uint32()
+    ndim = c_size_t()
+    shape = POINTER(c_int64)()
+    writable = c_bool()
+    data = c_void_p()
+    check(lib.nnx_array_dtype(ptr, byref(code)))
+    check(lib.nnx_array_ndim(ptr, byref(ndim)))
+    check(lib.nnx_array_shape(ptr, byref(shape)))
+    check(lib.nnx_array_is_writable(ptr, byref(writable)))
+    if writable.value:
+        check(lib.nnx_array_data_mut(ptr, byref(data)))
+    else:
+        check(lib.nnx_array_data(ptr, byref(data)))
+    dims = tuple(shape[i] for i in range(ndim.value)) if ndim.value else ()
+    return code.value, dims, data.value or 0, writable.value
+
+
+def view_of(ptr: int) -> np.ndarray:
+    """A numpy array over a native array's buffer; takes over one reference
+    of ``ptr`` (the caller's), which the view gives back when it dies."""
+    try:
+        code, shape, data, writable = array_info(ptr)
+        dtype = dtype_of_code(code)
+    except BaseException:
+        lib.nnx_array_release(ptr)
+        raise
+    size = 1
+    for d in shape:
+        size *= d
+    if size == 0 or not data:
+        lib.nnx_array_release(ptr)
+        return np.zeros(shape, dtype)
+    owner = ArrayOwner()
+    owner.ptr = ptr
+    owner.dtype = dtype
+    owner.data = data
+    viewed = code in _VIEWED
+    typestr = f"<u{dtype.itemsize}" if viewed else dtype.str
+    owner.__array_interface__ = {
+        "shape": shape,
+        "typestr": typestr,
+        "data": (data, not writable),
+        "version": 3,
+    }
+    arr = np.asarray(owner)
+    if viewed:
+        arr = arr.view(dtype)
+    return arr
+
+
+def borrowed_view(ptr: int) -> np.ndarray:
+    """As :func:`view_of` for a borrowed handle (takes its own reference)."""
+    check(lib.nnx_array_retain(ptr))
+    return view_of(ptr)
+
+
+def owner_of(arr: np.ndarray) -> ArrayOwner | None:
+    base = arr.base
+    while base is not None:
+        if type(base) is ArrayOwner:
+            return base
+        base = getattr(base, "base", None)
+    return None
+
+
+def native_of_view(arr: np.ndarray) -> int | None:
+    """The native array ``arr`` is exactly a view of (same memory, dtype and
+    shape), with a new reference taken; None when it is not one."""
+    owner = owner_of(arr)
+    if owner is None or not owner.ptr:
+        return None
+    if (
+        arr.__array_interface__["data"][0] == owner.data
+        and arr.dtype == owner.dtype
+        and arr.shape == owner.__array_interface__["shape"]
+        and arr.flags.c_contiguous
+    ):
+        check(lib.nnx_array_retain(owner.ptr))
+        return owner.ptr
+    return None
+
+
+# --------------------------------------------------------------------------
+# Into the library
+# --------------------------------------------------------------------------
+
+# Python objects lent to the library, by token, until it calls release.
+_lent: dict[int, object] = {}
+_tokens = itertools.count(1)
+
+
+@L.release_fn
+def _release_lent(token):
+    # May run on any thread that drops the last reference (ctypes takes
+    # the GIL); never raises into C.
+    try:
+        _lent.pop(token, None)
+    except Exception:  # pragma: no cover - interpreter shutdown
+        pass
+
+
+def lent_count() -> int:
+    """How many Python buffers the library currently borrows (for tests)."""
+    return len(_lent)
+
+
+def _shape_arg(shape: tuple[int, ...]):
+    if not shape:
+        return None
+    return (c_int64 * len(shape))(*shape)
+
+
+def as_numpy(value) -> np.ndarray:
+    """``numpy.asarray(value)`` in a dtype the library knows."""
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        arr = np.asarray(value)
+    if arr.dtype.kind in "OUSVMmc" and arr.dtype not in DTYPE_TO_CODE:
+        raise TypeError(
+            f"nnx_state values must be numeric or boolean arrays, got {type(value).__name__} "
+            f"of dtype {arr.dtype}"
+        )
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    return arr
+
+
+def to_native(value, *, copy: bool | None = None) -> int:
+    """A new native array (an owned handle) holding ``value``.
+
+    copy=None: lend the memory of a C-contiguous, aligned, writable numpy
+    array; copy anything else. copy=True: always copy. copy=False: lend
+    whenever the layout allows, read-only memory included (the native array
+    is then read-only).
+    """
+    arr = as_numpy(value)
+    code = dtype_code(arr.dtype)
+    if copy is not True:
+        reused = native_of_view(arr)
+        if reused is not None:
+            return reused
+    out = c_void_p()
+    shape = arr.shape
+    nbytes = arr.nbytes
+    lendable = (
+        copy is not True
+        and nbytes > 0
+        and arr.flags.c_contiguous
+        and arr.flags.aligned
+        and (arr.flags.writeable or copy is False)
+    )
+    if lendable:
+        token = next(_tokens)
+        _lent[token] = arr
+        status = lib.nnx_array_wrap(
+            code, _shape_arg(shape), len(shape), arr.ctypes.data, nbytes,
+            bool(arr.flags.writeable), _release_lent, token, byref(out),
+        )
+        if status:
+            _lent.pop(token, None)  # on failure the library keeps nothing
+            L.fail(status)
+        return out.value
+    arr = np.ascontiguousarray(arr)
+    data = arr.ctypes.data if nbytes else None
+    check(lib.nnx_array_new(code, _shape_arg(shape), len(shape), data, nbytes, byref(out)))
+    return out.value

@@ -1,0 +1,622 @@
+"""``State``: a native ``nnx_state`` tree as a Python ``MutableMapping``, and
+the free functions of ``flax.nnx.statelib``.
+
+Nested access gives live views: ``state['b']`` is a ``State`` over the same
+tree, so ``state['b']['c'] = x`` changes ``state``. Putting a ``State`` or a
+mapping into a state copies its structure (not its leaves), so later
+changes to the mapping are not seen through the state.
+
+Outputs of filter, split and diff are built from the sorted flat list (keys
+sorted at every level, empty nested states gone); merge and from_flat keep
+the order in which paths first appear, as NNX does.
+"""
+
+from __future__ import annotations
+
+import typing as tp
+from collections.abc import Mapping, MutableMapping, Sequence
+from ctypes import byref, c_bool, c_size_t, c_uint32, c_void_p, POINTER
+
+import numpy as np
+
+from . import _arrays as A
+from . import _keys as K
+from . import _lib as L
+from ._lib import check, lib
+from .filterlib import NativeFilters
+from .variablelib import Variable, indent_lines, variable_repr, wrap_variable
+
+__all__ = [
+    "State", "FlatState", "to_flat_state", "from_flat_state", "filter_state",
+    "split_state", "merge_state", "map_state", "diff", "to_pure_dict",
+    "replace_by_pure_dict", "restore_int_paths",
+]
+
+
+def _new_state() -> int:
+    out = c_void_p()
+    check(lib.nnx_state_new(byref(out)))
+    return out.value
+
+
+def _free_state(h: int, _free=lib.nnx_state_free) -> None:
+    try:
+        _free(h)
+    except Exception:  # pragma: no cover - interpreter shutdown
+        pass
+
+
+def _leaf_from(kind: int, ptr: int):
+    """A Python leaf for an owned native leaf handle."""
+    if kind == L.NNX_KIND_VARIABLE:
+        return wrap_variable(ptr, owned=True)
+    return A.view_of(ptr)
+
+
+class State(MutableMapping):
+    """A nested, ordered mapping from keys (``str`` or ``int``) to variables,
+    bare arrays and nested states, held by the native library."""
+
+    __slots__ = ("_h", "__weakref__")
+
+    def __init__(self, mapping: tp.Mapping | tp.Iterable | None = None, /, *, _copy: bool = True):
+        if isinstance(mapping, State):
+            out = c_void_p()
+            check(lib.nnx_state_clone(mapping._h, byref(out)))
+            object.__setattr__(self, "_h", out.value)
+            return
+        object.__setattr__(self, "_h", _new_state())
+        if mapping is None:
+            return
+        items = mapping.items() if isinstance(mapping, Mapping) else mapping
+        for key, value in items:
+            self._put(key, value)
+
+    @classmethod
+    def _from_handle(cls, h: int) -> "State":
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "_h", h)
+        return obj
+
+    def __del__(self):
+        h = getattr(self, "_h", None)
+        if h:
+            object.__setattr__(self, "_h", None)
+            _free_state(h)
+
+    # -- building ------------------------------------------------------------
+
+    def _put(self, key, value) -> None:
+        keys, n, keep = K.path_arg((key,))
+        h = self._h
+        if isinstance(value, Variable):
+            check(lib.nnx_state_set_variable(h, keys, n, value._ptr), what=f"key {key!r}")
+        elif isinstance(value, State):
+            check(lib.nnx_state_set_state(h, keys, n, value._h), what=f"key {key!r}")
+        elif isinstance(value, Mapping):
+            sub = State(value)
+            check(lib.nnx_state_set_state(h, keys, n, sub._h), what=f"key {key!r}")
+        else:
+            array = A.to_native(value)
+            try:
+                check(lib.nnx_state_set_array(h, keys, n, array), what=f"key {key!r}")
+            finally:
+                lib.nnx_array_release(array)
+
+    def _put_native_array(self, key, array: int) -> None:
+        """Puts a native array (borrowed; the state takes its own reference)."""
+        keys, n, keep = K.path_arg((key,))
+        check(lib.nnx_state_set_array(self._h, keys, n, array), what=f"key {key!r}")
+
+    # -- mapping protocol ----------------------------------------------------
+
+    def _path(self, key):
+        try:
+            return K.path_arg((key,))
+        except (TypeError, OverflowError) as e:
+            raise KeyError(key) from e
+
+    def __getitem__(self, key):
+        keys, n, keep = self._path(key)
+        h = self._h
+        kind = c_uint32()
+        check(lib.nnx_state_get_kind(h, keys, n, byref(kind)), what=f"key {key!r}")
+        out = c_void_p()
+        if kind.value == L.NNX_KIND_VARIABLE:
+            check(lib.nnx_state_get_variable(h, keys, n, byref(out)), what=f"key {key!r}")
+            return wrap_variable(out.value, owned=True)
+        if kind.value == L.NNX_KIND_ARRAY:
+            check(lib.nnx_state_get_array(h, keys, n, byref(out)), what=f"key {key!r}")
+            return A.view_of(out.value)
+        check(lib.nnx_state_get_state(h, keys, n, byref(out)), what=f"key {key!r}")
+        return State._from_handle(out.value)
+
+    def __setitem__(self, key, value) -> None:
+        self._put(key, value)
+
+    def __delitem__(self, key) -> None:
+        keys, n, keep = self._path(key)
+        check(lib.nnx_state_remove(self._h, keys, n), what=f"key {key!r}")
+
+    def __contains__(self, key) -> bool:
+        try:
+            keys, n, keep = K.path_arg((key,))
+        except (TypeError, OverflowError):
+            return False
+        out = c_bool()
+        check(lib.nnx_state_contains(self._h, keys, n, byref(out)))
+        return out.value
+
+    def __len__(self) -> int:
+        out = c_size_t()
+        check(lib.nnx_state_len(self._h, byref(out)))
+        return out.value
+
+    def _keys(self) -> list:
+        h = self._h
+        n = len(self)
+        key = L.nnx_key()
+        out = []
+        for i in range(n):
+            check(lib.nnx_state_key_at(h, i, byref(key)))
+            out.append(K.read_key(key))
+        return out
+
+    def __iter__(self):
+        return iter(self._keys())
+
+    def num_leaves(self) -> int:
+        """The number of leaves (variables and bare arrays) at any depth."""
+        out = c_size_t()
+        check(lib.nnx_state_num_leaves(self._h, byref(out)))
+        return out.value
+
+    # -- attribute access ----------------------------------------------------
+
+    def __getattr__(self, key):
+        if key.startswith("__") or key == "_h":
+            raise AttributeError(key)
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"No attribute '{key}' in State") from None
+
+    def __setattr__(self, key, value) -> None:
+        if key == "_h":
+            object.__setattr__(self, key, value)
+        else:
+            self[key] = value
+
+    def __delattr__(self, key) -> None:
+        try:
+            del self[key]
+        except KeyError:
+            raise AttributeError(f"No attribute '{key}' in State") from None
+
+    # -- comparison and display ----------------------------------------------
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        return _mapping_eq(self, other)
+
+    __hash__ = None  # a mutable mapping
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({_node_repr(self, '')})"
+
+    def to_string(self) -> str:
+        """The native library's listing of the tree (``nnx_state_to_string``)."""
+        out = c_void_p()
+        check(lib.nnx_state_to_string(self._h, byref(out)))
+        return L.take_string(out.value)
+
+    # -- copies --------------------------------------------------------------
+
+    def copy(self) -> "State":
+        """An independent tree holding the same leaves."""
+        return State(self)
+
+    def __copy__(self) -> "State":
+        return self.copy()
+
+    def deep_copy(self) -> "State":
+        """An independent tree with new variables and copies of every array."""
+        out = c_void_p()
+        check(lib.nnx_state_deep_copy(self._h, byref(out)))
+        return State._from_handle(out.value)
+
+    def __deepcopy__(self, memo) -> "State":
+        return self.deep_copy()
+
+    def update_leaves(self, other: tp.Mapping) -> None:
+        """In place: ``other``'s leaves overwrite this state's at their paths
+        (``nnx_state_update``), creating nested states as needed."""
+        other = _as_state(other)
+        check(lib.nnx_state_update(self._h, other._h))
+
+    # -- NNX's methods (no deprecation warnings here) --------------------------
+
+    def flat_state(self) -> "FlatState":
+        return to_flat_state(self)
+
+    @classmethod
+    def from_flat_path(cls, flat_state, /) -> "State":
+        return from_flat_state(flat_state)
+
+    def map(self, f: tp.Callable[[tuple, tp.Any], tp.Any]) -> "State":
+        return map_state(f, self)
+
+    def to_pure_dict(self, extract_fn=None) -> dict:
+        return to_pure_dict(self, extract_fn)
+
+    def replace_by_pure_dict(self, pure_dict, replace_fn=None) -> None:
+        return replace_by_pure_dict(self, pure_dict, replace_fn)
+
+    def split(self, first, /, *filters):
+        return split_state(self, first, *filters)
+
+    def filter(self, first, /, *filters):
+        return filter_state(self, first, *filters)
+
+    @classmethod
+    def merge(cls, state, /, *states) -> "State":
+        return merge_state(state, *states)
+
+    def __or__(self, other) -> "State":
+        if not other:
+            return self
+        return merge_state(self, other)
+
+    def __sub__(self, other) -> "State":
+        return diff(self, other)
+
+    def __reduce__(self):
+        return (_unpickle_state, (to_flat_state(self)._items_for_pickle(),))
+
+
+def _unpickle_state(items):
+    return from_flat_state(items)
+
+
+def _as_state(x) -> State:
+    if isinstance(x, State):
+        return x
+    if isinstance(x, Mapping):
+        return State(x)
+    raise TypeError(f"expected a State or a mapping, got {type(x).__name__}")
+
+
+# --------------------------------------------------------------------------
+# Equality and repr
+# --------------------------------------------------------------------------
+
+
+def _leaf_eq(a, b) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, Mapping) or isinstance(b, Mapping):
+        return isinstance(a, Mapping) and isinstance(b, Mapping) and _mapping_eq(a, b)
+    if isinstance(a, Variable) or isinstance(b, Variable):
+        if not (isinstance(a, Variable) and isinstance(b, Variable)):
+            return False
+        if type(a)._type_id != type(b)._type_id:
+            return False
+        if a.get_metadata() != b.get_metadata():
+            return False
+        return _values_eq(a.get_value(), b.get_value())
+    return _values_eq(a, b)
+
+
+def _values_eq(x, y) -> bool:
+    if x is None or y is None:
+        return x is None and y is None
+    x, y = np.asarray(x), np.asarray(y)
+    return x.shape == y.shape and x.dtype == y.dtype and bool(np.array_equal(x, y))
+
+
+def _mapping_eq(a: Mapping, b: Mapping) -> bool:
+    keys_a = list(a)
+    if len(keys_a) != len(b):
+        return False
+    for key in keys_a:
+        if key not in b:
+            return False
+        if not _leaf_eq(a[key], b[key]):
+            return False
+    return True
+
+
+def _node_repr(state: Mapping, indent: str) -> str:
+    keys = list(state)
+    if not keys:
+        return "{}"
+    inner = indent + "  "
+    parts = []
+    for key in keys:
+        value = state[key]
+        if isinstance(value, Mapping):
+            text = _node_repr(value, inner)
+        elif isinstance(value, Variable):
+            text = variable_repr(value, inner)
+        else:
+            text = indent_lines(repr(value), inner)
+        parts.append(f"{inner}{key!r}: {text}")
+    return "{\n" + ",\n".join(parts) + "\n" + indent + "}"
+
+
+# --------------------------------------------------------------------------
+# Flat states
+# --------------------------------------------------------------------------
+
+
+def _path_sort_key(path) -> tuple:
+    # ints before strings, ints numerically, strings by code point (= UTF-8
+    # byte order), a shorter prefix first: the library's order.
+    return tuple((1, k) if isinstance(k, str) else (0, k) for k in path)
+
+
+class FlatState(Sequence):
+    """A sequence of ``(path, leaf)`` pairs, as ``flax.nnx.statelib.FlatState``."""
+
+    __slots__ = ("_keys", "_values")
+
+    def __init__(self, items, /, *, sort: bool = True):
+        items = [(tuple(path), leaf) for path, leaf in items]
+        if sort:
+            items.sort(key=lambda item: _path_sort_key(item[0]))
+        self._keys = tuple(path for path, _ in items)
+        self._values = [leaf for _, leaf in items]
+
+    @staticmethod
+    def from_sorted_keys_values(keys, values, /) -> "FlatState":
+        flat = object.__new__(FlatState)
+        flat._keys = tuple(keys)
+        flat._values = list(values)
+        return flat
+
+    @property
+    def paths(self) -> tuple:
+        return self._keys
+
+    @property
+    def leaves(self) -> list:
+        return self._values
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return FlatState.from_sorted_keys_values(self._keys[index], self._values[index])
+        return self._keys[index], self._values[index]
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(zip(self._keys, self._values))
+
+    def __repr__(self) -> str:
+        if not self._keys:
+            return "FlatState([])"
+        parts = []
+        for path, leaf in self:
+            if isinstance(leaf, Variable):
+                text = variable_repr(leaf, "  ")
+            else:
+                text = indent_lines(repr(leaf), "  ")
+            parts.append(f"  ({path!r}, {text})")
+        return "FlatState([\n" + ",\n".join(parts) + "\n])"
+
+    def _items_for_pickle(self) -> list:
+        return list(zip(self._keys, self._values))
+
+    def to_nested_state(self) -> State:
+        return from_flat_state(self)
+
+    def filter(self, first, /, *filters):
+        parts = filter_state(self.to_nested_state(), first, *filters)
+        if isinstance(parts, tuple):
+            return tuple(to_flat_state(p) for p in parts)
+        return to_flat_state(parts)
+
+    def split(self, first, /, *filters):
+        parts = split_state(self.to_nested_state(), first, *filters)
+        if isinstance(parts, tuple):
+            return tuple(to_flat_state(p) for p in parts)
+        return to_flat_state(parts)
+
+    @staticmethod
+    def merge(flat_state, /, *flat_states) -> "FlatState":
+        if not flat_states and isinstance(flat_state, FlatState):
+            return flat_state
+        return FlatState((item for fs in (flat_state, *flat_states) for item in fs), sort=True)
+
+
+def to_flat_state(state) -> FlatState:
+    """The ``(path, leaf)`` pairs of a state, sorted by path; empty nested
+    states give nothing."""
+    state = _as_state(state)
+    flat = c_void_p()
+    check(lib.nnx_state_flatten(state._h, byref(flat)))
+    try:
+        n = c_size_t()
+        check(lib.nnx_flat_len(flat, byref(n)))
+        keys_ptr = POINTER(L.nnx_key)()
+        length = c_size_t()
+        kind = c_uint32()
+        leaf = c_void_p()
+        paths, leaves = [], []
+        for i in range(n.value):
+            check(lib.nnx_flat_path(flat, i, byref(keys_ptr), byref(length)))
+            paths.append(K.read_path(keys_ptr, length.value))
+            check(lib.nnx_flat_kind(flat, i, byref(kind)))
+            if kind.value == L.NNX_KIND_VARIABLE:
+                check(lib.nnx_flat_variable(flat, i, byref(leaf)))
+                leaves.append(wrap_variable(leaf.value, owned=False))
+            else:
+                check(lib.nnx_flat_array(flat, i, byref(leaf)))
+                leaves.append(A.borrowed_view(leaf.value))
+    finally:
+        lib.nnx_flat_free(flat)
+    return FlatState.from_sorted_keys_values(tuple(paths), leaves)
+
+
+def from_flat_state(flat_state, *, cls=State) -> State:
+    """A state from ``(path, leaf)`` pairs (or a ``{path: leaf}`` mapping), in
+    order; a repeated path keeps its first position and its last leaf."""
+    items = flat_state.items() if isinstance(flat_state, Mapping) else flat_state
+    flat = c_void_p()
+    check(lib.nnx_flat_new(byref(flat)))
+    try:
+        for path, leaf in items:
+            path = tuple(path)
+            keys, n, keep = K.path_arg(path)
+            if isinstance(leaf, Variable):
+                check(lib.nnx_flat_push_variable(flat, keys, n, leaf._ptr), what=f"path {path!r}")
+            else:
+                array = A.to_native(leaf)
+                try:
+                    check(lib.nnx_flat_push_array(flat, keys, n, array), what=f"path {path!r}")
+                finally:
+                    lib.nnx_array_release(array)
+        out = c_void_p()
+        check(lib.nnx_state_from_flat(flat, byref(out)))
+    finally:
+        lib.nnx_flat_free(flat)
+    state = State._from_handle(out.value)
+    if cls is not State and issubclass(cls, State):
+        state = cls(state)
+    return state
+
+
+# --------------------------------------------------------------------------
+# filter / split / merge / diff
+# --------------------------------------------------------------------------
+
+
+def _partition(fn, state, filters) -> list[State]:
+    state = _as_state(state)
+    with NativeFilters(filters) as native:
+        n = len(native)
+        outs = (c_void_p * n)()
+        check(fn(state._h, native.array, n, outs))
+    return [State._from_handle(outs[i]) for i in range(n)]
+
+
+def _one_or_tuple(states: list[State]):
+    return states[0] if len(states) == 1 else tuple(states)
+
+
+def filter_state(state, first, /, *filters):
+    """One state per filter: each leaf goes to the first filter that matches
+    it, or nowhere. One filter gives a state, several a tuple."""
+    return _one_or_tuple(_partition(lib.nnx_state_filter, state, (first, *filters)))
+
+
+def split_state(state, first, /, *filters):
+    """As :func:`filter_state`, but every leaf must match some filter
+    (``ValueError: Non-exhaustive filters, ...`` otherwise)."""
+    return _one_or_tuple(_partition(lib.nnx_state_split, state, (first, *filters)))
+
+
+def merge_state(state, /, *states, cls=State) -> State:
+    """The union of the states' leaves; at the same path the later state
+    wins. One state merges to an equal copy."""
+    inputs = [_as_state(s) for s in (state, *states)]
+    handles = (c_void_p * len(inputs))(*(s._h for s in inputs))
+    out = c_void_p()
+    check(lib.nnx_state_merge(handles, len(inputs), byref(out)))
+    result = State._from_handle(out.value)
+    if cls is not State and issubclass(cls, State):
+        result = cls(result)
+    return result
+
+
+def diff(state, other) -> State:
+    """The leaves of ``state`` whose path is not a leaf path of ``other``
+    (a copy of ``state`` when ``other`` has no keys)."""
+    a, b = _as_state(state), _as_state(other)
+    out = c_void_p()
+    check(lib.nnx_state_diff(a._h, b._h, byref(out)))
+    return State._from_handle(out.value)
+
+
+def map_state(f: tp.Callable[[tuple, tp.Any], tp.Any], state) -> State:
+    """``f(path, leaf)`` over the flat state, unflattened again."""
+    return from_flat_state([(path, f(path, leaf)) for path, leaf in to_flat_state(state)])
+
+
+# --------------------------------------------------------------------------
+# Pure dicts
+# --------------------------------------------------------------------------
+
+
+def flatten_mapping(xs: Mapping) -> dict:
+    """``{path: leaf}`` of a nested mapping, depth-first; empty mappings give
+    nothing (``flax.nnx.traversals.flatten_mapping``)."""
+    out: dict = {}
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if isinstance(value, Mapping):
+                walk(value, prefix + (key,))
+            else:
+                out[prefix + (key,)] = value
+
+    walk(xs, ())
+    return out
+
+
+def unflatten_mapping(flat) -> dict:
+    """Nested dicts from ``{path: leaf}`` (``flax.nnx.traversals.unflatten_mapping``)."""
+    result: dict = {}
+    items = flat.items() if isinstance(flat, Mapping) else flat
+    for path, value in items:
+        cursor = result
+        for key in path[:-1]:
+            if key not in cursor:
+                cursor[key] = {}
+            cursor = cursor[key]
+        cursor[path[-1]] = value
+    return result
+
+
+def to_pure_dict(state, extract_fn=None) -> dict:
+    """Nested dicts of plain values: each variable's value (a numpy array over
+    the native buffer), each bare array as is."""
+    if extract_fn is None:
+        extract_fn = lambda x: x.get_value() if isinstance(x, Variable) else x  # noqa: E731
+    return unflatten_mapping({path: extract_fn(leaf) for path, leaf in to_flat_state(state)})
+
+
+def _try_int(x):
+    try:
+        return int(x)
+    except ValueError:
+        return x
+
+
+def restore_int_paths(pure_dict: Mapping) -> dict:
+    """The same nested dict with every int-looking key (``'0'``) turned into
+    an int, as after a checkpoint that stringified them."""
+    fixed = {tuple(map(_try_int, path)): value for path, value in flatten_mapping(pure_dict).items()}
+    return unflatten_mapping(fixed)
+
+
+def replace_by_pure_dict(state: State, pure_dict: Mapping, replace_fn=None) -> None:
+    """Replaces the values of ``state`` by those of ``pure_dict``, matching each
+    path as given, then with int-looking parts as ints. Variables are replaced
+    by copies holding the new values (``x.replace(v)``), as Flax does."""
+    if replace_fn is None:
+        replace_fn = lambda x, v: x.replace(v) if hasattr(x, "replace") else v  # noqa: E731
+    current = dict(to_flat_state(state))
+    for path, value in flatten_mapping(pure_dict).items():
+        if path in current:
+            matched = path
+        else:
+            int_path = tuple(map(_try_int, path))
+            if int_path in current:
+                matched = int_path
+            else:
+                raise ValueError(f"key in pure_dict not available in state: {path}")
+        current[matched] = replace_fn(current[matched], value)
+    state.update(unflatten_mapping(current))

@@ -1,0 +1,916 @@
+"""Variables: Python classes over the native type registry, and objects over
+native ``nnx_variable`` handles.
+
+- Every class (``Variable``, ``Param``, ..., and every Python subclass)
+  stands for a native type id; defining ``class QuantParam(nnx.Param)``
+  registers ``QuantParam`` under ``Param`` in the native registry.
+  ``isinstance`` follows the registry, so two classes standing for the same
+  native type are interchangeable in ``isinstance`` checks.
+- A variable object holds one reference to a native variable. The same
+  native variable always comes back as the same Python object while that
+  object lives (``state['a'] is state['a']``); its class is the class
+  registered for its native type.
+- Values are numpy arrays over the native buffer (no copy); metadata entries
+  are ``str``, ``int``, ``float`` or ``bool``.
+"""
+
+from __future__ import annotations
+
+import weakref
+from ctypes import byref, c_bool, c_double, c_int64, c_size_t, c_uint32, c_void_p
+
+import numpy as np
+
+from . import _arrays as A
+from . import _lib as L
+from ._lib import check, lib
+
+__all__ = [
+    "Variable", "Param", "BatchStat", "Cache", "Intermediate", "Perturbation",
+    "RngState", "RngKey", "RngCount", "OptState", "OptArray", "OptVariable",
+    "variable_type", "class_for_type",
+]
+
+
+class _Missing:
+    def __repr__(self):
+        return "MISSING"
+
+
+MISSING = _Missing()
+
+# Flax's required metadata: every Flax variable has these entries. We show
+# them with Flax's defaults (nnx_state variables are never hijax or refs);
+# eager_sharding is stored natively only when it is set to False.
+REQUIRED_METADATA = {"hijax": False, "ref": False, "eager_sharding": True}
+
+# --------------------------------------------------------------------------
+# The type registry, seen from Python
+# --------------------------------------------------------------------------
+
+_classes: dict[int, type] = {}  # native type id -> class used for new objects
+_parents: dict[int, int] = {}
+_names: dict[int, str] = {}
+
+
+def type_name(type_id: int) -> str:
+    name = _names.get(type_id)
+    if name is None:
+        out = L.c_char_p()
+        check(lib.nnx_type_name(type_id, byref(out)))
+        name = _names[type_id] = out.value.decode("utf-8")
+    return name
+
+
+def type_parent(type_id: int) -> int | None:
+    parent = _parents.get(type_id)
+    if parent is None:
+        out = c_uint32()
+        check(lib.nnx_type_parent(type_id, byref(out)))
+        parent = _parents[type_id] = out.value
+    return None if parent == L.NNX_TYPE_NONE else parent
+
+
+def is_subtype(type_id: int, ancestor: int) -> bool:
+    t: int | None = type_id
+    while t is not None:
+        if t == ancestor:
+            return True
+        t = type_parent(t)
+    return False
+
+
+def register_type(name: str, parent_id: int) -> int:
+    out = c_uint32()
+    check(lib.nnx_type_register(_meta_name(name), parent_id, byref(out)), what=f"variable type {name!r}")
+    return out.value
+
+
+def lookup_type(name: str) -> int | None:
+    out = c_uint32()
+    status = lib.nnx_type_lookup(_meta_name(name), byref(out))
+    if status == L.NNX_ERR_KEY_NOT_FOUND:
+        return None
+    check(status)
+    return out.value
+
+
+def class_for_type(type_id: int) -> type:
+    """The class registered for a native type id, made on first use for types
+    registered by other code (C callers, checkpoint loaders)."""
+    cls = _classes.get(type_id)
+    if cls is None:
+        parent = type_parent(type_id)
+        parent_cls = Variable if parent is None else class_for_type(parent)
+        name = type_name(type_id)
+        cls = VariableMeta(name, (parent_cls,), {"_type_id": type_id, "__module__": __name__, "__qualname__": name})
+    return cls
+
+
+def variable_type(name: str, parent: type = None) -> type:
+    """Registers the variable type ``name`` under ``parent`` (default
+    ``Variable``) and returns its class, whose ``__name__`` is ``name``.
+    Registering the same name under the same parent again returns the same
+    class; under another parent it fails (``ValueError``)."""
+    if parent is None:
+        parent = Variable
+    if not (isinstance(parent, VariableMeta)):
+        raise TypeError(f"parent must be a Variable class, got {parent!r}")
+    type_id = register_type(name, parent._type_id)
+    cls = _classes.get(type_id)
+    if cls is None:
+        cls = VariableMeta(name, (parent,), {"_type_id": type_id, "__module__": __name__, "__qualname__": name})
+    return cls
+
+
+class VariableMeta(type):
+    """Metaclass of the variable classes: ``isinstance`` follows the native
+    registry; subclasses get ``__slots__ = ()`` unless they say otherwise."""
+
+    def __new__(mcls, name, bases, namespace, **kwargs):
+        if "__slots__" not in namespace:
+            namespace["__slots__"] = ()
+        return super().__new__(mcls, name, bases, namespace, **kwargs)
+
+    def __instancecheck__(cls, instance):
+        if type.__instancecheck__(cls, instance):
+            return True
+        own = type(instance)
+        if not isinstance(own, VariableMeta):
+            return False
+        return is_subtype(own._type_id, cls._type_id)
+
+
+# --------------------------------------------------------------------------
+# Live objects: native pointer -> the one Python object for it
+# --------------------------------------------------------------------------
+
+
+class _LiveRef(weakref.ref):
+    __slots__ = ("ptr",)
+
+
+_live: dict[int, _LiveRef] = {}
+
+
+def _on_dead(ref: _LiveRef, _release=lib.nnx_variable_release) -> None:
+    # Runs when a variable object is gone: its weak reference is already
+    # cleared, so no lookup can return it any more; give back its reference.
+    ptr = ref.ptr
+    try:
+        if _live.get(ptr) is ref:
+            del _live[ptr]
+        _release(ptr)
+    except Exception:  # pragma: no cover - interpreter shutdown
+        pass
+
+
+def _adopt(obj: "Variable", ptr: int) -> None:
+    object.__setattr__(obj, "_ptr", ptr)
+    ref = _LiveRef(obj, _on_dead)
+    ref.ptr = ptr
+    _live[ptr] = ref
+
+
+def wrap_variable(ptr: int, *, owned: bool) -> "Variable":
+    """The Python object for a native variable. ``owned``: the caller hands
+    over one reference; otherwise ``ptr`` is borrowed."""
+    ref = _live.get(ptr)
+    if ref is not None:
+        obj = ref()
+        if obj is not None:
+            if owned:
+                lib.nnx_variable_release(ptr)
+            return obj
+    if not owned:
+        check(lib.nnx_variable_retain(ptr))
+    tid = c_uint32()
+    status = lib.nnx_variable_type(ptr, byref(tid))
+    if status:
+        lib.nnx_variable_release(ptr)
+        L.fail(status)
+    cls = class_for_type(tid.value)
+    obj = object.__new__(cls)
+    _adopt(obj, ptr)
+    return obj
+
+
+def new_variable(cls: type, array: int | None) -> "Variable":
+    """A new variable object of class ``cls`` over a new native variable
+    holding the native array ``array`` (borrowed; the variable takes its own
+    reference), with no metadata."""
+    obj = object.__new__(cls)
+    out = c_void_p()
+    check(lib.nnx_variable_new(cls._type_id, array, byref(out)))
+    _adopt(obj, out.value)
+    return obj
+
+
+def live_count() -> int:
+    """How many variable objects are alive (for tests)."""
+    return len(_live)
+
+
+# --------------------------------------------------------------------------
+# Metadata, natively
+# --------------------------------------------------------------------------
+
+
+def _meta_name(name) -> bytes:
+    if not isinstance(name, str):
+        raise TypeError(f"metadata names are str, got {type(name).__name__}")
+    if "\0" in name:
+        raise ValueError("a metadata name cannot contain NUL")
+    return name.encode("utf-8")
+
+
+def _meta_setter(name: str, value):
+    """Checks a metadata entry and returns a function that stores it on a
+    native variable (so that several entries can be checked before any is
+    stored)."""
+    key = _meta_name(name)
+    if isinstance(value, (bool, np.bool_)):
+        fn, arg = lib.nnx_variable_set_metadata_bool, bool(value)
+    elif isinstance(value, (int, np.integer)):
+        arg = int(value)
+        if not -(2**63) <= arg < 2**63:
+            raise OverflowError(f"metadata {name!r}: {arg} is outside the signed 64-bit range")
+        fn = lib.nnx_variable_set_metadata_int
+    elif isinstance(value, (float, np.floating)):
+        fn, arg = lib.nnx_variable_set_metadata_float, float(value)
+    elif isinstance(value, str):
+        if "\0" in value:
+            raise ValueError(f"metadata {name!r}: a string value cannot contain NUL")
+        fn, arg = lib.nnx_variable_set_metadata_str, value.encode("utf-8")
+    else:
+        raise TypeError(
+            f"metadata {name!r}: nnx_state stores str, int, float and bool metadata, "
+            f"got {type(value).__name__}: {value!r}"
+        )
+
+    def store(ptr: int) -> None:
+        check(fn(ptr, key, arg), what=f"metadata {name!r}")
+
+    return store
+
+
+def _set_meta(ptr: int, name: str, value) -> None:
+    _meta_setter(name, value)(ptr)
+
+
+def _get_meta_kind(ptr: int, key: bytes, kind: int):
+    if kind == L.NNX_META_STR:
+        out = c_void_p()
+        check(lib.nnx_variable_get_metadata_str(ptr, key, byref(out)))
+        return L.take_string(out.value)
+    if kind == L.NNX_META_INT:
+        out = c_int64()
+        check(lib.nnx_variable_get_metadata_int(ptr, key, byref(out)))
+        return out.value
+    if kind == L.NNX_META_FLOAT:
+        out = c_double()
+        check(lib.nnx_variable_get_metadata_float(ptr, key, byref(out)))
+        return out.value
+    out = c_bool()
+    check(lib.nnx_variable_get_metadata_bool(ptr, key, byref(out)))
+    return out.value
+
+
+def _get_meta(ptr: int, name: str, default=MISSING):
+    key = _meta_name(name)
+    kind = c_uint32()
+    status = lib.nnx_variable_metadata_kind(ptr, key, byref(kind))
+    if status == L.NNX_ERR_KEY_NOT_FOUND and default is not MISSING:
+        return default
+    check(status, what=f"metadata {name!r}")
+    return _get_meta_kind(ptr, key, kind.value)
+
+
+def _meta_dict(ptr: int) -> dict:
+    count = c_size_t()
+    check(lib.nnx_variable_metadata_count(ptr, byref(count)))
+    out = {}
+    for i in range(count.value):
+        name_ptr = c_void_p()
+        kind = c_uint32()
+        check(lib.nnx_variable_metadata_at(ptr, i, byref(name_ptr), byref(kind)))
+        name = L.take_string(name_ptr.value)
+        out[name] = _get_meta_kind(ptr, name.encode("utf-8"), kind.value)
+    return out
+
+
+def _has_meta(ptr: int, name: str) -> bool:
+    kind = c_uint32()
+    status = lib.nnx_variable_metadata_kind(ptr, _meta_name(name), byref(kind))
+    if status == L.NNX_ERR_KEY_NOT_FOUND:
+        return False
+    check(status)
+    return True
+
+
+def _del_meta(ptr: int, name: str) -> None:
+    check(lib.nnx_variable_remove_metadata(ptr, _meta_name(name)), what=f"metadata {name!r}")
+
+
+def _set_required(ptr: int, name: str, value) -> None:
+    """Flax's required entries: hijax and ref cannot change (nnx_state
+    variables are plain); eager_sharding is stored only when not True."""
+    if name in ("hijax", "ref"):
+        if value:
+            raise ValueError(f"Cannot change `{name}` metadata, expected False, got {value}")
+        return
+    if value is True or value is np.True_:
+        if _has_meta(ptr, name):
+            _del_meta(ptr, name)
+    else:
+        _set_meta(ptr, name, value)
+
+
+def _set_entry(ptr: int, name: str, value) -> None:
+    if name in REQUIRED_METADATA:
+        _set_required(ptr, name, value)
+    else:
+        _set_meta(ptr, name, value)
+
+
+def _native_value(ptr: int) -> int | None:
+    out = c_void_p()
+    check(lib.nnx_variable_get_value(ptr, byref(out)))
+    return out.value
+
+
+def _set_native_value(ptr: int, array: int | None) -> None:
+    check(lib.nnx_variable_set_value(ptr, array))
+
+
+# --------------------------------------------------------------------------
+# repr helpers (Flax's style)
+# --------------------------------------------------------------------------
+
+
+def _bytes_repr(num_bytes: int) -> str:
+    if num_bytes > 1e9:
+        return f"{num_bytes / 1e9:,.1f} GB"
+    if num_bytes > 1e6:
+        return f"{num_bytes / 1e6:,.1f} MB"
+    if num_bytes > 1e3:
+        return f"{num_bytes / 1e3:,.1f} KB"
+    return f"{num_bytes:,} B"
+
+
+def indent_lines(text: str, indent: str) -> str:
+    return text.replace("\n", "\n" + indent)
+
+
+def variable_repr(var: "Variable", indent: str = "") -> str:
+    value = var.get_value()
+    comment = ""
+    if value is not None:
+        comment = f" # {value.size:,} ({_bytes_repr(value.nbytes)})"
+    inner = indent + "  "
+    lines = [f"value={indent_lines(repr(value), inner)}"]
+    for name, meta in _meta_dict(var._ptr).items():
+        lines.append(f"{name}={indent_lines(repr(meta), inner)}")
+    body = ",\n".join(inner + line for line in lines)
+    return f"{type(var).__name__}({comment}\n{body}\n{indent})"
+
+
+# --------------------------------------------------------------------------
+# The classes
+# --------------------------------------------------------------------------
+
+
+def _binary(name: str):
+    def method(self, other):
+        value = self.get_value()
+        if isinstance(other, Variable):
+            other = other.get_value()
+        return getattr(value, name)(other)
+
+    method.__name__ = name
+    return method
+
+
+def _unary(name: str):
+    def method(self):
+        return getattr(self.get_value(), name)()
+
+    method.__name__ = name
+    return method
+
+
+def _no_inplace(name: str, hint: str):
+    def method(self, other):
+        raise NotImplementedError(
+            "In-place operations are no longer supported for Variable.\n"
+            f"Use `variable[...] {hint} x` instead."
+        )
+
+    method.__name__ = name
+    return method
+
+
+class Variable(metaclass=VariableMeta):
+    """The base of all variable types: a native variable with a value (a
+    numpy array, or None) and metadata.
+
+    ``Variable(value, **metadata)``; ``value`` is anything ``numpy.asarray``
+    takes. A C-contiguous writable numpy array is shared with the library,
+    not copied, as Flax keeps the very array it is given.
+    """
+
+    __slots__ = ("_ptr", "__weakref__")
+    _type_id = 0  # NNX_TYPE_VARIABLE
+
+    def __init_subclass__(cls, *, type_name: str | None = None, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "_type_id" in cls.__dict__:  # made from a native type id
+            tid = cls.__dict__["_type_id"]
+        else:
+            parent = next((b for b in cls.__mro__[1:] if isinstance(b, VariableMeta)), Variable)
+            tid = register_type(type_name or cls.__name__, parent._type_id)
+            cls._type_id = tid
+        _classes[tid] = cls
+
+    def __init__(
+        self,
+        value=None,
+        *,
+        hijax: bool | None = None,
+        ref: bool | None = None,
+        eager_sharding: bool | None = None,
+        **metadata,
+    ):
+        if getattr(self, "_ptr", None) is not None:
+            raise RuntimeError("this variable is already initialised")
+        if hijax:
+            raise ValueError("nnx_state variables cannot be hijax variables (hijax=True)")
+        if ref:
+            raise ValueError("nnx_state variables cannot be refs (ref=True)")
+        array = None if value is None else A.to_native(value)
+        out = c_void_p()
+        status = lib.nnx_variable_new(type(self)._type_id, array, byref(out))
+        if array:
+            lib.nnx_array_release(array)
+        check(status)
+        _adopt(self, out.value)
+        if eager_sharding is not None:
+            _set_required(self._ptr, "eager_sharding", eager_sharding)
+        for name, entry in metadata.items():
+            _set_entry(self._ptr, name, entry)
+
+    # -- construction helpers ------------------------------------------------
+
+    @classmethod
+    def from_metadata(cls, value, attributes: dict):
+        return cls(value, **dict(attributes))
+
+    def copy(self, value=MISSING, **updates):
+        """A new variable of the same type, with the same (shared) value unless
+        ``value`` is given, and this one's metadata updated with ``updates``."""
+        if value is MISSING and "value" in updates:
+            value = updates.pop("value")
+        if value is MISSING:
+            array = _native_value(self._ptr)
+        else:
+            array = None if value is None else A.to_native(value)
+        try:
+            obj = new_variable(type(self), array)
+        finally:
+            if array:
+                lib.nnx_array_release(array)
+        for name, entry in _meta_dict(self._ptr).items():
+            _set_meta(obj._ptr, name, entry)
+        for name, entry in updates.items():
+            _set_entry(obj._ptr, name, entry)
+        return obj
+
+    replace = copy
+    to_state = copy
+
+    def copy_from(self, other: "Variable") -> None:
+        """Takes ``other``'s value (shared) and metadata."""
+        if type(self)._type_id != type(other)._type_id:
+            raise ValueError(
+                f"Cannot copy from incompatible container, expected {type(self).__name__}, "
+                f"got {type(other).__name__}"
+            )
+        if self is other:
+            return
+        self.update_from_state(other)
+
+    def update_from_state(self, variable_state: "Variable") -> None:
+        array = _native_value(variable_state._ptr)
+        try:
+            _set_native_value(self._ptr, array)
+        finally:
+            if array:
+                lib.nnx_array_release(array)
+        if _meta_dict(self._ptr) != _meta_dict(variable_state._ptr):
+            self.set_metadata(variable_state.get_metadata(exclude_required=True))
+
+    # -- identity and type -----------------------------------------------------
+
+    @property
+    def type(self) -> type:
+        return type(self)
+
+    @property
+    def var_type(self) -> type:
+        return type(self)
+
+    @property
+    def type_name(self) -> str:
+        """The native type name (``"Param"``, ...)."""
+        return type_name(type(self)._type_id)
+
+    @property
+    def hijax(self) -> bool:
+        return False
+
+    @property
+    def ref(self) -> bool:
+        return False
+
+    # -- value -----------------------------------------------------------------
+
+    def get_value(self, *, index=MISSING):
+        """The value: a numpy array over the native buffer (no copy), or None.
+        With ``index``, ``value[index]``."""
+        array = _native_value(self._ptr)
+        if array is None:
+            value = None
+        else:
+            value = A.view_of(array)
+        if index is not MISSING:
+            return value[index]
+        return value
+
+    def set_value(self, value, *, index=MISSING) -> None:
+        """Without ``index``: replaces the value (every state holding this
+        variable sees the new one). With ``index``: writes ``value`` into
+        ``self[index]``, in place, as ``numpy`` does (a read-only value is
+        copied first)."""
+        if index is MISSING:
+            array = None if value is None else A.to_native(value)
+            try:
+                _set_native_value(self._ptr, array)
+            finally:
+                if array:
+                    lib.nnx_array_release(array)
+            return
+        current = self.get_value()
+        if current is None:
+            if index is Ellipsis:
+                self.set_value(value)
+                return
+            raise TypeError("this variable has no value to index")
+        if current.flags.writeable:
+            current[index] = value
+        else:
+            fresh = np.array(current)
+            fresh[index] = value
+            self.set_value(fresh)
+
+    def get_raw_value(self):
+        return self.get_value()
+
+    def set_raw_value(self, value, **_):
+        self.set_value(value)
+
+    @property
+    def value(self):
+        return self.get_value()
+
+    @value.setter
+    def value(self, value):
+        self.set_value(value)
+
+    @property
+    def raw_value(self):
+        return self.get_value()
+
+    @raw_value.setter
+    def raw_value(self, value):
+        self.set_value(value)
+
+    def create_value(self, value):
+        return value
+
+    @property
+    def shape(self):
+        return self.get_value().shape
+
+    @property
+    def dtype(self):
+        return self.get_value().dtype
+
+    # -- metadata --------------------------------------------------------------
+
+    @property
+    def tag(self) -> str | None:
+        """The ``tag`` metadata (what ``WithTag`` and ``str`` filters read), or
+        None."""
+        out = c_void_p()
+        check(lib.nnx_variable_tag(self._ptr, byref(out)))
+        return L.take_string(out.value)
+
+    @property
+    def eager_sharding(self) -> bool:
+        return self.get_metadata("eager_sharding")
+
+    def get_metadata(self, name: str | None = None, default=MISSING, *, exclude_required: bool | None = None):
+        """All metadata as a dict, or the entry ``name`` (``default`` when it is
+        missing; without a default, a missing entry raises ``KeyError``).
+        Flax's required entries (``hijax``, ``ref``, ``eager_sharding``) are
+        included unless ``exclude_required``."""
+        if name is not None and exclude_required is not None:
+            raise TypeError("Cannot specify both 'name' and 'exclude_required' arguments.")
+        if name is None:
+            if default is not MISSING:
+                raise TypeError(
+                    f"Cannot provide a default value when 'name' is not provided. Got default={default}"
+                )
+            metadata = _meta_dict(self._ptr)
+            if exclude_required:
+                for key in REQUIRED_METADATA:
+                    metadata.pop(key, None)
+            else:
+                for key, entry in REQUIRED_METADATA.items():
+                    metadata.setdefault(key, entry)
+            return metadata
+        if name in REQUIRED_METADATA:
+            return _get_meta(self._ptr, name, REQUIRED_METADATA[name])
+        return _get_meta(self._ptr, name, default)
+
+    def set_metadata(self, *args, **kwargs) -> None:
+        """``set_metadata(dict)`` replaces all metadata; ``set_metadata(name,
+        value)`` sets one entry; ``set_metadata(**entries)`` updates."""
+        if args and kwargs:
+            raise TypeError("Cannot mix positional and keyword arguments in set_metadata")
+        if len(args) == 1:
+            metadata = dict(args[0])
+            for key in ("hijax", "ref"):
+                if metadata.get(key):
+                    raise ValueError(f"Cannot change `{key}` metadata, expected False, got {metadata[key]}")
+            for name, entry in metadata.items():  # check every entry before changing anything
+                if name not in REQUIRED_METADATA:
+                    _meta_setter(name, entry)
+            for name in list(_meta_dict(self._ptr)):
+                _del_meta(self._ptr, name)
+            for name, entry in metadata.items():
+                _set_entry(self._ptr, name, entry)
+        elif len(args) == 2:
+            _set_entry(self._ptr, args[0], args[1])
+        elif kwargs:
+            for name, entry in kwargs.items():
+                _set_entry(self._ptr, name, entry)
+        else:
+            raise TypeError(
+                "set_metadata takes either 1 or 2 arguments, or at least 1 keyword argument, "
+                f"got args={args}, kwargs={kwargs}"
+            )
+
+    def has_metadata(self, name: str) -> bool:
+        return name in REQUIRED_METADATA or _has_meta(self._ptr, name)
+
+    def del_metadata(self, name: str) -> None:
+        if name in ("hijax", "ref"):
+            raise ValueError(f"Cannot delete `{name}` metadata")
+        _del_meta(self._ptr, name)
+
+    # -- attribute proxying ----------------------------------------------------
+
+    def __getattr__(self, name: str):
+        if name.startswith("__") or name == "_ptr":
+            raise AttributeError(name)
+        ptr = object.__getattribute__(self, "_ptr")
+        if "\0" in name:
+            raise AttributeError(name)
+        key = _meta_name(name)
+        kind = c_uint32()
+        if lib.nnx_variable_metadata_kind(ptr, key, byref(kind)) == L.NNX_OK:
+            return _get_meta_kind(ptr, key, kind.value)
+        if name in REQUIRED_METADATA:
+            return REQUIRED_METADATA[name]
+        value = self.get_value()
+        try:
+            return getattr(value, name)
+        except AttributeError:
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute or metadata {name!r}"
+            ) from None
+
+    def __setattr__(self, name: str, value) -> None:
+        try:
+            object.__setattr__(self, name, value)
+        except AttributeError as e:
+            raise AttributeError(
+                f"Cannot set attribute {name}. To set Variable metadata use either:\n\n"
+                f"  variable.set_metadata({name}=value)\n\nor\n\n"
+                f"  variable.set_metadata('{name}', value)"
+            ) from e
+
+    def __delattr__(self, name: str) -> None:
+        try:
+            object.__delattr__(self, name)
+        except AttributeError as e:
+            raise AttributeError(
+                f"Cannot delete attribute {name}. To delete Variable metadata use:\n\n"
+                f"  variable.del_metadata('{name}')"
+            ) from e
+
+    # -- protocols -------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return variable_repr(self)
+
+    def __getitem__(self, key):
+        return self.get_value(index=key)
+
+    def __setitem__(self, key, value) -> None:
+        self.set_value(value, index=key)
+
+    def __delitem__(self, key) -> None:
+        value = self.get_value()
+        del value[key]
+
+    def __call__(self, *args, **kwargs):
+        return self.get_value()(*args, **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.get_value())
+
+    def __iter__(self):
+        return iter(self.get_value())
+
+    def __contains__(self, item) -> bool:
+        return item in self.get_value()
+
+    def __array__(self, dtype=None, copy=None):
+        value = self.get_value()
+        if copy:
+            return np.array(value, dtype=dtype, copy=True)
+        return np.asarray(value, dtype=dtype)
+
+    def __jax_array__(self):
+        return self.get_value()
+
+    def __eq__(self, other):
+        if isinstance(other, Variable):
+            other = other.get_value()
+        return self.get_value().__eq__(other)
+
+    __hash__ = None  # as in Flax: == is elementwise
+
+    __ne__ = _binary("__ne__")
+    __lt__ = _binary("__lt__")
+    __le__ = _binary("__le__")
+    __gt__ = _binary("__gt__")
+    __ge__ = _binary("__ge__")
+
+    __add__ = _binary("__add__")
+    __sub__ = _binary("__sub__")
+    __mul__ = _binary("__mul__")
+    __matmul__ = _binary("__matmul__")
+    __truediv__ = _binary("__truediv__")
+    __floordiv__ = _binary("__floordiv__")
+    __mod__ = _binary("__mod__")
+    __divmod__ = _binary("__divmod__")
+    __pow__ = _binary("__pow__")
+    __lshift__ = _binary("__lshift__")
+    __rshift__ = _binary("__rshift__")
+    __and__ = _binary("__and__")
+    __xor__ = _binary("__xor__")
+    __or__ = _binary("__or__")
+    __radd__ = _binary("__radd__")
+    __rsub__ = _binary("__rsub__")
+    __rmul__ = _binary("__rmul__")
+    __rmatmul__ = _binary("__rmatmul__")
+    __rtruediv__ = _binary("__rtruediv__")
+    __rfloordiv__ = _binary("__rfloordiv__")
+    __rmod__ = _binary("__rmod__")
+    __rdivmod__ = _binary("__rdivmod__")
+    __rpow__ = _binary("__rpow__")
+    __rlshift__ = _binary("__rlshift__")
+    __rrshift__ = _binary("__rrshift__")
+    __rand__ = _binary("__rand__")
+    __rxor__ = _binary("__rxor__")
+    __ror__ = _binary("__ror__")
+
+    __iadd__ = _no_inplace("__iadd__", "+=")
+    __isub__ = _no_inplace("__isub__", "-=")
+    __imul__ = _no_inplace("__imul__", "*=")
+    __imatmul__ = _no_inplace("__imatmul__", "@=")
+    __itruediv__ = _no_inplace("__itruediv__", "/=")
+    __ifloordiv__ = _no_inplace("__ifloordiv__", "//=")
+    __imod__ = _no_inplace("__imod__", "%=")
+    __ipow__ = _no_inplace("__ipow__", "**=")
+    __ilshift__ = _no_inplace("__ilshift__", "<<=")
+    __irshift__ = _no_inplace("__irshift__", ">>=")
+    __iand__ = _no_inplace("__iand__", "&=")
+    __ixor__ = _no_inplace("__ixor__", "^=")
+    __ior__ = _no_inplace("__ior__", "|=")
+
+    __neg__ = _unary("__neg__")
+    __pos__ = _unary("__pos__")
+    __abs__ = _unary("__abs__")
+    __invert__ = _unary("__invert__")
+    __complex__ = _unary("__complex__")
+    __int__ = _unary("__int__")
+    __float__ = _unary("__float__")
+    __index__ = _unary("__index__")
+    __trunc__ = _unary("__trunc__")
+    __floor__ = _unary("__floor__")
+    __ceil__ = _unary("__ceil__")
+
+    def __round__(self, ndigits: int = 0):
+        return self.get_value().__round__(ndigits)
+
+    # -- copying and pickling --------------------------------------------------
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        value = self.get_value()
+        return self.copy(None if value is None else np.array(value, copy=True))
+
+    def __reduce__(self):
+        chain = []
+        tid: int | None = type(self)._type_id
+        while tid is not None and tid != Variable._type_id:
+            chain.append(type_name(tid))
+            tid = type_parent(tid)
+        value = self.get_value()
+        value = None if value is None else np.array(value, copy=True)
+        return (_unpickle_variable, (tuple(reversed(chain)), value, _meta_dict(self._ptr)))
+
+
+def _unpickle_variable(chain, value, metadata):
+    tid = Variable._type_id
+    for name in chain:
+        tid = register_type(name, tid)
+    cls = class_for_type(tid)
+    obj = object.__new__(cls)
+    Variable.__init__(obj, value)
+    for name, entry in metadata.items():
+        _set_meta(obj._ptr, name, entry)
+    return obj
+
+
+_classes[Variable._type_id] = Variable
+
+
+class Param(Variable):
+    """The canonical learnable parameter."""
+
+
+class BatchStat(Variable):
+    """Batch statistics (mean and variance) of a normalisation layer."""
+
+
+class Cache(Variable):
+    """Cached values, such as an attention key/value cache."""
+
+
+class Intermediate(Variable):
+    """Intermediate values a model sows."""
+
+
+class Perturbation(Intermediate):
+    """Perturbations of intermediate values."""
+
+
+class RngState(Variable):
+    """The state of a random number stream."""
+
+
+class RngKey(RngState):
+    """A random key."""
+
+
+class RngCount(RngState):
+    """A random stream's counter."""
+
+
+class OptState(Variable):
+    """Optimiser state."""
+
+
+class OptArray(OptState):
+    """An array of optimiser state."""
+
+
+class OptVariable(OptState):
+    """A variable of optimiser state."""
+
+
+# The built-in types have fixed ids in the C API (NNX_TYPE_*).
+_BUILTIN_IDS = {
+    Variable: 0, Param: 1, BatchStat: 2, Cache: 3, Intermediate: 4, Perturbation: 5,
+    RngState: 6, RngKey: 7, RngCount: 8, OptState: 9, OptArray: 10, OptVariable: 11,
+}
+for _cls, _tid in _BUILTIN_IDS.items():
+    if _cls._type_id != _tid or lookup_type(_cls.__name__) != _tid:  # pragma: no cover
+        raise ImportError(f"libnnx_state disagrees about the id of {_cls.__name__}")

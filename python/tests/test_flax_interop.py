@@ -1,0 +1,100 @@
+"""from_flax / to_flax against a live flax.nnx (skipped without flax)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import nnx_state as nnx
+
+flax_nnx = pytest.importorskip("flax.nnx")
+jnp = pytest.importorskip("jax.numpy")
+
+pytestmark = pytest.mark.flax
+
+
+class Model(flax_nnx.Module):
+    def __init__(self, rngs):
+        self.batchnorm = flax_nnx.BatchNorm(2, rngs=rngs)
+        self.linear = flax_nnx.Linear(2, 3, rngs=rngs)
+
+
+class LoRA(flax_nnx.Param):
+    pass
+
+
+def test_from_flax_model_state():
+    model = Model(flax_nnx.Rngs(0))
+    flax_state = flax_nnx.state(model)
+    state = nnx.from_flax(flax_state)
+    assert nnx.to_flat_state(state).paths == flax_nnx.to_flat_state(flax_state).paths
+    for (path, ours), (_, theirs) in zip(nnx.to_flat_state(state), flax_nnx.to_flat_state(flax_state)):
+        assert type(ours).__name__ == type(theirs).__name__, path
+        assert np.array_equal(ours[...], np.asarray(theirs[...]))
+    params, stats = nnx.split_state(state, nnx.Param, nnx.BatchStat)
+    assert list(params["batchnorm"]) == ["bias", "scale"] and list(stats["batchnorm"]) == ["mean", "var"]
+    # jax buffers are read-only: copied, so the values stay writable here.
+    params["linear"]["bias"][...] += 1
+    assert (np.asarray(model.linear.bias[...]) == 0).all()
+
+
+def test_round_trip_updates_a_model():
+    model = Model(flax_nnx.Rngs(0))
+    state = nnx.from_flax(flax_nnx.state(model))
+    params, batch_stats = nnx.split_state(state, nnx.Param, nnx.BatchStat)
+    params["linear"]["bias"][...] += 1
+    merged = nnx.merge_state(params, batch_stats)
+    flax_nnx.update(model, nnx.to_flax(merged, array_fn=jnp.asarray))
+    assert (model.linear.bias[...] == jnp.array([1, 1, 1])).all()
+
+
+def test_types_metadata_and_sharing_travel():
+    shared = LoRA(np.arange(4.0), tag="lora")
+    flax_state = flax_nnx.State({"a": shared, "b": {"c": shared, "d": flax_nnx.Cache(np.zeros(2))}, "raw": np.ones(3)})
+    state = nnx.from_flax(flax_state)
+    assert state.a is state.b.c and type(state.a).__name__ == "LoRA"
+    assert isinstance(state.a, nnx.Param) and state.a.tag == "lora"
+    assert np.shares_memory(state.a[...], shared.get_value())  # numpy: no copy
+    assert isinstance(state.raw, np.ndarray)
+    back = nnx.to_flax(state)
+    assert isinstance(back, flax_nnx.State)
+    assert type(back["a"]) is LoRA and back["a"] is back["b"]["c"]
+    assert back["a"].get_metadata("tag") == "lora"
+    assert np.shares_memory(np.asarray(back["a"].get_value()), state.a[...])
+    assert type(back["b"]["d"]) is flax_nnx.Cache
+
+
+def test_types_made_here_go_to_flax_by_name():
+    Mine = nnx.variable_type("OnlyHere", nnx.BatchStat)
+    back = nnx.to_flax(nnx.State({"x": Mine(np.zeros(1))}))
+    cls = type(back["x"])
+    assert cls.__name__ == "OnlyHere" and issubclass(cls, flax_nnx.BatchStat)
+    again = nnx.to_flax(nnx.State({"y": Mine(np.zeros(1))}))
+    assert type(again["y"]) is cls
+
+
+def test_copy_false_lends_read_only_memory():
+    value = jnp.arange(4.0)
+    state = nnx.from_flax(flax_nnx.State({"p": flax_nnx.Param(value)}), copy=False)
+    view = state.p[...]
+    assert not view.flags.writeable and np.shares_memory(view, np.asarray(value))
+    state.p[...] = 5.0  # a read-only value is copied on write
+    assert list(state.p[...]) == [5.0] * 4 and list(np.asarray(value)) == [0, 1, 2, 3]
+
+
+def test_flax_filters_agree_on_converted_state():
+    model = Model(flax_nnx.Rngs(0))
+    flax_state = flax_nnx.state(model)
+    state = nnx.from_flax(flax_state)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        for ours_f, flax_f in [
+            (nnx.Param, flax_nnx.Param),
+            (nnx.PathContains("bias"), flax_nnx.PathContains("bias")),
+            (nnx.Not(nnx.BatchStat), flax_nnx.Not(flax_nnx.BatchStat)),
+        ]:
+            a = nnx.to_flat_state(nnx.filter_state(state, ours_f)).paths
+            b = flax_nnx.to_flat_state(flax_nnx.filter_state(flax_state, flax_f)).paths
+            assert a == b

@@ -1,0 +1,384 @@
+"""Variables: Flax's own Variable tests (tests/nnx/variable_test.py) re-expressed
+for nnx_state where they need no Module, then the registry, values without
+copies, dtypes and metadata."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import pickle
+
+import numpy as np
+import pytest
+
+import nnx_state as nnx
+from nnx_state import _arrays, variablelib
+
+# --------------------------------------------------------------------------
+# Flax's tests, re-expressed
+# --------------------------------------------------------------------------
+
+
+def test_value_of_a_python_scalar():
+    r1 = nnx.Param(1)
+    assert r1.get_value() == 1
+    r1.set_value(2)
+    assert r1.get_value() == 2
+
+
+def test_proxy_access():
+    v = nnx.Param(np.ones((2, 3)))
+    t = v.T
+    assert t.shape == (3, 2)
+    assert v.ndim == 2 and v.size == 6
+
+
+def test_binary_ops():
+    v1 = nnx.Param(np.array(2))
+    v2 = nnx.Param(np.array(3))
+    result = v1 + v2
+    assert result == 5
+    assert not (v1 == v2)
+    v1[...] += v2
+    assert v1[...] == 5
+
+
+@pytest.mark.parametrize(
+    "v1,v2",
+    list(itertools.product([np.array([1, 2]), np.array(2), 3], repeat=2)),
+)
+def test_eq_op(v1, v2):
+    p1, p2 = nnx.Param(v1), nnx.Param(v2)
+    if isinstance(v1, np.ndarray) or isinstance(v2, np.ndarray):
+        assert (p1 == p2).all() == (v1 == v2).all()
+    else:
+        assert (p1 == p2) == (v1 == v2)
+
+
+def test_get_set_metadata():
+    v = nnx.Variable(np.array(1.0))
+    assert v.get_metadata() == {"hijax": False, "ref": False, "eager_sharding": True}
+    v.set_metadata(a=1, b=2)
+    assert v.get_metadata("a") == 1
+    assert v.get_metadata("b") == 2
+    v.set_metadata({"b": 3, "c": 4, "hijax": False, "ref": False, "eager_sharding": True})
+    assert v.get_metadata() == {"b": 3, "c": 4, "hijax": False, "ref": False, "eager_sharding": True}
+    assert v.get_metadata("b") == 3
+    assert v.get_metadata("c") == 4
+    assert v.get_metadata("x", default=10) == 10
+
+
+def test_set_metadata_three_ways():
+    v = nnx.Variable(np.array(1.0))
+    v.set_metadata(out_sharding="model")
+    assert v.get_metadata("out_sharding") == "model"
+    v.set_metadata("out_sharding", "data")
+    assert v.get_metadata("out_sharding") == "data"
+    v.set_metadata({"out_sharding": "y", "hijax": False, "ref": False, "eager_sharding": True})
+    assert v.get_metadata("out_sharding") == "y"
+    assert v.out_sharding == "y"  # metadata reads as attributes, as in Flax
+
+
+def test_jax_values():
+    jnp = pytest.importorskip("jax.numpy")
+    v = nnx.Param(jnp.ones((2, 3)))
+    assert v.T.shape == (3, 2)
+    assert jnp.dot(jnp.ones((2,)), jnp.asarray(v)).shape == (3,)
+    assert (jnp.asarray(v) == 1).all()
+    v1, v2 = nnx.Param(jnp.array(2)), nnx.Param(jnp.array(3))
+    v1[...] += v2  # a jax buffer is read-only: the variable holds a writable copy
+    assert v1[...] == 5
+
+
+# --------------------------------------------------------------------------
+# Classes and the native registry
+# --------------------------------------------------------------------------
+
+
+def test_builtin_hierarchy():
+    assert issubclass(nnx.Perturbation, nnx.Intermediate)
+    assert issubclass(nnx.RngKey, nnx.RngState) and issubclass(nnx.RngCount, nnx.RngState)
+    assert issubclass(nnx.OptArray, nnx.OptState) and issubclass(nnx.OptVariable, nnx.OptState)
+    p = nnx.Perturbation(np.zeros(1))
+    assert isinstance(p, nnx.Intermediate) and isinstance(p, nnx.Variable)
+    assert not isinstance(p, nnx.Param)
+    assert p.type_name == "Perturbation"
+    assert nnx.Param._type_id == 1 and nnx.OptVariable._type_id == 11
+
+
+def test_subclassing_registers_the_type():
+    class QuantParam(nnx.Param):
+        pass
+
+    q = QuantParam(np.zeros(2), tag="q")
+    assert isinstance(q, nnx.Param) and isinstance(q, QuantParam)
+    assert q.type_name == "QuantParam"
+    assert variablelib.lookup_type("QuantParam") == QuantParam._type_id
+    assert variablelib.type_parent(QuantParam._type_id) == nnx.Param._type_id
+    state = nnx.State({"w": q, "b": nnx.Param(np.zeros(1))})
+    only = nnx.filter_state(state, QuantParam)
+    assert list(only) == ["w"] and only["w"] is q
+    assert type(state["w"]) is QuantParam
+    # Subclasses get __slots__ = (), like Flax's variables.
+    with pytest.raises(AttributeError, match="set_metadata"):
+        q.anything = 1
+
+
+def test_isinstance_follows_the_registry():
+    first = nnx.variable_type("SameName", nnx.Param)
+    second = nnx.variable_type("SameName", nnx.Param)
+    assert first is second and first.__name__ == "SameName"
+
+    class SameName(nnx.Param):  # another class for the same native type
+        pass
+
+    assert SameName._type_id == first._type_id
+    a = first(np.zeros(1))
+    assert isinstance(a, SameName) and isinstance(a, first)
+    with pytest.raises(ValueError) as info:
+        nnx.variable_type("SameName", nnx.BatchStat)
+    assert info.value.status_name == "NNX_ERR_TYPE_CONFLICT"
+
+
+def test_variable_type_and_deeper_levels():
+    Base = nnx.variable_type("LoraParam", nnx.Param)
+    Deep = nnx.variable_type("LoraA", Base)
+    d = Deep(np.zeros(1))
+    assert isinstance(d, Base) and isinstance(d, nnx.Param)
+    assert not isinstance(Base(np.zeros(1)), Deep)
+    assert Deep.__name__ == "LoraA" and Deep.__mro__[1] is Base
+
+
+def test_custom_type_name():
+    class Local(nnx.Cache, type_name="mylib.Local"):
+        pass
+
+    assert Local(np.zeros(1)).type_name == "mylib.Local"
+    assert variablelib.lookup_type("mylib.Local") == Local._type_id
+
+
+def test_types_registered_natively_get_a_class():
+    from ctypes import byref, c_uint32
+
+    out = c_uint32()
+    nnx._lib.lib.nnx_type_register(b"FromC", nnx.BatchStat._type_id, byref(out))
+    v = variablelib.new_variable(nnx.BatchStat, None)  # a BatchStat, for comparison
+    cls = variablelib.class_for_type(out.value)
+    assert cls.__name__ == "FromC" and issubclass(cls, nnx.BatchStat)
+    assert isinstance(cls(np.zeros(1)), nnx.BatchStat)
+    assert not isinstance(v, cls)
+
+
+def test_same_native_variable_same_object():
+    v = nnx.Param(np.zeros(3))
+    state = nnx.State({"a": v, "b": {"c": v}})
+    assert state["a"] is v and state["b"]["c"] is v and state["a"] is state["a"]
+    leaves = nnx.to_flat_state(state).leaves
+    assert leaves[0] is leaves[1] is v
+
+
+# --------------------------------------------------------------------------
+# Values: no copies, shared by every holder
+# --------------------------------------------------------------------------
+
+
+def test_numpy_values_are_not_copied():
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    v = nnx.Param(a)
+    assert np.shares_memory(v[...], a)
+    assert np.shares_memory(v.value, v.get_value())
+    a[0, 0] = 100  # Flax keeps the very array too
+    assert v[0, 0] == 100
+
+
+def test_view_writes_are_seen_by_every_state():
+    v = nnx.Param(np.zeros(3, np.float32))
+    s1 = nnx.State({"x": v})
+    s2 = nnx.State({"deep": {"y": v}})
+    s1["x"][...] += 1
+    assert (s2["deep"]["y"][...] == 1).all()
+    s2.deep.y[1] = 7
+    assert list(s1.x[...]) == [1, 7, 1]
+
+
+def test_set_value_replaces_the_value_everywhere():
+    v = nnx.BatchStat(np.zeros(3))
+    s = nnx.State({"v": v})
+    before = v[...]
+    v.set_value(np.ones(4, np.int32))
+    assert s["v"].shape == (4,) and s["v"].dtype == np.int32
+    assert (before == 0).all()  # an old view keeps the old array alive
+    v.value = np.full(2, 5.0)
+    assert list(s["v"][...]) == [5.0, 5.0]
+    v[...] = 3  # in place, broadcasting, keeping dtype and shape
+    assert list(s["v"][...]) == [3.0, 3.0]
+
+
+def test_read_only_and_strided_inputs_are_copied():
+    a = np.arange(4.0)
+    a.flags.writeable = False
+    v = nnx.Param(a)
+    assert not np.shares_memory(v[...], a)
+    v[...] += 1
+    assert list(v[...]) == [1, 2, 3, 4] and list(a) == [0, 1, 2, 3]
+    b = np.arange(10.0)[::2]
+    w = nnx.Param(b)
+    assert not np.shares_memory(w[...], b) and list(w[...]) == list(b)
+    c = np.arange(6.0).reshape(2, 3).T
+    assert (nnx.Param(c)[...] == c).all()
+
+
+def test_view_of_a_view_reuses_the_native_array():
+    v = nnx.Param(np.arange(3.0))
+    w = nnx.Param(v[...])
+    assert np.shares_memory(v[...], w[...])
+    v[...] += 1
+    assert list(w[...]) == [1.0, 2.0, 3.0]
+
+
+def test_a_view_keeps_the_native_array_alive():
+    import gc
+
+    state = nnx.State({"a": nnx.Param(np.arange(1000.0))})
+    view = state["a"][...]
+    del state
+    gc.collect()
+    assert view.sum() == sum(range(1000))
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32,
+     np.uint64, np.float16, np.float32, np.float64],
+)
+def test_dtypes_round_trip(dtype):
+    a = (np.arange(6) % 3).astype(dtype).reshape(3, 2)
+    v = nnx.Variable(a)
+    assert v.dtype == np.dtype(dtype)
+    assert v[...].dtype == np.dtype(dtype) and (v[...] == a).all()
+    bare = nnx.State({"x": a})["x"]
+    assert bare.dtype == np.dtype(dtype) and (bare == a).all()
+
+
+@pytest.mark.parametrize("name", ["bfloat16", "float8_e4m3fn", "float8_e5m2"])
+def test_ml_dtypes(name):
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    dtype = np.dtype(getattr(ml_dtypes, name))
+    a = np.array([0.5, 1.0, -2.0], dtype=dtype)
+    v = nnx.Param(a)
+    assert v.dtype == dtype and np.shares_memory(v[...], a)
+    assert (v[...].astype(np.float32) == np.array([0.5, 1.0, -2.0], np.float32)).all()
+    v[...] += dtype.type(1)
+    assert (a.astype(np.float32) == np.array([1.5, 2.0, -1.0], np.float32)).all()
+
+
+def test_byte_order_and_bad_dtypes():
+    big = np.arange(3, dtype=">i4")
+    assert list(nnx.Param(big)[...]) == [0, 1, 2]
+    for bad in (np.zeros(2, np.complex64), np.array(["a"]), np.array([object()])):
+        with pytest.raises(TypeError):
+            nnx.Param(bad)
+
+
+def test_no_value():
+    v = nnx.Cache(None)
+    assert v.get_value() is None and v.value is None
+    assert "value=None" in repr(v)
+    v[...] = np.zeros(2)
+    assert v.shape == (2,)
+    v.set_value(None)
+    assert v.get_value() is None
+
+
+def test_proxied_protocols():
+    v = nnx.Param(np.array([3.0, 1.0, 2.0]))
+    assert len(v) == 3 and list(v) == [3.0, 1.0, 2.0] and 2.0 in v
+    assert np.sum(v) == 6.0 and np.asarray(v).dtype == np.float64
+    assert (v * 2 == np.array([6, 2, 4])).all() and (2 * v == v + v).all()
+    assert (-v < 0).all() and (v >= 1).all() and (abs(-v) == v).all()
+    assert float(nnx.Param(np.array(2.5))) == 2.5 and int(nnx.Param(np.array(3))) == 3
+    assert (v @ v) == 14.0
+    with pytest.raises(NotImplementedError, match=r"variable\[\.\.\.\] \+= x"):
+        v += 1
+    with pytest.raises(TypeError):
+        hash(v)
+
+
+# --------------------------------------------------------------------------
+# Metadata
+# --------------------------------------------------------------------------
+
+
+def test_tag_and_metadata_kinds():
+    v = nnx.Param(np.zeros(1), tag="dropout", scale=2.5, n=3, frozen=True, axis="x")
+    assert v.tag == "dropout"
+    assert v.get_metadata(exclude_required=True) == {
+        "tag": "dropout", "scale": 2.5, "n": 3, "frozen": True, "axis": "x",
+    }
+    assert type(v.get_metadata("n")) is int and type(v.get_metadata("frozen")) is bool
+    assert nnx.Param(np.zeros(1)).tag is None
+    v.del_metadata("tag")
+    assert v.tag is None and not v.has_metadata("tag") and v.has_metadata("hijax")
+    with pytest.raises(KeyError) as info:
+        v.get_metadata("tag")
+    assert info.value.status_name == "NNX_ERR_KEY_NOT_FOUND"
+
+
+def test_metadata_limits():
+    v = nnx.Param(np.zeros(1))
+    with pytest.raises(TypeError, match="str, int, float and bool"):
+        v.set_metadata(sharding=("x", None))
+    with pytest.raises(TypeError):
+        v.set_metadata({"ok": 1, "bad": [1]})
+    assert v.get_metadata(exclude_required=True) == {}  # nothing was changed
+    with pytest.raises(ValueError, match="hijax"):
+        nnx.Param(np.zeros(1), hijax=True)
+    with pytest.raises(ValueError, match="Cannot change `ref`"):
+        v.set_metadata(ref=True)
+    v.set_metadata(eager_sharding=False)
+    assert v.get_metadata("eager_sharding") is False
+    v.set_metadata(eager_sharding=True)
+    assert v.get_metadata(exclude_required=True) == {}
+    with pytest.raises(TypeError):
+        v.set_metadata()
+
+
+def test_repr_like_flax():
+    v = nnx.Param(np.array([1.0, 2.0], np.float32), tag="x")
+    assert repr(v) == "Param( # 2 (8 B)\n  value=array([1., 2.], dtype=float32),\n  tag='x'\n)"
+
+
+# --------------------------------------------------------------------------
+# Copies
+# --------------------------------------------------------------------------
+
+
+def test_copy_replace_deepcopy_pickle():
+    v = nnx.Param(np.arange(3.0), tag="t")
+    c = v.copy()
+    assert c is not v and type(c) is nnx.Param and c.tag == "t"
+    assert np.shares_memory(c[...], v[...])  # the value is shared, as in Flax
+    r = v.replace(np.zeros(2), tag="u")
+    assert list(r[...]) == [0, 0] and r.tag == "u" and v.tag == "t"
+    d = copy.deepcopy(v)
+    assert not np.shares_memory(d[...], v[...]) and (d[...] == v[...]).all()
+    Custom = nnx.variable_type("PickledType", nnx.Param)
+    p = pickle.loads(pickle.dumps(Custom(np.arange(2), tag="p")))
+    assert type(p) is Custom and p.tag == "p" and list(p[...]) == [0, 1]
+    other = nnx.Param(np.ones(1), tag="o")
+    v.copy_from(other)
+    assert v[...] == 1 and v.tag == "o"
+    with pytest.raises(ValueError, match="incompatible"):
+        v.copy_from(nnx.BatchStat(np.ones(1)))
+
+
+def test_view_writability_follows_the_native_array():
+    a = np.arange(3.0)
+    a.flags.writeable = False
+    ptr = _arrays.to_native(a, copy=False)  # lent read-only
+    v = variablelib.new_variable(nnx.Param, ptr)
+    nnx._lib.lib.nnx_array_release(ptr)
+    view = v[...]
+    assert not view.flags.writeable and np.shares_memory(view, a)
+    v[0] = 10  # a read-only value is copied, then written
+    assert list(v[...]) == [10, 1, 2] and list(a) == [0, 1, 2]
