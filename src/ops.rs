@@ -209,7 +209,11 @@ enum ChildPart<'a> {
     Node(&'a Arc<Node>, Part),
 }
 
-fn partition_node<'a>(node: &'a Node, placer: &mut Placer<'_>, path: &mut Vec<&'a Key>) -> Result<Part> {
+fn partition_node<'a>(
+    node: &'a Node,
+    placer: &mut Placer<'_>,
+    path: &mut Vec<&'a Key>,
+) -> Result<Part> {
     let kinds = node.leaf_types();
     if kinds.is_empty() {
         return Ok(Part::Empty);

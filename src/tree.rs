@@ -41,7 +41,10 @@ impl Entries {
         if capacity <= SMALL {
             Entries::Small(Vec::with_capacity(capacity))
         } else {
-            Entries::Large(Index::with_capacity_and_hasher(capacity, Default::default()))
+            Entries::Large(Index::with_capacity_and_hasher(
+                capacity,
+                Default::default(),
+            ))
         }
     }
 
@@ -253,7 +256,7 @@ pub struct LeafTypes {
 
 impl LeafTypes {
     /// The bit that stands for bare arrays; type ids below it have their own.
-    pub const ARRAY: u32 = 63;
+    pub(crate) const ARRAY: u32 = 63;
 
     fn of(leaf: &Leaf) -> LeafTypes {
         match leaf {
