@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# The packaging test builds CMake and pkg-config consumers; on a fresh Debian
+# machine (CI runs as root) fetch the tools, elsewhere the test says it skipped.
+if ! command -v cmake >/dev/null || ! command -v pkg-config >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step "installing cmake and pkg-config for the packaging test"
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends cmake pkg-config >/dev/null
+  fi
+fi
+
 step "cargo build --release (the library the Python tests load)"
 cargo build --release
 
