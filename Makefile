@@ -4,6 +4,11 @@
 #   make example    builds and runs examples-c/seed_example.c
 #   make examples   builds and runs every examples-c/*.c
 #   make test       runs every test (scripts/test.sh: Rust, C, C++, Python)
+#   make install    builds the library and installs it (packaging/install.sh):
+#                   PREFIX=/usr/local, DESTDIR= (staging root), libdir=$(PREFIX)/lib,
+#                   includedir=$(PREFIX)/include; NO_BUILD=1 installs what LIBDIR
+#                   (default target/release) already holds, without cargo
+#   make uninstall  removes what `make install` with the same variables wrote
 #
 # The examples link the static library, so they run without LD_LIBRARY_PATH.
 
@@ -18,7 +23,15 @@ OUTDIR  := target/examples
 EXAMPLE_SRCS := $(wildcard examples-c/*.c)
 EXAMPLE_BINS := $(EXAMPLE_SRCS:examples-c/%.c=$(OUTDIR)/%)
 
-.PHONY: all lib example examples test
+# Installation directories, GNU style (see packaging/install.sh).
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+libdir     ?= $(PREFIX)/lib
+includedir ?= $(PREFIX)/include
+INSTALL_ARGS = --prefix "$(PREFIX)" --libdir "$(libdir)" --includedir "$(includedir)" \
+               --destdir "$(DESTDIR)" --from "$(LIBDIR)"
+
+.PHONY: all lib example examples test install uninstall
 
 all: lib
 
@@ -41,3 +54,11 @@ examples: $(EXAMPLE_BINS)
 # cargo test) and the Python package in its own virtual environment.
 test:
 	./scripts/test.sh
+
+# The shared library (with its soname and symlinks), the static library, both
+# headers, a pkg-config file and a CMake package, under $(DESTDIR)$(PREFIX).
+install: $(if $(NO_BUILD),,lib)
+	./packaging/install.sh $(INSTALL_ARGS)
+
+uninstall:
+	./packaging/install.sh --uninstall $(INSTALL_ARGS)

@@ -43,6 +43,10 @@
 #define NNX_STATE_VERSION_MINOR 1
 #define NNX_STATE_VERSION_PATCH 0
 #define NNX_STATE_VERSION "0.1.0"
+/* DLPack tensors (dlpack.h, version 1.1), as incomplete types: include
+ * <dlpack/dlpack.h> to reach their fields. */
+struct DLManagedTensorVersioned;
+struct DLManagedTensor;
 
 /**
  * The result of every fallible function. Values are fixed and never reused.
@@ -270,6 +274,11 @@ typedef int (*nnx_filter_fn)(void *user_data,
                              const struct nnx_array *array);
 
 /**
+ * Flags of `nnx_safetensors_load`: a bitwise OR of `NNX_LOAD_*` values, or 0.
+ */
+typedef uint32_t nnx_load_flags;
+
+/**
  * The kind of a metadata value: one of the `NNX_META_*` values.
  */
 typedef uint32_t nnx_meta_kind;
@@ -331,6 +340,19 @@ typedef uint32_t nnx_meta_kind;
 #define NNX_DTYPE_F8_E4M3FN 14
 
 #define NNX_DTYPE_F8_E5M2 15
+
+/**
+ * Copy every tensor into memory of the library instead of mapping the
+ * file: loading reads the whole file, and the file may then change or go
+ * away without affecting the state.
+ */
+#define NNX_LOAD_COPY 1
+
+/**
+ * For files not written by nnx-state: keep every component of a dotted
+ * name a string key, instead of turning decimal components into int keys.
+ */
+#define NNX_LOAD_STR_KEYS 2
 
 /**
  * A UTF-8 string key.
@@ -578,6 +600,128 @@ enum nnx_status nnx_array_retain(const struct nnx_array *array);
 void nnx_array_release(const struct nnx_array *array);
 
 /**
+ * Exports an array as a versioned DLPack tensor (`DLManagedTensorVersioned`,
+ * DLPack 1.1), without copying: the tensor's data is the array's memory
+ * (on whatever device the array lives), its shape and compact row-major
+ * strides are its own, and it holds a reference to the array until its
+ * deleter is called. Its flags carry `DLPACK_FLAG_BITMASK_READ_ONLY` when
+ * the array is not writable (see `nnx_array_is_writable`).
+ *
+ * - `array`: borrowed for the call.
+ * - `out_tensor`: receives a new tensor owned by the caller: hand it to a
+ *   DLPack consumer, or call `(*out_tensor)->deleter(*out_tensor)` exactly
+ *   once (from any thread) when done. Written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_array_to_dlpack(const struct nnx_array *array,
+                                    struct DLManagedTensorVersioned **out_tensor);
+
+/**
+ * Exports an array as a legacy DLPack tensor (`DLManagedTensor`), for
+ * consumers that predate DLPack 1.0. As `nnx_array_to_dlpack`, except that
+ * the legacy struct cannot say that memory is read-only: export only
+ * arrays you mean to share writable, or use the versioned struct.
+ *
+ * - `array`: borrowed for the call.
+ * - `out_tensor`: receives a new tensor owned by the caller (call its
+ *   deleter exactly once, or hand it to a consumer); written on success
+ *   only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_array_to_dlpack_legacy(const struct nnx_array *array,
+                                           struct DLManagedTensor **out_tensor);
+
+/**
+ * Imports a versioned DLPack tensor (`DLManagedTensorVersioned`) as an
+ * array, without copying: the array's memory is the tensor's (on its
+ * device: memory off the CPU is never read by the library, and operations
+ * that need the bytes fail), and the tensor's deleter is called when the
+ * last reference to the array goes, from whichever thread drops it.
+ *
+ * The tensor must be of DLPack major version 1, of a dtype arrays can hold
+ * (bool, int/uint 8-64, float 16/32/64, bfloat16, float8 e4m3fn and e5m2;
+ * one lane), and compact row-major (NULL strides, or strides that say so).
+ * `byte_offset` is honoured. The array is writable unless the tensor's
+ * flags carry `DLPACK_FLAG_BITMASK_READ_ONLY`.
+ *
+ * - `tensor`: ownership passes to the library in every case: on failure
+ *   too, its deleter has been called when this returns (as DLPack asks of a
+ *   consumer that cannot take a tensor). NULL is `NNX_ERR_NULL_ARGUMENT`.
+ * - `out_array`: receives a new reference, owned by the caller (release
+ *   with `nnx_array_release`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (if `out_array` is NULL the tensor is
+ * still consumed); `NNX_ERR_FORMAT` (another major version, a dtype arrays
+ * cannot hold, several lanes, strides that are not compact row-major,
+ * negative dimensions, NULL data for a non-empty tensor);
+ * `NNX_ERR_INVALID_ARGUMENT` (a byte size that overflows). Thread-safe.
+ */
+enum nnx_status nnx_array_from_dlpack(struct DLManagedTensorVersioned *tensor,
+                                      struct nnx_array **out_array);
+
+/**
+ * Imports a legacy DLPack tensor (`DLManagedTensor`) as an array, without
+ * copying. As `nnx_array_from_dlpack`, except that the legacy struct has
+ * no version and no read-only flag: the array is read-only (as numpy
+ * imports legacy tensors), so `nnx_array_data_mut` refuses it.
+ *
+ * - `tensor`: ownership passes to the library in every case (on failure
+ *   its deleter has been called when this returns).
+ * - `out_array`: receives a new reference, owned by the caller; written on
+ *   success only.
+ *
+ * Errors: as `nnx_array_from_dlpack`. Thread-safe.
+ */
+enum nnx_status nnx_array_from_dlpack_legacy(struct DLManagedTensor *tensor,
+                                             struct nnx_array **out_array);
+
+/**
+ * Writes where the array's bytes live, as a DLPack device: type
+ * (`kDLCPU` = 1, `kDLCUDA` = 2, `kDLCUDAHost` = 3, ...) and id. Arrays the
+ * library makes are on the CPU (1, 0); others come from
+ * `nnx_array_wrap_device` and `nnx_array_from_dlpack`.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_array_device(const struct nnx_array *array,
+                                 int32_t *out_device_type,
+                                 int32_t *out_device_id);
+
+/**
+ * Creates an array over memory of any device (a GPU engine's device
+ * pointer, say), without copying, as `nnx_array_wrap` does for CPU memory.
+ * The library never reads or writes memory that is not on the CPU
+ * (`device_type` other than 1): such arrays can be held in states,
+ * filtered, split, merged and exported through DLPack, but operations that
+ * need the bytes fail (`nnx_state_deep_copy`, `nnx_safetensors_save`) and
+ * `nnx_state_to_string` shows `<device TYPE:ID>` in place of the values.
+ * `nnx_array_data` gives back the device pointer.
+ *
+ * - `data`: `nbytes` bytes on the device, lent to the library until
+ *   `release` is called; NULL allowed when `nbytes` is 0.
+ * - `device_type`, `device_id`: a DLPack device (`kDLCPU` = 1 is CPU
+ *   memory, then as `nnx_array_wrap`).
+ * - `writable`, `release`, `user_data`, `out_array`: as `nnx_array_wrap`.
+ *
+ * On failure the library keeps nothing and does not call `release`.
+ *
+ * Errors: as `nnx_array_wrap`. Thread-safe.
+ */
+enum nnx_status nnx_array_wrap_device(nnx_dtype dtype,
+                                      const int64_t *shape,
+                                      size_t ndim,
+                                      void *data,
+                                      size_t nbytes,
+                                      int32_t device_type,
+                                      int32_t device_id,
+                                      bool writable,
+                                      nnx_release_fn release,
+                                      void *user_data,
+                                      struct nnx_array **out_array);
+
+/**
  * The message of the last failing call on this thread, or "" if none has
  * failed yet.
  *
@@ -748,6 +892,38 @@ enum nnx_status nnx_filter_clone(const struct nnx_filter *filter, struct nnx_fil
 void nnx_filter_free(struct nnx_filter *filter);
 
 /**
+ * Parses a filter expression, as the `nnx-state` tool takes them:
+ *
+ * - `Param`, `BatchStat`, any registered type name (or `type:NAME`): that
+ *   type and its subtypes (`OfType`); names resolve when parsing.
+ * - `tag:NAME`: `WithTag`.
+ * - `path:KEY`: `PathContains(KEY, exact)`; a bare KEY that is a canonical
+ *   decimal integer (`0`, `-3`, not `007`) is an int key, a quoted one
+ *   (`path:"0"`) always a str key.
+ * - `path~:TEXT`: `PathContains(TEXT, not exact)`, a substring of some
+ *   path element (ints in decimal).
+ * - `at:a/0/b`: `PathIn` of that one path (`/`-separated, decimal
+ *   components are int keys).
+ * - `...` or `*`: Everything (which must come last in a filter list, as
+ *   NNX's `...`); `none`: Nothing.
+ * - `~F` (Not), `F & G` (All), `F | G` (Any), parentheses; `~` binds
+ *   tightest, then `&`, then `|`.
+ *
+ * Values are bare words (up to whitespace or one of `( ) & | ~ "`) or
+ * double-quoted, with `\"` and `\\` inside quotes.
+ *
+ * - `text`: borrowed, NUL-terminated UTF-8; read during the call.
+ * - `out_filter`: receives a new filter owned by the caller (free with
+ *   `nnx_filter_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_INVALID_ARGUMENT` (a syntax error: the message names the
+ * column), `NNX_ERR_UNKNOWN_TYPE` (a type name not registered; the message
+ * names the column). Thread-safe.
+ */
+enum nnx_status nnx_filter_parse(const char *text, struct nnx_filter **out_filter);
+
+/**
  * Flattens a state into (path, leaf) pairs sorted by path, as
  * `nnx.to_flat_state` does: ints before strings, ints numerically, strings
  * by UTF-8 bytes, a shorter prefix first. Empty nested states give nothing.
@@ -859,6 +1035,120 @@ enum nnx_status nnx_state_from_flat(const struct nnx_flat *flat, struct nnx_stat
  * Freeing twice is undefined behaviour the library cannot detect.
  */
 void nnx_flat_free(struct nnx_flat *flat);
+
+/**
+ * Loads a safetensors checkpoint into a new state, memory-mapped and
+ * zero-copy: the header is read and checked, the tensor bytes are not;
+ * each array is a part of a private mapping of the file, read from disk
+ * when first touched, and the mapping lives as long as any of its arrays.
+ * Arrays are writable: writes go to private copies of the pages, never to
+ * the file.
+ *
+ * `path` is a `.safetensors` file, a sharded checkpoint's index
+ * (`*.index.json`, whose shards are loaded from its directory), or a
+ * directory holding `model.safetensors` or `model.safetensors.index.json`.
+ *
+ * A file written by `nnx_safetensors_save` loads as the state that was
+ * saved: variable types (registering custom types not yet registered,
+ * under their recorded parents), metadata, int and str keys, variables
+ * without a value, and variables held at several paths (one variable
+ * again). A file written by anyone else loads with each dotted name split
+ * into a path, components that are canonical decimal integers (`0`, `12`,
+ * `-3`, not `007`) as int keys (`encoder.layer.0.weight` gives
+ * `encoder/layer/0/weight`), each tensor a variable of type `leaf_type`,
+ * or a bare array when `leaf_type` is `NNX_TYPE_NONE`. Keys come sorted.
+ *
+ * The mapping follows the file: if another process truncates or rewrites
+ * the file while arrays of it live, reading them may fault or show the new
+ * bytes. Pass `NNX_LOAD_COPY` where that cannot be ruled out.
+ *
+ * - `path`: borrowed, NUL-terminated (any bytes on Unix, UTF-8 elsewhere).
+ * - `leaf_type`: for files not written by nnx-state (`NNX_TYPE_PARAM` is
+ *   the usual choice); `NNX_TYPE_NONE` for bare arrays.
+ * - `flags`: `NNX_LOAD_COPY`, `NNX_LOAD_STR_KEYS`, or 0.
+ * - `out_state`: receives a new state owned by the caller (free with
+ *   `nnx_state_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_ARGUMENT` (unknown
+ * flags); `NNX_ERR_UNKNOWN_TYPE` (`leaf_type`); `NNX_ERR_IO` (the file
+ * cannot be opened, read or mapped); `NNX_ERR_FORMAT` (a malformed file:
+ * truncated, a header length beyond the file, overlapping, out-of-range or
+ * uncovered offsets, a dtype/shape/byte-count mismatch, invalid JSON or
+ * UTF-8, a name given twice, a name that is both a leaf and a prefix of
+ * another, a dtype arrays cannot hold, an index that disagrees with its
+ * shards; the message names the file and the problem);
+ * `NNX_ERR_TYPE_CONFLICT` (a recorded custom type is registered here under
+ * another parent); `NNX_ERR_OUT_OF_MEMORY` (with `NNX_LOAD_COPY`).
+ * Thread-safe.
+ */
+enum nnx_status nnx_safetensors_load(const char *path,
+                                     nnx_type_id leaf_type,
+                                     nnx_load_flags flags,
+                                     struct nnx_state **out_state);
+
+/**
+ * Saves a state as one safetensors file, atomically: it is written to a
+ * new temporary file in the same directory, flushed to disk, and renamed
+ * over `path`, so a failed or interrupted save leaves what was at `path`
+ * intact (an interrupted one may leave a `.NAME.tmp-*` file behind).
+ *
+ * The file is a standard safetensors file that any reader takes: each
+ * array under its dotted path (`layers.0.kernel`), in the reference
+ * writer's order. It also records, in `__metadata__` under
+ * `"nnx_state.v1"`, what `nnx_safetensors_load` needs to give back the
+ * same state: variable types, metadata, key kinds, variables without a
+ * value, and variables held at several paths (stored once).
+ *
+ * Saving reads the arrays' bytes: the state may be used meanwhile, and
+ * bytes written in place during the save may or may not be in the file.
+ * Saving over the file a state was loaded from is safe: its arrays keep
+ * the old file's mapping.
+ *
+ * - `state`: borrowed for the call.
+ * - `path`: borrowed, NUL-terminated (any bytes on Unix, UTF-8 elsewhere).
+ * - `flags`: must be 0.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_ARGUMENT` (flags, an
+ * array not in CPU memory, a header over the format's 100 MB limit);
+ * `NNX_ERR_IO` (the message names the file and the cause);
+ * `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone).
+ * Thread-safe.
+ */
+enum nnx_status nnx_safetensors_save(const struct nnx_state *state,
+                                     const char *path,
+                                     uint32_t flags);
+
+/**
+ * Saves a state as a sharded checkpoint in `directory`, as
+ * huggingface_hub does: tensors fill shards greedily in flat order, none
+ * holding more than `max_shard_size` bytes of tensor data unless one
+ * tensor alone is larger. With several shards the files are
+ * `NAME-00001-of-0000N.safetensors`, ... and the index
+ * `NAME.safetensors.index.json`; with one, the checkpoint is a single
+ * `NAME.safetensors` and no index is written. Each file is written
+ * atomically (see `nnx_safetensors_save`), the index last; then files of
+ * an earlier checkpoint of the same NAME in `directory` that this one does
+ * not use are removed. The set of files is not replaced atomically as a
+ * whole: an interrupted save can leave new shards beside an old index.
+ * `nnx_safetensors_load` on the index (or on the directory when NAME is
+ * `model`) gives back the state.
+ *
+ * - `state`: borrowed for the call.
+ * - `directory`: borrowed, NUL-terminated; must exist.
+ * - `name`: borrowed, NUL-terminated UTF-8, a plain file name (`"model"`).
+ * - `max_shard_size`: in bytes, at least 1 (huggingface_hub's default is
+ *   5 GB).
+ * - `flags`: must be 0.
+ *
+ * Errors: as `nnx_safetensors_save`, and `NNX_ERR_INVALID_UTF8` (`name`),
+ * `NNX_ERR_INVALID_ARGUMENT` (`name` not a plain file name, a zero
+ * `max_shard_size`). Thread-safe.
+ */
+enum nnx_status nnx_safetensors_save_sharded(const struct nnx_state *state,
+                                             const char *directory,
+                                             const char *name,
+                                             uint64_t max_shard_size,
+                                             uint32_t flags);
 
 /**
  * Creates an empty state.

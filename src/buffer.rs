@@ -2,12 +2,16 @@
 //!
 //! The data model needs it: C and Python write tensor bytes in place through
 //! pointers (`nnx_array_data_mut`, numpy views), and borrowed buffers are
-//! caller memory released by a callback. Everything else in the core sees a
-//! [`Buffer`] through a safe interface.
+//! caller memory released by a callback; checkpoints are memory-mapped
+//! ([`MappedFile`]) and their arrays are parts of the mapping. Everything else
+//! in the core sees a [`Buffer`] through a safe interface.
 
 use std::alloc::{self, Layout};
 use std::fmt;
+use std::fs::File;
+use std::ops::Range;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use crate::error::{bail, Result};
 
@@ -38,6 +42,109 @@ enum Owner {
     Heap(Layout),
     /// Lent by the caller; handed back through the callback on drop.
     Foreign(Option<Release>),
+    /// A part of a memory-mapped file, which lives as long as any part.
+    Mapped(#[allow(dead_code)] Arc<MappedFile>),
+    /// A part of shared immutable bytes, which live as long as any part.
+    Shared(#[allow(dead_code)] Arc<[u8]>),
+}
+
+/// A whole file mapped into memory, privately: pages are read from the file
+/// when first touched, and writes through [`Buffer::as_mut_ptr`] go to
+/// private copies of the pages, never to the file.
+///
+/// The mapping reflects the file as it is on disk: a file truncated by
+/// another process while mapped makes reads past its new end fault (SIGBUS),
+/// and changes others write may show through pages not yet written here.
+/// This is the contract of every memory-mapped loader (the safetensors
+/// reference reader, `numpy.memmap`); callers who cannot rule it out copy
+/// the tensors instead (`NNX_LOAD_COPY`).
+pub struct MappedFile {
+    ptr: NonNull<u8>,
+    len: usize,
+    _map: Option<memmap2::MmapMut>,
+}
+
+// SAFETY: the mapping is plain memory owned by this value until it drops;
+// concurrent writes through raw pointers are synchronised by whoever makes
+// them, as for every Buffer.
+unsafe impl Send for MappedFile {}
+unsafe impl Sync for MappedFile {}
+
+impl MappedFile {
+    /// Maps all of `file`, which must be open for reading. Fails (`Io`)
+    /// when the system refuses.
+    pub fn map(file: &File) -> Result<Arc<MappedFile>> {
+        let len = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => bail!(Io, "cannot read the file's size: {e}"),
+        };
+        let Ok(len) = usize::try_from(len) else {
+            bail!(Io, "the file ({len} bytes) is too large to map");
+        };
+        if len == 0 {
+            // Mapping nothing fails on some systems; nothing needs no map.
+            return Ok(Arc::new(MappedFile {
+                ptr: NonNull::dangling(),
+                len: 0,
+                _map: None,
+            }));
+        }
+        // SAFETY: a private (copy-on-write) mapping of a file opened for
+        // reading. Its pages stay valid until the map is dropped; the
+        // caveat of files changed by others while mapped is stated above
+        // and in the documentation of the loaders.
+        let map = unsafe { memmap2::MmapOptions::new().len(len).map_copy(file) };
+        let mut map = match map {
+            Ok(map) => map,
+            Err(e) => bail!(Io, "cannot map the file ({len} bytes) into memory: {e}"),
+        };
+        let Some(ptr) = NonNull::new(map.as_mut_ptr()) else {
+            bail!(Io, "the system mapped the file at address 0");
+        };
+        Ok(Arc::new(MappedFile {
+            ptr,
+            len: map.len(),
+            _map: Some(map),
+        }))
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The file's bytes. Reading them touches (and so reads) the pages.
+    pub fn bytes(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the mapping holds `len` readable bytes while `self` lives.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl fmt::Debug for MappedFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MappedFile")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// Checks that `range` lies within `len` bytes.
+fn check_range(range: &Range<usize>, len: usize, what: &str) -> Result<()> {
+    if range.start > range.end || range.end > len {
+        bail!(
+            InvalidArgument,
+            "bytes {}..{} are not within the {len} bytes of the {what}",
+            range.start,
+            range.end
+        );
+    }
+    Ok(())
 }
 
 /// A contiguous run of bytes, owned by the library or lent by a caller.
@@ -114,6 +221,44 @@ impl Buffer {
         }
     }
 
+    /// The bytes `range` of a mapped file, without copying: the buffer keeps
+    /// the mapping alive. Writable: writes go to private copies of the
+    /// pages, never to the file.
+    pub fn from_mapped(map: &Arc<MappedFile>, range: Range<usize>) -> Result<Buffer> {
+        check_range(&range, map.len, "mapped file")?;
+        let ptr = if range.is_empty() {
+            NonNull::dangling()
+        } else {
+            // SAFETY: `range.start < map.len`, so the offset stays within
+            // the mapping.
+            unsafe { NonNull::new_unchecked(map.ptr.as_ptr().add(range.start)) }
+        };
+        Ok(Buffer {
+            ptr,
+            len: range.len(),
+            writable: true,
+            device: Device::CPU,
+            owner: Owner::Mapped(map.clone()),
+        })
+    }
+
+    /// The bytes `range` of `owner`, without copying: the buffer keeps
+    /// `owner` alive. Read-only.
+    pub fn from_shared(owner: Arc<[u8]>, range: Range<usize>) -> Result<Buffer> {
+        check_range(&range, owner.len(), "shared bytes")?;
+        let ptr = match owner.get(range.clone()) {
+            Some(part) if !part.is_empty() => NonNull::from(part).cast::<u8>(),
+            _ => NonNull::dangling(),
+        };
+        Ok(Buffer {
+            ptr,
+            len: range.len(),
+            writable: false,
+            device: Device::CPU,
+            owner: Owner::Shared(owner),
+        })
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -169,6 +314,8 @@ impl Drop for Buffer {
                     release();
                 }
             }
+            // Dropping the owner's reference is all there is to do.
+            Owner::Mapped(_) | Owner::Shared(_) => {}
         }
     }
 }
@@ -227,6 +374,45 @@ mod tests {
         assert!(buffer.as_mut_ptr().is_none());
         drop(buffer);
         assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn shared_parts_keep_their_owner_alive() {
+        let owner: Arc<[u8]> = Arc::from(&[1u8, 2, 3, 4, 5][..]);
+        let part = Buffer::from_shared(owner.clone(), 1..4).unwrap();
+        assert_eq!(Arc::strong_count(&owner), 2);
+        drop(owner);
+        assert_eq!(part.bytes().unwrap(), &[2, 3, 4]);
+        assert!(part.as_mut_ptr().is_none());
+        let empty = Buffer::from_shared(Arc::from(&[][..]), 0..0).unwrap();
+        assert!(empty.bytes().unwrap().is_empty());
+        let err = Buffer::from_shared(Arc::from(&[1u8][..]), 0..2).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+    }
+
+    #[test]
+    fn mapped_parts_are_private_copies() {
+        use std::io::Write;
+        let path = std::env::temp_dir().join(format!("nnx-buffer-map-{}", std::process::id()));
+        std::fs::File::create(&path)
+            .unwrap()
+            .write_all(&[10, 20, 30, 40])
+            .unwrap();
+        let map = MappedFile::map(&File::open(&path).unwrap()).unwrap();
+        let part = Buffer::from_mapped(&map, 2..4).unwrap();
+        drop(map);
+        assert_eq!(part.bytes().unwrap(), &[30, 40]);
+        let ptr = part.as_mut_ptr().unwrap();
+        // SAFETY: the part holds two writable bytes.
+        unsafe { *ptr = 99 };
+        assert_eq!(part.bytes().unwrap(), &[99, 40]);
+        drop(part);
+        assert_eq!(std::fs::read(&path).unwrap(), vec![10, 20, 30, 40]);
+        let empty = File::create(&path).unwrap();
+        let map = MappedFile::map(&empty).unwrap();
+        assert!(map.bytes().is_empty());
+        assert!(Buffer::from_mapped(&map, 0..1).is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

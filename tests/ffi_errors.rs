@@ -89,6 +89,8 @@ fn status_names_cover_every_status() {
         (NNX_ERR_CALLBACK, "NNX_ERR_CALLBACK", 13),
         (NNX_ERR_READ_ONLY, "NNX_ERR_READ_ONLY", 14),
         (NNX_ERR_OUT_OF_MEMORY, "NNX_ERR_OUT_OF_MEMORY", 15),
+        (NNX_ERR_FORMAT, "NNX_ERR_FORMAT", 16),
+        (NNX_ERR_IO, "NNX_ERR_IO", 17),
         (NNX_ERR_PANIC, "NNX_ERR_PANIC", 100),
     ];
     for (status, name, value) in all {
@@ -102,7 +104,7 @@ fn status_names_cover_every_status() {
 
 #[test]
 fn status_name_of_unknown_values() {
-    for value in [-1, 16, 42, 99, 101, 1000, i32::MIN, i32::MAX] {
+    for value in [-1, 18, 42, 99, 101, 1000, i32::MIN, i32::MAX] {
         assert_eq!(name_of(value), "NNX_UNKNOWN_STATUS", "value {value}");
     }
 }

@@ -22,6 +22,8 @@ from ._lib import LIB_PATH as _LIB_PATH
 from ._lib import VERSION as library_version
 from .errors import (
     NnxError,
+    NnxFormatError,
+    NnxIOError,
     NnxIndexError,
     NnxKeyError,
     NnxMemoryError,
@@ -39,6 +41,15 @@ from .filterlib import (
     PathContains,
     PathIn,
     WithTag,
+)
+from . import checkpoint
+from .checkpoint import (
+    DLPackArray,
+    dlpack,
+    from_dlpack,
+    load_safetensors,
+    parse_filter,
+    save_safetensors,
 )
 from .flax_interop import from_flax, to_flax
 from .statelib import (
@@ -97,11 +108,15 @@ __all__ = [
     # filters
     "OfType", "WithTag", "PathContains", "PathIn", "Any", "All", "Not",
     "Everything", "Nothing",
+    # checkpoints and exchange
+    "load_safetensors", "save_safetensors", "parse_filter", "dlpack", "from_dlpack",
+    "DLPackArray",
     # Flax
     "from_flax", "to_flax",
     # errors
     "NnxError", "NnxValueError", "NnxKeyError", "NnxTypeError", "NnxIndexError",
-    "NnxRuntimeError", "NnxMemoryError",
+    "NnxRuntimeError", "NnxMemoryError", "NnxFormatError", "NnxIOError",
     # modules and facts
-    "errors", "filterlib", "statelib", "variablelib", "library_version", "library_path",
+    "checkpoint", "errors", "filterlib", "statelib", "variablelib", "library_version",
+    "library_path",
 ]

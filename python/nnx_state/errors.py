@@ -53,6 +53,14 @@ class NnxMemoryError(NnxError, MemoryError):
     pass
 
 
+class NnxFormatError(NnxError, ValueError):
+    """A malformed file (``NNX_ERR_FORMAT``): the message names the problem."""
+
+
+class NnxIOError(NnxError, OSError):
+    """A failed file operation (``NNX_ERR_IO``): the message names the file."""
+
+
 # status number -> exception class (the numbers of include/nnx_state.h)
 _CLASSES = {
     1: NnxRuntimeError,  # NULL_ARGUMENT: a bug of these bindings
@@ -70,6 +78,8 @@ _CLASSES = {
     13: NnxRuntimeError,  # CALLBACK (without a Python exception to re-raise)
     14: NnxValueError,  # READ_ONLY
     15: NnxMemoryError,  # OUT_OF_MEMORY
+    16: NnxFormatError,  # FORMAT
+    17: NnxIOError,  # IO
     100: NnxRuntimeError,  # PANIC
 }
 

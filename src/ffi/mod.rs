@@ -16,9 +16,12 @@
 #![allow(clippy::not_unsafe_ptr_arg_deref)]
 
 pub mod array;
+pub mod dlpack;
 pub mod error;
 pub mod filter;
+pub mod filter_parse;
 pub mod flat;
+pub mod io;
 pub mod key;
 pub mod state;
 pub mod types;

@@ -1,0 +1,516 @@
+//! DLPack (version 1.1): arrays out to and in from other frameworks, without
+//! copying; and array devices.
+//!
+//! The header names the DLPack structs only as incomplete types (`struct
+//! DLManagedTensorVersioned *`), so callers include the real `dlpack.h`
+//! beside it without clashing definitions. The layout is defined here, as
+//! `dlpack.h` 1.1 does, for the library's own use.
+
+#![allow(non_snake_case)]
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use super::array::{dtype_from_c, nnx_array, nnx_dtype, nnx_release_fn};
+use super::error::nnx_status;
+use super::{boundary, fail, slice, ArcHandle, FfiResult, Out};
+use crate::array::{byte_size, Array};
+use crate::buffer::{Buffer, Device};
+use crate::io::dlpack::{c_strides, from_dl, is_c_contiguous, to_dl, DlDtype};
+
+/// `DLPackVersion`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLPackVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+/// `DLDevice`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLDevice {
+    pub device_type: i32,
+    pub device_id: i32,
+}
+
+/// `DLDataType`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLDataType {
+    pub code: u8,
+    pub bits: u8,
+    pub lanes: u16,
+}
+
+/// `DLTensor`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLTensor {
+    pub data: *mut c_void,
+    pub device: DLDevice,
+    pub ndim: i32,
+    pub dtype: DLDataType,
+    pub shape: *mut i64,
+    pub strides: *mut i64,
+    pub byte_offset: u64,
+}
+
+/// `DLManagedTensorVersioned` (DLPack 1.0 and later).
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLManagedTensorVersioned {
+    pub version: DLPackVersion,
+    pub manager_ctx: *mut c_void,
+    pub deleter: Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned)>,
+    pub flags: u64,
+    pub dl_tensor: DLTensor,
+}
+
+/// `DLManagedTensor`, the legacy (unversioned) struct.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLManagedTensor {
+    pub dl_tensor: DLTensor,
+    pub manager_ctx: *mut c_void,
+    pub deleter: Option<unsafe extern "C" fn(*mut DLManagedTensor)>,
+}
+
+/// The DLPack version this library produces and reads.
+pub const DLPACK_VERSION: DLPackVersion = DLPackVersion { major: 1, minor: 1 };
+/// `DLPACK_FLAG_BITMASK_READ_ONLY`.
+pub const DLPACK_FLAG_READ_ONLY: u64 = 1;
+/// `DLPACK_FLAG_BITMASK_IS_COPIED`.
+pub const DLPACK_FLAG_IS_COPIED: u64 = 2;
+
+/// A tensor handed out, with what keeps its memory and shape alive. The
+/// DLPack struct comes first, so a pointer to it is a pointer to this.
+#[repr(C)]
+struct Exported<T> {
+    managed: T,
+    array: Arc<Array>,
+    shape: Box<[i64]>,
+    strides: Box<[i64]>,
+}
+
+fn dl_tensor_of(array: &Array, shape: &mut [i64], strides: &mut [i64]) -> FfiResult<DLTensor> {
+    let Ok(ndim) = i32::try_from(array.ndim()) else {
+        fail!(
+            NNX_ERR_INVALID_ARGUMENT,
+            "{} dimensions are more than DLPack can describe",
+            array.ndim()
+        );
+    };
+    let DlDtype { code, bits, lanes } = to_dl(array.dtype());
+    let device = array.device();
+    Ok(DLTensor {
+        data: array.buffer().as_ptr() as *mut c_void,
+        device: DLDevice {
+            device_type: device.kind,
+            device_id: device.id,
+        },
+        ndim,
+        dtype: DLDataType { code, bits, lanes },
+        shape: shape.as_mut_ptr(),
+        strides: strides.as_mut_ptr(),
+        byte_offset: 0,
+    })
+}
+
+fn export<T>(array: Arc<Array>, make: impl FnOnce(DLTensor) -> T) -> FfiResult<*mut T> {
+    let mut shape: Box<[i64]> = array.shape().into();
+    let mut strides: Box<[i64]> = c_strides(array.shape()).into();
+    let tensor = dl_tensor_of(&array, &mut shape, &mut strides)?;
+    let boxed = Box::new(Exported {
+        managed: make(tensor),
+        array,
+        shape,
+        strides,
+    });
+    // The boxed slices did not move with the box: their pointers hold.
+    Ok(Box::into_raw(boxed).cast::<T>())
+}
+
+/// Frees what `export` made. Never unwinds into the caller.
+///
+/// # Safety
+/// `ptr` is NULL or came from `export::<T>` and was not freed before.
+unsafe fn delete_exported<T>(ptr: *mut T) {
+    if ptr.is_null() {
+        return;
+    }
+    let _ = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: made by `Box::into_raw` in `export`, freed once.
+        drop(unsafe { Box::from_raw(ptr.cast::<Exported<T>>()) });
+    }));
+}
+
+unsafe extern "C" fn delete_versioned(tensor: *mut DLManagedTensorVersioned) {
+    // SAFETY: the deleter of tensors made by `nnx_array_to_dlpack`.
+    unsafe { delete_exported(tensor) }
+}
+
+unsafe extern "C" fn delete_legacy(tensor: *mut DLManagedTensor) {
+    // SAFETY: the deleter of tensors made by `nnx_array_to_dlpack_legacy`.
+    unsafe { delete_exported(tensor) }
+}
+
+/// Exports an array as a versioned DLPack tensor (`DLManagedTensorVersioned`,
+/// DLPack 1.1), without copying: the tensor's data is the array's memory
+/// (on whatever device the array lives), its shape and compact row-major
+/// strides are its own, and it holds a reference to the array until its
+/// deleter is called. Its flags carry `DLPACK_FLAG_BITMASK_READ_ONLY` when
+/// the array is not writable (see `nnx_array_is_writable`).
+///
+/// - `array`: borrowed for the call.
+/// - `out_tensor`: receives a new tensor owned by the caller: hand it to a
+///   DLPack consumer, or call `(*out_tensor)->deleter(*out_tensor)` exactly
+///   once (from any thread) when done. Written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_to_dlpack(
+    array: *const nnx_array,
+    out_tensor: *mut *mut DLManagedTensorVersioned,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_tensor, "out_tensor")?;
+        // SAFETY: `array` is a handle argument; the tensor keeps the count.
+        let array = unsafe { nnx_array::to_arc(array, "array") }?;
+        let flags = if array.buffer().is_writable() {
+            0
+        } else {
+            DLPACK_FLAG_READ_ONLY
+        };
+        let ptr = export(array, |dl_tensor| DLManagedTensorVersioned {
+            version: DLPACK_VERSION,
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(delete_versioned),
+            flags,
+            dl_tensor,
+        })?;
+        // SAFETY: just made; `manager_ctx` points to the whole export.
+        unsafe { (*ptr).manager_ctx = ptr.cast() };
+        out.write(ptr);
+        Ok(())
+    })
+}
+
+/// Exports an array as a legacy DLPack tensor (`DLManagedTensor`), for
+/// consumers that predate DLPack 1.0. As `nnx_array_to_dlpack`, except that
+/// the legacy struct cannot say that memory is read-only: export only
+/// arrays you mean to share writable, or use the versioned struct.
+///
+/// - `array`: borrowed for the call.
+/// - `out_tensor`: receives a new tensor owned by the caller (call its
+///   deleter exactly once, or hand it to a consumer); written on success
+///   only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_to_dlpack_legacy(
+    array: *const nnx_array,
+    out_tensor: *mut *mut DLManagedTensor,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_tensor, "out_tensor")?;
+        // SAFETY: `array` is a handle argument; the tensor keeps the count.
+        let array = unsafe { nnx_array::to_arc(array, "array") }?;
+        let ptr = export(array, |dl_tensor| DLManagedTensor {
+            dl_tensor,
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(delete_legacy),
+        })?;
+        // SAFETY: just made; `manager_ctx` points to the whole export.
+        unsafe { (*ptr).manager_ctx = ptr.cast() };
+        out.write(ptr);
+        Ok(())
+    })
+}
+
+/// A caller's pointer carried to the thread that runs a deleter.
+struct SendPtr<T>(*mut T);
+// SAFETY: DLPack deleters may be called from any thread.
+unsafe impl<T> Send for SendPtr<T> {}
+
+/// An array over a DLPack tensor's memory. `release` hands the tensor back
+/// (calls its deleter) when the array goes, and also when this fails.
+///
+/// # Safety
+/// `tensor` must be a valid `DLTensor` whose memory stays valid until
+/// `release` runs.
+unsafe fn import(
+    tensor: &DLTensor,
+    writable: bool,
+    release: Box<dyn FnOnce() + Send>,
+) -> FfiResult<Array> {
+    let checked = (|| -> FfiResult<(crate::array::DType, Vec<i64>, *mut u8, usize)> {
+        let dtype = from_dl(DlDtype {
+            code: tensor.dtype.code,
+            bits: tensor.dtype.bits,
+            lanes: tensor.dtype.lanes,
+        })?;
+        let Ok(ndim) = usize::try_from(tensor.ndim) else {
+            fail!(NNX_ERR_FORMAT, "DLPack tensor with ndim {}", tensor.ndim);
+        };
+        // SAFETY: a valid DLTensor has `ndim` dimensions at `shape`.
+        let shape = unsafe { slice(tensor.shape, ndim, "dl_tensor.shape") }?.to_vec();
+        if let Some(d) = shape.iter().find(|d| **d < 0) {
+            fail!(NNX_ERR_FORMAT, "DLPack tensor with negative dimension {d}");
+        }
+        if !tensor.strides.is_null() {
+            // SAFETY: non-null strides hold `ndim` entries.
+            let strides = unsafe { slice(tensor.strides, ndim, "dl_tensor.strides") }?;
+            if !is_c_contiguous(&shape, strides) {
+                fail!(
+                    NNX_ERR_FORMAT,
+                    "DLPack tensor of shape {shape:?} with strides {strides:?} is not compact row-major: copy it first"
+                );
+            }
+        }
+        let nbytes = byte_size(dtype, &shape)?;
+        let Ok(offset) = usize::try_from(tensor.byte_offset) else {
+            fail!(
+                NNX_ERR_FORMAT,
+                "DLPack byte_offset {} is too large",
+                tensor.byte_offset
+            );
+        };
+        if tensor.data.is_null() && nbytes != 0 {
+            fail!(
+                NNX_ERR_FORMAT,
+                "DLPack tensor with NULL data and {nbytes} bytes"
+            );
+        }
+        let data = (tensor.data as *mut u8).wrapping_add(offset);
+        Ok((dtype, shape, data, nbytes))
+    })();
+    let (dtype, shape, data, nbytes) = match checked {
+        Ok(parts) => parts,
+        Err(e) => {
+            release();
+            return Err(e);
+        }
+    };
+    let device = Device {
+        kind: tensor.device.device_type,
+        id: tensor.device.device_id,
+    };
+    // SAFETY: the tensor's memory stays valid until `release` runs, by the
+    // contract above; memory off the CPU is never read.
+    let buffer = unsafe { Buffer::from_foreign(data, nbytes, writable, device, Some(release)) };
+    Ok(Array::from_buffer(dtype, &shape, buffer)?)
+}
+
+/// Imports a versioned DLPack tensor (`DLManagedTensorVersioned`) as an
+/// array, without copying: the array's memory is the tensor's (on its
+/// device: memory off the CPU is never read by the library, and operations
+/// that need the bytes fail), and the tensor's deleter is called when the
+/// last reference to the array goes, from whichever thread drops it.
+///
+/// The tensor must be of DLPack major version 1, of a dtype arrays can hold
+/// (bool, int/uint 8-64, float 16/32/64, bfloat16, float8 e4m3fn and e5m2;
+/// one lane), and compact row-major (NULL strides, or strides that say so).
+/// `byte_offset` is honoured. The array is writable unless the tensor's
+/// flags carry `DLPACK_FLAG_BITMASK_READ_ONLY`.
+///
+/// - `tensor`: ownership passes to the library in every case: on failure
+///   too, its deleter has been called when this returns (as DLPack asks of a
+///   consumer that cannot take a tensor). NULL is `NNX_ERR_NULL_ARGUMENT`.
+/// - `out_array`: receives a new reference, owned by the caller (release
+///   with `nnx_array_release`); written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (if `out_array` is NULL the tensor is
+/// still consumed); `NNX_ERR_FORMAT` (another major version, a dtype arrays
+/// cannot hold, several lanes, strides that are not compact row-major,
+/// negative dimensions, NULL data for a non-empty tensor);
+/// `NNX_ERR_INVALID_ARGUMENT` (a byte size that overflows). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_from_dlpack(
+    tensor: *mut DLManagedTensorVersioned,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        if tensor.is_null() {
+            fail!(NNX_ERR_NULL_ARGUMENT, "argument `tensor` is NULL");
+        }
+        let owned = SendPtr(tensor);
+        let release: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let owned = owned;
+            // SAFETY: the producer's deleter, called once, as DLPack says.
+            unsafe {
+                if let Some(deleter) = (*owned.0).deleter {
+                    deleter(owned.0);
+                }
+            }
+        });
+        let out = match Out::new(out_array, "out_array") {
+            Ok(out) => out,
+            Err(e) => {
+                release();
+                return Err(e);
+            }
+        };
+        // SAFETY: a non-null tensor given by the caller, valid until its
+        // deleter runs.
+        let managed = unsafe { &*tensor };
+        if managed.version.major != DLPACK_VERSION.major {
+            let version = managed.version;
+            release();
+            fail!(
+                NNX_ERR_FORMAT,
+                "DLPack tensor of version {}.{}: this library reads major version {}",
+                version.major,
+                version.minor,
+                DLPACK_VERSION.major
+            );
+        }
+        let writable = managed.flags & DLPACK_FLAG_READ_ONLY == 0;
+        // SAFETY: the tensor's memory is valid until its deleter runs.
+        let array = unsafe { import(&managed.dl_tensor, writable, release) }?;
+        out.write(nnx_array::into_raw(Arc::new(array)));
+        Ok(())
+    })
+}
+
+/// Imports a legacy DLPack tensor (`DLManagedTensor`) as an array, without
+/// copying. As `nnx_array_from_dlpack`, except that the legacy struct has
+/// no version and no read-only flag: the array is read-only (as numpy
+/// imports legacy tensors), so `nnx_array_data_mut` refuses it.
+///
+/// - `tensor`: ownership passes to the library in every case (on failure
+///   its deleter has been called when this returns).
+/// - `out_array`: receives a new reference, owned by the caller; written on
+///   success only.
+///
+/// Errors: as `nnx_array_from_dlpack`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_from_dlpack_legacy(
+    tensor: *mut DLManagedTensor,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        if tensor.is_null() {
+            fail!(NNX_ERR_NULL_ARGUMENT, "argument `tensor` is NULL");
+        }
+        let owned = SendPtr(tensor);
+        let release: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let owned = owned;
+            // SAFETY: the producer's deleter, called once, as DLPack says.
+            unsafe {
+                if let Some(deleter) = (*owned.0).deleter {
+                    deleter(owned.0);
+                }
+            }
+        });
+        let out = match Out::new(out_array, "out_array") {
+            Ok(out) => out,
+            Err(e) => {
+                release();
+                return Err(e);
+            }
+        };
+        // SAFETY: a non-null tensor given by the caller, valid until its
+        // deleter runs.
+        let managed = unsafe { &*tensor };
+        // SAFETY: the tensor's memory is valid until its deleter runs.
+        let array = unsafe { import(&managed.dl_tensor, false, release) }?;
+        out.write(nnx_array::into_raw(Arc::new(array)));
+        Ok(())
+    })
+}
+
+/// Writes where the array's bytes live, as a DLPack device: type
+/// (`kDLCPU` = 1, `kDLCUDA` = 2, `kDLCUDAHost` = 3, ...) and id. Arrays the
+/// library makes are on the CPU (1, 0); others come from
+/// `nnx_array_wrap_device` and `nnx_array_from_dlpack`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_device(
+    array: *const nnx_array,
+    out_device_type: *mut i32,
+    out_device_id: *mut i32,
+) -> nnx_status {
+    boundary(|| {
+        let out_type = Out::new(out_device_type, "out_device_type")?;
+        let out_id = Out::new(out_device_id, "out_device_id")?;
+        // SAFETY: `array` is a handle argument.
+        let device = unsafe { nnx_array::borrow(array, "array") }?.device();
+        out_type.write(device.kind);
+        out_id.write(device.id);
+        Ok(())
+    })
+}
+
+/// Creates an array over memory of any device (a GPU engine's device
+/// pointer, say), without copying, as `nnx_array_wrap` does for CPU memory.
+/// The library never reads or writes memory that is not on the CPU
+/// (`device_type` other than 1): such arrays can be held in states,
+/// filtered, split, merged and exported through DLPack, but operations that
+/// need the bytes fail (`nnx_state_deep_copy`, `nnx_safetensors_save`) and
+/// `nnx_state_to_string` shows `<device TYPE:ID>` in place of the values.
+/// `nnx_array_data` gives back the device pointer.
+///
+/// - `data`: `nbytes` bytes on the device, lent to the library until
+///   `release` is called; NULL allowed when `nbytes` is 0.
+/// - `device_type`, `device_id`: a DLPack device (`kDLCPU` = 1 is CPU
+///   memory, then as `nnx_array_wrap`).
+/// - `writable`, `release`, `user_data`, `out_array`: as `nnx_array_wrap`.
+///
+/// On failure the library keeps nothing and does not call `release`.
+///
+/// Errors: as `nnx_array_wrap`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_wrap_device(
+    dtype: nnx_dtype,
+    shape: *const i64,
+    ndim: usize,
+    data: *mut c_void,
+    nbytes: usize,
+    device_type: i32,
+    device_id: i32,
+    writable: bool,
+    release: nnx_release_fn,
+    user_data: *mut c_void,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_array, "out_array")?;
+        let dtype = dtype_from_c(dtype)?;
+        // SAFETY: `shape` holds `ndim` dimensions by the contract above.
+        let shape = unsafe { slice(shape, ndim, "shape") }?;
+        if data.is_null() && nbytes != 0 {
+            fail!(NNX_ERR_NULL_ARGUMENT, "argument `data` is NULL");
+        }
+        // Validate before taking the memory, so a failure never calls release.
+        let expected = byte_size(dtype, shape)?;
+        if expected != nbytes {
+            fail!(
+                NNX_ERR_SHAPE_MISMATCH,
+                "{} array of shape {shape:?} needs {expected} bytes, got {nbytes}",
+                dtype.name()
+            );
+        }
+        let release = release.map(|f| {
+            let user_data = SendPtr(user_data);
+            Box::new(move || {
+                let user_data = user_data;
+                // SAFETY: the caller's callback, called once with its data.
+                unsafe { f(user_data.0) }
+            }) as Box<dyn FnOnce() + Send>
+        });
+        let device = Device {
+            kind: device_type,
+            id: device_id,
+        };
+        // SAFETY: `data` is valid for `nbytes` bytes (on its device) until
+        // `release` runs, by the contract above.
+        let buffer =
+            unsafe { Buffer::from_foreign(data.cast(), nbytes, writable, device, release) };
+        let array = Array::from_buffer(dtype, shape, buffer)?;
+        out.write(nnx_array::into_raw(Arc::new(array)));
+        Ok(())
+    })
+}

@@ -1,0 +1,227 @@
+//! Checkpoints: safetensors files, single or sharded.
+
+use std::ffi::{c_char, CStr};
+use std::path::PathBuf;
+
+use super::error::nnx_status;
+use super::state::{nnx_state, state_arg};
+use super::types::{nnx_type_id, type_from_c, NNX_TYPE_NONE};
+use super::{boundary, box_into_raw, c_str, fail, FfiError, FfiResult, Out};
+use crate::io::{self, LoadOptions, SaveOptions};
+
+/// Flags of `nnx_safetensors_load`: a bitwise OR of `NNX_LOAD_*` values, or 0.
+pub type nnx_load_flags = u32;
+/// Copy every tensor into memory of the library instead of mapping the
+/// file: loading reads the whole file, and the file may then change or go
+/// away without affecting the state.
+pub const NNX_LOAD_COPY: nnx_load_flags = 1;
+/// For files not written by nnx-state: keep every component of a dotted
+/// name a string key, instead of turning decimal components into int keys.
+pub const NNX_LOAD_STR_KEYS: nnx_load_flags = 2;
+
+const KNOWN_LOAD_FLAGS: nnx_load_flags = NNX_LOAD_COPY | NNX_LOAD_STR_KEYS;
+
+/// Reads a file path argument: on Unix any bytes, elsewhere UTF-8.
+///
+/// # Safety
+/// A non-null `ptr` must point to a NUL-terminated string valid for the call.
+unsafe fn path_arg(ptr: *const c_char, name: &str) -> FfiResult<PathBuf> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        if ptr.is_null() {
+            return Err(FfiError::new(
+                nnx_status::NNX_ERR_NULL_ARGUMENT,
+                format!("argument `{name}` is NULL"),
+            ));
+        }
+        // SAFETY: non-null and NUL-terminated by the caller's contract.
+        let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
+        Ok(PathBuf::from(std::ffi::OsStr::from_bytes(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        // SAFETY: by the caller's contract.
+        Ok(PathBuf::from(unsafe { c_str(ptr, name) }?))
+    }
+}
+
+fn no_flags(flags: u32, what: &str) -> FfiResult {
+    if flags != 0 {
+        fail!(
+            NNX_ERR_INVALID_ARGUMENT,
+            "{what} takes no flags yet: `flags` must be 0, not {flags:#x}"
+        );
+    }
+    Ok(())
+}
+
+/// Loads a safetensors checkpoint into a new state, memory-mapped and
+/// zero-copy: the header is read and checked, the tensor bytes are not;
+/// each array is a part of a private mapping of the file, read from disk
+/// when first touched, and the mapping lives as long as any of its arrays.
+/// Arrays are writable: writes go to private copies of the pages, never to
+/// the file.
+///
+/// `path` is a `.safetensors` file, a sharded checkpoint's index
+/// (`*.index.json`, whose shards are loaded from its directory), or a
+/// directory holding `model.safetensors` or `model.safetensors.index.json`.
+///
+/// A file written by `nnx_safetensors_save` loads as the state that was
+/// saved: variable types (registering custom types not yet registered,
+/// under their recorded parents), metadata, int and str keys, variables
+/// without a value, and variables held at several paths (one variable
+/// again). A file written by anyone else loads with each dotted name split
+/// into a path, components that are canonical decimal integers (`0`, `12`,
+/// `-3`, not `007`) as int keys (`encoder.layer.0.weight` gives
+/// `encoder/layer/0/weight`), each tensor a variable of type `leaf_type`,
+/// or a bare array when `leaf_type` is `NNX_TYPE_NONE`. Keys come sorted.
+///
+/// The mapping follows the file: if another process truncates or rewrites
+/// the file while arrays of it live, reading them may fault or show the new
+/// bytes. Pass `NNX_LOAD_COPY` where that cannot be ruled out.
+///
+/// - `path`: borrowed, NUL-terminated (any bytes on Unix, UTF-8 elsewhere).
+/// - `leaf_type`: for files not written by nnx-state (`NNX_TYPE_PARAM` is
+///   the usual choice); `NNX_TYPE_NONE` for bare arrays.
+/// - `flags`: `NNX_LOAD_COPY`, `NNX_LOAD_STR_KEYS`, or 0.
+/// - `out_state`: receives a new state owned by the caller (free with
+///   `nnx_state_free`); written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_ARGUMENT` (unknown
+/// flags); `NNX_ERR_UNKNOWN_TYPE` (`leaf_type`); `NNX_ERR_IO` (the file
+/// cannot be opened, read or mapped); `NNX_ERR_FORMAT` (a malformed file:
+/// truncated, a header length beyond the file, overlapping, out-of-range or
+/// uncovered offsets, a dtype/shape/byte-count mismatch, invalid JSON or
+/// UTF-8, a name given twice, a name that is both a leaf and a prefix of
+/// another, a dtype arrays cannot hold, an index that disagrees with its
+/// shards; the message names the file and the problem);
+/// `NNX_ERR_TYPE_CONFLICT` (a recorded custom type is registered here under
+/// another parent); `NNX_ERR_OUT_OF_MEMORY` (with `NNX_LOAD_COPY`).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_load(
+    path: *const c_char,
+    leaf_type: nnx_type_id,
+    flags: nnx_load_flags,
+    out_state: *mut *mut nnx_state,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_state, "out_state")?;
+        // SAFETY: a C string argument.
+        let path = unsafe { path_arg(path, "path") }?;
+        if flags & !KNOWN_LOAD_FLAGS != 0 {
+            fail!(
+                NNX_ERR_INVALID_ARGUMENT,
+                "unknown load flags {:#x}",
+                flags & !KNOWN_LOAD_FLAGS
+            );
+        }
+        let leaf_type = match leaf_type {
+            NNX_TYPE_NONE => None,
+            t => Some(type_from_c(t)?),
+        };
+        let options = LoadOptions {
+            leaf_type,
+            copy: flags & NNX_LOAD_COPY != 0,
+            str_keys: flags & NNX_LOAD_STR_KEYS != 0,
+        };
+        let loaded = io::load(&path, &options)?;
+        out.write(box_into_raw(nnx_state::new(loaded.state)));
+        Ok(())
+    })
+}
+
+/// Saves a state as one safetensors file, atomically: it is written to a
+/// new temporary file in the same directory, flushed to disk, and renamed
+/// over `path`, so a failed or interrupted save leaves what was at `path`
+/// intact (an interrupted one may leave a `.NAME.tmp-*` file behind).
+///
+/// The file is a standard safetensors file that any reader takes: each
+/// array under its dotted path (`layers.0.kernel`), in the reference
+/// writer's order. It also records, in `__metadata__` under
+/// `"nnx_state.v1"`, what `nnx_safetensors_load` needs to give back the
+/// same state: variable types, metadata, key kinds, variables without a
+/// value, and variables held at several paths (stored once).
+///
+/// Saving reads the arrays' bytes: the state may be used meanwhile, and
+/// bytes written in place during the save may or may not be in the file.
+/// Saving over the file a state was loaded from is safe: its arrays keep
+/// the old file's mapping.
+///
+/// - `state`: borrowed for the call.
+/// - `path`: borrowed, NUL-terminated (any bytes on Unix, UTF-8 elsewhere).
+/// - `flags`: must be 0.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_ARGUMENT` (flags, an
+/// array not in CPU memory, a header over the format's 100 MB limit);
+/// `NNX_ERR_IO` (the message names the file and the cause);
+/// `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_save(
+    state: *const nnx_state,
+    path: *const c_char,
+    flags: u32,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: handle and C string arguments.
+        let (state, path) = unsafe { (state_arg(state, "state")?, path_arg(path, "path")?) };
+        no_flags(flags, "nnx_safetensors_save")?;
+        io::save(state, &path, &SaveOptions::default())?;
+        Ok(())
+    })
+}
+
+/// Saves a state as a sharded checkpoint in `directory`, as
+/// huggingface_hub does: tensors fill shards greedily in flat order, none
+/// holding more than `max_shard_size` bytes of tensor data unless one
+/// tensor alone is larger. With several shards the files are
+/// `NAME-00001-of-0000N.safetensors`, ... and the index
+/// `NAME.safetensors.index.json`; with one, the checkpoint is a single
+/// `NAME.safetensors` and no index is written. Each file is written
+/// atomically (see `nnx_safetensors_save`), the index last; then files of
+/// an earlier checkpoint of the same NAME in `directory` that this one does
+/// not use are removed. The set of files is not replaced atomically as a
+/// whole: an interrupted save can leave new shards beside an old index.
+/// `nnx_safetensors_load` on the index (or on the directory when NAME is
+/// `model`) gives back the state.
+///
+/// - `state`: borrowed for the call.
+/// - `directory`: borrowed, NUL-terminated; must exist.
+/// - `name`: borrowed, NUL-terminated UTF-8, a plain file name (`"model"`).
+/// - `max_shard_size`: in bytes, at least 1 (huggingface_hub's default is
+///   5 GB).
+/// - `flags`: must be 0.
+///
+/// Errors: as `nnx_safetensors_save`, and `NNX_ERR_INVALID_UTF8` (`name`),
+/// `NNX_ERR_INVALID_ARGUMENT` (`name` not a plain file name, a zero
+/// `max_shard_size`). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_save_sharded(
+    state: *const nnx_state,
+    directory: *const c_char,
+    name: *const c_char,
+    max_shard_size: u64,
+    flags: u32,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: handle and C string arguments.
+        let (state, directory, name) = unsafe {
+            (
+                state_arg(state, "state")?,
+                path_arg(directory, "directory")?,
+                c_str(name, "name")?,
+            )
+        };
+        no_flags(flags, "nnx_safetensors_save_sharded")?;
+        io::save_sharded(
+            state,
+            &directory,
+            name,
+            max_shard_size,
+            &SaveOptions::default(),
+        )?;
+        Ok(())
+    })
+}

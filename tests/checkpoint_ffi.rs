@@ -1,0 +1,718 @@
+//! The C API of checkpoints, filter parsing and DLPack: each function's
+//! success, its NULL arguments, and its error statuses, with out-pointers
+//! left alone on failure.
+
+#[macro_use]
+mod common;
+
+use std::ffi::{c_void, CString};
+use std::fs;
+use std::path::PathBuf;
+use std::ptr::{null, null_mut};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use ::nnx_state::ffi::dlpack::*;
+use ::nnx_state::ffi::filter_parse::nnx_filter_parse;
+use ::nnx_state::ffi::io::*;
+use common::*;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Dir {
+        let dir = std::env::temp_dir().join(format!("nnx-ckpt-ffi-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        Dir(dir)
+    }
+
+    fn c(&self, name: &str) -> CString {
+        cstr(self.0.join(name).to_str().unwrap())
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+fn load(path: &CString, leaf_type: nnx_type_id, flags: u32) -> St {
+    let mut out = null_mut();
+    ok!(nnx_safetensors_load(
+        path.as_ptr(),
+        leaf_type,
+        flags,
+        &mut out
+    ));
+    St(out)
+}
+
+#[test]
+fn save_and_load_round_trip() {
+    let dir = Dir::new("roundtrip");
+    let state = sample_state();
+    // Loaded states come with sorted keys, as filter outputs do.
+    let sorted = {
+        let all = everything();
+        let filters = filter_ptrs(&[&all]);
+        let mut out = [null_mut()];
+        ok!(nnx_state_filter(
+            state.ptr(),
+            filters.as_ptr(),
+            1,
+            out.as_mut_ptr()
+        ));
+        St(out[0])
+    };
+    let expected = listing(sorted.ptr());
+    let file = dir.c("s.safetensors");
+    ok!(nnx_safetensors_save(state.ptr(), file.as_ptr(), 0));
+    for flags in [
+        0,
+        NNX_LOAD_COPY,
+        NNX_LOAD_STR_KEYS,
+        NNX_LOAD_COPY | NNX_LOAD_STR_KEYS,
+    ] {
+        let loaded = load(&file, NNX_TYPE_PARAM, flags);
+        assert_eq!(listing(loaded.ptr()), expected);
+    }
+    ok!(nnx_safetensors_save_sharded(
+        state.ptr(),
+        dir.c("").as_ptr(),
+        cstr("model").as_ptr(),
+        8,
+        0
+    ));
+    let index = dir.c("model.safetensors.index.json");
+    let loaded = load(&index, NNX_TYPE_PARAM, 0);
+    assert_eq!(listing(loaded.ptr()), expected);
+    let by_dir = load(&dir.c(""), NNX_TYPE_PARAM, 0);
+    assert_eq!(listing(by_dir.ptr()), expected);
+}
+
+#[test]
+fn foreign_files_take_the_leaf_type() {
+    let dir = Dir::new("foreign");
+    let header = r#"{"a.0.w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}    "#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&1.0f32.to_le_bytes());
+    fs::write(dir.0.join("f.safetensors"), &bytes).unwrap();
+    let file = dir.c("f.safetensors");
+    let params = load(&file, NNX_TYPE_BATCH_STAT, 0);
+    let path = path!["a", 0, "w"];
+    let mut kind = SENTINEL_U32;
+    ok!(nnx_state_get_kind(
+        params.ptr(),
+        path.ptr(),
+        path.len(),
+        &mut kind
+    ));
+    assert_eq!(kind, NNX_KIND_VARIABLE);
+    let mut var = null_mut();
+    ok!(nnx_state_get_variable(
+        params.ptr(),
+        path.ptr(),
+        path.len(),
+        &mut var
+    ));
+    let var = Var(var);
+    let mut type_id = SENTINEL_U32;
+    ok!(nnx_variable_type(var.ptr(), &mut type_id));
+    assert_eq!(type_id, NNX_TYPE_BATCH_STAT);
+    let bare = load(&file, NNX_TYPE_NONE, 0);
+    ok!(nnx_state_get_kind(
+        bare.ptr(),
+        path.ptr(),
+        path.len(),
+        &mut kind
+    ));
+    assert_eq!(kind, NNX_KIND_ARRAY);
+    let strs = load(&file, NNX_TYPE_PARAM, NNX_LOAD_STR_KEYS);
+    let str_path = path!["a", "0", "w"];
+    ok!(nnx_state_get_kind(
+        strs.ptr(),
+        str_path.ptr(),
+        str_path.len(),
+        &mut kind
+    ));
+}
+
+#[test]
+fn checkpoint_functions_check_their_pointers() {
+    let dir = Dir::new("null");
+    let state = sample_state();
+    let file = dir.c("s.safetensors");
+    let name = cstr("model");
+    let mut out = sentinel::<nnx_state>();
+    null_arg!(
+        nnx_safetensors_load(null(), NNX_TYPE_PARAM, 0, &mut out),
+        "path"
+    );
+    null_arg!(
+        nnx_safetensors_load(file.as_ptr(), NNX_TYPE_PARAM, 0, null_mut()),
+        "out_state"
+    );
+    assert_eq!(out, sentinel());
+    null_arg!(nnx_safetensors_save(null(), file.as_ptr(), 0), "state");
+    null_arg!(nnx_safetensors_save(state.ptr(), null(), 0), "path");
+    let d = dir.c("");
+    null_arg!(
+        nnx_safetensors_save_sharded(null(), d.as_ptr(), name.as_ptr(), 1, 0),
+        "state"
+    );
+    null_arg!(
+        nnx_safetensors_save_sharded(state.ptr(), null(), name.as_ptr(), 1, 0),
+        "directory"
+    );
+    null_arg!(
+        nnx_safetensors_save_sharded(state.ptr(), d.as_ptr(), null(), 1, 0),
+        "name"
+    );
+    let mut filter = sentinel::<nnx_filter>();
+    null_arg!(nnx_filter_parse(null(), &mut filter), "text");
+    null_arg!(
+        nnx_filter_parse(cstr("Param").as_ptr(), null_mut()),
+        "out_filter"
+    );
+    assert_eq!(filter, sentinel());
+    let array = f32_array(&[2], &[1.0, 2.0]);
+    let mut tensor = sentinel::<DLManagedTensorVersioned>();
+    null_arg!(nnx_array_to_dlpack(null(), &mut tensor), "array");
+    null_arg!(nnx_array_to_dlpack(array.ptr(), null_mut()), "out_tensor");
+    assert_eq!(tensor, sentinel());
+    let mut legacy = sentinel::<DLManagedTensor>();
+    null_arg!(nnx_array_to_dlpack_legacy(null(), &mut legacy), "array");
+    null_arg!(
+        nnx_array_to_dlpack_legacy(array.ptr(), null_mut()),
+        "out_tensor"
+    );
+    assert_eq!(legacy, sentinel());
+    let mut out_array = sentinel::<nnx_array>();
+    null_arg!(nnx_array_from_dlpack(null_mut(), &mut out_array), "tensor");
+    null_arg!(
+        nnx_array_from_dlpack_legacy(null_mut(), &mut out_array),
+        "tensor"
+    );
+    assert_eq!(out_array, sentinel());
+    let (mut t, mut i) = (-7, -7);
+    null_arg!(nnx_array_device(null(), &mut t, &mut i), "array");
+    null_arg!(
+        nnx_array_device(array.ptr(), null_mut(), &mut i),
+        "out_device_type"
+    );
+    null_arg!(
+        nnx_array_device(array.ptr(), &mut t, null_mut()),
+        "out_device_id"
+    );
+    assert_eq!((t, i), (-7, -7));
+    let shape = [2i64];
+    let mut data = [0f32; 2];
+    null_arg!(
+        nnx_array_wrap_device(
+            NNX_DTYPE_F32,
+            shape.as_ptr(),
+            1,
+            data.as_mut_ptr().cast(),
+            8,
+            2,
+            0,
+            true,
+            None,
+            null_mut(),
+            null_mut()
+        ),
+        "out_array"
+    );
+    null_arg!(
+        nnx_array_wrap_device(
+            NNX_DTYPE_F32,
+            null(),
+            1,
+            data.as_mut_ptr().cast(),
+            8,
+            2,
+            0,
+            true,
+            None,
+            null_mut(),
+            &mut out_array
+        ),
+        "shape"
+    );
+    null_arg!(
+        nnx_array_wrap_device(
+            NNX_DTYPE_F32,
+            shape.as_ptr(),
+            1,
+            null_mut(),
+            8,
+            2,
+            0,
+            true,
+            None,
+            null_mut(),
+            &mut out_array
+        ),
+        "data"
+    );
+    assert_eq!(out_array, sentinel());
+}
+
+#[test]
+fn checkpoint_errors_have_their_statuses() {
+    let dir = Dir::new("errors");
+    let state = sample_state();
+    let mut out = sentinel::<nnx_state>();
+    let missing = dir.c("missing.safetensors");
+    let m = fails!(
+        nnx_safetensors_load(missing.as_ptr(), NNX_TYPE_PARAM, 0, &mut out),
+        NNX_ERR_IO
+    );
+    assert_contains!(m, "missing.safetensors");
+    fs::write(
+        dir.0.join("bad.safetensors"),
+        b"\x10\0\0\0\0\0\0\0{\"a\":1}",
+    )
+    .unwrap();
+    let bad = dir.c("bad.safetensors");
+    let m = fails!(
+        nnx_safetensors_load(bad.as_ptr(), NNX_TYPE_PARAM, 0, &mut out),
+        NNX_ERR_FORMAT
+    );
+    assert_contains!(m, "bad.safetensors");
+    fs::write(dir.0.join("short.safetensors"), b"\x01\0").unwrap();
+    let short = dir.c("short.safetensors");
+    let m = fails!(
+        nnx_safetensors_load(short.as_ptr(), NNX_TYPE_PARAM, 0, &mut out),
+        NNX_ERR_FORMAT
+    );
+    assert_contains!(m, "truncated");
+    let file = dir.c("s.safetensors");
+    ok!(nnx_safetensors_save(state.ptr(), file.as_ptr(), 0));
+    fails!(
+        nnx_safetensors_load(file.as_ptr(), NNX_TYPE_PARAM, 4, &mut out),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    fails!(
+        nnx_safetensors_load(bad.as_ptr(), 1 << 30, 0, &mut out),
+        NNX_ERR_UNKNOWN_TYPE
+    );
+    assert_eq!(out, sentinel());
+    fails!(
+        nnx_safetensors_save(state.ptr(), file.as_ptr(), 1),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    let nowhere = dir.c("no/such/dir/x.safetensors");
+    let m = fails!(
+        nnx_safetensors_save(state.ptr(), nowhere.as_ptr(), 0),
+        NNX_ERR_IO
+    );
+    assert_contains!(m, "no/such/dir");
+    let d = dir.c("");
+    let model = cstr("model");
+    fails!(
+        nnx_safetensors_save_sharded(state.ptr(), d.as_ptr(), model.as_ptr(), 0, 0),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    fails!(
+        nnx_safetensors_save_sharded(state.ptr(), d.as_ptr(), cstr("a/b").as_ptr(), 9, 0),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    fails!(
+        nnx_safetensors_save_sharded(state.ptr(), d.as_ptr(), model.as_ptr(), 9, 2),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    let bad_utf8 = CString::new(vec![0xffu8]).unwrap();
+    fails!(
+        nnx_safetensors_save_sharded(state.ptr(), d.as_ptr(), bad_utf8.as_ptr(), 9, 0),
+        NNX_ERR_INVALID_UTF8
+    );
+    // An array on another device cannot be saved.
+    let device_state = new_state();
+    let mut data = [0f32; 2];
+    let shape = [2i64];
+    let mut gpu = null_mut();
+    ok!(nnx_array_wrap_device(
+        NNX_DTYPE_F32,
+        shape.as_ptr(),
+        1,
+        data.as_mut_ptr().cast(),
+        8,
+        2,
+        3,
+        true,
+        None,
+        null_mut(),
+        &mut gpu
+    ));
+    let gpu = Arr(gpu);
+    set_arr(&device_state, "w", &gpu);
+    let m = fails!(
+        nnx_safetensors_save(device_state.ptr(), file.as_ptr(), 0),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    assert_contains!(m, "device 2:3");
+    assert_contains!(listing(device_state.ptr()), "<device 2:3>");
+}
+
+#[test]
+fn filters_parse_from_text() {
+    let state = sample_state();
+    let mut filter = null_mut();
+    ok!(nnx_filter_parse(
+        cstr("Param | tag:x & ~none").as_ptr(),
+        &mut filter
+    ));
+    let filter = Flt(filter);
+    let rest = everything();
+    let filters = filter_ptrs(&[&filter, &rest]);
+    let mut out = [null_mut(); 2];
+    ok!(nnx_state_split(
+        state.ptr(),
+        filters.as_ptr(),
+        2,
+        out.as_mut_ptr()
+    ));
+    let (a, b) = (St(out[0]), St(out[1]));
+    assert_eq!(leaves(a.ptr()) + leaves(b.ptr()), leaves(state.ptr()));
+    let mut out = sentinel::<nnx_filter>();
+    let m = fails!(
+        nnx_filter_parse(cstr("(Param").as_ptr(), &mut out),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    assert_contains!(m, "column 7");
+    let m = fails!(
+        nnx_filter_parse(cstr("Param & NoSuchType").as_ptr(), &mut out),
+        NNX_ERR_UNKNOWN_TYPE
+    );
+    assert_contains!(m, "column 9");
+    let bad = CString::new(vec![b'P', 0xff]).unwrap();
+    fails!(
+        nnx_filter_parse(bad.as_ptr(), &mut out),
+        NNX_ERR_INVALID_UTF8
+    );
+    assert_eq!(out, sentinel());
+}
+
+fn data_ptr(array: *const nnx_array) -> *const c_void {
+    let mut data = null();
+    ok!(nnx_array_data(array, &mut data));
+    data
+}
+
+#[test]
+fn dlpack_exports_and_imports_without_copies() {
+    let array = f32_array(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let mut tensor = null_mut();
+    ok!(nnx_array_to_dlpack(array.ptr(), &mut tensor));
+    // SAFETY: a tensor the library just made.
+    unsafe {
+        let t = &*tensor;
+        assert_eq!(t.version, DLPackVersion { major: 1, minor: 1 });
+        assert_eq!(t.flags & DLPACK_FLAG_READ_ONLY, 0);
+        assert_eq!(t.dl_tensor.data as *const c_void, data_ptr(array.ptr()));
+        assert_eq!(t.dl_tensor.ndim, 2);
+        assert_eq!(std::slice::from_raw_parts(t.dl_tensor.shape, 2), &[2, 3]);
+        assert_eq!(std::slice::from_raw_parts(t.dl_tensor.strides, 2), &[3, 1]);
+        assert_eq!(
+            t.dl_tensor.dtype,
+            DLDataType {
+                code: 2,
+                bits: 32,
+                lanes: 1
+            }
+        );
+        assert_eq!(
+            t.dl_tensor.device,
+            DLDevice {
+                device_type: 1,
+                device_id: 0
+            }
+        );
+        assert_eq!(t.manager_ctx, tensor.cast());
+    }
+    // Importing it gives an array over the same memory.
+    let mut back = null_mut();
+    ok!(nnx_array_from_dlpack(tensor, &mut back));
+    let back = Arr(back);
+    assert_eq!(data_ptr(back.ptr()), data_ptr(array.ptr()));
+    let mut writable = BoolOut::new();
+    ok!(nnx_array_is_writable(back.ptr(), writable.ptr()));
+    assert!(writable.get());
+    let mut dtype = SENTINEL_U32;
+    ok!(nnx_array_dtype(back.ptr(), &mut dtype));
+    assert_eq!(dtype, NNX_DTYPE_F32);
+    // Legacy both ways; a legacy import is read-only.
+    let mut legacy = null_mut();
+    ok!(nnx_array_to_dlpack_legacy(array.ptr(), &mut legacy));
+    // SAFETY: a tensor the library just made.
+    unsafe {
+        assert_eq!(
+            (*legacy).dl_tensor.data as *const c_void,
+            data_ptr(array.ptr())
+        )
+    };
+    let mut from_legacy = null_mut();
+    ok!(nnx_array_from_dlpack_legacy(legacy, &mut from_legacy));
+    let from_legacy = Arr(from_legacy);
+    let mut w = BoolOut::new();
+    ok!(nnx_array_is_writable(from_legacy.ptr(), w.ptr()));
+    assert!(!w.get());
+    // A read-only array exports with the READ_ONLY flag, and stays so.
+    let mut ro = null_mut();
+    ok!(nnx_array_to_dlpack(from_legacy.ptr(), &mut ro));
+    // SAFETY: a tensor the library just made.
+    unsafe { assert_eq!((*ro).flags & DLPACK_FLAG_READ_ONLY, DLPACK_FLAG_READ_ONLY) };
+    let mut ro_back = null_mut();
+    ok!(nnx_array_from_dlpack(ro, &mut ro_back));
+    let ro_back = Arr(ro_back);
+    let mut w = BoolOut::new();
+    ok!(nnx_array_is_writable(ro_back.ptr(), w.ptr()));
+    assert!(!w.get());
+    // A tensor nobody imports is freed by its deleter.
+    let mut unused = null_mut();
+    ok!(nnx_array_to_dlpack(array.ptr(), &mut unused));
+    // SAFETY: the tensor's own deleter, called once.
+    unsafe { ((*unused).deleter.unwrap())(unused) };
+}
+
+static DELETED: AtomicUsize = AtomicUsize::new(0);
+
+/// A producer's tensor over `data`, counting its deleter's calls.
+struct Produced {
+    managed: DLManagedTensorVersioned,
+    shape: Vec<i64>,
+    strides: Vec<i64>,
+}
+
+unsafe extern "C" fn count_delete(tensor: *mut DLManagedTensorVersioned) {
+    DELETED.fetch_add(1, Ordering::SeqCst);
+    // SAFETY: `manager_ctx` is the boxed `Produced` this tensor is part of.
+    drop(unsafe { Box::from_raw((*tensor).manager_ctx.cast::<Produced>()) });
+}
+
+fn produce(
+    data: *mut c_void,
+    shape: &[i64],
+    strides: Option<&[i64]>,
+    dtype: DLDataType,
+    major: u32,
+) -> *mut DLManagedTensorVersioned {
+    let mut produced = Box::new(Produced {
+        managed: DLManagedTensorVersioned {
+            version: DLPackVersion { major, minor: 0 },
+            manager_ctx: null_mut(),
+            deleter: Some(count_delete),
+            flags: 0,
+            dl_tensor: DLTensor {
+                data,
+                device: DLDevice {
+                    device_type: 1,
+                    device_id: 0,
+                },
+                ndim: shape.len() as i32,
+                dtype,
+                shape: null_mut(),
+                strides: null_mut(),
+                byte_offset: 0,
+            },
+        },
+        shape: shape.to_vec(),
+        strides: strides.map(<[i64]>::to_vec).unwrap_or_default(),
+    });
+    produced.managed.dl_tensor.shape = produced.shape.as_mut_ptr();
+    if strides.is_some() {
+        produced.managed.dl_tensor.strides = produced.strides.as_mut_ptr();
+    }
+    let raw = Box::into_raw(produced);
+    // SAFETY: just made.
+    unsafe {
+        (*raw).managed.manager_ctx = raw.cast();
+        &mut (*raw).managed
+    }
+}
+
+const F32: DLDataType = DLDataType {
+    code: 2,
+    bits: 32,
+    lanes: 1,
+};
+
+#[test]
+fn dlpack_imports_call_the_deleter_once_in_every_case() {
+    let mut data = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0];
+    let ptr: *mut c_void = data.as_mut_ptr().cast();
+    let before = DELETED.load(Ordering::SeqCst);
+    // Success: the deleter runs when the array goes.
+    let tensor = produce(ptr, &[2, 3], Some(&[3, 1]), F32, 1);
+    // SAFETY: the tensor just made.
+    unsafe { (*tensor).dl_tensor.byte_offset = 4 };
+    unsafe { (*tensor).dl_tensor.shape.write(1) };
+    let mut array = null_mut();
+    ok!(nnx_array_from_dlpack(tensor, &mut array));
+    assert_eq!(
+        data_ptr(array),
+        ptr.cast::<u8>().wrapping_add(4).cast_const().cast()
+    );
+    assert_eq!(DELETED.load(Ordering::SeqCst), before);
+    nnx_array_release(array);
+    assert_eq!(DELETED.load(Ordering::SeqCst), before + 1);
+    // Failures: the tensor is consumed all the same.
+    let cases: [(*mut DLManagedTensorVersioned, &str); 5] = [
+        (produce(ptr, &[2, 3], None, F32, 2), "version 2.0"),
+        (
+            produce(ptr, &[2, 3], Some(&[1, 2]), F32, 1),
+            "not compact row-major",
+        ),
+        (
+            produce(
+                ptr,
+                &[2],
+                None,
+                DLDataType {
+                    code: 2,
+                    bits: 32,
+                    lanes: 4,
+                },
+                1,
+            ),
+            "lanes",
+        ),
+        (
+            produce(
+                ptr,
+                &[2],
+                None,
+                DLDataType {
+                    code: 5,
+                    bits: 64,
+                    lanes: 1,
+                },
+                1,
+            ),
+            "no nnx-state dtype",
+        ),
+        (produce(ptr, &[-2], None, F32, 1), "negative dimension"),
+    ];
+    for (i, (tensor, needle)) in cases.into_iter().enumerate() {
+        let mut out = sentinel::<nnx_array>();
+        let m = fails!(nnx_array_from_dlpack(tensor, &mut out), NNX_ERR_FORMAT);
+        assert_contains!(m, needle);
+        assert_eq!(out, sentinel());
+        assert_eq!(DELETED.load(Ordering::SeqCst), before + 2 + i);
+    }
+    let tensor = produce(null_mut(), &[2], None, F32, 1);
+    let mut out = sentinel::<nnx_array>();
+    let m = fails!(nnx_array_from_dlpack(tensor, &mut out), NNX_ERR_FORMAT);
+    assert_contains!(m, "NULL data");
+    let tensor = produce(ptr, &[2], None, F32, 1);
+    null_arg!(nnx_array_from_dlpack(tensor, null_mut()), "out_array");
+    assert_eq!(DELETED.load(Ordering::SeqCst), before + 8);
+    // An empty tensor may have NULL data and any strides.
+    let tensor = produce(null_mut(), &[0, 3], Some(&[0, 0]), F32, 1);
+    let mut empty = null_mut();
+    ok!(nnx_array_from_dlpack(tensor, &mut empty));
+    let mut nbytes = 99;
+    ok!(nnx_array_nbytes(empty, &mut nbytes));
+    assert_eq!(nbytes, 0);
+    nnx_array_release(empty);
+    assert_eq!(DELETED.load(Ordering::SeqCst), before + 9);
+}
+
+#[test]
+fn arrays_on_other_devices_are_held_never_read() {
+    let releases = Counter::new();
+    let shape = [4i64];
+    let fake = 0x7000_0000usize as *mut c_void;
+    let mut out = null_mut();
+    ok!(nnx_array_wrap_device(
+        NNX_DTYPE_F32,
+        shape.as_ptr(),
+        1,
+        fake,
+        16,
+        2,
+        1,
+        true,
+        Some(count_release),
+        releases.as_user_data(),
+        &mut out
+    ));
+    let gpu = Arr(out);
+    let (mut t, mut i) = (0, 0);
+    ok!(nnx_array_device(gpu.ptr(), &mut t, &mut i));
+    assert_eq!((t, i), (2, 1));
+    assert_eq!(data_ptr(gpu.ptr()), fake.cast_const());
+    // Held in states, split, exported: no byte is read.
+    let state = new_state();
+    let var = variable(NNX_TYPE_PARAM, Some(&gpu));
+    set_var(&state, "w", &var);
+    assert_contains!(listing(state.ptr()), "<device 2:1>");
+    let mut copy = sentinel::<nnx_state>();
+    fails!(
+        nnx_state_deep_copy(state.ptr(), &mut copy),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    let mut tensor = null_mut();
+    ok!(nnx_array_to_dlpack(gpu.ptr(), &mut tensor));
+    // SAFETY: a tensor the library just made.
+    unsafe {
+        assert_eq!(
+            (*tensor).dl_tensor.device,
+            DLDevice {
+                device_type: 2,
+                device_id: 1
+            }
+        );
+        assert_eq!((*tensor).dl_tensor.data, fake);
+        ((*tensor).deleter.unwrap())(tensor);
+    }
+    // CPU arrays say so.
+    let cpu = f32_array(&[1], &[1.0]);
+    ok!(nnx_array_device(cpu.ptr(), &mut t, &mut i));
+    assert_eq!((t, i), (1, 0));
+    // Bad arguments keep nothing and call no release.
+    let mut bad = sentinel::<nnx_array>();
+    fails!(
+        nnx_array_wrap_device(
+            NNX_DTYPE_F32,
+            shape.as_ptr(),
+            1,
+            fake,
+            15,
+            2,
+            1,
+            true,
+            Some(count_release),
+            releases.as_user_data(),
+            &mut bad
+        ),
+        NNX_ERR_SHAPE_MISMATCH
+    );
+    fails!(
+        nnx_array_wrap_device(
+            999,
+            shape.as_ptr(),
+            1,
+            fake,
+            16,
+            2,
+            1,
+            true,
+            Some(count_release),
+            releases.as_user_data(),
+            &mut bad
+        ),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    assert_eq!(bad, sentinel());
+    drop(var);
+    drop(state);
+    assert_eq!(releases.get(), 0);
+    drop(gpu);
+    assert_eq!(releases.get(), 1);
+}

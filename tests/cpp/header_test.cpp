@@ -1,0 +1,638 @@
+// header_test.cpp: exercises every part of include/nnx_state.hpp. Built with
+// -std=c++17 -Wall -Wextra -Wpedantic -Werror and run by tests/cpp.rs (also
+// under valgrind); exits non-zero on the first failed check.
+
+#include "nnx_state.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+int checks = 0;
+
+#define CHECK(cond)                                                                 \
+    do {                                                                            \
+        ++checks;                                                                   \
+        if (!(cond)) {                                                              \
+            std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
+                         #cond);                                                    \
+            std::exit(1);                                                           \
+        }                                                                           \
+    } while (0)
+
+// Runs `body`, which must throw nnx::Error with `status`.
+template <typename F>
+void expect_error(nnx_status status, F body, int line) {
+    ++checks;
+    try {
+        body();
+    } catch (const nnx::Error &e) {
+        if (e.status() != status) {
+            std::fprintf(stderr, "%s:%d: expected %s, got %s\n", __FILE__, line,
+                         nnx_status_name(status), e.what());
+            std::exit(1);
+        }
+        return;
+    }
+    std::fprintf(stderr, "%s:%d: expected %s, nothing was thrown\n", __FILE__, line,
+                 nnx_status_name(status));
+    std::exit(1);
+}
+#define EXPECT_ERROR(status, ...) expect_error(status, [&] { __VA_ARGS__; }, __LINE__)
+
+// Ownership models, checked at compile time.
+static_assert(!std::is_copy_constructible_v<nnx::State>, "State is move-only");
+static_assert(std::is_nothrow_move_constructible_v<nnx::State>, "State moves");
+static_assert(!std::is_copy_constructible_v<nnx::Filter>, "Filter is move-only");
+static_assert(!std::is_copy_constructible_v<nnx::Flat>, "Flat is move-only");
+static_assert(std::is_copy_constructible_v<nnx::Variable>, "Variable copies by retain");
+static_assert(std::is_copy_constructible_v<nnx::Array>, "Array copies by retain");
+static_assert(std::is_base_of_v<std::runtime_error, nnx::Error>, "Error is a runtime_error");
+static_assert(std::is_convertible_v<const char *, nnx::Key>, "keys from literals");
+static_assert(std::is_convertible_v<std::string_view, nnx::Key>, "keys from string_view");
+static_assert(std::is_convertible_v<std::string, nnx::Key>, "keys from std::string");
+static_assert(std::is_convertible_v<int, nnx::Key>, "keys from int");
+static_assert(std::is_convertible_v<int64_t, nnx::Key>, "keys from int64_t");
+static_assert(std::is_convertible_v<std::size_t, nnx::Key>, "keys from size_t");
+static_assert(!std::is_convertible_v<bool, nnx::Key>, "no keys from bool");
+static_assert(!std::is_convertible_v<char, nnx::Key>, "no keys from char");
+static_assert(nnx::dtype_of<float>() == NNX_DTYPE_F32, "float is f32");
+static_assert(nnx::dtype_of<double>() == NNX_DTYPE_F64, "double is f64");
+static_assert(nnx::dtype_of<int8_t>() == NNX_DTYPE_I8, "int8_t");
+static_assert(nnx::dtype_of<uint16_t>() == NNX_DTYPE_U16, "uint16_t");
+static_assert(nnx::dtype_of<int32_t>() == NNX_DTYPE_I32, "int32_t");
+static_assert(nnx::dtype_of<long long>() == NNX_DTYPE_I64, "long long");
+static_assert(nnx::dtype_of<uint64_t>() == NNX_DTYPE_U64, "uint64_t");
+static_assert(nnx::dtype_of<bool>() == NNX_DTYPE_BOOL, "bool");
+
+nnx::Variable param(std::vector<float> values) {
+    nnx::Shape shape{static_cast<int64_t>(values.size())};
+    return nnx::Variable(NNX_TYPE_PARAM, nnx::Array::from(shape, values));
+}
+
+std::vector<std::string> leaf_paths(const nnx::State &state) {
+    std::vector<std::string> out;
+    for (const auto &[path, leaf] : state.flatten()) {
+        out.push_back(nnx::path_to_string(path));
+    }
+    return out;
+}
+
+void test_version_and_errors() {
+    CHECK(nnx::version() == NNX_STATE_VERSION);
+    nnx::State state;
+    try {
+        state.get({"missing"});
+        CHECK(false);
+    } catch (const nnx::Error &e) {
+        CHECK(e.status() == NNX_ERR_KEY_NOT_FOUND);
+        CHECK(std::string(e.status_name()) == "NNX_ERR_KEY_NOT_FOUND");
+        CHECK(std::string(e.what()).rfind("NNX_ERR_KEY_NOT_FOUND: ", 0) == 0);
+        CHECK(std::string(e.what()) == std::string("NNX_ERR_KEY_NOT_FOUND: ") + e.message());
+        CHECK(std::string(e.message()).find("missing") != std::string::npos);
+    }
+    // Caught as the standard base too.
+    try {
+        state.remove({"missing"});
+        CHECK(false);
+    } catch (const std::runtime_error &e) {
+        CHECK(std::string(e.what()).find("KEY_NOT_FOUND") != std::string::npos);
+    }
+    // A moved-from owner holds no handle: calls fail cleanly.
+    nnx::State moved = std::move(state);
+    CHECK(!state);
+    CHECK(static_cast<bool>(moved));
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, state.size());
+    // NUL bytes inside string arguments are refused on the C++ side.
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::with_tag(std::string_view("a\0b", 3)));
+}
+
+void test_keys_and_paths() {
+    nnx::Key s = "layers";
+    nnx::Key i = 0;
+    nnx::Key z = std::string("0");
+    nnx::Key big = static_cast<uint64_t>(7);
+    CHECK(s.is_str() && s.str() == "layers");
+    CHECK(i.is_int() && i.integer() == 0);
+    CHECK(big.integer() == 7);
+    CHECK(z.is_str() && !(z == i) && z != i);  // "0" and 0 are different keys
+    CHECK(i < z);                              // ints sort before strings
+    CHECK(nnx::Key(-3) < nnx::Key(2));
+    CHECK(nnx::Key("a") < nnx::Key("b") && nnx::Key("a") < nnx::Key("ab"));
+    CHECK(nnx::Key(std::string_view("x")).to_string() == "x");
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::Key(static_cast<uint64_t>(-1)));
+    const char *null_text = nullptr;
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, nnx::Key k(null_text));
+
+    nnx::Path p = nnx::parse_path("layers/0/kernel");
+    CHECK(p.size() == 3 && p[0] == "layers" && p[1] == 0 && p[2] == "kernel");
+    CHECK(nnx::path_to_string(p) == "layers/0/kernel");
+    nnx::Path q = nnx::parse_path("007/-3/-0/x-1/-9223372036854775808/9223372036854775808");
+    CHECK(q[0] == "007" && q[1] == -3 && q[2] == "-0" && q[3] == "x-1");
+    CHECK(q[4] == nnx::Key(INT64_MIN) && q[5] == "9223372036854775808");
+    CHECK(nnx::parse_path("").empty());
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::parse_path("a//b"));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::parse_path("/a"));
+
+    // parse_path agrees with the library's own "/" parsing.
+    nnx::State state;
+    nnx::Variable v = param({1});
+    const char *texts[] = {"a/0/b", "007/x", "-5", "-0/1", "a/-12/c"};
+    for (const char *text : texts) {
+        nnx::State one;
+        nnx_status status = nnx_state_set_variable_str(one.handle(), text, v.handle());
+        CHECK(status == NNX_OK);
+        CHECK(one.contains(nnx::parse_path(text)));
+        CHECK(one.get(nnx::parse_path(text)).same(v));
+    }
+    // Paths of every form: brace lists, Path values, std::string keys.
+    std::string name = "kernel";
+    state.set({"layers", 0, name}, v);
+    state.set(nnx::Path{"layers", 1, std::string_view("kernel")}, v);
+    CHECK(state.get({"layers", 0, "kernel"}).same(v));
+    CHECK(state.kind({"layers"}) == NNX_KIND_STATE);
+    CHECK(state.kind({}) == NNX_KIND_STATE);
+    CHECK(state.kind({"layers", 1, "kernel"}) == NNX_KIND_VARIABLE);
+    CHECK(state.contains({"layers", 0}));
+    CHECK(!state.contains({"layers", "0"}));
+    CHECK(!state.contains({"layers", 0, "kernel", "deeper"}));
+    std::vector<nnx::Key> keys = state.get_state({"layers"}).keys();
+    CHECK(keys.size() == 2 && keys[0] == 0 && keys[1] == 1);
+    // A long path (more keys than the small buffer).
+    nnx::Path deep;
+    for (int d = 0; d < 20; d++) {
+        deep.emplace_back(d);
+    }
+    state.set(deep, v);
+    CHECK(state.get(deep).same(v));
+}
+
+void test_arrays() {
+    nnx::Array a = nnx::Array::from<float>({2, 3}, {1, 2, 3, 4, 5, 6});
+    CHECK(a.dtype() == NNX_DTYPE_F32);
+    CHECK(a.ndim() == 2);
+    CHECK((a.shape() == nnx::Shape{2, 3}));
+    CHECK(a.size() == 6 && a.nbytes() == 24);
+    CHECK(a.writable());
+    CHECK(a.data_as<float>()[5] == 6.0f);
+    CHECK((a.to_vector<float>() == std::vector<float>{1, 2, 3, 4, 5, 6}));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, a.data_as<double>());
+    EXPECT_ERROR(NNX_ERR_SHAPE_MISMATCH, nnx::Array::from<float>({4}, {1, 2, 3}));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::Array::zeros<float>({-1}));
+
+    // Copies share the array (retain); writes are seen through every copy.
+    nnx::Array b = a;
+    CHECK(b.same(a));
+    b.mutable_data_as<float>()[0] = 10;
+    CHECK(a.data_as<float>()[0] == 10);
+    nnx::Array c = std::move(b);
+    CHECK(!b && c.same(a));
+    b = c;
+    CHECK(b.same(a));
+
+    nnx::Array s = nnx::Array::scalar<int64_t>(42);
+    CHECK(s.ndim() == 0 && s.shape().empty() && s.size() == 1 && s.data_as<int64_t>()[0] == 42);
+    nnx::Array z = nnx::Array::zeros<int32_t>({3});
+    CHECK((z.to_vector<int32_t>() == std::vector<int32_t>{0, 0, 0}));
+    nnx::Array flags = nnx::Array::from({3}, std::vector<bool>{true, false, true});
+    CHECK(flags.dtype() == NNX_DTYPE_BOOL && flags.data_as<bool>()[2]);
+    double raw[2] = {0.5, 1.5};
+    nnx::Array from_pointer = nnx::Array::from<double>({2}, raw);
+    CHECK(from_pointer.to_vector<double>()[1] == 1.5);
+    nnx::Array bytes = nnx::Array::copy(NNX_DTYPE_U8, {2}, "ab", 2);
+    CHECK(bytes.data_as<uint8_t>()[1] == 'b');
+
+    // Borrowed memory: released exactly once, when the last reference goes.
+    int released = 0;
+    std::vector<float> buffer = {1, 2, 3};
+    {
+        nnx::Array wrapped = nnx::Array::wrap<float>({3}, buffer.data(), [&] { released++; });
+        CHECK(wrapped.data() == buffer.data());
+        nnx::State holder;
+        holder.set({"w"}, wrapped);
+        nnx::Array copy = wrapped;
+        buffer[1] = 20;
+        CHECK(holder.get_array({"w"}).data_as<float>()[1] == 20);
+        CHECK(released == 0);
+    }
+    CHECK(released == 1);
+    // Read-only memory refuses mutable access.
+    const std::vector<float> constant = {1, 2};
+    {
+        nnx::Array ro = nnx::Array::wrap<const float>({2}, constant.data(), [&] { released++; });
+        CHECK(!ro.writable());
+        EXPECT_ERROR(NNX_ERR_READ_ONLY, ro.mutable_data());
+    }
+    CHECK(released == 2);
+    // A failed wrap never runs the release action.
+    EXPECT_ERROR(NNX_ERR_SHAPE_MISMATCH,
+                 nnx::Array::wrap(NNX_DTYPE_F32, {5}, buffer.data(), 12, true, [&] { released++; }));
+    CHECK(released == 2);
+
+    // adopt / borrow / release round trips with the C API.
+    nnx_array *raw_handle = a.handle();
+    nnx::Array borrowed = nnx::Array::borrow(raw_handle);
+    CHECK(borrowed.same(a));
+    nnx_array *given = borrowed.release();
+    CHECK(!borrowed);
+    nnx::Array adopted = nnx::Array::adopt(given);
+    CHECK(adopted.same(a));
+}
+
+void test_variables_and_metadata() {
+    nnx::Variable v(NNX_TYPE_PARAM);
+    CHECK(v.type() == NNX_TYPE_PARAM);
+    CHECK(v.type_name() == "Param");
+    CHECK(!v.value().has_value());
+    nnx::Array value = nnx::Array::from<float>({2}, {1, 2});
+    v.set_value(value);
+    CHECK(v.value().has_value() && v.value()->same(value));
+    v.clear_value();
+    CHECK(!v.value());
+    v.set_value(value);
+
+    v.set_metadata("tag", "encoder")
+        .set_metadata("name", std::string("w"))
+        .set_metadata("sharding", std::string_view("x"))
+        .set_metadata("rank", 3)
+        .set_metadata("big", int64_t{1} << 40)
+        .set_metadata("scale", 0.5)
+        .set_metadata("scale_f", 0.25f)
+        .set_metadata("frozen", true)
+        .set_metadata("zero", 0);
+    CHECK(v.tag() == std::optional<std::string>("encoder"));
+    CHECK(v.metadata_as<std::string>("name") == "w");
+    CHECK(v.metadata_as<int>("rank") == 3);
+    CHECK(v.metadata_as<int64_t>("big") == (int64_t{1} << 40));
+    CHECK(v.metadata_as<double>("scale") == 0.5);
+    CHECK(v.metadata_as<double>("scale_f") == 0.25);
+    CHECK(v.metadata_as<bool>("frozen"));
+    CHECK(std::get<int64_t>(v.metadata("zero")) == 0);
+    CHECK(std::get<std::string>(v.metadata("sharding")) == "x");
+    CHECK(std::get<bool>(v.metadata("frozen")));
+    CHECK(std::get<double>(v.metadata("scale")) == 0.5);
+    CHECK(v.has_metadata("rank") && !v.has_metadata("nope"));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, v.metadata_as<int>("name"));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, v.metadata("nope"));
+    auto all = v.metadata();
+    CHECK(all.size() == 9 && all[0].first == "tag" && all[3].first == "rank");
+    CHECK(std::get<int64_t>(all[3].second) == 3);
+    v.set_metadata("copy", all[1].second);
+    CHECK(v.metadata_as<std::string>("copy") == "w");
+    v.remove_metadata("copy");
+    CHECK(!v.has_metadata("copy"));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, v.remove_metadata("copy"));
+    nnx::Variable untagged(NNX_TYPE_CACHE);
+    CHECK(!untagged.tag());
+    untagged.set_tag("t");
+    CHECK(untagged.tag() == std::optional<std::string>("t"));
+
+    // Copies refer to the same variable: a value set through one is seen
+    // through every copy and every state holding it.
+    nnx::Variable copy = v;
+    CHECK(copy.same(v));
+    nnx::State state;
+    state.set({"v"}, v);
+    copy.set_value(nnx::Array::from<float>({1}, {9}));
+    CHECK(state.get({"v"}).value()->data_as<float>()[0] == 9);
+    EXPECT_ERROR(NNX_ERR_UNKNOWN_TYPE, nnx::Variable(999999));
+}
+
+void test_types() {
+    CHECK(nnx::type_name(NNX_TYPE_BATCH_STAT) == "BatchStat");
+    CHECK(nnx::type_parent(NNX_TYPE_PARAM) == NNX_TYPE_VARIABLE);
+    CHECK(nnx::type_parent(NNX_TYPE_VARIABLE) == NNX_TYPE_NONE);
+    CHECK(nnx::is_subtype(NNX_TYPE_RNG_KEY, NNX_TYPE_RNG_STATE));
+    CHECK(!nnx::is_subtype(NNX_TYPE_PARAM, NNX_TYPE_BATCH_STAT));
+    std::size_t before = nnx::type_count();
+    nnx_type_id lora = nnx::register_type("HppLoRAParam", NNX_TYPE_PARAM);
+    CHECK(nnx::register_type("HppLoRAParam", NNX_TYPE_PARAM) == lora);
+    CHECK(nnx::lookup_type("HppLoRAParam") == lora);
+    CHECK(nnx::type_name(lora) == "HppLoRAParam");
+    CHECK(nnx::is_subtype(lora, NNX_TYPE_PARAM));
+    CHECK(nnx::type_count() == before + 1);
+    nnx_type_id plain = nnx::register_type(std::string("HppPlain"));
+    CHECK(nnx::type_parent(plain) == NNX_TYPE_VARIABLE);
+    EXPECT_ERROR(NNX_ERR_TYPE_CONFLICT, nnx::register_type("HppLoRAParam", NNX_TYPE_CACHE));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, nnx::lookup_type("HppNoSuchType"));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::register_type(""));
+
+    // A Param filter selects the registered subtype too.
+    nnx::State state;
+    state.set({"lora"}, nnx::Variable(lora, nnx::Array::zeros<float>({1})));
+    state.set({"stat"}, nnx::Variable(NNX_TYPE_BATCH_STAT));
+    CHECK(state.filter(nnx::of_type(NNX_TYPE_PARAM)).num_leaves() == 1);
+}
+
+// The seed state: Model(BatchNorm(2), Linear(2, 3)).
+nnx::State seed_state() {
+    nnx::State state;
+    state.set({"batchnorm", "bias"}, param({0, 0}))
+        .set({"batchnorm", "scale"}, param({1, 1}))
+        .set({"batchnorm", "mean"},
+             nnx::Variable(NNX_TYPE_BATCH_STAT, nnx::Array::zeros<float>({2})))
+        .set({"batchnorm", "var"},
+             nnx::Variable(NNX_TYPE_BATCH_STAT, nnx::Array::from<float>({2}, {1, 1})))
+        .set({"linear", "bias"}, param({0, 0, 0}))
+        .set({"linear", "kernel"}, nnx::Variable(NNX_TYPE_PARAM, nnx::Array::zeros<float>({2, 3})));
+    return state;
+}
+
+void test_filters() {
+    nnx::State state = seed_state();
+    state.get({"linear", "kernel"}).set_tag("weights");
+    state.set({"embedding"}, nnx::Array::zeros<float>({4}));  // a bare array
+    const nnx::Filter p = nnx::of_type(NNX_TYPE_PARAM);
+    const nnx::Filter b = nnx::of_type(NNX_TYPE_BATCH_STAT);
+
+    CHECK(state.filter(p).num_leaves() == 4);
+    CHECK(state.filter(p | b).num_leaves() == 6);
+    CHECK(state.filter(nnx::any(p, b)).num_leaves() == 6);
+    CHECK(state.filter(p & nnx::path_contains("linear")).num_leaves() == 2);
+    CHECK(state.filter(nnx::all(p, nnx::path_contains("linear"))).num_leaves() == 2);
+    CHECK(state.filter(~p).num_leaves() == 3);  // the stats and the bare array
+    CHECK(state.filter(nnx::not_(p | b)).num_leaves() == 1);
+    CHECK(state.filter(nnx::with_tag("weights")).num_leaves() == 1);
+    CHECK(state.filter(nnx::path_contains("batch", false)).num_leaves() == 4);
+    CHECK(state.filter(nnx::path_contains("batch")).num_leaves() == 0);
+    CHECK(state.filter(nnx::path_in({{"linear", "bias"}, {"embedding"}})).num_leaves() == 2);
+    std::vector<nnx::Path> paths = {nnx::parse_path("batchnorm/mean")};
+    CHECK(state.filter(nnx::path_in(paths)).num_leaves() == 1);
+    CHECK(state.filter(nnx::everything()).num_leaves() == 7);
+    CHECK(state.filter(nnx::nothing()).num_leaves() == 0);
+    CHECK(state.filter(nnx::any()).num_leaves() == 0);
+    CHECK(state.filter(nnx::all()).num_leaves() == 7);
+    CHECK(state.filter(p.clone()).num_leaves() == 4);
+
+    // Composite filters keep copies: the parts may go first.
+    nnx::Filter composite = [] {
+        nnx::Filter a = nnx::of_type(NNX_TYPE_PARAM);
+        nnx::Filter c = nnx::path_contains("linear");
+        return a & c;
+    }();
+    CHECK(state.filter(composite).num_leaves() == 2);
+
+    // The Everything rule and its escape.
+    EXPECT_ERROR(NNX_ERR_FILTER_ORDER, state.filter(nnx::everything(), p));
+    auto [anything, params] = state.filter(nnx::any(nnx::everything()), p);
+    CHECK(anything.num_leaves() == 7 && params.num_leaves() == 0);
+
+    // Filters taken over from and handed to the C API.
+    nnx_filter *raw = nullptr;
+    CHECK(nnx_filter_of_type(NNX_TYPE_BATCH_STAT, &raw) == NNX_OK);
+    nnx::Filter adopted = nnx::Filter::adopt(raw);
+    CHECK(state.filter(adopted).num_leaves() == 2);
+    nnx::Filter moved = std::move(adopted);
+    CHECK(!adopted && moved);
+    nnx_filter_free(moved.release());
+}
+
+void test_callbacks() {
+    nnx::State state = seed_state();
+    state.set({"embedding"}, nnx::Array::zeros<float>({4}));
+    int calls = 0;
+    nnx::Filter kernels = nnx::callback([&calls](const nnx::Path &path, const nnx::Leaf &leaf) {
+        calls++;
+        if (const auto *v = std::get_if<nnx::Variable>(&leaf)) {
+            return path.back() == "kernel" && v->type() == NNX_TYPE_PARAM;
+        }
+        return false;
+    });
+    CHECK(state.filter(kernels).num_leaves() == 1);
+    CHECK(calls == 7);
+    nnx::Filter arrays = nnx::callback(
+        [](const nnx::Path &, const nnx::Leaf &leaf) { return std::holds_alternative<nnx::Array>(leaf); });
+    CHECK(state.filter(arrays).num_leaves() == 1);
+    nnx::Filter path_only = nnx::callback([](const nnx::Path &path) { return path[0] == "linear"; });
+    CHECK(state.filter(path_only).num_leaves() == 2);
+    // Callbacks compose, and the callable lives as long as any copy.
+    nnx::Filter composed = [] {
+        nnx::Filter cb = nnx::callback([](const nnx::Path &path) { return path.size() == 2; });
+        return cb & nnx::of_type(NNX_TYPE_BATCH_STAT);
+    }();
+    CHECK(state.filter(composed).num_leaves() == 2);
+
+    // An exception in the callable comes back out of filter() and split().
+    struct Boom : std::exception {
+        const char *what() const noexcept override { return "boom"; }
+    };
+    nnx::Filter throwing = nnx::callback([](const nnx::Path &) -> bool { throw Boom(); });
+    bool caught = false;
+    try {
+        state.filter(throwing);
+    } catch (const Boom &) {
+        caught = true;
+    }
+    CHECK(caught);
+    caught = false;
+    try {
+        state.split(throwing, nnx::everything());
+    } catch (const Boom &) {
+        caught = true;
+    }
+    CHECK(caught);
+    // The next failing call reports its own error, not a stale exception.
+    EXPECT_ERROR(NNX_ERR_NON_EXHAUSTIVE, state.split(nnx::nothing()));
+    // Callbacks may call the library.
+    nnx::Filter reentrant = nnx::callback([](const nnx::Path &, const nnx::Leaf &leaf) {
+        nnx::State inner;
+        inner.set({"x"}, leaf);
+        return inner.filter(nnx::of_type(NNX_TYPE_BATCH_STAT)).num_leaves() == 1;
+    });
+    CHECK(state.filter(reentrant).num_leaves() == 2);
+}
+
+void test_operations() {
+    nnx::State state = seed_state();
+    const nnx::Filter p = nnx::of_type(NNX_TYPE_PARAM);
+    const nnx::Filter b = nnx::of_type(NNX_TYPE_BATCH_STAT);
+
+    // filter / split: std::array with structured bindings, std::vector at run time.
+    auto [params, stats] = state.split(p, b);
+    static_assert(std::is_same_v<decltype(state.split(p, b)), std::array<nnx::State, 2>>,
+                  "split of two filters gives std::array<State, 2>");
+    static_assert(std::is_same_v<decltype(state.filter(p)), nnx::State>,
+                  "filter of one filter gives a State");
+    CHECK(params.num_leaves() == 4 && stats.num_leaves() == 2);
+    std::vector<nnx::Filter> list;
+    list.push_back(nnx::of_type(NNX_TYPE_BATCH_STAT));
+    list.push_back(nnx::everything());
+    std::vector<nnx::State> parts = state.filter(list);
+    CHECK(parts.size() == 2 && parts[0].num_leaves() == 2 && parts[1].num_leaves() == 4);
+    CHECK(state.split(list).size() == 2);
+    EXPECT_ERROR(NNX_ERR_NON_EXHAUSTIVE, state.split(p));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.filter(std::vector<nnx::Filter>{}));
+    auto three = state.filter(b, p, nnx::everything());
+    CHECK(three.size() == 3 && three[2].num_leaves() == 0);
+
+    // merge: variadic, a std::array, a std::vector.
+    nnx::State merged = nnx::merge(params, stats);
+    CHECK(leaf_paths(merged) == leaf_paths(state));
+    CHECK(nnx::merge(state.split(p, b)).num_leaves() == 6);
+    CHECK(nnx::merge(parts).num_leaves() == 6);
+    CHECK(nnx::merge(state).num_leaves() == 6);
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::merge(std::vector<nnx::State>{}));
+    CHECK(merged.get({"linear", "bias"}).same(state.get({"linear", "bias"})));
+
+    // diff
+    nnx::State d = nnx::diff(state, params);
+    CHECK(leaf_paths(d) == leaf_paths(stats));
+    CHECK(state.diff(stats).num_leaves() == 4);
+
+    // update, in place
+    nnx::State fresh;
+    nnx::Variable replacement = param({5, 5, 5});
+    fresh.set({"linear", "bias"}, replacement);
+    fresh.set({"extra"}, param({7}));
+    state.update(fresh);
+    CHECK(state.get({"linear", "bias"}).same(replacement));
+    CHECK(state.contains({"extra"}) && state.num_leaves() == 7);
+
+    // clone shares leaves, deep_copy does not; both are independent trees.
+    nnx::State cloned = state.clone();
+    nnx::State deep = state.deep_copy();
+    CHECK(cloned.get({"extra"}).same(state.get({"extra"})));
+    CHECK(!deep.get({"extra"}).same(state.get({"extra"})));
+    CHECK(deep.get({"extra"}).value()->to_vector<float>() == std::vector<float>{7});
+    cloned.remove({"extra"});
+    CHECK(state.contains({"extra"}) && !cloned.contains({"extra"}));
+
+    // Views are live.
+    nnx::State linear = state.get_state({"linear"});
+    linear.set({"new"}, param({1}));
+    CHECK(state.contains({"linear", "new"}));
+    linear.remove({"new"});
+    CHECK(!state.contains({"linear", "new"}));
+    nnx::State whole = state.get_state({});
+    CHECK(whole.num_leaves() == state.num_leaves());
+    // A nested state copied in: set(path, State).
+    state.set({"copy"}, linear);
+    CHECK(state.kind({"copy", "bias"}) == NNX_KIND_VARIABLE);
+    // Leaves through the variant.
+    nnx::Leaf leaf = state.get_leaf({"linear", "bias"});
+    CHECK(std::holds_alternative<nnx::Variable>(leaf));
+    state.set({"embedding"}, nnx::Array::zeros<int8_t>({2}));
+    CHECK(std::holds_alternative<nnx::Array>(state.get_leaf({"embedding"})));
+    CHECK(state.get_array({"embedding"}).dtype() == NNX_DTYPE_I8);
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, state.get({"embedding"}));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, state.get_array({"linear", "bias"}));
+    EXPECT_ERROR(NNX_ERR_PATH_THROUGH_LEAF, state.set({"embedding", "x"}, param({1})));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.set({}, param({1})));
+
+    // keys, size, empty, key_at
+    nnx::State small;
+    CHECK(small.empty() && small.size() == 0);
+    small.set({"b"}, param({1})).set({3}, param({2}));
+    CHECK(small.size() == 2 && small.key_at(0) == "b" && small.key_at(1) == 3);
+    EXPECT_ERROR(NNX_ERR_INDEX_OUT_OF_RANGE, small.key_at(2));
+
+    // to_string and operator<<
+    std::string text = nnx::to_string(small);
+    std::ostringstream out;
+    out << small;
+    CHECK(out.str() == text && text.find("Param") != std::string::npos);
+
+    // adopt / release with the C API
+    nnx_state *raw = small.release();
+    CHECK(!small);
+    nnx::State back = nnx::State::adopt(raw);
+    CHECK(back.size() == 2);
+    nnx::State assigned;
+    assigned = std::move(back);
+    CHECK(assigned.size() == 2 && !back);
+}
+
+void test_flat() {
+    nnx::State state = seed_state();
+    state.set({"layers", 0, "w"}, nnx::Array::zeros<float>({1}));
+    nnx::Flat flat = state.flatten();
+    CHECK(flat.size() == 7 && !flat.empty());
+    // Sorted by path; iteration gives (path, leaf) pairs.
+    std::vector<std::string> paths;
+    for (const auto &[path, leaf] : flat) {
+        paths.push_back(nnx::path_to_string(path));
+        CHECK(std::holds_alternative<nnx::Array>(leaf) == (path[0] == "layers"));
+    }
+    CHECK(paths.front() == "batchnorm/bias" && paths.back() == "linear/kernel");
+    std::size_t at = 0;
+    while (at < flat.size() && flat.kind(at) != NNX_KIND_ARRAY) {
+        at++;
+    }
+    CHECK(at < flat.size());
+    CHECK((flat.path(at) == nnx::Path{"layers", 0, "w"}));
+    CHECK(flat.array(at).same(state.get_array({"layers", 0, "w"})));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, flat.variable(at));
+    EXPECT_ERROR(NNX_ERR_INDEX_OUT_OF_RANGE, flat.path(99));
+    nnx::FlatEntry entry = flat[0];
+    CHECK(std::get<nnx::Variable>(entry.leaf).same(state.get({"batchnorm", "bias"})));
+
+    // Round trip, and a flat built by hand (later pair wins).
+    nnx::State again = nnx::from_flat_state(nnx::to_flat_state(state));
+    CHECK(leaf_paths(again) == leaf_paths(state));
+    nnx::Flat built;
+    nnx::Variable first = param({1});
+    nnx::Variable second = param({2});
+    built.push({"a", 0}, first).push(nnx::Path{"b"}, nnx::Array::zeros<float>({1}));
+    built.push({"a", 0}, second);
+    nnx::State from_built = nnx::State::from_flat(built);
+    CHECK(from_built.num_leaves() == 2 && from_built.get({"a", 0}).same(second));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, built.push({}, first));
+}
+
+void test_threads() {
+    // Handles may be shared across threads; each thread has its own errors.
+    nnx::State state = seed_state();
+    const nnx::Filter p = nnx::of_type(NNX_TYPE_PARAM);
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; t++) {
+        threads.emplace_back([&] {
+            for (int i = 0; i < 20; i++) {
+                if (state.filter(p).num_leaves() == 4) {
+                    ok++;
+                }
+                try {
+                    state.get({"missing"});
+                } catch (const nnx::Error &e) {
+                    if (e.status() == NNX_ERR_KEY_NOT_FOUND) {
+                        ok++;
+                    }
+                }
+            }
+        });
+    }
+    for (std::thread &t : threads) {
+        t.join();
+    }
+    CHECK(ok == 160);
+}
+
+}  // namespace
+
+int main() {
+    try {
+        test_version_and_errors();
+        test_keys_and_paths();
+        test_arrays();
+        test_variables_and_metadata();
+        test_types();
+        test_filters();
+        test_callbacks();
+        test_operations();
+        test_flat();
+        test_threads();
+    } catch (const std::exception &e) {
+        std::cerr << "header_test: uncaught exception: " << e.what() << "\n";
+        return 1;
+    }
+    std::cout << "header_test: " << checks << " checks OK\n";
+    return 0;
+}
