@@ -4,10 +4,9 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use super::error::nnx_status;
-use super::{boundary, fail, slice, ArcHandle, FfiResult, Out};
+use super::{boundary, fail, read_into, slice, ArcHandle, FfiResult, Out};
 use crate::array::{byte_size, Array, DType};
 use crate::buffer::{Buffer, Device};
-use crate::error::ErrorKind;
 
 /// An element type: one of the `NNX_DTYPE_*` values.
 pub type nnx_dtype = u32;
@@ -163,15 +162,45 @@ pub extern "C" fn nnx_array_wrap(
     user_data: *mut c_void,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
+    wrap_memory(
+        dtype,
+        shape,
+        ndim,
+        data,
+        nbytes,
+        Device::CPU,
+        writable,
+        release,
+        user_data,
+        out_array,
+    )
+}
+
+/// The body of `nnx_array_wrap` and `nnx_array_wrap_device`: an array over
+/// the caller's memory on `device`, validated before the memory is taken so
+/// that a failure never calls `release`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn wrap_memory(
+    dtype: nnx_dtype,
+    shape: *const i64,
+    ndim: usize,
+    data: *mut c_void,
+    nbytes: usize,
+    device: Device,
+    writable: bool,
+    release: nnx_release_fn,
+    user_data: *mut c_void,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
     boundary(|| {
         let out = Out::new(out_array, "out_array")?;
         let dtype = dtype_from_c(dtype)?;
-        // SAFETY: `shape` holds `ndim` dimensions by the contract above.
+        // SAFETY: `shape` holds `ndim` dimensions by the public functions'
+        // contracts.
         let shape = unsafe { slice(shape, ndim, "shape") }?;
         if data.is_null() && nbytes != 0 {
             fail!(NNX_ERR_NULL_ARGUMENT, "argument `data` is NULL");
         }
-        // Validate before taking the memory, so a failure never calls release.
         let expected = byte_size(dtype, shape)?;
         if expected != nbytes {
             fail!(
@@ -188,10 +217,10 @@ pub extern "C" fn nnx_array_wrap(
                 unsafe { f(user_data.0) }
             }) as Box<dyn FnOnce() + Send>
         });
-        // SAFETY: `data` is valid for `nbytes` bytes until `release` runs, by
-        // the contract above.
+        // SAFETY: `data` is valid for `nbytes` bytes (on its device) until
+        // `release` runs, by the public functions' contracts.
         let buffer =
-            unsafe { Buffer::from_foreign(data.cast(), nbytes, writable, Device::CPU, release) };
+            unsafe { Buffer::from_foreign(data.cast(), nbytes, writable, device, release) };
         let array = Array::from_buffer(dtype, shape, buffer)?;
         out.write(nnx_array::into_raw(Arc::new(array)));
         Ok(())
@@ -212,11 +241,8 @@ pub extern "C" fn nnx_array_dtype(
     array: *const nnx_array,
     out_dtype: *mut nnx_dtype,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_dtype, "out_dtype")?;
-        // SAFETY: `array` is a handle argument.
-        out.write(unsafe { nnx_array::borrow(array, "array") }?.dtype().code());
-        Ok(())
+    read_into(array, "array", out_dtype, "out_dtype", |a| {
+        Ok(a.dtype().code())
     })
 }
 
@@ -225,12 +251,7 @@ pub extern "C" fn nnx_array_dtype(
 /// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_array_ndim(array: *const nnx_array, out_ndim: *mut usize) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_ndim, "out_ndim")?;
-        // SAFETY: `array` is a handle argument.
-        out.write(unsafe { nnx_array::borrow(array, "array") }?.ndim());
-        Ok(())
-    })
+    read_into(array, "array", out_ndim, "out_ndim", |a| Ok(a.ndim()))
 }
 
 /// Writes a pointer to the array's `ndim` dimensions to `*out_shape`.
@@ -244,15 +265,8 @@ pub extern "C" fn nnx_array_shape(
     array: *const nnx_array,
     out_shape: *mut *const i64,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_shape, "out_shape")?;
-        // SAFETY: `array` is a handle argument.
-        out.write(
-            unsafe { nnx_array::borrow(array, "array") }?
-                .shape()
-                .as_ptr(),
-        );
-        Ok(())
+    read_into(array, "array", out_shape, "out_shape", |a| {
+        Ok(a.shape().as_ptr())
     })
 }
 
@@ -261,12 +275,7 @@ pub extern "C" fn nnx_array_shape(
 /// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_array_nbytes(array: *const nnx_array, out_nbytes: *mut usize) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_nbytes, "out_nbytes")?;
-        // SAFETY: `array` is a handle argument.
-        out.write(unsafe { nnx_array::borrow(array, "array") }?.nbytes());
-        Ok(())
-    })
+    read_into(array, "array", out_nbytes, "out_nbytes", |a| Ok(a.nbytes()))
 }
 
 /// Writes a pointer to the array's bytes to `*out_data` (C order, native
@@ -281,16 +290,8 @@ pub extern "C" fn nnx_array_data(
     array: *const nnx_array,
     out_data: *mut *const c_void,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_data, "out_data")?;
-        // SAFETY: `array` is a handle argument.
-        out.write(
-            unsafe { nnx_array::borrow(array, "array") }?
-                .buffer()
-                .as_ptr()
-                .cast(),
-        );
-        Ok(())
+    read_into(array, "array", out_data, "out_data", |a| {
+        Ok(a.buffer().as_ptr().cast())
     })
 }
 
@@ -308,21 +309,11 @@ pub extern "C" fn nnx_array_data_mut(
     array: *const nnx_array,
     out_data: *mut *mut c_void,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_data, "out_data")?;
-        // SAFETY: `array` is a handle argument.
-        let array = unsafe { nnx_array::borrow(array, "array") }?;
-        match array.buffer().as_mut_ptr() {
-            Some(ptr) => out.write(ptr.cast()),
-            None => {
-                return Err(crate::Error::new(
-                    ErrorKind::ReadOnly,
-                    "this array's memory was lent read-only",
-                )
-                .into())
-            }
+    read_into(array, "array", out_data, "out_data", |a| {
+        match a.buffer().as_mut_ptr() {
+            Some(ptr) => Ok(ptr.cast()),
+            None => fail!(NNX_ERR_READ_ONLY, "this array's memory was lent read-only"),
         }
-        Ok(())
     })
 }
 
@@ -334,15 +325,8 @@ pub extern "C" fn nnx_array_is_writable(
     array: *const nnx_array,
     out_writable: *mut bool,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_writable, "out_writable")?;
-        // SAFETY: `array` is a handle argument.
-        out.write(
-            unsafe { nnx_array::borrow(array, "array") }?
-                .buffer()
-                .is_writable(),
-        );
-        Ok(())
+    read_into(array, "array", out_writable, "out_writable", |a| {
+        Ok(a.buffer().is_writable())
     })
 }
 

@@ -12,7 +12,7 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::array::{dtype_from_c, nnx_array, nnx_dtype, nnx_release_fn};
+use super::array::{nnx_array, nnx_dtype, nnx_release_fn, wrap_memory};
 use super::error::nnx_status;
 use super::{boundary, fail, slice, ArcHandle, FfiResult, Out};
 use crate::array::{byte_size, Array};
@@ -476,41 +476,11 @@ pub extern "C" fn nnx_array_wrap_device(
     user_data: *mut c_void,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_array, "out_array")?;
-        let dtype = dtype_from_c(dtype)?;
-        // SAFETY: `shape` holds `ndim` dimensions by the contract above.
-        let shape = unsafe { slice(shape, ndim, "shape") }?;
-        if data.is_null() && nbytes != 0 {
-            fail!(NNX_ERR_NULL_ARGUMENT, "argument `data` is NULL");
-        }
-        // Validate before taking the memory, so a failure never calls release.
-        let expected = byte_size(dtype, shape)?;
-        if expected != nbytes {
-            fail!(
-                NNX_ERR_SHAPE_MISMATCH,
-                "{} array of shape {shape:?} needs {expected} bytes, got {nbytes}",
-                dtype.name()
-            );
-        }
-        let release = release.map(|f| {
-            let user_data = SendPtr(user_data);
-            Box::new(move || {
-                let user_data = user_data;
-                // SAFETY: the caller's callback, called once with its data.
-                unsafe { f(user_data.0) }
-            }) as Box<dyn FnOnce() + Send>
-        });
-        let device = Device {
-            kind: device_type,
-            id: device_id,
-        };
-        // SAFETY: `data` is valid for `nbytes` bytes (on its device) until
-        // `release` runs, by the contract above.
-        let buffer =
-            unsafe { Buffer::from_foreign(data.cast(), nbytes, writable, device, release) };
-        let array = Array::from_buffer(dtype, shape, buffer)?;
-        out.write(nnx_array::into_raw(Arc::new(array)));
-        Ok(())
-    })
+    let device = Device {
+        kind: device_type,
+        id: device_id,
+    };
+    wrap_memory(
+        dtype, shape, ndim, data, nbytes, device, writable, release, user_data, out_array,
+    )
 }

@@ -173,11 +173,7 @@ pub extern "C" fn nnx_filter_any(
     count: usize,
     out_filter: *mut *mut nnx_filter,
 ) -> nnx_status {
-    new_filter(out_filter, || {
-        // SAFETY: `filters` holds `count` handles.
-        let parts = unsafe { filters_from_c(filters, count) }?;
-        Ok(Filter::Any(parts.into_iter().cloned().collect()))
-    })
+    combine(filters, count, out_filter, Filter::Any)
 }
 
 /// A filter matching leaves that all of `count` filters match (NNX's `All`);
@@ -188,10 +184,22 @@ pub extern "C" fn nnx_filter_all(
     count: usize,
     out_filter: *mut *mut nnx_filter,
 ) -> nnx_status {
+    combine(filters, count, out_filter, Filter::All)
+}
+
+/// The body of `nnx_filter_any` and `nnx_filter_all`: copies the parts into
+/// a new composite filter.
+fn combine(
+    filters: *const *mut nnx_filter,
+    count: usize,
+    out_filter: *mut *mut nnx_filter,
+    make: fn(Vec<Filter>) -> Filter,
+) -> nnx_status {
     new_filter(out_filter, || {
-        // SAFETY: `filters` holds `count` handles.
+        // SAFETY: `filters` holds `count` handles by the public functions'
+        // contracts.
         let parts = unsafe { filters_from_c(filters, count) }?;
-        Ok(Filter::All(parts.into_iter().cloned().collect()))
+        Ok(make(parts.into_iter().cloned().collect()))
     })
 }
 

@@ -211,6 +211,24 @@ pub(crate) unsafe fn box_free<T>(ptr: *mut T) {
     }
 }
 
+/// The body of a getter on a shared handle: borrows `handle`, writes what
+/// `read` gives to `out` (only on success).
+pub(crate) fn read_into<H: ArcHandle, T>(
+    handle: *const H,
+    handle_name: &str,
+    out: *mut T,
+    out_name: &str,
+    read: impl FnOnce(&H::Inner) -> FfiResult<T>,
+) -> error::nnx_status {
+    boundary(|| {
+        let out = Out::new(out, out_name)?;
+        // SAFETY: `handle` is a handle argument of the public getter.
+        let inner = unsafe { H::borrow(handle, handle_name) }?;
+        out.write(read(inner)?);
+        Ok(())
+    })
+}
+
 /// A C handle that stands for an `Arc<Inner>`: the handle pointer is the
 /// `Arc`'s data pointer, so retain and release are the `Arc`'s counts.
 pub(crate) trait ArcHandle: Sized {

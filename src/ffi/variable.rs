@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::array::{nnx_array, optional_array};
 use super::error::nnx_status;
 use super::types::{nnx_type_id, type_from_c};
-use super::{boundary, c_str, fail, owned_c_string, ArcHandle, FfiResult, Out};
+use super::{boundary, c_str, fail, owned_c_string, read_into, ArcHandle, FfiResult, Out};
 use crate::variable::{MetaValue, Variable};
 
 /// A typed slot holding an optional array and metadata. Shared: every
@@ -72,15 +72,8 @@ pub extern "C" fn nnx_variable_type(
     variable: *const nnx_variable,
     out_type: *mut nnx_type_id,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_type, "out_type")?;
-        // SAFETY: `variable` is a handle argument.
-        out.write(
-            unsafe { nnx_variable::borrow(variable, "variable") }?
-                .type_id()
-                .raw(),
-        );
-        Ok(())
+    read_into(variable, "variable", out_type, "out_type", |v| {
+        Ok(v.type_id().raw())
     })
 }
 
@@ -93,16 +86,8 @@ pub extern "C" fn nnx_variable_get_value(
     variable: *const nnx_variable,
     out_value: *mut *mut nnx_array,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_value, "out_value")?;
-        // SAFETY: `variable` is a handle argument.
-        let variable = unsafe { nnx_variable::borrow(variable, "variable") }?;
-        out.write(
-            variable
-                .value()
-                .map_or(std::ptr::null_mut(), nnx_array::into_raw),
-        );
-        Ok(())
+    read_into(variable, "variable", out_value, "out_value", |v| {
+        Ok(v.value().map_or(std::ptr::null_mut(), nnx_array::into_raw))
     })
 }
 
@@ -310,15 +295,11 @@ pub extern "C" fn nnx_variable_tag(
     variable: *const nnx_variable,
     out_tag: *mut *mut c_char,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_tag, "out_tag")?;
-        // SAFETY: `variable` is a handle argument.
-        let variable = unsafe { nnx_variable::borrow(variable, "variable") }?;
-        out.write(match variable.tag() {
-            Some(tag) => owned_c_string(&tag)?,
-            None => std::ptr::null_mut(),
-        });
-        Ok(())
+    read_into(variable, "variable", out_tag, "out_tag", |v| {
+        match v.tag() {
+            Some(tag) => owned_c_string(&tag),
+            None => Ok(std::ptr::null_mut()),
+        }
     })
 }
 
@@ -330,15 +311,8 @@ pub extern "C" fn nnx_variable_metadata_count(
     variable: *const nnx_variable,
     out_count: *mut usize,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_count, "out_count")?;
-        // SAFETY: `variable` is a handle argument.
-        out.write(
-            unsafe { nnx_variable::borrow(variable, "variable") }?
-                .metadata_entries()
-                .len(),
-        );
-        Ok(())
+    read_into(variable, "variable", out_count, "out_count", |v| {
+        Ok(v.metadata_entries().len())
     })
 }
 
