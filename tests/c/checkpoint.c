@@ -21,6 +21,8 @@
 
 #include "nnx_state.h"
 
+#include "check.h"
+
 /* What a program gets from <dlpack/dlpack.h> (version 1.1). */
 typedef struct { uint32_t major; uint32_t minor; } DLPackVersion;
 typedef struct { int32_t device_type; int32_t device_id; } DLDevice;
@@ -42,38 +44,6 @@ typedef struct DLManagedTensorVersioned {
     DLTensor dl_tensor;
 } DLManagedTensorVersioned;
 #define DLPACK_FLAG_BITMASK_READ_ONLY (1ULL << 0)
-
-#define CHECK(call)                                                         \
-    do {                                                                    \
-        nnx_status check_status_ = (call);                                  \
-        if (check_status_ != NNX_OK) {                                      \
-            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__,         \
-                    __LINE__, #call, nnx_status_name((int32_t)check_status_), \
-                    nnx_last_error_message());                              \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
-
-#define CHECK_FAILS(want, call)                                             \
-    do {                                                                    \
-        nnx_status check_status_ = (call);                                  \
-        if (check_status_ != (want)) {                                      \
-            fprintf(stderr, "%s:%d: %s returned %s, expected %s\n",         \
-                    __FILE__, __LINE__, #call,                              \
-                    nnx_status_name((int32_t)check_status_),                \
-                    nnx_status_name((int32_t)(want)));                      \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
-
-#define EXPECT(cond)                                                        \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "%s:%d: expectation failed: %s\n", __FILE__,    \
-                    __LINE__, #cond);                                       \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
 
 static char dir[256];
 

@@ -15,37 +15,7 @@
 
 #include "nnx_state.h"
 
-#define CHECK(call)                                                         \
-    do {                                                                    \
-        nnx_status check_status_ = (call);                                  \
-        if (check_status_ != NNX_OK) {                                      \
-            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__,         \
-                    __LINE__, #call, nnx_status_name((int32_t)check_status_), \
-                    nnx_last_error_message());                              \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
-
-#define CHECK_FAILS(want, call)                                             \
-    do {                                                                    \
-        nnx_status check_status_ = (call);                                  \
-        if (check_status_ != (want)) {                                      \
-            fprintf(stderr, "%s:%d: %s returned %s, expected %s\n",         \
-                    __FILE__, __LINE__, #call,                              \
-                    nnx_status_name((int32_t)check_status_),                \
-                    nnx_status_name((int32_t)(want)));                      \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
-
-#define EXPECT(cond)                                                        \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "%s:%d: expectation failed: %s\n", __FILE__,    \
-                    __LINE__, #cond);                                       \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 /* Caller memory with a count of the times the library gave it back. */
 struct buffer {
