@@ -67,6 +67,21 @@ impl Filter {
         Filter::Callback(Arc::new(f))
     }
 
+    /// Whether the filter looks only at paths and variable types, which never
+    /// change for a leaf in an unchanged tree (tags and callbacks may).
+    pub fn depends_only_on_structure(&self) -> bool {
+        match self {
+            Filter::OfType(_)
+            | Filter::PathContains { .. }
+            | Filter::PathIn(_)
+            | Filter::Everything
+            | Filter::Nothing => true,
+            Filter::WithTag(_) | Filter::Callback(_) => false,
+            Filter::Any(fs) | Filter::All(fs) => fs.iter().all(Filter::depends_only_on_structure),
+            Filter::Not(f) => f.depends_only_on_structure(),
+        }
+    }
+
     /// Resolves type ids against `registry` into something quick to test.
     pub(crate) fn compile(&self, registry: &Registry) -> Result<Matcher<'_>> {
         Ok(match self {
@@ -195,27 +210,25 @@ impl Matcher<'_> {
             | Matcher::PathContainsText(_)
             | Matcher::PathIn(_)
             | Matcher::Callback(_) => None,
+            // NNX evaluates the parts in order and stops at the first that
+            // decides, so a part that needs more than the kind (a callback,
+            // which may fail or have effects) and comes before the deciding
+            // one must run: the answer is then unknown by kind alone.
             Matcher::Any(ms) => {
-                let mut known = true;
                 for m in ms {
-                    match m.by_type(leaf_type) {
-                        Some(true) => return Some(true),
-                        Some(false) => {}
-                        None => known = false,
+                    if m.by_type(leaf_type)? {
+                        return Some(true);
                     }
                 }
-                known.then_some(false)
+                Some(false)
             }
             Matcher::All(ms) => {
-                let mut known = true;
                 for m in ms {
-                    match m.by_type(leaf_type) {
-                        Some(false) => return Some(false),
-                        Some(true) => {}
-                        None => known = false,
+                    if !m.by_type(leaf_type)? {
+                        return Some(false);
                     }
                 }
-                known.then_some(true)
+                Some(true)
             }
             Matcher::Not(m) => m.by_type(leaf_type).map(|b| !b),
             Matcher::Everything => Some(true),

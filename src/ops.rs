@@ -132,6 +132,15 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         bail!(InvalidArgument, "at least one filter is required");
     }
     check_order(filters)?;
+    // The same filters on the same, unchanged node give the same outputs:
+    // reuse them when the filters look only at paths and types.
+    let cache_key = filters
+        .iter()
+        .all(Filter::depends_only_on_structure)
+        .then(|| format!("{exhaustive}{filters:?}"));
+    if let Some(outputs) = cache_key.as_deref().and_then(|k| node.cached_partition(k)) {
+        return Ok(outputs);
+    }
     let registry = types::snapshot();
     let matchers = filters
         .iter()
@@ -149,7 +158,7 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         );
     }
     let empty = || Arc::new(Node::new());
-    Ok(match part {
+    let outputs: Vec<Arc<Node>> = match part {
         Part::Empty | Part::Uniform(None) => (0..filters.len()).map(|_| empty()).collect(),
         Part::Uniform(Some(target)) => (0..filters.len())
             .map(|i| match canonical(node) {
@@ -158,7 +167,13 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
             })
             .collect(),
         Part::Mixed(outs) => outs.into_iter().map(Arc::new).collect(),
-    })
+    };
+    // An output that is the node itself (a canonical node all of whose
+    // leaves go to one output) must not be cached in the node: a cycle.
+    if let Some(key) = cache_key.filter(|_| !outputs.iter().any(|o| Arc::ptr_eq(o, node))) {
+        node.store_partition(key, &outputs);
+    }
+    Ok(outputs)
 }
 
 /// The number of leaves no filter matches, and the first of them in sorted
@@ -293,14 +308,22 @@ pub fn merge(nodes: &[Arc<Node>]) -> Result<Arc<Node>> {
     match nodes {
         [] => bail!(InvalidArgument, "merge needs at least one state"),
         [only] => Ok(only.clone()),
-        _ => {
+        [first, others @ ..] => {
+            // Merging the same, unchanged nodes again gives the same result.
+            if let Some(result) = first.cached_merge(others) {
+                return Ok(result);
+            }
             let mut merged = Node::new();
+            let mut conflict = false;
             for node in nodes {
                 if merge_into(&mut merged, node).is_err() {
-                    return Ok(Arc::new(merge_flat(nodes)));
+                    conflict = true;
+                    break;
                 }
             }
-            Ok(Arc::new(merged))
+            let result = Arc::new(if conflict { merge_flat(nodes) } else { merged });
+            first.store_merge(others, &result);
+            Ok(result)
         }
     }
 }

@@ -5,7 +5,7 @@
 //! shared `Arc`s, so no operation copies a variable or a tensor byte.
 
 use std::hash::BuildHasherDefault;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use indexmap::IndexMap;
 use rustc_hash::FxHasher;
@@ -233,7 +233,7 @@ pub struct Node {
     derived: Derived,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 struct Derived {
     /// This node in the form every filter output takes (see [`canonical`]):
     /// `None` when the node is in that form already.
@@ -243,6 +243,27 @@ struct Derived {
     /// For a node whose keys are not in order: the entries' indices in key
     /// order.
     order: OnceLock<Box<[u32]>>,
+    /// The outputs of the last filter or split of this node whose filters
+    /// depend only on paths and types, by a key naming those filters.
+    partition: Mutex<Option<(String, Vec<Arc<Node>>)>>,
+    /// The last merge that began with this node: the other inputs and the
+    /// result, all weakly. A live `Weak` keeps its address from being
+    /// reused, so identity is a sound test; and holding the result weakly
+    /// keeps this node from extending the life of the other inputs' leaves
+    /// (the partition cache may hold its outputs: their leaves are this
+    /// node's own).
+    merge: Mutex<Option<MergeRecord>>,
+}
+
+/// The other inputs of a merge and its result, held weakly.
+type MergeRecord = (Vec<Weak<Node>>, Weak<Node>);
+
+/// A copied node starts with nothing derived: it is cheap to derive again,
+/// and the copy is usually about to change.
+impl Clone for Derived {
+    fn clone(&self) -> Self {
+        Derived::default()
+    }
 }
 
 /// Which kinds of leaves lie below a node: a bit per variable type id below
@@ -391,6 +412,54 @@ impl Node {
         Sorted::Permuted(self, order.iter())
     }
 
+    /// The outputs a filter or split with the same `key` gave for this very
+    /// node, if it was the last one (see `ops::partition`).
+    pub(crate) fn cached_partition(&self, key: &str) -> Option<Vec<Arc<Node>>> {
+        let cache = self
+            .derived
+            .partition
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match &*cache {
+            Some((k, outputs)) if k == key => Some(outputs.clone()),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn store_partition(&self, key: String, outputs: &[Arc<Node>]) {
+        let mut cache = self
+            .derived
+            .partition
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *cache = Some((key, outputs.to_vec()));
+    }
+
+    /// The result of merging this node with `others`, if that was the last
+    /// merge to begin with it and the result is still alive (see
+    /// `ops::merge`).
+    pub(crate) fn cached_merge(&self, others: &[Arc<Node>]) -> Option<Arc<Node>> {
+        let cache = self.derived.merge.lock().unwrap_or_else(|p| p.into_inner());
+        match &*cache {
+            Some((inputs, result))
+                if inputs.len() == others.len()
+                    && inputs
+                        .iter()
+                        .zip(others)
+                        .all(|(w, a)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(a))) =>
+            {
+                result.upgrade()
+            }
+            _ => None,
+        }
+    }
+
+    pub(crate) fn store_merge(&self, others: &[Arc<Node>], result: &Arc<Node>) {
+        let inputs = others.iter().map(Arc::downgrade).collect();
+        let mut cache = self.derived.merge.lock().unwrap_or_else(|p| p.into_inner());
+        *cache = Some((inputs, Arc::downgrade(result)));
+    }
+
     /// The kinds of leaves below this node, cached until the node changes:
     /// lets a filter that looks only at types place a whole subtree without
     /// visiting its leaves.
@@ -502,14 +571,14 @@ pub fn prune(node: &Arc<Node>) -> Option<Arc<Node>> {
     match prune_inner(node) {
         Pruned::Unchanged => Some(node.clone()),
         Pruned::Empty => None,
-        Pruned::Rebuilt(n) => Some(Arc::new(n)),
+        Pruned::Rebuilt(n) => Some(Arc::new(*n)),
     }
 }
 
 enum Pruned {
     Unchanged,
     Empty,
-    Rebuilt(Node),
+    Rebuilt(Box<Node>),
 }
 
 fn prune_inner(node: &Node) -> Pruned {
@@ -520,7 +589,7 @@ fn prune_inner(node: &Node) -> Pruned {
             Child::Node(n) => match prune_inner(n) {
                 Pruned::Unchanged => None,
                 Pruned::Empty => Some(None),
-                Pruned::Rebuilt(n) => Some(Some(Child::Node(Arc::new(n)))),
+                Pruned::Rebuilt(n) => Some(Some(Child::Node(Arc::new(*n)))),
             },
         };
         match (&mut rebuilt, replacement) {
@@ -547,7 +616,7 @@ fn prune_inner(node: &Node) -> Pruned {
     }
     match rebuilt {
         Some(n) if n.is_empty() => Pruned::Empty,
-        Some(n) => Pruned::Rebuilt(n),
+        Some(n) => Pruned::Rebuilt(Box::new(n)),
         None if node.is_empty() => Pruned::Empty,
         None => Pruned::Unchanged,
     }
