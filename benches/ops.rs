@@ -1,6 +1,11 @@
 //! Speed of the core operations on model-shaped states, per leaf and against
 //! the floor: one pass that takes a new reference to every leaf.
 //!
+//! split, filter and merge are timed on a tree they have never seen (a
+//! fresh copy of the structure, made untimed, so no cache helps), and again
+//! ("again") on an unchanged tree they have just processed, where the
+//! library reuses what it found.
+//!
 //! `cargo bench --bench ops` prints a table of medians (ns per leaf and the
 //! ratio to the floor) at 1,000 to 1,000,000 leaves. Under `cargo test` it
 //! runs once on a small state, as a smoke test. Options after `--`:
@@ -55,6 +60,20 @@ fn model_state(leaves: usize) -> State {
     State::from_node(root)
 }
 
+/// A copy of the tree's structure, same leaves, with nothing cached: what an
+/// operation meets the first time it sees a tree.
+fn fresh(node: &Node) -> Node {
+    let mut out = Node::with_capacity(node.len());
+    for (key, child) in node.iter() {
+        let copy = match child {
+            Child::Node(n) => Child::Node(Arc::new(fresh(n))),
+            Child::Leaf(leaf) => Child::Leaf(leaf.clone()),
+        };
+        out.insert(*key, copy);
+    }
+    out
+}
+
 /// The floor: a new reference to every leaf, into a vector.
 fn floor(node: &Node, out: &mut Vec<Leaf>) {
     for (_, child) in node.iter() {
@@ -101,7 +120,25 @@ fn options() -> Options {
     }
 }
 
-type Op<'a> = (&'a str, Box<dyn Fn() + 'a>);
+/// An operation to time: it returns how long its timed part took, so that
+/// it can prepare its input untimed.
+type Op<'a> = (&'a str, Box<dyn Fn() -> Duration + 'a>);
+
+/// Times `run` alone.
+fn timed(run: impl FnOnce()) -> Duration {
+    let t = Instant::now();
+    run();
+    t.elapsed()
+}
+
+/// Times `run` on a fresh copy of `state`'s tree (made untimed), so that
+/// nothing a previous call cached helps.
+fn cold<'a>(state: &'a State, run: impl Fn(&State) + 'a) -> Box<dyn Fn() -> Duration + 'a> {
+    Box::new(move || {
+        let input = State::from_node(fresh(&state.node().unwrap()));
+        timed(|| run(&input))
+    })
+}
 
 /// Runs every operation in turn, round after round, so that noise hits all
 /// of them alike; returns the median time of each.
@@ -111,9 +148,7 @@ fn measure(ops: &[Op<'_>], budget: Duration) -> Vec<Duration> {
     let total = budget * ops.len() as u32;
     loop {
         for (i, (_, run)) in ops.iter().enumerate() {
-            let t = Instant::now();
-            run();
-            samples[i].push(t.elapsed());
+            samples[i].push(run());
         }
         let rounds = samples[0].len();
         if (started.elapsed() >= total && rounds >= 5) || rounds >= 1000 {
@@ -162,61 +197,98 @@ fn main() {
         });
         let sorted_state = sorted_state.split(&[Filter::Everything]).unwrap().remove(0);
 
+        let held = std::cell::Cell::new(None);
         let ops: Vec<Op<'_>> = vec![
             (
                 "floor (clone every leaf)",
                 Box::new(|| {
-                    let mut out = Vec::with_capacity(leaves);
-                    floor(&node, &mut out);
-                    black_box(out);
+                    timed(|| {
+                        let mut out = Vec::with_capacity(leaves);
+                        floor(&node, &mut out);
+                        black_box(out);
+                    })
                 }),
             ),
             (
                 "split(Param, BatchStat, Cache)",
-                Box::new(|| {
-                    black_box(state.split(&three).unwrap());
+                cold(&state, |s| {
+                    black_box(s.split(&three).unwrap());
                 }),
             ),
             (
                 "filter(Param)",
-                Box::new(|| {
-                    black_box(state.filter(std::slice::from_ref(&param)).unwrap());
+                cold(&state, |s| {
+                    black_box(s.filter(std::slice::from_ref(&param)).unwrap());
                 }),
             ),
             (
                 "filter(PathContains(attn))",
-                Box::new(|| {
-                    black_box(state.filter(&attn).unwrap());
+                cold(&state, |s| {
+                    black_box(s.filter(&attn).unwrap());
                 }),
             ),
             (
                 "merge(3 parts)",
                 Box::new(|| {
-                    black_box(State::merge(&part_refs).unwrap());
+                    let inputs: Vec<State> = parts
+                        .iter()
+                        .map(|p| State::from_node(fresh(&p.node().unwrap())))
+                        .collect();
+                    let refs: Vec<&State> = inputs.iter().collect();
+                    timed(|| {
+                        black_box(State::merge(&refs).unwrap());
+                    })
                 }),
             ),
             (
                 "flatten",
                 Box::new(|| {
-                    black_box(state.flatten().unwrap());
+                    timed(|| {
+                        black_box(state.flatten().unwrap());
+                    })
                 }),
             ),
             (
                 "from_flat",
                 Box::new(|| {
-                    black_box(State::from_flat(flat.iter().cloned()).unwrap());
+                    timed(|| {
+                        black_box(State::from_flat(flat.iter().cloned()).unwrap());
+                    })
                 }),
             ),
             (
                 "split, sorted input",
-                Box::new(|| {
-                    black_box(sorted_state.split(&three).unwrap());
+                cold(&sorted_state, |s| {
+                    black_box(s.split(&three).unwrap());
                 }),
             ),
             (
-                "filter(Param), sorted input",
+                "split again (unchanged)",
                 Box::new(|| {
-                    black_box(sorted_state.filter(std::slice::from_ref(&param)).unwrap());
+                    timed(|| {
+                        black_box(state.split(&three).unwrap());
+                    })
+                }),
+            ),
+            (
+                "filter(Param) again",
+                Box::new(|| {
+                    timed(|| {
+                        black_box(state.filter(std::slice::from_ref(&param)).unwrap());
+                    })
+                }),
+            ),
+            (
+                "merge again (result held)",
+                Box::new(|| {
+                    // As an engine that keeps the merged state until the next
+                    // step: the library holds merge results only weakly.
+                    let previous = held.take();
+                    let t = timed(|| {
+                        held.set(Some(State::merge(&part_refs).unwrap()));
+                    });
+                    drop(previous);
+                    t
                 }),
             ),
         ];

@@ -243,9 +243,10 @@ struct Derived {
     /// For a node whose keys are not in order: the entries' indices in key
     /// order.
     order: OnceLock<Box<[u32]>>,
-    /// The outputs of the last filter or split of this node whose filters
-    /// depend only on paths and types, by a key naming those filters.
-    partition: Mutex<Option<(String, Vec<Arc<Node>>)>>,
+    /// The outputs of the last few filters or splits of this node whose
+    /// filters depend only on paths and types, by a key naming those
+    /// filters, most recent first.
+    partition: Mutex<Vec<(String, Vec<Arc<Node>>)>>,
     /// The last merge that began with this node: the other inputs and the
     /// result, all weakly. A live `Weak` keeps its address from being
     /// reused, so identity is a sound test; and holding the result weakly
@@ -254,6 +255,10 @@ struct Derived {
     /// node's own).
     merge: Mutex<Option<MergeRecord>>,
 }
+
+/// How many filter or split results a node keeps (see `Derived::partition`):
+/// an engine typically alternates a few filter lists on the same state.
+const PARTITIONS_KEPT: usize = 4;
 
 /// The other inputs of a merge and its result, held weakly.
 type MergeRecord = (Vec<Weak<Node>>, Weak<Node>);
@@ -413,17 +418,17 @@ impl Node {
     }
 
     /// The outputs a filter or split with the same `key` gave for this very
-    /// node, if it was the last one (see `ops::partition`).
+    /// node, if it was one of the last few (see `ops::partition`).
     pub(crate) fn cached_partition(&self, key: &str) -> Option<Vec<Arc<Node>>> {
         let cache = self
             .derived
             .partition
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        match &*cache {
-            Some((k, outputs)) if k == key => Some(outputs.clone()),
-            _ => None,
-        }
+        cache
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, outputs)| outputs.clone())
     }
 
     pub(crate) fn store_partition(&self, key: String, outputs: &[Arc<Node>]) {
@@ -432,7 +437,9 @@ impl Node {
             .partition
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        *cache = Some((key, outputs.to_vec()));
+        cache.retain(|(k, _)| *k != key);
+        cache.insert(0, (key, outputs.to_vec()));
+        cache.truncate(PARTITIONS_KEPT);
     }
 
     /// The result of merging this node with `others`, if that was the last
