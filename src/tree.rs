@@ -272,7 +272,7 @@ impl Clone for Derived {
 }
 
 /// Which kinds of leaves lie below a node: a bit per variable type id below
-/// [`LeafTypes::ARRAY`], that bit for bare arrays, and `overflow` when some
+/// `LeafTypes::ARRAY` (63), that bit for bare arrays, and `overflow` when some
 /// variable's type id is too large for the set.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LeafTypes {
@@ -308,7 +308,7 @@ impl LeafTypes {
         }
     }
 
-    /// The type ids present (and [`LeafTypes::ARRAY`] for bare arrays), or
+    /// The type ids present (and `LeafTypes::ARRAY` (63) for bare arrays), or
     /// `None` when the set overflowed and cannot tell.
     pub fn members(self) -> Option<impl Iterator<Item = u32>> {
         if self.overflow {

@@ -1,5 +1,5 @@
 //! The C boundary. Every `extern "C"` function has the same shape:
-//! run inside [`boundary`] (panics become `NNX_ERR_PANIC`), check pointer
+//! run inside `boundary` (panics become `NNX_ERR_PANIC`), check pointer
 //! arguments (NULL becomes `NNX_ERR_NULL_ARGUMENT`), convert arguments, call
 //! the core, and write out-pointers only on success. All `unsafe` of the C
 //! layer is in the small helpers of this file and the handle conversions,
