@@ -9,6 +9,8 @@
 #                   includedir=$(PREFIX)/include; NO_BUILD=1 installs what LIBDIR
 #                   (default target/release) already holds, without cargo
 #   make uninstall  removes what `make install` with the same variables wrote
+#   make wheel      builds the library and a Python wheel that carries it
+#                   (python/build_wheel.sh) into WHEEL_DIR (default target/wheels)
 #
 # The examples link the static library, so they run without LD_LIBRARY_PATH.
 
@@ -31,7 +33,10 @@ includedir ?= $(PREFIX)/include
 INSTALL_ARGS = --prefix "$(PREFIX)" --libdir "$(libdir)" --includedir "$(includedir)" \
                --destdir "$(DESTDIR)" --from "$(LIBDIR)"
 
-.PHONY: all lib example examples test install uninstall
+# Where `make wheel` puts the wheel.
+WHEEL_DIR  ?= target/wheels
+
+.PHONY: all lib example examples test install uninstall wheel
 
 all: lib
 
@@ -62,3 +67,9 @@ install: $(if $(NO_BUILD),,lib)
 
 uninstall:
 	./packaging/install.sh --uninstall $(INSTALL_ARGS)
+
+# A platform wheel of the Python package carrying libnnx_state.so, for
+# `pip install` on machines without Rust. The script runs cargo build
+# --release and builds from a copy of python/, leaving the source tree as is.
+wheel:
+	./python/build_wheel.sh --out "$(WHEEL_DIR)"

@@ -4,6 +4,9 @@
 #
 #   bash scripts/sanitize.sh                  # the three runs below
 #   bash scripts/sanitize.sh --no-rust-asan   # skip run 2
+#   bash scripts/sanitize.sh --no-valgrind    # skip run 3
+#   bash scripts/sanitize.sh --no-rust-asan --no-valgrind
+#                                             # run 1 only (scripts/test.sh)
 #   bash scripts/sanitize.sh --rust-tests     # also run 4
 #
 # 1. asan+ubsan: each program built with -fsanitize=address,undefined
@@ -29,10 +32,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 
 rust_asan=1
+valgrind=1
 rust_tests=0
 for arg in "$@"; do
   case "$arg" in
     --no-rust-asan) rust_asan=0 ;;
+    --no-valgrind) valgrind=0 ;;
     --rust-tests) rust_tests=1 ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg" >&2; exit 2 ;;
@@ -113,16 +118,18 @@ if [ "$rust_asan" = 1 ]; then
   fi
 fi
 
-step "3. valgrind memcheck on the C programs"
-if command -v valgrind >/dev/null 2>&1; then
-  WRAP=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect,possible
-        --error-exitcode=1)
-  for source in "${programs[@]}"; do
-    run_program valgrind "$plain_lib" "$source"
-  done
-  WRAP=()
-else
-  fail "valgrind is not installed"
+if [ "$valgrind" = 1 ]; then
+  step "3. valgrind memcheck on the C programs"
+  if command -v valgrind >/dev/null 2>&1; then
+    WRAP=(valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect,possible
+          --error-exitcode=1)
+    for source in "${programs[@]}"; do
+      run_program valgrind "$plain_lib" "$source"
+    done
+    WRAP=()
+  else
+    fail "valgrind is not installed"
+  fi
 fi
 
 if [ "$rust_tests" = 1 ]; then

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: Rust (unit, integration, doc), the C programs and the C/C++
-# header checks (driven by `cargo test`), and the Python package's tests in a
-# local virtual environment that this script sets up (target/pyvenv).
+# header checks (driven by `cargo test`), the C programs again under
+# AddressSanitizer and UndefinedBehaviorSanitizer (the first run of
+# scripts/sanitize.sh; the full script also rebuilds the library with Rust's
+# ASan, and cargo test already runs the programs under valgrind), and the
+# Python package's tests in a local virtual environment that this script sets
+# up (target/pyvenv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +26,20 @@ cargo build --release
 step "cargo test (Rust, C programs, C11/C++17 header checks, conformance replay)"
 cargo test --all-targets
 cargo test --doc
+
+# Where the compiler cannot build with -fsanitize=address,undefined (no
+# libasan/libubsan), say so and go on; scripts/sanitize.sh has the details.
+step "C programs under ASan+UBSan (scripts/sanitize.sh --no-rust-asan --no-valgrind)"
+probe=$(mktemp -d)
+if printf 'int main(void) { return 0; }\n' >"$probe/probe.c" &&
+   "${CC:-cc}" -fsanitize=address,undefined "$probe/probe.c" -o "$probe/probe" >/dev/null 2>&1 &&
+   "$probe/probe"; then
+  rm -rf "$probe"
+  bash scripts/sanitize.sh --no-rust-asan --no-valgrind
+else
+  rm -rf "$probe"
+  echo "note: skipped: ${CC:-cc} cannot build and run with -fsanitize=address,undefined here"
+fi
 
 if cargo clippy --version >/dev/null 2>&1; then
   step "cargo clippy --all-targets -- -D warnings"

@@ -1128,6 +1128,30 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Writes a file atomically: into a new temporary file in the same
 /// directory, flushed to disk, then renamed over `path`. On failure the
 /// temporary file is removed and `path` is as it was.
+/// Creates a new temporary file beside the target. A name already taken (a
+/// save killed mid-write may leave its file behind, and a restarted process
+/// can have the same pid) is skipped for the next one.
+fn create_temporary(dir: &Path, file_name: &str) -> Result<(PathBuf, File)> {
+    const ATTEMPTS: usize = 1000;
+    for _ in 0..ATTEMPTS {
+        let temp = dir.join(format!(
+            ".{file_name}.tmp-{}-{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        match OpenOptions::new().write(true).create_new(true).open(&temp) {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(&temp, "create", e)),
+        }
+    }
+    bail!(
+        Io,
+        "cannot create a temporary file beside '{file_name}' in '{}': {ATTEMPTS} names are taken",
+        dir.display()
+    )
+}
+
 pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<&File>) -> std::io::Result<()>,
@@ -1143,17 +1167,7 @@ pub(crate) fn write_atomically(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let temp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        file_name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(|e| io_error(&temp, "create", e))?;
+    let (temp, file) = create_temporary(&dir, &file_name.to_string_lossy())?;
     let result = (|| {
         let mut writer = BufWriter::with_capacity(1 << 20, &file);
         write(&mut writer).map_err(|e| io_error(&temp, "write", e))?;
