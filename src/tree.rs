@@ -27,7 +27,7 @@ const SMALL: usize = 8;
 #[derive(Clone, Debug)]
 enum Entries {
     Small(Vec<(Key, Child)>),
-    Large(Index),
+    Large(Box<Index>),
 }
 
 impl Default for Entries {
@@ -41,10 +41,10 @@ impl Entries {
         if capacity <= SMALL {
             Entries::Small(Vec::with_capacity(capacity))
         } else {
-            Entries::Large(Index::with_capacity_and_hasher(
+            Entries::Large(Box::new(Index::with_capacity_and_hasher(
                 capacity,
                 Default::default(),
-            ))
+            )))
         }
     }
 
@@ -96,7 +96,7 @@ impl Entries {
             }
             let mut index = Index::with_capacity_and_hasher(SMALL * 2, Default::default());
             index.extend(v.drain(..));
-            *self = Entries::Large(index);
+            *self = Entries::Large(Box::new(index));
         }
         match self {
             Entries::Large(m) => m.insert_full(key, child),
@@ -222,15 +222,16 @@ pub enum Kind {
 }
 
 /// An insertion-ordered map from keys to children.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Node {
     entries: Entries,
     /// Whether the keys are in ascending order, so sorted walks need not sort.
     sorted: bool,
     /// Facts derived from the subtree, made on first need and dropped by any
     /// change to this node (a change below replaces the child through
-    /// `get_mut` or `insert`, so it drops them too).
-    derived: Derived,
+    /// `get_mut` or `insert`, so it drops them too). Boxed, and only once
+    /// needed, to keep nodes small.
+    derived: OnceLock<Box<Derived>>,
 }
 
 #[derive(Debug, Default)]
@@ -262,14 +263,6 @@ const PARTITIONS_KEPT: usize = 4;
 
 /// The other inputs of a merge and its result, held weakly.
 type MergeRecord = (Vec<Weak<Node>>, Weak<Node>);
-
-/// A copied node starts with nothing derived: it is cheap to derive again,
-/// and the copy is usually about to change.
-impl Clone for Derived {
-    fn clone(&self) -> Self {
-        Derived::default()
-    }
-}
 
 /// Which kinds of leaves lie below a node: a bit per variable type id below
 /// `LeafTypes::ARRAY` (63), that bit for bare arrays, and `overflow` when some
@@ -323,6 +316,18 @@ impl LeafTypes {
     }
 }
 
+/// A copy has the same entries and nothing derived yet: it is cheap to
+/// derive again, and the copy is usually about to change.
+impl Clone for Node {
+    fn clone(&self) -> Self {
+        Node {
+            entries: self.entries.clone(),
+            sorted: self.sorted,
+            derived: OnceLock::new(),
+        }
+    }
+}
+
 impl Default for Node {
     fn default() -> Self {
         Node::new()
@@ -334,7 +339,7 @@ impl Node {
         Node {
             entries: Entries::default(),
             sorted: true,
-            derived: Derived::default(),
+            derived: OnceLock::new(),
         }
     }
 
@@ -342,8 +347,12 @@ impl Node {
         Node {
             entries: Entries::with_capacity(capacity),
             sorted: true,
-            derived: Derived::default(),
+            derived: OnceLock::new(),
         }
+    }
+
+    fn derived(&self) -> &Derived {
+        self.derived.get_or_init(Default::default)
     }
 
     pub fn len(&self) -> usize {
@@ -359,7 +368,7 @@ impl Node {
     }
 
     pub fn get_mut(&mut self, key: &Key) -> Option<&mut Child> {
-        self.derived = Derived::default();
+        self.derived = OnceLock::new();
         self.entries.get_mut(key)
     }
 
@@ -370,7 +379,7 @@ impl Node {
     /// Sets `key`: an existing key keeps its position, a new one goes last.
     /// Returns what was there.
     pub fn insert(&mut self, key: Key, child: Child) -> Option<Child> {
-        self.derived = Derived::default();
+        self.derived = OnceLock::new();
         let (index, old) = self.entries.insert_full(key, child);
         if self.sorted && old.is_none() && index > 0 {
             let (before, _) = self.entries.get_index(index - 1).expect("index - 1 exists");
@@ -382,7 +391,7 @@ impl Node {
 
     /// Removes `key`, keeping the order of the others.
     pub fn remove(&mut self, key: &Key) -> Option<Child> {
-        self.derived = Derived::default();
+        self.derived = OnceLock::new();
         self.entries.shift_remove(key)
     }
 
@@ -406,7 +415,7 @@ impl Node {
         if self.sorted {
             return Sorted::InOrder(self.entries.iter());
         }
-        let order = self.derived.order.get_or_init(|| {
+        let order = self.derived().order.get_or_init(|| {
             let mut order: Vec<u32> = (0..self.len() as u32).collect();
             order.sort_unstable_by(|&a, &b| {
                 let key = |i: u32| self.entries.get_index(i as usize).map(|(k, _)| k);
@@ -421,7 +430,7 @@ impl Node {
     /// node, if it was one of the last few (see `ops::partition`).
     pub(crate) fn cached_partition(&self, key: &str) -> Option<Vec<Arc<Node>>> {
         let cache = self
-            .derived
+            .derived()
             .partition
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -433,7 +442,7 @@ impl Node {
 
     pub(crate) fn store_partition(&self, key: String, outputs: &[Arc<Node>]) {
         let mut cache = self
-            .derived
+            .derived()
             .partition
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -446,7 +455,11 @@ impl Node {
     /// merge to begin with it and the result is still alive (see
     /// `ops::merge`).
     pub(crate) fn cached_merge(&self, others: &[Arc<Node>]) -> Option<Arc<Node>> {
-        let cache = self.derived.merge.lock().unwrap_or_else(|p| p.into_inner());
+        let cache = self
+            .derived()
+            .merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match &*cache {
             Some((inputs, result))
                 if inputs.len() == others.len()
@@ -463,7 +476,11 @@ impl Node {
 
     pub(crate) fn store_merge(&self, others: &[Arc<Node>], result: &Arc<Node>) {
         let inputs = others.iter().map(Arc::downgrade).collect();
-        let mut cache = self.derived.merge.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .derived()
+            .merge
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *cache = Some((inputs, Arc::downgrade(result)));
     }
 
@@ -471,7 +488,7 @@ impl Node {
     /// lets a filter that looks only at types place a whole subtree without
     /// visiting its leaves.
     pub fn leaf_types(&self) -> LeafTypes {
-        *self.derived.leaf_types.get_or_init(|| {
+        *self.derived().leaf_types.get_or_init(|| {
             self.entries
                 .iter()
                 .fold(LeafTypes::default(), |acc, (_, child)| match child {
@@ -521,7 +538,7 @@ impl Node {
 /// repeated operations on an unchanged tree share these subtrees instead of
 /// rebuilding them. `None` when no leaf lies below.
 pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
-    let twin = node.derived.canonical.get_or_init(|| {
+    let twin = node.derived().canonical.get_or_init(|| {
         let mut out = Node::with_capacity(node.len());
         let mut same = node.sorted;
         for (key, child) in node.sorted() {

@@ -93,9 +93,9 @@ class ArrayOwner:
 
     __slots__ = ("ptr", "__array_interface__", "dtype", "data", "__weakref__")
 
-    def __del__(self, _release=lib.nnx_array_release):
+    def __del__(self, _release=lib.nnx_array_release, _shutting_down=L.shutting_down):
         ptr = self.ptr
-        if ptr:
+        if ptr and not _shutting_down():
             self.ptr = None
             try:
                 _release(ptr)

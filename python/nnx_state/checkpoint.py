@@ -312,9 +312,9 @@ class DLPackArray:
             return
         self._ptr = A.to_native(value, copy=False)
 
-    def __del__(self, _release=lib.nnx_array_release):
+    def __del__(self, _release=lib.nnx_array_release, _shutting_down=L.shutting_down):
         ptr = getattr(self, "_ptr", None)
-        if ptr:
+        if ptr and not _shutting_down():
             self._ptr = None
             try:
                 _release(ptr)

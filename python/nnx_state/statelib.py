@@ -39,7 +39,9 @@ def _new_state() -> int:
     return out.value
 
 
-def _free_state(h: int, _free=lib.nnx_state_free) -> None:
+def _free_state(h: int, _free=lib.nnx_state_free, _shutting_down=L.shutting_down) -> None:
+    if _shutting_down():
+        return
     try:
         _free(h)
     except Exception:  # pragma: no cover - interpreter shutdown

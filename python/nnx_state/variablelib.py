@@ -153,9 +153,13 @@ class _LiveRef(weakref.ref):
 _live: dict[int, _LiveRef] = {}
 
 
-def _on_dead(ref: _LiveRef, _release=lib.nnx_variable_release) -> None:
+def _on_dead(
+    ref: _LiveRef, _release=lib.nnx_variable_release, _shutting_down=L.shutting_down
+) -> None:
     # Runs when a variable object is gone: its weak reference is already
     # cleared, so no lookup can return it any more; give back its reference.
+    if _shutting_down():
+        return
     ptr = ref.ptr
     try:
         if _live.get(ptr) is ref:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import nnx_state as nnx
 from nnx_state import _lib
 from conftest import PYTHON_DIR
@@ -69,3 +71,22 @@ print("done")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "done"
     assert done.stderr == ""
+
+
+def test_clean_exit_with_lent_buffers_and_flax_loaded():
+    # A module-level state holding a lent numpy buffer, with flax imported:
+    # tearing the interpreter down once freed the state after the release
+    # callback's machinery was gone, and crashed (SIGSEGV). Native handles
+    # are now left to the operating system during finalization.
+    pytest.importorskip("flax")
+    code = """
+import numpy as np
+import nnx_state as nnx
+from flax import nnx as fnnx
+s = nnx.State({'w': nnx.Param(np.zeros(1, np.float32))})
+print("done")
+"""
+    for _ in range(3):
+        done = run_python(code)
+        assert done.returncode == 0, (done.returncode, done.stderr)
+        assert done.stdout.strip() == "done"
