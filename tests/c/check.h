@@ -29,10 +29,11 @@
     do {                                                                    \
         nnx_status check_status_ = (call);                                  \
         if (check_status_ != (want)) {                                      \
-            fprintf(stderr, "%s:%d: %s returned %s, expected %s\n",         \
+            fprintf(stderr, "%s:%d: %s returned %s, expected %s (%s)\n",    \
                     __FILE__, __LINE__, #call,                              \
                     nnx_status_name((int32_t)check_status_),                \
-                    nnx_status_name((int32_t)(want)));                      \
+                    nnx_status_name((int32_t)(want)),                       \
+                    nnx_last_error_message());                              \
             exit(1);                                                        \
         }                                                                   \
     } while (0)

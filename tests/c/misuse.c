@@ -17,38 +17,7 @@
 
 #include "nnx_state.h"
 
-#define CHECK(call)                                                         \
-    do {                                                                    \
-        nnx_status check_status_ = (call);                                  \
-        if (check_status_ != NNX_OK) {                                      \
-            fprintf(stderr, "%s:%d: %s failed: %s: %s\n", __FILE__,         \
-                    __LINE__, #call, nnx_status_name((int32_t)check_status_), \
-                    nnx_last_error_message());                              \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
-
-#define FAILS(want, call)                                                   \
-    do {                                                                    \
-        nnx_status check_status_ = (call);                                  \
-        if (check_status_ != (want)) {                                      \
-            fprintf(stderr, "%s:%d: %s returned %s, expected %s (%s)\n",    \
-                    __FILE__, __LINE__, #call,                              \
-                    nnx_status_name((int32_t)check_status_),                \
-                    nnx_status_name((int32_t)(want)),                       \
-                    nnx_last_error_message());                              \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
-
-#define EXPECT(cond)                                                        \
-    do {                                                                    \
-        if (!(cond)) {                                                      \
-            fprintf(stderr, "%s:%d: expectation failed: %s\n", __FILE__,    \
-                    __LINE__, #cond);                                       \
-            exit(1);                                                        \
-        }                                                                   \
-    } while (0)
+#include "check.h"
 
 /* A value no call may write over a failure. */
 #define SENTINEL ((void *)(uintptr_t)0x5eed0000u)
@@ -141,8 +110,8 @@ static void out_of_range_indexes(nnx_state *state) {
     size_t len = 0;
     CHECK(nnx_state_len(state, &len));
     nnx_key key = str_key("untouched", 9);
-    FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_state_key_at(state, len, &key));
-    FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_state_key_at(state, SIZE_MAX, &key));
+    CHECK_FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_state_key_at(state, len, &key));
+    CHECK_FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_state_key_at(state, SIZE_MAX, &key));
     EXPECT(key.str_len == 9);
 
     nnx_flat *flat = NULL;
@@ -154,10 +123,10 @@ static void out_of_range_indexes(nnx_state *state) {
     nnx_kind kind = 77;
     nnx_variable *var = SENTINEL;
     nnx_array *array = SENTINEL;
-    FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_path(flat, len, &path, &path_len));
-    FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_kind(flat, SIZE_MAX, &kind));
-    FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_variable(flat, len, &var));
-    FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_array(flat, len + 100, &array));
+    CHECK_FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_path(flat, len, &path, &path_len));
+    CHECK_FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_kind(flat, SIZE_MAX, &kind));
+    CHECK_FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_variable(flat, len, &var));
+    CHECK_FAILS(NNX_ERR_INDEX_OUT_OF_RANGE, nnx_flat_array(flat, len + 100, &array));
     EXPECT(path == SENTINEL && path_len == 77 && kind == 77);
     EXPECT(var == SENTINEL && array == SENTINEL);
     nnx_flat_free(flat);
@@ -173,19 +142,19 @@ static void key_kinds_that_do_not_exist(nnx_state *state) {
         path[1] = str_key("x", 1);
         path[1].kind = kinds[i];
         char *before = listing(state);
-        FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable(state, path, 2, var));
-        FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable(state, path + 1, 1, var));
-        FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_remove(state, path, 2));
+        CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable(state, path, 2, var));
+        CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable(state, path + 1, 1, var));
+        CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_remove(state, path, 2));
         nnx_kind kind = 77;
-        FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_get_kind(state, path, 2, &kind));
+        CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_get_kind(state, path, 2, &kind));
         EXPECT(kind == 77);
         same_listing(state, before);
         nnx_filter *filter = SENTINEL;
-        FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_filter_path_contains(&path[1], true, &filter));
+        CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_filter_path_contains(&path[1], true, &filter));
         nnx_path paths[1];
         paths[0].keys = path;
         paths[0].len = 2;
-        FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_filter_path_in(paths, 1, &filter));
+        CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_filter_path_in(paths, 1, &filter));
         EXPECT(filter == SENTINEL);
     }
     nnx_variable_release(var);
@@ -198,17 +167,17 @@ static void invalid_utf8(nnx_state *state) {
     for (int i = 0; i < 4; i++) {
         const char *bad = BAD_UTF8[i];
         nnx_type_id id = 77;
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_type_register(bad, NNX_TYPE_PARAM, &id));
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_type_lookup(bad, &id));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_type_register(bad, NNX_TYPE_PARAM, &id));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_type_lookup(bad, &id));
         EXPECT(id == 77);
         nnx_filter *filter = SENTINEL;
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_filter_with_tag(bad, &filter));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_filter_with_tag(bad, &filter));
         EXPECT(filter == SENTINEL);
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_set_metadata_str(var, bad, "v"));
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_set_metadata_str(var, "tag", bad));
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_set_metadata_int(var, bad, 1));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_set_metadata_str(var, bad, "v"));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_set_metadata_str(var, "tag", bad));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_set_metadata_int(var, bad, 1));
         char *text = SENTINEL;
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_get_metadata_str(var, bad, &text));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_variable_get_metadata_str(var, bad, &text));
         EXPECT(text == SENTINEL);
         size_t count = 9;
         CHECK(nnx_variable_metadata_count(var, &count));
@@ -218,14 +187,14 @@ static void invalid_utf8(nnx_state *state) {
         nnx_key key[2];
         key[0] = str_key("layers", 6);
         key[1] = str_key(bad, strlen(bad));
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_state_set_variable(state, key, 2, var));
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_state_set_variable_str(state, bad, var));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_state_set_variable(state, key, 2, var));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_state_set_variable_str(state, bad, var));
         char prefixed[32];
         snprintf(prefixed, sizeof prefixed, "layers/%s", bad);
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_state_set_variable_str(state, prefixed, var));
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_state_remove_str(state, prefixed));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_state_set_variable_str(state, prefixed, var));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_state_remove_str(state, prefixed));
         nnx_kind kind = 77;
-        FAILS(NNX_ERR_INVALID_UTF8, nnx_state_get_kind_str(state, prefixed, &kind));
+        CHECK_FAILS(NNX_ERR_INVALID_UTF8, nnx_state_get_kind_str(state, prefixed, &kind));
         EXPECT(kind == 77);
         same_listing(state, before);
     }
@@ -234,12 +203,12 @@ static void invalid_utf8(nnx_state *state) {
 
 static void empty_strings(void) {
     nnx_type_id id = 77;
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_type_register("", NNX_TYPE_PARAM, &id));
-    FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_type_lookup("", &id));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_type_register("", NNX_TYPE_PARAM, &id));
+    CHECK_FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_type_lookup("", &id));
     EXPECT(id == 77);
     nnx_variable *var = lent_variable(NNX_TYPE_PARAM);
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_variable_set_metadata_str(var, "", "v"));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_variable_set_metadata_bool(var, "", true));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_variable_set_metadata_str(var, "", "v"));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_variable_set_metadata_bool(var, "", true));
     CHECK(nnx_variable_set_metadata_str(var, "tag", ""));
 
     nnx_state *state = NULL;
@@ -251,11 +220,11 @@ static void empty_strings(void) {
     CHECK(nnx_state_get_kind_str(state, "", &kind));
     EXPECT(kind == NNX_KIND_STATE);
     char *before = listing(state);
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable_str(state, "", var));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_remove_str(state, ""));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable(state, NULL, 0, var));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable_str(state, "a//b", var));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable_str(state, "/", var));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable_str(state, "", var));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_remove_str(state, ""));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable(state, NULL, 0, var));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable_str(state, "a//b", var));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_set_variable_str(state, "/", var));
     same_listing(state, before);
 
     /* The empty tag selects the variable tagged "". */
@@ -280,26 +249,26 @@ static void bad_shapes(void) {
     static const unsigned char bytes[64] = {0};
     nnx_array *array = SENTINEL;
     int before = released;
-    FAILS(NNX_ERR_INVALID_ARGUMENT,
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT,
           nnx_array_new(NNX_DTYPE_F32, negative, 2, bytes, 24, &array));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(NNX_DTYPE_F32, negative, 2, &array));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(NNX_DTYPE_F64, overflow, 2, &array));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(NNX_DTYPE_U8, overflow3, 3, &array));
-    FAILS(NNX_ERR_INVALID_ARGUMENT,
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(NNX_DTYPE_F32, negative, 2, &array));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(NNX_DTYPE_F64, overflow, 2, &array));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(NNX_DTYPE_U8, overflow3, 3, &array));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT,
           nnx_array_wrap(NNX_DTYPE_F32, negative, 2, (void *)bytes, 24, false, on_release,
                          NULL, &array));
-    FAILS(NNX_ERR_INVALID_ARGUMENT,
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT,
           nnx_array_wrap(NNX_DTYPE_F64, overflow, 2, (void *)bytes, 16, false, on_release,
                          NULL, &array));
-    FAILS(NNX_ERR_SHAPE_MISMATCH,
+    CHECK_FAILS(NNX_ERR_SHAPE_MISMATCH,
           nnx_array_wrap(NNX_DTYPE_F32, negative + 0, 1, (void *)bytes, 7, false, on_release,
                          NULL, &array));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(999, negative, 1, &array));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_array_zeros(999, negative, 1, &array));
     EXPECT(array == SENTINEL);
     EXPECT(released == before); /* a failed wrap never releases */
     /* Too big for memory, though the arithmetic fits: a status, no abort. */
     static const int64_t huge[1] = {(int64_t)1 << 62};
-    FAILS(NNX_ERR_OUT_OF_MEMORY, nnx_array_zeros(NNX_DTYPE_U8, huge, 1, &array));
+    CHECK_FAILS(NNX_ERR_OUT_OF_MEMORY, nnx_array_zeros(NNX_DTYPE_U8, huge, 1, &array));
     EXPECT(array == SENTINEL);
     checks++;
 }
@@ -312,18 +281,18 @@ static void null_inside_arrays(nnx_state *state) {
     nnx_filter *with_null[2] = {param, NULL};
     nnx_state *out[2] = {SENTINEL, SENTINEL};
     char *before = listing(state);
-    FAILS(NNX_ERR_NULL_ARGUMENT, nnx_state_split(state, with_null, 2, out));
-    FAILS(NNX_ERR_NULL_ARGUMENT, nnx_state_filter(state, with_null, 2, out));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_filter(state, with_null, 0, out));
+    CHECK_FAILS(NNX_ERR_NULL_ARGUMENT, nnx_state_split(state, with_null, 2, out));
+    CHECK_FAILS(NNX_ERR_NULL_ARGUMENT, nnx_state_filter(state, with_null, 2, out));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_filter(state, with_null, 0, out));
     EXPECT(out[0] == SENTINEL && out[1] == SENTINEL);
     nnx_filter *filter = SENTINEL;
-    FAILS(NNX_ERR_NULL_ARGUMENT, nnx_filter_any(with_null, 2, &filter));
-    FAILS(NNX_ERR_NULL_ARGUMENT, nnx_filter_all(with_null, 2, &filter));
+    CHECK_FAILS(NNX_ERR_NULL_ARGUMENT, nnx_filter_any(with_null, 2, &filter));
+    CHECK_FAILS(NNX_ERR_NULL_ARGUMENT, nnx_filter_all(with_null, 2, &filter));
     EXPECT(filter == SENTINEL);
     nnx_state *states[2] = {state, NULL};
     nnx_state *merged = SENTINEL;
-    FAILS(NNX_ERR_NULL_ARGUMENT, nnx_state_merge(states, 2, &merged));
-    FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_merge(states, 0, &merged));
+    CHECK_FAILS(NNX_ERR_NULL_ARGUMENT, nnx_state_merge(states, 2, &merged));
+    CHECK_FAILS(NNX_ERR_INVALID_ARGUMENT, nnx_state_merge(states, 0, &merged));
     EXPECT(merged == SENTINEL);
     same_listing(state, before);
     nnx_filter_free(param);
@@ -365,7 +334,7 @@ static void split_failing_midway(nnx_state *state) {
         char *before = listing(state);
         size_t leaves_before = 0;
         CHECK(nnx_state_num_leaves(state, &leaves_before));
-        FAILS(NNX_ERR_CALLBACK, nnx_state_split(state, filters, 3, out));
+        CHECK_FAILS(NNX_ERR_CALLBACK, nnx_state_split(state, filters, 3, out));
         EXPECT(strstr(nnx_last_error_message(), "7") != NULL);
         EXPECT(s.calls == budget + 1);
         EXPECT(out[0] == SENTINEL && out[1] == SENTINEL && out[2] == SENTINEL);
@@ -382,7 +351,7 @@ static void split_failing_midway(nnx_state *state) {
     CHECK(nnx_filter_of_type(NNX_TYPE_PARAM, &param));
     nnx_state *out[1] = {SENTINEL};
     char *before = listing(state);
-    FAILS(NNX_ERR_NON_EXHAUSTIVE, nnx_state_split(state, &param, 1, out));
+    CHECK_FAILS(NNX_ERR_NON_EXHAUSTIVE, nnx_state_split(state, &param, 1, out));
     EXPECT(strncmp(nnx_last_error_message(), "Non-exhaustive filters", 22) == 0);
     EXPECT(out[0] == SENTINEL);
     same_listing(state, before);
@@ -394,10 +363,10 @@ static void failed_writes_lose_nothing(nnx_state *state) {
     nnx_state *view = NULL;
     CHECK(nnx_state_get_state_str(state, "layers/1", &view));
     char *before = listing(state);
-    FAILS(NNX_ERR_PATH_THROUGH_LEAF, nnx_state_set_variable_str(state, "embed/x", var));
-    FAILS(NNX_ERR_PATH_THROUGH_LEAF, nnx_state_set_state_str(state, "bn/mean/x", view));
-    FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_remove_str(state, "layers/9"));
-    FAILS(NNX_ERR_PATH_THROUGH_LEAF, nnx_state_remove_str(state, "embed/0"));
+    CHECK_FAILS(NNX_ERR_PATH_THROUGH_LEAF, nnx_state_set_variable_str(state, "embed/x", var));
+    CHECK_FAILS(NNX_ERR_PATH_THROUGH_LEAF, nnx_state_set_state_str(state, "bn/mean/x", view));
+    CHECK_FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_remove_str(state, "layers/9"));
+    CHECK_FAILS(NNX_ERR_PATH_THROUGH_LEAF, nnx_state_remove_str(state, "embed/0"));
     same_listing(state, before);
 
     /* A view whose place is gone, on either side of an update. */
@@ -408,9 +377,9 @@ static void failed_writes_lose_nothing(nnx_state *state) {
     CHECK(nnx_state_remove_str(copy, "bn"));
     before = listing(state);
     char *copy_before = listing(copy);
-    FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_update(gone, state));
-    FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_update(state, gone));
-    FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_set_state_str(state, "x", gone));
+    CHECK_FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_update(gone, state));
+    CHECK_FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_update(state, gone));
+    CHECK_FAILS(NNX_ERR_KEY_NOT_FOUND, nnx_state_set_state_str(state, "x", gone));
     same_listing(state, before);
     same_listing(copy, copy_before);
     nnx_state_free(gone);
