@@ -303,6 +303,93 @@ unsafe fn import(
     Ok(Array::from_buffer(dtype, &shape, buffer)?)
 }
 
+/// What the two managed-tensor structs share for an import.
+trait Managed {
+    fn deleter(&self) -> Option<unsafe extern "C" fn(*mut Self)>;
+    fn dl_tensor(&self) -> &DLTensor;
+    /// Checks what only this struct carries; gives whether the memory may be
+    /// written.
+    fn writable(&self) -> FfiResult<bool>;
+}
+
+impl Managed for DLManagedTensorVersioned {
+    fn deleter(&self) -> Option<unsafe extern "C" fn(*mut Self)> {
+        self.deleter
+    }
+
+    fn dl_tensor(&self) -> &DLTensor {
+        &self.dl_tensor
+    }
+
+    fn writable(&self) -> FfiResult<bool> {
+        if self.version.major != DLPACK_VERSION.major {
+            fail!(
+                NNX_ERR_FORMAT,
+                "DLPack tensor of version {}.{}: this library reads major version {}",
+                self.version.major,
+                self.version.minor,
+                DLPACK_VERSION.major
+            );
+        }
+        Ok(self.flags & DLPACK_FLAG_READ_ONLY == 0)
+    }
+}
+
+/// The legacy struct has no read-only flag: its memory is imported
+/// read-only, as numpy does.
+impl Managed for DLManagedTensor {
+    fn deleter(&self) -> Option<unsafe extern "C" fn(*mut Self)> {
+        self.deleter
+    }
+
+    fn dl_tensor(&self) -> &DLTensor {
+        &self.dl_tensor
+    }
+
+    fn writable(&self) -> FfiResult<bool> {
+        Ok(false)
+    }
+}
+
+/// The body of `nnx_array_from_dlpack` and its legacy twin: takes ownership
+/// of `tensor` in every case, calling its deleter on failure.
+fn import_managed<T: Managed + 'static>(
+    tensor: *mut T,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        if tensor.is_null() {
+            fail!(NNX_ERR_NULL_ARGUMENT, "argument `tensor` is NULL");
+        }
+        let owned = SendPtr(tensor);
+        let release: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let owned = owned;
+            // SAFETY: the producer's deleter, called once, as DLPack says.
+            unsafe {
+                if let Some(deleter) = (*owned.0).deleter() {
+                    deleter(owned.0);
+                }
+            }
+        });
+        // SAFETY: a non-null tensor given by the caller, valid until its
+        // deleter runs.
+        let managed = unsafe { &*tensor };
+        let checked =
+            Out::new(out_array, "out_array").and_then(|out| Ok((out, managed.writable()?)));
+        let (out, writable) = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                release();
+                return Err(e);
+            }
+        };
+        // SAFETY: the tensor's memory is valid until its deleter runs.
+        let array = unsafe { import(managed.dl_tensor(), writable, release) }?;
+        out.write(nnx_array::into_raw(Arc::new(array)));
+        Ok(())
+    })
+}
+
 /// Imports a versioned DLPack tensor (`DLManagedTensorVersioned`) as an
 /// array, without copying: the array's memory is the tensor's (on its
 /// device: memory off the CPU is never read by the library, and operations
@@ -331,47 +418,7 @@ pub extern "C" fn nnx_array_from_dlpack(
     tensor: *mut DLManagedTensorVersioned,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
-    boundary(|| {
-        if tensor.is_null() {
-            fail!(NNX_ERR_NULL_ARGUMENT, "argument `tensor` is NULL");
-        }
-        let owned = SendPtr(tensor);
-        let release: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let owned = owned;
-            // SAFETY: the producer's deleter, called once, as DLPack says.
-            unsafe {
-                if let Some(deleter) = (*owned.0).deleter {
-                    deleter(owned.0);
-                }
-            }
-        });
-        let out = match Out::new(out_array, "out_array") {
-            Ok(out) => out,
-            Err(e) => {
-                release();
-                return Err(e);
-            }
-        };
-        // SAFETY: a non-null tensor given by the caller, valid until its
-        // deleter runs.
-        let managed = unsafe { &*tensor };
-        if managed.version.major != DLPACK_VERSION.major {
-            let version = managed.version;
-            release();
-            fail!(
-                NNX_ERR_FORMAT,
-                "DLPack tensor of version {}.{}: this library reads major version {}",
-                version.major,
-                version.minor,
-                DLPACK_VERSION.major
-            );
-        }
-        let writable = managed.flags & DLPACK_FLAG_READ_ONLY == 0;
-        // SAFETY: the tensor's memory is valid until its deleter runs.
-        let array = unsafe { import(&managed.dl_tensor, writable, release) }?;
-        out.write(nnx_array::into_raw(Arc::new(array)));
-        Ok(())
-    })
+    import_managed(tensor, out_array)
 }
 
 /// Imports a legacy DLPack tensor (`DLManagedTensor`) as an array, without
@@ -390,35 +437,7 @@ pub extern "C" fn nnx_array_from_dlpack_legacy(
     tensor: *mut DLManagedTensor,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
-    boundary(|| {
-        if tensor.is_null() {
-            fail!(NNX_ERR_NULL_ARGUMENT, "argument `tensor` is NULL");
-        }
-        let owned = SendPtr(tensor);
-        let release: Box<dyn FnOnce() + Send> = Box::new(move || {
-            let owned = owned;
-            // SAFETY: the producer's deleter, called once, as DLPack says.
-            unsafe {
-                if let Some(deleter) = (*owned.0).deleter {
-                    deleter(owned.0);
-                }
-            }
-        });
-        let out = match Out::new(out_array, "out_array") {
-            Ok(out) => out,
-            Err(e) => {
-                release();
-                return Err(e);
-            }
-        };
-        // SAFETY: a non-null tensor given by the caller, valid until its
-        // deleter runs.
-        let managed = unsafe { &*tensor };
-        // SAFETY: the tensor's memory is valid until its deleter runs.
-        let array = unsafe { import(&managed.dl_tensor, false, release) }?;
-        out.write(nnx_array::into_raw(Arc::new(array)));
-        Ok(())
-    })
+    import_managed(tensor, out_array)
 }
 
 /// Writes where the array's bytes live, as a DLPack device: type
