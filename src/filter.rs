@@ -9,7 +9,7 @@ use rustc_hash::FxHasher;
 
 use crate::error::{bail, Error, ErrorKind, Result};
 use crate::key::{format_path, Key};
-use crate::tree::Leaf;
+use crate::tree::{Leaf, LeafTypes};
 use crate::types::{Registry, TypeId};
 
 /// A caller's predicate over (path, leaf). `Err` carries a message and fails
@@ -85,7 +85,13 @@ impl Filter {
     /// Resolves type ids against `registry` into something quick to test.
     pub(crate) fn compile(&self, registry: &Registry) -> Result<Matcher<'_>> {
         Ok(match self {
-            Filter::OfType(t) => Matcher::OfType(registry.subtype_table(*t)?),
+            Filter::OfType(t) => {
+                let table = registry.subtype_table(*t)?;
+                let mask = (0..LeafTypes::ARRAY)
+                    .filter(|&i| table.get(i as usize).copied().unwrap_or(false))
+                    .fold(0u64, |mask, i| mask | 1 << i);
+                Matcher::OfType { table, mask }
+            }
             Filter::WithTag(tag) => Matcher::WithTag(tag),
             Filter::PathContains { key, exact: true } => Matcher::PathContains(key),
             Filter::PathContains { key, exact: false } => {
@@ -180,8 +186,12 @@ impl fmt::Debug for Filter {
 
 /// A filter ready to test leaves.
 pub(crate) enum Matcher<'f> {
-    /// Indexed by type id: whether that type matches.
-    OfType(Vec<bool>),
+    /// Indexed by type id: whether that type matches; and the same for the
+    /// ids a [`LeafTypes`] set has bits for.
+    OfType {
+        table: Vec<bool>,
+        mask: u64,
+    },
     WithTag(&'f str),
     PathContains(&'f Key),
     PathContainsText(String),
@@ -195,28 +205,38 @@ pub(crate) enum Matcher<'f> {
 }
 
 impl Matcher<'_> {
-    /// Whether every leaf of this kind matches (`Some(true)`), none does
-    /// (`Some(false)`), or the answer depends on more than the kind (`None`):
-    /// on the path, the tag or a callback. `leaf_type` is a variable type id,
-    /// or `LeafTypes::ARRAY` for bare arrays.
-    pub(crate) fn by_type(&self, leaf_type: u32) -> Option<bool> {
-        let is_array = leaf_type == crate::tree::LeafTypes::ARRAY;
+    /// Whether every leaf below a node matches (`Some(true)`), none does
+    /// (`Some(false)`), or that takes looking at the leaves (`None`), as far
+    /// as the node's path `prefix` and the kinds of leaves below it (see
+    /// [`LeafTypes`]) can tell. For a leaf, `prefix` is its path and `kinds`
+    /// its own kind.
+    pub(crate) fn decide(&self, prefix: &[&Key], kinds: LeafTypes) -> Option<bool> {
         match self {
-            Matcher::OfType(_) if is_array => Some(false),
-            Matcher::OfType(table) => Some(table.get(leaf_type as usize).copied().unwrap_or(false)),
-            Matcher::WithTag(_) if is_array => Some(false),
-            Matcher::WithTag(_)
-            | Matcher::PathContains(_)
-            | Matcher::PathContainsText(_)
-            | Matcher::PathIn(_)
-            | Matcher::Callback(_) => None,
+            Matcher::OfType { mask, .. } => {
+                let bits = kinds.bits()?;
+                if bits & !mask == 0 {
+                    Some(true)
+                } else if bits & mask == 0 {
+                    Some(false)
+                } else {
+                    None
+                }
+            }
+            // A bare array has no tag.
+            Matcher::WithTag(_) => (kinds.bits()? == 1 << LeafTypes::ARRAY).then_some(false),
+            // Matches below once some element on the way does; whether a
+            // deeper one would takes the leaves.
+            Matcher::PathContains(_) | Matcher::PathContainsText(_) => {
+                prefix.iter().any(|k| self.key_matches(k)).then_some(true)
+            }
+            Matcher::PathIn(_) | Matcher::Callback(_) => None,
             // NNX evaluates the parts in order and stops at the first that
-            // decides, so a part that needs more than the kind (a callback,
-            // which may fail or have effects) and comes before the deciding
-            // one must run: the answer is then unknown by kind alone.
+            // decides, so a part that needs the leaves (a callback, which
+            // may fail or have effects) and comes before the deciding one
+            // must run: the answer is then unknown without the leaves.
             Matcher::Any(ms) => {
                 for m in ms {
-                    if m.by_type(leaf_type)? {
+                    if m.decide(prefix, kinds)? {
                         return Some(true);
                     }
                 }
@@ -224,21 +244,33 @@ impl Matcher<'_> {
             }
             Matcher::All(ms) => {
                 for m in ms {
-                    if !m.by_type(leaf_type)? {
+                    if !m.decide(prefix, kinds)? {
                         return Some(false);
                     }
                 }
                 Some(true)
             }
-            Matcher::Not(m) => m.by_type(leaf_type).map(|b| !b),
+            Matcher::Not(m) => m.decide(prefix, kinds).map(|b| !b),
             Matcher::Everything => Some(true),
             Matcher::Nothing => Some(false),
         }
     }
 
+    /// For a path-contains matcher: whether this path element is a match.
+    fn key_matches(&self, k: &Key) -> bool {
+        match self {
+            Matcher::PathContains(key) => k == *key,
+            Matcher::PathContainsText(text) => match k {
+                Key::Str(s) => s.as_str().contains(text.as_str()),
+                Key::Int(i) => DecimalBuf::new(*i).as_str().contains(text.as_str()),
+            },
+            _ => false,
+        }
+    }
+
     pub(crate) fn matches(&self, path: &[&Key], leaf: &Leaf) -> Result<bool> {
         Ok(match self {
-            Matcher::OfType(table) => match leaf {
+            Matcher::OfType { table, .. } => match leaf {
                 Leaf::Variable(v) => table
                     .get(v.type_id().raw() as usize)
                     .copied()
@@ -249,11 +281,9 @@ impl Matcher<'_> {
                 Leaf::Variable(v) => v.has_tag(tag),
                 Leaf::Array(_) => false,
             },
-            Matcher::PathContains(key) => path.contains(key),
-            Matcher::PathContainsText(text) => path.iter().any(|k| match k {
-                Key::Str(s) => s.as_str().contains(text.as_str()),
-                Key::Int(i) => DecimalBuf::new(*i).as_str().contains(text.as_str()),
-            }),
+            Matcher::PathContains(_) | Matcher::PathContainsText(_) => {
+                path.iter().any(|k| self.key_matches(k))
+            }
             Matcher::PathIn(set) => set.contains(path),
             Matcher::Any(ms) => {
                 for m in ms {

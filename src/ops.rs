@@ -63,67 +63,84 @@ pub fn split(node: &Arc<Node>, filters: &[Filter]) -> Result<Vec<Arc<Node>>> {
     partition(node, filters, true)
 }
 
-/// Where the leaves below a node go.
-enum Part {
-    /// No leaf below.
-    Empty,
-    /// Every leaf goes to this output (`None`: to no output), so the output
-    /// can share the node's canonical form instead of rebuilding it.
-    Uniform(Option<usize>),
-    /// Leaves go to several places: the node's part of each output.
-    Mixed(Vec<Node>),
-}
-
-/// The filters of one call, ready to place leaves and, where the filters
-/// look only at variable types, whole subtrees by the kinds of leaves in
-/// them.
+/// The filters of one call, ready to place leaves and, where a node's path
+/// and the kinds of leaves below it decide, whole subtrees.
 struct Placer<'f> {
     matchers: Vec<Matcher<'f>>,
-    /// For each leaf kind (type id, or `LeafTypes::ARRAY`): the output it
-    /// goes to (`Some(None)`: none), or `None` when that takes more than the
-    /// kind to tell.
-    by_type: Vec<Option<Option<usize>>>,
     /// Whether some leaf went to no output.
     unmatched: bool,
+    /// Emptied output vectors to reuse for nested nodes (one per depth).
+    spare: Vec<Vec<Node>>,
 }
 
 impl<'f> Placer<'f> {
-    fn new(matchers: Vec<Matcher<'f>>) -> Placer<'f> {
-        let by_type = (0..=LeafTypes::ARRAY)
-            .map(|t| {
-                for (i, m) in matchers.iter().enumerate() {
-                    match m.by_type(t)? {
-                        true => return Some(Some(i)),
-                        false => continue,
-                    }
-                }
-                Some(None)
-            })
-            .collect();
-        Placer {
-            matchers,
-            by_type,
-            unmatched: false,
+    /// The output every leaf below a node at `prefix` goes to (`Some(None)`:
+    /// none), when the path and `kinds` decide it for all of them.
+    fn subtree_target(&self, prefix: &[&Key], kinds: LeafTypes) -> Option<Option<usize>> {
+        for (i, m) in self.matchers.iter().enumerate() {
+            if m.decide(prefix, kinds)? {
+                return Some(Some(i));
+            }
         }
-    }
-
-    /// The output every leaf below goes to, if the kinds of the leaves below
-    /// tell it and it is the same for all.
-    fn subtree_target(&self, kinds: LeafTypes) -> Option<Option<usize>> {
-        let mut members = kinds.members()?;
-        let first = self.by_type[members.next()? as usize]?;
-        members
-            .all(|t| self.by_type[t as usize] == Some(first))
-            .then_some(first)
+        Some(None)
     }
 
     fn leaf_target(&self, path: &[&Key], leaf: &Leaf) -> Result<Option<usize>> {
+        let kinds = LeafTypes::of(leaf);
         for (i, m) in self.matchers.iter().enumerate() {
-            if m.matches(path, leaf)? {
+            let matched = match m.decide(path, kinds) {
+                Some(decided) => decided,
+                None => m.matches(path, leaf)?,
+            };
+            if matched {
                 return Ok(Some(i));
             }
         }
         Ok(None)
+    }
+
+    /// Puts the leaves below `node` (at `path`) into `outs`, the node's
+    /// counterpart in each output. A nested node whose leaves all go to one
+    /// output is shared (in its canonical form), not rebuilt; the others are
+    /// built in key order, so every output is canonical.
+    fn place<'a>(
+        &mut self,
+        node: &'a Node,
+        path: &mut Vec<&'a Key>,
+        outs: &mut [Node],
+    ) -> Result<()> {
+        for (key, child) in node.sorted() {
+            path.push(key);
+            match child {
+                Child::Leaf(leaf) => match self.leaf_target(path, leaf)? {
+                    Some(i) => {
+                        outs[i].insert(*key, child.clone());
+                    }
+                    None => self.unmatched = true,
+                },
+                Child::Node(n) if !n.has_leaves() => {}
+                Child::Node(n) => match self.subtree_target(path, n.leaf_types()) {
+                    Some(Some(i)) => {
+                        let shared = canonical(n).expect("a node with leaves");
+                        outs[i].insert(*key, Child::Node(shared));
+                    }
+                    Some(None) => self.unmatched = true,
+                    None => {
+                        let mut subs = self.spare.pop().unwrap_or_default();
+                        subs.resize_with(outs.len(), Node::new);
+                        self.place(n, path, &mut subs)?;
+                        for (out, sub) in outs.iter_mut().zip(subs.drain(..)) {
+                            if !sub.is_empty() {
+                                out.insert(*key, Child::Node(Arc::new(sub)));
+                            }
+                        }
+                        self.spare.push(subs);
+                    }
+                },
+            }
+            path.pop();
+        }
+        Ok(())
     }
 }
 
@@ -146,9 +163,28 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         .iter()
         .map(|f| f.compile(&registry))
         .collect::<Result<Vec<_>>>()?;
-    let mut placer = Placer::new(matchers);
-    let mut path = Vec::new();
-    let part = partition_node(node, &mut placer, &mut path)?;
+    let mut placer = Placer {
+        matchers,
+        unmatched: false,
+        spare: Vec::new(),
+    };
+    let outputs: Vec<Arc<Node>> = match placer.subtree_target(&[], node.leaf_types()) {
+        _ if !node.has_leaves() => (0..filters.len()).map(|_| Arc::new(Node::new())).collect(),
+        Some(target) => {
+            placer.unmatched = target.is_none();
+            (0..filters.len())
+                .map(|i| match canonical(node) {
+                    Some(shared) if Some(i) == target => shared,
+                    _ => Arc::new(Node::new()),
+                })
+                .collect()
+        }
+        None => {
+            let mut outs: Vec<Node> = (0..filters.len()).map(|_| Node::new()).collect();
+            placer.place(node, &mut Vec::new(), &mut outs)?;
+            outs.into_iter().map(Arc::new).collect()
+        }
+    };
     if exhaustive && placer.unmatched {
         let (count, first) = remainder(node, &placer)?;
         bail!(
@@ -157,20 +193,7 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
              the first at {first}.\nUse `...` to match all remaining elements."
         );
     }
-    let empty = || Arc::new(Node::new());
-    let outputs: Vec<Arc<Node>> = match part {
-        Part::Empty | Part::Uniform(None) => (0..filters.len()).map(|_| empty()).collect(),
-        Part::Uniform(Some(target)) => (0..filters.len())
-            .map(|i| match canonical(node) {
-                Some(shared) if i == target => shared,
-                _ => empty(),
-            })
-            .collect(),
-        Part::Mixed(outs) => outs.into_iter().map(Arc::new).collect(),
-    };
-    // An output that is the node itself (a canonical node all of whose
-    // leaves go to one output) must not be cached in the node: a cycle.
-    if let Some(key) = cache_key.filter(|_| !outputs.iter().any(|o| Arc::ptr_eq(o, node))) {
+    if let Some(key) = cache_key {
         node.store_partition(key, &outputs);
     }
     Ok(outputs)
@@ -218,87 +241,6 @@ fn for_each_leaf_sorted<'a>(
     Ok(())
 }
 
-/// What one child contributes: a leaf's output, or a nested node's part.
-enum ChildPart<'a> {
-    Leaf(&'a Leaf, Option<usize>),
-    Node(&'a Arc<Node>, Part),
-}
-
-fn partition_node<'a>(
-    node: &'a Node,
-    placer: &mut Placer<'_>,
-    path: &mut Vec<&'a Key>,
-) -> Result<Part> {
-    let kinds = node.leaf_types();
-    if kinds.is_empty() {
-        return Ok(Part::Empty);
-    }
-    if let Some(target) = placer.subtree_target(kinds) {
-        placer.unmatched |= target.is_none();
-        return Ok(Part::Uniform(target));
-    }
-    let mut children = Vec::with_capacity(node.len());
-    // Some(t) while every leaf so far goes to t; the outer None: no leaf yet.
-    let mut uniform: Option<Option<usize>> = None;
-    let mut mixed = false;
-    for (key, child) in node.sorted() {
-        path.push(key);
-        let part = match child {
-            Child::Leaf(leaf) => {
-                let target = placer.leaf_target(path, leaf)?;
-                placer.unmatched |= target.is_none();
-                ChildPart::Leaf(leaf, target)
-            }
-            Child::Node(n) => ChildPart::Node(n, partition_node(n, placer, path)?),
-        };
-        path.pop();
-        let goes_to = match &part {
-            ChildPart::Leaf(_, target) | ChildPart::Node(_, Part::Uniform(target)) => Some(*target),
-            ChildPart::Node(_, Part::Empty) => None,
-            ChildPart::Node(_, Part::Mixed(_)) => {
-                mixed = true;
-                None
-            }
-        };
-        if let Some(target) = goes_to {
-            match uniform {
-                None => uniform = Some(target),
-                Some(t) if t != target => mixed = true,
-                Some(_) => {}
-            }
-        }
-        children.push((key, part));
-    }
-    if !mixed {
-        return Ok(match uniform {
-            None => Part::Empty,
-            Some(target) => Part::Uniform(target),
-        });
-    }
-    let mut outs: Vec<Node> = (0..placer.matchers.len()).map(|_| Node::new()).collect();
-    for (key, part) in children {
-        match part {
-            ChildPart::Leaf(leaf, Some(i)) => {
-                outs[i].insert(*key, Child::Leaf(leaf.clone()));
-            }
-            ChildPart::Node(n, Part::Uniform(Some(i))) => {
-                if let Some(shared) = canonical(n) {
-                    outs[i].insert(*key, Child::Node(shared));
-                }
-            }
-            ChildPart::Node(_, Part::Mixed(subs)) => {
-                for (out, sub) in outs.iter_mut().zip(subs) {
-                    if !sub.is_empty() {
-                        out.insert(*key, Child::Node(Arc::new(sub)));
-                    }
-                }
-            }
-            ChildPart::Leaf(_, None) | ChildPart::Node(_, Part::Uniform(None) | Part::Empty) => {}
-        }
-    }
-    Ok(Part::Mixed(outs))
-}
-
 /// `merge_state`: the union of the states' leaves; at the same path the later
 /// state wins. Keys keep the order of their first appearance, as in NNX,
 /// which merges flat dictionaries. Where NNX fails (a leaf, then a path
@@ -340,8 +282,10 @@ fn merge_into(dst: &mut Node, src: &Node) -> Result<(), LeafThenSubtree> {
             }
             Child::Node(n) => {
                 let Some(pruned) = prune(n) else { continue };
-                match dst.get_mut(key) {
-                    Some(Child::Node(existing)) => merge_into(Arc::make_mut(existing), &pruned)?,
+                match dst.get(key) {
+                    Some(Child::Node(_)) => dst
+                        .node_mut(key, |existing| merge_into(existing, &pruned))
+                        .expect("a node is at this key")?,
                     Some(Child::Leaf(_)) => return Err(LeafThenSubtree),
                     None => {
                         dst.insert(*key, Child::Node(pruned));
@@ -375,21 +319,9 @@ fn unflatten(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Node {
         let Some((last, parents)) = path.split_last() else {
             continue;
         };
-        let mut cursor = &mut root;
-        for key in parents {
-            let slot = match cursor.get(key) {
-                Some(Child::Node(_)) => cursor.get_mut(key),
-                _ => {
-                    cursor.insert(*key, Child::Node(Arc::new(Node::new())));
-                    cursor.get_mut(key)
-                }
-            };
-            cursor = match slot {
-                Some(Child::Node(n)) => Arc::make_mut(n),
-                _ => unreachable!("a node was just put at this key"),
-            };
-        }
-        cursor.insert(*last, Child::Leaf(leaf));
+        root.node_at_mut(parents, true, |parent| {
+            parent.insert(*last, Child::Leaf(leaf));
+        });
     }
     root
 }
@@ -453,11 +385,9 @@ pub fn update(dst: &mut Node, src: &Node, replaced: &mut Vec<Child>) {
             }
             Child::Node(n) => {
                 let Some(pruned) = prune(n) else { continue };
-                match dst.get_mut(key) {
-                    Some(Child::Node(existing)) => {
-                        update(Arc::make_mut(existing), &pruned, replaced)
-                    }
-                    _ => replaced.extend(dst.insert(*key, Child::Node(pruned))),
+                let merged = dst.node_mut(key, |existing| update(existing, &pruned, replaced));
+                if merged.is_none() {
+                    replaced.extend(dst.insert(*key, Child::Node(pruned)));
                 }
             }
         }

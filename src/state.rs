@@ -107,14 +107,9 @@ impl State {
                 other => return Err(self.view_gone(depth, other)),
             };
         }
-        let mut node = Arc::make_mut(&mut guard);
-        for key in self.prefix.iter() {
-            node = match node.get_mut(key) {
-                Some(Child::Node(n)) => Arc::make_mut(n),
-                _ => unreachable!("checked above under the same lock"),
-            };
-        }
-        f(node)
+        Arc::make_mut(&mut guard)
+            .node_at_mut(&self.prefix, false, f)
+            .expect("the view was checked above under the same lock")
     }
 
     /// What `path` leads to: a live view for a nested state, or the leaf.
@@ -219,17 +214,11 @@ impl State {
                     None => None,
                 };
             }
-            let mut cursor = node;
-            for key in parents {
-                if cursor.get(key).is_none() {
-                    cursor.insert(*key, Child::Node(Arc::new(Node::new())));
-                }
-                cursor = match cursor.get_mut(key) {
-                    Some(Child::Node(n)) => Arc::make_mut(n),
-                    _ => unreachable!("checked above"),
-                };
-            }
-            Ok(cursor.insert(*last, child))
+            // No leaf is in the way (checked above): only missing nodes are
+            // made.
+            Ok(node
+                .node_at_mut(parents, true, |parent| parent.insert(*last, child))
+                .expect("create makes every node on the way"))
         })?;
         // Dropping the old child may run release callbacks: not under the lock.
         drop(replaced);
@@ -259,14 +248,9 @@ impl State {
         let removed = self.modify(|node| {
             // Fails, naming the problem, unless something is at `path`.
             lookup(node, path)?;
-            let mut cursor = node;
-            for key in parents {
-                cursor = match cursor.get_mut(key) {
-                    Some(Child::Node(n)) => Arc::make_mut(n),
-                    _ => unreachable!("checked above"),
-                };
-            }
-            Ok(cursor.remove(last))
+            Ok(node
+                .node_at_mut(parents, false, |parent| parent.remove(last))
+                .expect("checked above: nodes all the way"))
         })?;
         match removed {
             Some(child) => Ok(child),

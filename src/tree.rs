@@ -227,33 +227,91 @@ pub struct Node {
     entries: Entries,
     /// Whether the keys are in ascending order, so sorted walks need not sort.
     sorted: bool,
+    /// What is below, kept up to date by every change (see [`Summary`]), so
+    /// that operations can place or share a whole subtree without a walk.
+    summary: Summary,
     /// Facts derived from the subtree, made on first need and dropped by any
-    /// change to this node (a change below replaces the child through
-    /// `get_mut` or `insert`, so it drops them too). Boxed, and only once
-    /// needed, to keep nodes small.
+    /// change to this node (a change below goes through `insert` or
+    /// `child_mut`, so it drops them too). Boxed, and only once needed, to
+    /// keep nodes small.
     derived: OnceLock<Box<Derived>>,
+}
+
+/// Facts about a subtree that each change updates in constant time from
+/// the changed child's own summary: a node being built or edited pays a
+/// few instructions per change, and split, filter, merge and prune read
+/// them instead of walking the leaves.
+#[derive(Clone, Copy, Debug, Default)]
+struct Summary {
+    /// The kinds of leaves below, or more: a change that takes a leaf away
+    /// leaves its kind in. Enough to place a subtree whose kinds all go to
+    /// one output, which is all it is used for.
+    types: LeafTypes,
+    /// The number of leaves below, exactly.
+    leaves: u64,
+    /// Keys in order here and at every level below. With `no_empty`, the
+    /// form filter outputs take (see [`canonical`]), so an output can share
+    /// this node as is. Like `no_empty`, it may be false when it is true
+    /// (some edits do not look far enough to tell), never the reverse.
+    sorted_below: bool,
+    /// No nested node without leaves, here or below (see [`prune`]).
+    no_empty: bool,
+}
+
+impl Summary {
+    const EMPTY: Summary = Summary {
+        types: LeafTypes {
+            bits: 0,
+            overflow: false,
+        },
+        leaves: 0,
+        sorted_below: true,
+        no_empty: true,
+    };
+
+    fn of(child: &Child) -> Summary {
+        match child {
+            Child::Leaf(leaf) => Summary {
+                types: LeafTypes::of(leaf),
+                ..Summary::LEAF
+            },
+            Child::Node(n) => n.summary,
+        }
+    }
+
+    /// What a leaf adds, but for its type.
+    const LEAF: Summary = Summary {
+        leaves: 1,
+        ..Summary::EMPTY
+    };
+
+    /// This summary with `child` added (or changed: `before` is what it
+    /// summarized before).
+    fn with(self, child: &Child, before: Option<&Summary>) -> Summary {
+        let below = Summary::of(child);
+        Summary {
+            types: self.types.union(below.types),
+            leaves: self.leaves + below.leaves - before.map_or(0, |b| b.leaves),
+            sorted_below: self.sorted_below && below.sorted_below,
+            no_empty: self.no_empty && below.no_empty && below.leaves > 0,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct Derived {
-    /// This node in the form every filter output takes (see [`canonical`]):
-    /// `None` when the node is in that form already.
-    canonical: OnceLock<Option<Arc<Node>>>,
-    /// The kinds of leaves below (see [`Node::leaf_types`]).
-    leaf_types: OnceLock<LeafTypes>,
-    /// For a node whose keys are not in order: the entries' indices in key
-    /// order.
+    /// For a large node whose keys are not in order: the entries' indices
+    /// in key order (a small node sorts on the stack as it is walked).
     order: OnceLock<Box<[u32]>>,
     /// The outputs of the last few filters or splits of this node whose
     /// filters depend only on paths and types, by a key naming those
-    /// filters, most recent first.
-    partition: Mutex<Vec<(String, Vec<Arc<Node>>)>>,
+    /// filters, most recent first. Held weakly: the node does not keep
+    /// outputs alive that their caller has dropped, so repeating a filter
+    /// is free only while its previous outputs are still held.
+    partition: Mutex<Vec<(String, Vec<Weak<Node>>)>>,
     /// The last merge that began with this node: the other inputs and the
     /// result, all weakly. A live `Weak` keeps its address from being
-    /// reused, so identity is a sound test; and holding the result weakly
-    /// keeps this node from extending the life of the other inputs' leaves
-    /// (the partition cache may hold its outputs: their leaves are this
-    /// node's own).
+    /// reused, so identity is a sound test.
     merge: Mutex<Option<MergeRecord>>,
 }
 
@@ -277,7 +335,8 @@ impl LeafTypes {
     /// The bit that stands for bare arrays; type ids below it have their own.
     pub(crate) const ARRAY: u32 = 63;
 
-    fn of(leaf: &Leaf) -> LeafTypes {
+    /// The kind of one leaf.
+    pub(crate) fn of(leaf: &Leaf) -> LeafTypes {
         match leaf {
             Leaf::Array(_) => LeafTypes {
                 bits: 1 << Self::ARRAY,
@@ -314,6 +373,12 @@ impl LeafTypes {
     pub fn is_empty(self) -> bool {
         self.bits == 0 && !self.overflow
     }
+
+    /// The set as bits (bit `i` for type id `i`, `ARRAY` for bare arrays),
+    /// or `None` when it overflowed and cannot tell.
+    pub(crate) fn bits(self) -> Option<u64> {
+        (!self.overflow).then_some(self.bits)
+    }
 }
 
 /// A copy has the same entries and nothing derived yet: it is cheap to
@@ -323,6 +388,7 @@ impl Clone for Node {
         Node {
             entries: self.entries.clone(),
             sorted: self.sorted,
+            summary: self.summary,
             derived: OnceLock::new(),
         }
     }
@@ -336,17 +402,14 @@ impl Default for Node {
 
 impl Node {
     pub fn new() -> Node {
-        Node {
-            entries: Entries::default(),
-            sorted: true,
-            derived: OnceLock::new(),
-        }
+        Node::with_capacity(0)
     }
 
     pub fn with_capacity(capacity: usize) -> Node {
         Node {
             entries: Entries::with_capacity(capacity),
             sorted: true,
+            summary: Summary::EMPTY,
             derived: OnceLock::new(),
         }
     }
@@ -367,9 +430,47 @@ impl Node {
         self.entries.get(key)
     }
 
-    pub fn get_mut(&mut self, key: &Key) -> Option<&mut Child> {
+    /// Runs `f` on the child at `key`, which it may change, and brings this
+    /// node's summary up to date with the result. `None` when `key` is
+    /// absent. Changes go through here rather than a plain `&mut Child` so
+    /// that no change can leave the summary stale.
+    pub fn child_mut<R>(&mut self, key: &Key, f: impl FnOnce(&mut Child) -> R) -> Option<R> {
         self.derived = OnceLock::new();
-        self.entries.get_mut(key)
+        let child = self.entries.get_mut(key)?;
+        let before = Summary::of(child);
+        let result = f(child);
+        self.summary = self.summary.with(child, Some(&before));
+        Some(result)
+    }
+
+    /// Runs `f` on the nested node at `key`, made writable (copied first if
+    /// shared); `None` when `key` holds a leaf or nothing.
+    pub fn node_mut<R>(&mut self, key: &Key, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
+        if !matches!(self.get(key), Some(Child::Node(_))) {
+            return None;
+        }
+        self.child_mut(key, |child| match child {
+            Child::Node(n) => f(Arc::make_mut(n)),
+            Child::Leaf(_) => unreachable!("checked above"),
+        })
+    }
+
+    /// Runs `f` on the node at `path` below this one, each node on the way
+    /// made writable. With `create`, what is in the way (nothing, or a leaf)
+    /// is replaced by a new empty node; without, that gives `None`.
+    pub fn node_at_mut<R>(
+        &mut self,
+        path: &[Key],
+        create: bool,
+        f: impl FnOnce(&mut Node) -> R,
+    ) -> Option<R> {
+        let Some((key, rest)) = path.split_first() else {
+            return Some(f(self));
+        };
+        if create && !matches!(self.get(key), Some(Child::Node(_))) {
+            self.insert(*key, Child::Node(Arc::new(Node::new())));
+        }
+        self.node_mut(key, |n| n.node_at_mut(rest, create, f))?
     }
 
     pub fn get_index(&self, index: usize) -> Option<(&Key, &Child)> {
@@ -380,19 +481,28 @@ impl Node {
     /// Returns what was there.
     pub fn insert(&mut self, key: Key, child: Child) -> Option<Child> {
         self.derived = OnceLock::new();
+        let summary = self.summary.with(&child, None);
         let (index, old) = self.entries.insert_full(key, child);
-        if self.sorted && old.is_none() && index > 0 {
-            let (before, _) = self.entries.get_index(index - 1).expect("index - 1 exists");
-            let (new, _) = self.entries.get_index(index).expect("index exists");
-            self.sorted = before < new;
+        self.summary = summary;
+        match &old {
+            Some(old) => self.summary.leaves -= Summary::of(old).leaves,
+            None if self.sorted && index > 0 => {
+                let (before, _) = self.entries.get_index(index - 1).expect("index - 1 exists");
+                let (new, _) = self.entries.get_index(index).expect("index exists");
+                self.sorted = before < new;
+            }
+            None => {}
         }
+        self.summary.sorted_below &= self.sorted;
         old
     }
 
     /// Removes `key`, keeping the order of the others.
     pub fn remove(&mut self, key: &Key) -> Option<Child> {
         self.derived = OnceLock::new();
-        self.entries.shift_remove(key)
+        let old = self.entries.shift_remove(key)?;
+        self.summary.leaves -= Summary::of(&old).leaves;
+        Some(old)
     }
 
     /// Children in insertion order.
@@ -409,35 +519,47 @@ impl Node {
         self.entries.position(key)
     }
 
-    /// Children in key order. An unsorted node sorts once and keeps the
-    /// order until it changes.
+    /// Children in key order. A small unsorted node sorts its few indices on
+    /// the stack; a large one sorts once and keeps the order until it
+    /// changes.
     pub fn sorted(&self) -> Sorted<'_> {
         if self.sorted {
             return Sorted::InOrder(self.entries.iter());
         }
+        let key = |i: usize| self.entries.get_index(i).map(|(k, _)| k);
+        if let Entries::Small(v) = &self.entries {
+            let mut order = [0u8; SMALL];
+            for i in 0..v.len() {
+                // Insertion sort: at most SMALL entries.
+                let mut j = i;
+                while j > 0 && key(order[j - 1] as usize) > key(i) {
+                    order[j] = order[j - 1];
+                    j -= 1;
+                }
+                order[j] = i as u8;
+            }
+            return Sorted::Small {
+                node: self,
+                order,
+                next: 0,
+            };
+        }
         let order = self.derived().order.get_or_init(|| {
             let mut order: Vec<u32> = (0..self.len() as u32).collect();
-            order.sort_unstable_by(|&a, &b| {
-                let key = |i: u32| self.entries.get_index(i as usize).map(|(k, _)| k);
-                key(a).cmp(&key(b))
-            });
+            order.sort_unstable_by(|&a, &b| key(a as usize).cmp(&key(b as usize)));
             order.into_boxed_slice()
         });
         Sorted::Permuted(self, order.iter())
     }
 
     /// The outputs a filter or split with the same `key` gave for this very
-    /// node, if it was one of the last few (see `ops::partition`).
+    /// node, if it was one of the last few (see `ops::partition`) and its
+    /// caller still holds them all.
     pub(crate) fn cached_partition(&self, key: &str) -> Option<Vec<Arc<Node>>> {
-        let cache = self
-            .derived()
-            .partition
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cache
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, outputs)| outputs.clone())
+        let cache = self.derived.get()?.partition.lock();
+        let cache = cache.unwrap_or_else(|p| p.into_inner());
+        let (_, outputs) = cache.iter().find(|(k, _)| k == key)?;
+        outputs.iter().map(Weak::upgrade).collect()
     }
 
     pub(crate) fn store_partition(&self, key: String, outputs: &[Arc<Node>]) {
@@ -446,8 +568,8 @@ impl Node {
             .partition
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        cache.retain(|(k, _)| *k != key);
-        cache.insert(0, (key, outputs.to_vec()));
+        cache.retain(|(k, outputs)| *k != key && outputs.iter().all(|o| o.strong_count() > 0));
+        cache.insert(0, (key, outputs.iter().map(Arc::downgrade).collect()));
         cache.truncate(PARTITIONS_KEPT);
     }
 
@@ -455,11 +577,8 @@ impl Node {
     /// merge to begin with it and the result is still alive (see
     /// `ops::merge`).
     pub(crate) fn cached_merge(&self, others: &[Arc<Node>]) -> Option<Arc<Node>> {
-        let cache = self
-            .derived()
-            .merge
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let cache = self.derived.get()?.merge.lock();
+        let cache = cache.unwrap_or_else(|p| p.into_inner());
         match &*cache {
             Some((inputs, result))
                 if inputs.len() == others.len()
@@ -484,37 +603,21 @@ impl Node {
         *cache = Some((inputs, Arc::downgrade(result)));
     }
 
-    /// The kinds of leaves below this node, cached until the node changes:
-    /// lets a filter that looks only at types place a whole subtree without
+    /// The kinds of leaves below this node, or more (see [`Summary`]): lets
+    /// a filter that looks only at types place a whole subtree without
     /// visiting its leaves.
     pub fn leaf_types(&self) -> LeafTypes {
-        *self.derived().leaf_types.get_or_init(|| {
-            self.entries
-                .iter()
-                .fold(LeafTypes::default(), |acc, (_, child)| match child {
-                    Child::Node(n) => acc.union(n.leaf_types()),
-                    Child::Leaf(leaf) => acc.union(LeafTypes::of(leaf)),
-                })
-        })
+        self.summary.types
     }
 
     /// Number of leaves below this node.
     pub fn num_leaves(&self) -> usize {
-        self.entries
-            .iter()
-            .map(|(_, child)| match child {
-                Child::Node(n) => n.num_leaves(),
-                Child::Leaf(_) => 1,
-            })
-            .sum()
+        self.summary.leaves as usize
     }
 
     /// Whether some leaf lies below this node.
     pub fn has_leaves(&self) -> bool {
-        self.entries.iter().any(|(_, child)| match child {
-            Child::Node(n) => n.has_leaves(),
-            Child::Leaf(_) => true,
-        })
+        self.summary.leaves > 0
     }
 
     /// Equal structure (same keys in the same order at every level) holding
@@ -533,45 +636,44 @@ impl Node {
 }
 
 /// The node as filter outputs have it: keys sorted at every level and no
-/// empty nested nodes. Shares `node` itself, or parts of it, where they are
-/// that way already; the answer is cached in the node until it changes, so
-/// repeated operations on an unchanged tree share these subtrees instead of
-/// rebuilding them. `None` when no leaf lies below.
+/// empty nested nodes. Shares `node` itself, or the parts of it that are
+/// that way already (a node whose summary says so answers at once).
+/// `None` when no leaf lies below.
 pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
-    let twin = node.derived().canonical.get_or_init(|| {
-        let mut out = Node::with_capacity(node.len());
-        let mut same = node.sorted;
-        for (key, child) in node.sorted() {
-            match child {
-                Child::Leaf(_) => {
-                    out.insert(*key, child.clone());
-                }
-                Child::Node(n) => match canonical(n) {
-                    Some(c) => {
-                        same &= Arc::ptr_eq(&c, n);
-                        out.insert(*key, Child::Node(c));
-                    }
-                    None => same = false,
-                },
-            }
-        }
-        if same {
-            None
-        } else {
-            Some(Arc::new(out))
-        }
-    });
-    match twin {
-        None if node.is_empty() => None,
-        None => Some(node.clone()),
-        Some(t) if t.is_empty() => None,
-        Some(t) => Some(t.clone()),
+    if !node.has_leaves() {
+        return None;
     }
+    if node.summary.sorted_below && node.summary.no_empty {
+        return Some(node.clone());
+    }
+    let mut out = Node::with_capacity(node.len());
+    let mut same = node.sorted;
+    for (key, child) in node.sorted() {
+        match child {
+            Child::Leaf(_) => {
+                out.insert(*key, child.clone());
+            }
+            Child::Node(n) => match canonical(n) {
+                Some(c) => {
+                    same &= Arc::ptr_eq(&c, n);
+                    out.insert(*key, Child::Node(c));
+                }
+                None => same = false,
+            },
+        }
+    }
+    Some(if same { node.clone() } else { Arc::new(out) })
 }
 
 /// Children of a node in key order.
 pub enum Sorted<'a> {
     InOrder(Iter<'a>),
+    /// A small node's indices in key order, sorted on the stack.
+    Small {
+        node: &'a Node,
+        order: [u8; SMALL],
+        next: usize,
+    },
     Permuted(&'a Node, std::slice::Iter<'a, u32>),
 }
 
@@ -581,6 +683,13 @@ impl<'a> Iterator for Sorted<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Sorted::InOrder(it) => it.next(),
+            Sorted::Small { node, order, next } => {
+                if *next >= node.len() {
+                    return None;
+                }
+                *next += 1;
+                node.entries.get_index(order[*next - 1] as usize)
+            }
             Sorted::Permuted(node, order) => {
                 let i = *order.next()?;
                 node.entries.get_index(i as usize)
@@ -606,6 +715,14 @@ enum Pruned {
 }
 
 fn prune_inner(node: &Node) -> Pruned {
+    if node.summary.no_empty {
+        // Nothing to drop below; and only a node without entries is empty.
+        return if node.is_empty() {
+            Pruned::Empty
+        } else {
+            Pruned::Unchanged
+        };
+    }
     let mut rebuilt: Option<Node> = None;
     for (index, (key, child)) in node.iter().enumerate() {
         let replacement = match child {
