@@ -1017,6 +1017,99 @@ enum nnx_status nnx_flat_array(const struct nnx_flat *flat,
                                struct nnx_array **out_array);
 
 /**
+ * Reads the leaves of entries `start .. start + count` into caller arrays,
+ * in one call. Every output is optional: pass NULL for what you do not
+ * need; a non-NULL one must have room for `count` elements, and element
+ * `i` describes entry `start + i`.
+ *
+ * - `retain`: false: the handles written are borrowed from the list, valid
+ *   until `flat` is freed (do not release them); true: each non-NULL handle
+ *   written is a new reference owned by the caller (release each with
+ *   `nnx_variable_release` / `nnx_array_release`). Only handles that are
+ *   written are retained.
+ * - `out_kinds`: `NNX_KIND_VARIABLE` or `NNX_KIND_ARRAY`.
+ * - `out_types`: the variable's type id, `NNX_TYPE_NONE` for a bare array.
+ * - `out_variables`: the variable, NULL for a bare array.
+ * - `out_arrays`: the bare array, NULL for a variable.
+ *
+ * All outputs are written on success only. The read is atomic: entries
+ * pushed meanwhile by another thread are either not in the range or fully
+ * there.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (flat), `NNX_ERR_INDEX_OUT_OF_RANGE`
+ * (`start + count` past the end), `NNX_ERR_INVALID_ARGUMENT` (a `count`
+ * too large for an array). Thread-safe.
+ */
+enum nnx_status nnx_flat_leaves(const struct nnx_flat *flat,
+                                size_t start,
+                                size_t count,
+                                bool retain,
+                                nnx_kind *out_kinds,
+                                nnx_type_id *out_types,
+                                struct nnx_variable **out_variables,
+                                struct nnx_array **out_arrays);
+
+/**
+ * Reads the paths of entries `start .. start + count` in one call: all
+ * their keys, one path after the other, into `out_keys`, and where each
+ * path starts into `out_key_offsets`.
+ *
+ * - `out_key_offsets`: required, room for `count + 1` elements. Receives
+ *   `0` and then the running total of path lengths, so the path of entry
+ *   `start + i` is `out_keys[out_key_offsets[i] .. out_key_offsets[i + 1]]`
+ *   and `out_key_offsets[count]` is the number of keys.
+ * - `out_keys`: room for `keys_capacity` keys; or NULL to write the offsets
+ *   only (`keys_capacity` is then ignored), which tells how much room the
+ *   keys need. The keys written are self-contained: a string key's `str`
+ *   is the interned, NUL-terminated text, valid for the life of the
+ *   process (also after `flat` is freed).
+ *
+ * All outputs are written on success only; the read is atomic, as in
+ * `nnx_flat_leaves`.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (flat, out_key_offsets),
+ * `NNX_ERR_INDEX_OUT_OF_RANGE` (`start + count` past the end),
+ * `NNX_ERR_INVALID_ARGUMENT` (`keys_capacity` smaller than the number of
+ * keys; the message names both). Thread-safe.
+ */
+enum nnx_status nnx_flat_paths(const struct nnx_flat *flat,
+                               size_t start,
+                               size_t count,
+                               size_t *out_key_offsets,
+                               struct nnx_key *out_keys,
+                               size_t keys_capacity);
+
+/**
+ * Appends `count` entries in one call, all or none. Entry `i` has the path
+ * `keys[key_offsets[i] .. key_offsets[i + 1]]` and, as its leaf, either
+ * `variables[i]` or `arrays[i]`: exactly one of the two is non-NULL. The
+ * list takes its own reference to every leaf.
+ *
+ * - `key_offsets`: `count + 1` non-decreasing offsets into `keys`, borrowed
+ *   for the call; every path must be non-empty
+ *   (`key_offsets[i] < key_offsets[i + 1]`). NULL allowed when `count` is 0.
+ * - `keys`: at least `key_offsets[count]` keys, borrowed for the call;
+ *   copied. NULL allowed when there are none.
+ * - `variables`, `arrays`: `count` handles each, borrowed for the call; NULL
+ *   for the whole array when no entry has a leaf of that kind.
+ *
+ * On failure nothing is appended, and the message names the first bad
+ * entry by its index.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (flat, key_offsets, keys, a NULL string
+ * key with a length, an entry with neither a variable nor an array),
+ * `NNX_ERR_INVALID_ARGUMENT` (decreasing offsets, an empty path, an entry
+ * with both a variable and an array, a bad key kind),
+ * `NNX_ERR_INVALID_UTF8`. Thread-safe.
+ */
+enum nnx_status nnx_flat_push_many(struct nnx_flat *flat,
+                                   size_t count,
+                                   const size_t *key_offsets,
+                                   const struct nnx_key *keys,
+                                   const struct nnx_variable *const *variables,
+                                   const struct nnx_array *const *arrays);
+
+/**
  * NNX's `from_flat_state`: a new state from the list's (path, leaf) pairs,
  * in list order. On a repeated path the later leaf wins at the first one's
  * position; a path that runs through an earlier leaf replaces that leaf

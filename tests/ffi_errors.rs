@@ -1252,6 +1252,158 @@ fn wrong_kinds_in_flats() {
 }
 
 #[test]
+fn bulk_flat_reads_out_of_range_or_too_small() {
+    let state = sample_state();
+    let mut flat = null_mut();
+    ok!(nnx_state_flatten(state.ptr(), &mut flat));
+    let flat = Flat(flat);
+    let n = SAMPLE_LEAVES;
+    let mut kinds = vec![SENTINEL_U32; n + 8];
+    let mut offsets = vec![SENTINEL; n + 9];
+    let mut keys = vec![sentinel_key(); 64];
+    for (start, count) in [
+        (0, n + 1),
+        (n, 1),
+        (n + 1, 0),
+        (1, usize::MAX),
+        (usize::MAX, 2),
+    ] {
+        let count_here = count.min(n + 8);
+        let m = fails!(
+            nnx_flat_leaves(
+                flat.ptr(),
+                start,
+                count_here,
+                false,
+                kinds.as_mut_ptr(),
+                null_mut(),
+                null_mut(),
+                null_mut()
+            ),
+            NNX_ERR_INDEX_OUT_OF_RANGE
+        );
+        assert_contains!(m, &start.to_string());
+        assert!(kinds.iter().all(|&k| k == SENTINEL_U32));
+        fails!(
+            nnx_flat_paths(
+                flat.ptr(),
+                start,
+                count_here,
+                offsets.as_mut_ptr(),
+                keys.as_mut_ptr(),
+                keys.len()
+            ),
+            NNX_ERR_INDEX_OUT_OF_RANGE
+        );
+        assert!(offsets.iter().all(|&o| o == SENTINEL));
+    }
+    // A count no array can have.
+    fails!(
+        nnx_flat_paths(
+            flat.ptr(),
+            0,
+            usize::MAX,
+            offsets.as_mut_ptr(),
+            null_mut(),
+            0
+        ),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    // Room for fewer keys than the paths have: nothing is written.
+    let mut sizes = vec![0; n + 1];
+    ok!(nnx_flat_paths(
+        flat.ptr(),
+        0,
+        n,
+        sizes.as_mut_ptr(),
+        null_mut(),
+        0
+    ));
+    let needed = sizes[n];
+    let m = fails!(
+        nnx_flat_paths(
+            flat.ptr(),
+            0,
+            n,
+            offsets.as_mut_ptr(),
+            keys.as_mut_ptr(),
+            needed - 1
+        ),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    assert_contains!(m, &format!("keys_capacity {}", needed - 1));
+    assert_contains!(m, &needed.to_string());
+    assert!(offsets.iter().all(|&o| o == SENTINEL));
+    assert!(keys.iter().all(key_untouched));
+}
+
+#[test]
+fn bulk_flat_push_rejects_bad_entries_and_appends_nothing() {
+    let mut flat = null_mut();
+    ok!(nnx_flat_new(&mut flat));
+    let flat = Flat(flat);
+    let var = var_with(NNX_TYPE_PARAM, &[1.0]);
+    let array = f32_array(&[1], &[2.0]);
+    let keys = Path::new(&[K::S("a"), K::S("b"), K::I(3), K::Raw(b"\xff"), K::Kind(7)]);
+    let two_v = [var.ptr().cast_const(), var.ptr().cast_const()];
+    let len_of = |f: &Flat| {
+        let mut n = SENTINEL;
+        ok!(nnx_flat_len(f.ptr(), &mut n));
+        n
+    };
+    let push = |offsets: &[usize], v: &[*const nnx_variable], a: *const *const nnx_array| {
+        nnx_flat_push_many(
+            flat.ptr(),
+            offsets.len() - 1,
+            offsets.as_ptr(),
+            keys.ptr(),
+            v.as_ptr(),
+            a,
+        )
+    };
+    // Offsets that go back.
+    let m = fails!(push(&[0, 2, 1], &two_v, null()), NNX_ERR_INVALID_ARGUMENT);
+    assert_contains!(m, "must not decrease");
+    // An empty path, at entry 1.
+    let m = fails!(push(&[0, 2, 2], &two_v, null()), NNX_ERR_INVALID_ARGUMENT);
+    assert_contains!(m, "entry 1 of 2");
+    assert_contains!(m, "non-empty path");
+    // Entry 1's path holds invalid UTF-8, or a key of no known kind.
+    for (second, status) in [
+        (K::Raw(b"\xff"), nnx_status::NNX_ERR_INVALID_UTF8),
+        (K::Kind(7), nnx_status::NNX_ERR_INVALID_ARGUMENT),
+    ] {
+        let bad = Path::new(&[K::S("ok"), K::I(1), second]);
+        let offsets = [0usize, 1, 3];
+        let primed = prime_error();
+        let got = nnx_flat_push_many(
+            flat.ptr(),
+            2,
+            offsets.as_ptr(),
+            bad.ptr(),
+            two_v.as_ptr(),
+            null(),
+        );
+        assert_eq!(got, status);
+        let m = last_error();
+        assert_ne!(m, primed);
+        assert_contains!(m, "entry 1 of 2");
+    }
+    // Both a variable and an array for entry 0.
+    let one_a = [array.ptr().cast_const(), null()];
+    let m = fails!(
+        push(&[0, 2, 3], &two_v, one_a.as_ptr()),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    assert_contains!(m, "entry 0 of 2");
+    assert_contains!(m, "both a variable and an array");
+    assert_eq!(len_of(&flat), 0, "a failed push appended something");
+    // The good part goes in.
+    ok!(push(&[0, 2, 3], &two_v, null()));
+    assert_eq!(len_of(&flat), 2);
+}
+
+#[test]
 fn metadata_read_as_the_wrong_type() {
     let v = variable(NNX_TYPE_PARAM, None);
     let (s_name, i_name, f_name, b_name) = (cstr("s"), cstr("i"), cstr("f"), cstr("b"));

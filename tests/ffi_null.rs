@@ -985,6 +985,140 @@ fn flat_array_null_arguments() {
 }
 
 #[test]
+fn flat_leaves_null_arguments() {
+    let flat = two_entry_flat();
+    let mut kinds = [SENTINEL_U32; 2];
+    null_arg!(
+        nnx_flat_leaves(
+            null(),
+            0,
+            2,
+            false,
+            kinds.as_mut_ptr(),
+            null_mut(),
+            null_mut(),
+            null_mut()
+        ),
+        "flat"
+    );
+    assert_eq!(kinds, [SENTINEL_U32; 2]);
+    // Every output is optional.
+    ok!(nnx_flat_leaves(
+        flat.ptr(),
+        0,
+        2,
+        true,
+        null_mut(),
+        null_mut(),
+        null_mut(),
+        null_mut()
+    ));
+}
+
+#[test]
+fn flat_paths_null_arguments() {
+    let flat = two_entry_flat();
+    let mut offsets = [SENTINEL; 3];
+    let mut keys = [sentinel_key(); 2];
+    null_arg!(
+        nnx_flat_paths(null(), 0, 2, offsets.as_mut_ptr(), keys.as_mut_ptr(), 2),
+        "flat"
+    );
+    assert_eq!(offsets, [SENTINEL; 3]);
+    assert!(keys.iter().all(key_untouched));
+    null_arg!(
+        nnx_flat_paths(flat.ptr(), 0, 2, null_mut(), keys.as_mut_ptr(), 2),
+        "out_key_offsets"
+    );
+    assert!(keys.iter().all(key_untouched));
+    // NULL keys: the offsets only, whatever the capacity says.
+    ok!(nnx_flat_paths(
+        flat.ptr(),
+        0,
+        2,
+        offsets.as_mut_ptr(),
+        null_mut(),
+        99
+    ));
+    assert_eq!(offsets, [0, 1, 2]);
+}
+
+#[test]
+fn flat_push_many_null_arguments() {
+    let flat = new_flat();
+    let var = var_with(NNX_TYPE_PARAM, &[1.0]);
+    let p = path!["a", "b"];
+    let offsets = [0usize, 2];
+    let variables = [var.ptr().cast_const()];
+    null_arg!(
+        nnx_flat_push_many(
+            null_mut(),
+            1,
+            offsets.as_ptr(),
+            p.ptr(),
+            variables.as_ptr(),
+            null()
+        ),
+        "flat"
+    );
+    null_arg!(
+        nnx_flat_push_many(flat.ptr(), 1, null(), p.ptr(), variables.as_ptr(), null()),
+        "key_offsets"
+    );
+    null_arg!(
+        nnx_flat_push_many(
+            flat.ptr(),
+            1,
+            offsets.as_ptr(),
+            null(),
+            variables.as_ptr(),
+            null()
+        ),
+        "keys"
+    );
+    let bad = Path::new(&[K::S("a"), K::NullStr(2)]);
+    null_arg!(
+        nnx_flat_push_many(
+            flat.ptr(),
+            1,
+            offsets.as_ptr(),
+            bad.ptr(),
+            variables.as_ptr(),
+            null()
+        ),
+        "key.str"
+    );
+    // No leaf at all: neither array given, or a NULL in both.
+    null_arg!(
+        nnx_flat_push_many(flat.ptr(), 1, offsets.as_ptr(), p.ptr(), null(), null()),
+        "variables"
+    );
+    let none_v = [null::<nnx_variable>()];
+    let none_a = [null::<nnx_array>()];
+    null_arg!(
+        nnx_flat_push_many(
+            flat.ptr(),
+            1,
+            offsets.as_ptr(),
+            p.ptr(),
+            none_v.as_ptr(),
+            none_a.as_ptr()
+        ),
+        "arrays"
+    );
+    assert_eq!(flat_len_of(&flat), 0, "a failed push added an entry");
+    // Zero entries need no arrays at all.
+    ok!(nnx_flat_push_many(
+        flat.ptr(),
+        0,
+        null(),
+        null(),
+        null(),
+        null()
+    ));
+}
+
+#[test]
 fn state_from_flat_null_arguments() {
     let flat = two_entry_flat();
     let mut out: *mut nnx_state = sentinel();

@@ -1,13 +1,25 @@
 //! Flat lists of (path, leaf): owned boxes (`nnx_flat_new` / `nnx_flat_free`).
+//!
+//! Entries are read one at a time (`nnx_flat_path`, `nnx_flat_kind`, ...) or
+//! many at once into caller arrays (`nnx_flat_leaves`, `nnx_flat_paths`),
+//! and pushed one at a time or many at once (`nnx_flat_push_many`), so that
+//! bindings with a costly call (Python's ctypes) make a constant number of
+//! calls per list, not a few per entry.
 
-use std::sync::RwLock;
+use std::collections::HashMap;
+use std::mem::size_of;
+use std::ops::Range;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use super::array::nnx_array;
 use super::error::nnx_status;
-use super::key::{key_to_c, nnx_key, path_from_c};
+use super::key::{key_from_c, key_to_c, nnx_key, path_from_c, NNX_KEY_STR};
 use super::state::{kind_to_c, nnx_kind, nnx_state, state_arg};
+use super::types::{nnx_type_id, NNX_TYPE_NONE};
 use super::variable::nnx_variable;
-use super::{arg, boundary, box_free, box_into_raw, fail, ArcHandle, FfiResult, Out};
+use super::{
+    arg, boundary, box_free, box_into_raw, fail, slice, ArcHandle, FfiError, FfiResult, Out,
+};
 use crate::key::Key;
 use crate::state::State;
 use crate::tree::{Kind, Leaf};
@@ -16,8 +28,10 @@ use crate::tree::{Kind, Leaf};
 /// on the heap, so it stays put when the list grows and entries move.
 struct Entry {
     path: Vec<Key>,
-    /// C views of `path` (their strings are interned, so never dangle).
-    c_path: Vec<nnx_key>,
+    /// C views of `path` (their strings are interned, so never dangle),
+    /// made the first time `nnx_flat_path` asks for them: the bulk readers
+    /// write their own copies, so most lists never need them.
+    c_path: OnceLock<Vec<nnx_key>>,
     leaf: Leaf,
 }
 
@@ -28,8 +42,16 @@ unsafe impl Sync for Entry {}
 
 impl Entry {
     fn new(path: Vec<Key>, leaf: Leaf) -> Entry {
-        let c_path = path.iter().map(key_to_c).collect();
-        Entry { path, c_path, leaf }
+        Entry {
+            path,
+            c_path: OnceLock::new(),
+            leaf,
+        }
+    }
+
+    fn c_path(&self) -> &[nnx_key] {
+        self.c_path
+            .get_or_init(|| self.path.iter().map(key_to_c).collect())
     }
 }
 
@@ -195,7 +217,7 @@ pub extern "C" fn nnx_flat_path(
         let out_len = Out::new(out_len, "out_len")?;
         // SAFETY: `flat` is a handle argument.
         unsafe { arg(flat, "flat") }?.with(index, |entry| {
-            out_path.write(entry.c_path.as_ptr());
+            out_path.write(entry.c_path().as_ptr());
             out_len.write(entry.path.len());
         })
     })
@@ -278,6 +300,373 @@ pub extern "C" fn nnx_flat_array(
         }
         Ok(())
     })
+}
+
+// ---------------------------------------------------------------------------
+// Many entries at once
+
+/// An optional caller array of `len` elements that a bulk reader fills. It
+/// is written through its raw pointer, element by element, so that two
+/// output arrays the caller happens to overlap are never two live `&mut`.
+struct OutArray<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T> OutArray<T> {
+    /// NULL gives `None` (the caller does not want this output).
+    fn optional(ptr: *mut T, len: usize, name: &str) -> FfiResult<Option<OutArray<T>>> {
+        if ptr.is_null() {
+            return Ok(None);
+        }
+        OutArray::required(ptr, len, name).map(Some)
+    }
+
+    fn required(ptr: *mut T, len: usize, name: &str) -> FfiResult<OutArray<T>> {
+        if ptr.is_null() {
+            return Err(FfiError::new(
+                nnx_status::NNX_ERR_NULL_ARGUMENT,
+                format!("argument `{name}` is NULL"),
+            ));
+        }
+        if len
+            .checked_mul(size_of::<T>())
+            .is_none_or(|n| n > isize::MAX as usize)
+        {
+            fail!(
+                NNX_ERR_INVALID_ARGUMENT,
+                "argument `{name}`: length {len} is too large"
+            );
+        }
+        Ok(OutArray { ptr, len })
+    }
+
+    fn write(&self, index: usize, value: T) {
+        assert!(index < self.len, "bulk output index out of its array");
+        // SAFETY: in bounds (checked above) of an array of `len` writable
+        // elements, by the caller's contract; `write` drops nothing.
+        unsafe { self.ptr.add(index).write(value) }
+    }
+}
+
+/// Checks that entries `start .. start + count` exist in a list of `len`.
+fn entry_range(len: usize, start: usize, count: usize) -> FfiResult<Range<usize>> {
+    match start.checked_add(count) {
+        Some(end) if end <= len => Ok(start..end),
+        _ => fail!(
+            NNX_ERR_INDEX_OUT_OF_RANGE,
+            "entries {start}..{start}+{count} are out of range for a flat list of {len} entries"
+        ),
+    }
+}
+
+/// Reads the leaves of entries `start .. start + count` into caller arrays,
+/// in one call. Every output is optional: pass NULL for what you do not
+/// need; a non-NULL one must have room for `count` elements, and element
+/// `i` describes entry `start + i`.
+///
+/// - `retain`: false: the handles written are borrowed from the list, valid
+///   until `flat` is freed (do not release them); true: each non-NULL handle
+///   written is a new reference owned by the caller (release each with
+///   `nnx_variable_release` / `nnx_array_release`). Only handles that are
+///   written are retained.
+/// - `out_kinds`: `NNX_KIND_VARIABLE` or `NNX_KIND_ARRAY`.
+/// - `out_types`: the variable's type id, `NNX_TYPE_NONE` for a bare array.
+/// - `out_variables`: the variable, NULL for a bare array.
+/// - `out_arrays`: the bare array, NULL for a variable.
+///
+/// All outputs are written on success only. The read is atomic: entries
+/// pushed meanwhile by another thread are either not in the range or fully
+/// there.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (flat), `NNX_ERR_INDEX_OUT_OF_RANGE`
+/// (`start + count` past the end), `NNX_ERR_INVALID_ARGUMENT` (a `count`
+/// too large for an array). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_flat_leaves(
+    flat: *const nnx_flat,
+    start: usize,
+    count: usize,
+    retain: bool,
+    out_kinds: *mut nnx_kind,
+    out_types: *mut nnx_type_id,
+    out_variables: *mut *mut nnx_variable,
+    out_arrays: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        let kinds = OutArray::optional(out_kinds, count, "out_kinds")?;
+        let types = OutArray::optional(out_types, count, "out_types")?;
+        let variables = OutArray::optional(out_variables, count, "out_variables")?;
+        let arrays = OutArray::optional(out_arrays, count, "out_arrays")?;
+        // SAFETY: `flat` is a handle argument.
+        let flat = unsafe { arg(flat, "flat") }?;
+        let entries = flat.entries.read().unwrap_or_else(|p| p.into_inner());
+        let range = entry_range(entries.len(), start, count)?;
+        for (i, entry) in entries[range].iter().enumerate() {
+            let (kind, type_id) = match &entry.leaf {
+                Leaf::Variable(v) => (Kind::Variable, v.type_id().raw()),
+                Leaf::Array(_) => (Kind::Array, NNX_TYPE_NONE),
+            };
+            if let Some(kinds) = &kinds {
+                kinds.write(i, kind_to_c(kind));
+            }
+            if let Some(types) = &types {
+                types.write(i, type_id);
+            }
+            if let Some(variables) = &variables {
+                variables.write(
+                    i,
+                    entry.leaf.as_variable().map_or(std::ptr::null_mut(), |v| {
+                        if retain {
+                            nnx_variable::into_raw(Arc::clone(v))
+                        } else {
+                            Arc::as_ptr(v).cast_mut().cast()
+                        }
+                    }),
+                );
+            }
+            if let Some(arrays) = &arrays {
+                arrays.write(
+                    i,
+                    entry.leaf.as_array().map_or(std::ptr::null_mut(), |a| {
+                        if retain {
+                            nnx_array::into_raw(Arc::clone(a))
+                        } else {
+                            Arc::as_ptr(a).cast_mut().cast()
+                        }
+                    }),
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Reads the paths of entries `start .. start + count` in one call: all
+/// their keys, one path after the other, into `out_keys`, and where each
+/// path starts into `out_key_offsets`.
+///
+/// - `out_key_offsets`: required, room for `count + 1` elements. Receives
+///   `0` and then the running total of path lengths, so the path of entry
+///   `start + i` is `out_keys[out_key_offsets[i] .. out_key_offsets[i + 1]]`
+///   and `out_key_offsets[count]` is the number of keys.
+/// - `out_keys`: room for `keys_capacity` keys; or NULL to write the offsets
+///   only (`keys_capacity` is then ignored), which tells how much room the
+///   keys need. The keys written are self-contained: a string key's `str`
+///   is the interned, NUL-terminated text, valid for the life of the
+///   process (also after `flat` is freed).
+///
+/// All outputs are written on success only; the read is atomic, as in
+/// `nnx_flat_leaves`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (flat, out_key_offsets),
+/// `NNX_ERR_INDEX_OUT_OF_RANGE` (`start + count` past the end),
+/// `NNX_ERR_INVALID_ARGUMENT` (`keys_capacity` smaller than the number of
+/// keys; the message names both). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_flat_paths(
+    flat: *const nnx_flat,
+    start: usize,
+    count: usize,
+    out_key_offsets: *mut usize,
+    out_keys: *mut nnx_key,
+    keys_capacity: usize,
+) -> nnx_status {
+    boundary(|| {
+        let Some(offsets_len) = count.checked_add(1) else {
+            fail!(NNX_ERR_INVALID_ARGUMENT, "count {count} is too large");
+        };
+        let offsets = OutArray::required(out_key_offsets, offsets_len, "out_key_offsets")?;
+        let keys = OutArray::optional(out_keys, keys_capacity, "out_keys")?;
+        // SAFETY: `flat` is a handle argument.
+        let flat = unsafe { arg(flat, "flat") }?;
+        let entries = flat.entries.read().unwrap_or_else(|p| p.into_inner());
+        let range = entry_range(entries.len(), start, count)?;
+        let entries = &entries[range];
+        let needed: usize = entries.iter().map(|e| e.path.len()).sum();
+        if keys.is_some() && needed > keys_capacity {
+            fail!(
+                NNX_ERR_INVALID_ARGUMENT,
+                "keys_capacity {keys_capacity} is less than the {needed} keys of the paths of \
+                 entries {start}..{}",
+                start + count
+            );
+        }
+        let mut at = 0;
+        offsets.write(0, 0);
+        for (i, entry) in entries.iter().enumerate() {
+            if let Some(keys) = &keys {
+                for (j, key) in entry.path.iter().enumerate() {
+                    keys.write(at + j, key_to_c(key));
+                }
+            }
+            at += entry.path.len();
+            offsets.write(i + 1, at);
+        }
+        Ok(())
+    })
+}
+
+/// Appends `count` entries in one call, all or none. Entry `i` has the path
+/// `keys[key_offsets[i] .. key_offsets[i + 1]]` and, as its leaf, either
+/// `variables[i]` or `arrays[i]`: exactly one of the two is non-NULL. The
+/// list takes its own reference to every leaf.
+///
+/// - `key_offsets`: `count + 1` non-decreasing offsets into `keys`, borrowed
+///   for the call; every path must be non-empty
+///   (`key_offsets[i] < key_offsets[i + 1]`). NULL allowed when `count` is 0.
+/// - `keys`: at least `key_offsets[count]` keys, borrowed for the call;
+///   copied. NULL allowed when there are none.
+/// - `variables`, `arrays`: `count` handles each, borrowed for the call; NULL
+///   for the whole array when no entry has a leaf of that kind.
+///
+/// On failure nothing is appended, and the message names the first bad
+/// entry by its index.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (flat, key_offsets, keys, a NULL string
+/// key with a length, an entry with neither a variable nor an array),
+/// `NNX_ERR_INVALID_ARGUMENT` (decreasing offsets, an empty path, an entry
+/// with both a variable and an array, a bad key kind),
+/// `NNX_ERR_INVALID_UTF8`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_flat_push_many(
+    flat: *mut nnx_flat,
+    count: usize,
+    key_offsets: *const usize,
+    keys: *const nnx_key,
+    variables: *const *const nnx_variable,
+    arrays: *const *const nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        let Some(offsets_len) = count.checked_add(1) else {
+            fail!(NNX_ERR_INVALID_ARGUMENT, "count {count} is too large");
+        };
+        // SAFETY: handle and array arguments, each of the length the
+        // header states.
+        let (flat, offsets, variables, arrays) = unsafe {
+            (
+                arg(flat, "flat")?,
+                if count == 0 {
+                    &[][..]
+                } else {
+                    slice(key_offsets, offsets_len, "key_offsets")?
+                },
+                optional_slice(variables, count, "variables"),
+                optional_slice(arrays, count, "arrays"),
+            )
+        };
+        let (variables, arrays) = (variables?, arrays?);
+        for i in 0..count {
+            if offsets[i] > offsets[i + 1] {
+                fail!(
+                    NNX_ERR_INVALID_ARGUMENT,
+                    "key_offsets must not decrease: key_offsets[{i}] = {} > key_offsets[{}] = {}",
+                    offsets[i],
+                    i + 1,
+                    offsets[i + 1]
+                );
+            }
+        }
+        let total = offsets.last().copied().unwrap_or(0);
+        // SAFETY: `keys` holds `key_offsets[count]` keys by the contract.
+        let keys = unsafe { slice(keys, total, "keys") }?;
+
+        // Keys repeat from entry to entry (`layers`, `attn`, ...): each
+        // distinct C key is converted (and its text interned) once a call,
+        // and a key equal to the previous path's key at the same depth
+        // (same kind, same bytes at the same address: the caller's memory
+        // does not change during the call) is taken from there.
+        let mut seen: HashMap<(*const std::ffi::c_char, usize), Key> = HashMap::new();
+        let mut previous: Vec<(nnx_key, Key)> = Vec::new();
+        let mut convert = |depth: usize, c: &nnx_key| -> FfiResult<Key> {
+            if let Some((p, key)) = previous.get(depth) {
+                if p.kind == c.kind
+                    && p.str == c.str
+                    && p.str_len == c.str_len
+                    && p.int_value == c.int_value
+                {
+                    return Ok(*key);
+                }
+            }
+            let key = if c.kind != NNX_KEY_STR {
+                // SAFETY: not a string key, so no bytes are read.
+                unsafe { key_from_c(c) }?
+            } else if let Some(key) = seen.get(&(c.str, c.str_len)) {
+                *key
+            } else {
+                // SAFETY: a key of the caller's `keys`, valid for the call.
+                let key = unsafe { key_from_c(c) }?;
+                seen.insert((c.str, c.str_len), key);
+                key
+            };
+            previous.truncate(depth);
+            previous.push((*c, key));
+            Ok(key)
+        };
+        let mut new_entries = Vec::with_capacity(count);
+        for i in 0..count {
+            let at = |e: FfiError| {
+                FfiError::new(e.status, format!("entry {i} of {count}: {}", e.message))
+            };
+            let c_path = &keys[offsets[i]..offsets[i + 1]];
+            if c_path.is_empty() {
+                return Err(at(FfiError::new(
+                    nnx_status::NNX_ERR_INVALID_ARGUMENT,
+                    "a flat entry needs a non-empty path",
+                )));
+            }
+            let path = c_path
+                .iter()
+                .enumerate()
+                .map(|(depth, c)| convert(depth, c))
+                .collect::<FfiResult<Vec<Key>>>()
+                .map_err(at)?;
+            let variable = variables.map_or(std::ptr::null(), |v| v[i]);
+            let array = arrays.map_or(std::ptr::null(), |a| a[i]);
+            // SAFETY: non-NULL elements are handle arguments; the list keeps
+            // the counts taken.
+            let leaf = unsafe {
+                match (variable.is_null(), array.is_null()) {
+                    (false, true) => Leaf::Variable(nnx_variable::to_arc(variable, "variable")?),
+                    (true, false) => Leaf::Array(nnx_array::to_arc(array, "array")?),
+                    (true, true) => {
+                        return Err(at(FfiError::new(
+                            nnx_status::NNX_ERR_NULL_ARGUMENT,
+                            "its leaf is NULL both in `variables` and in `arrays`",
+                        )))
+                    }
+                    (false, false) => {
+                        return Err(at(FfiError::new(
+                            nnx_status::NNX_ERR_INVALID_ARGUMENT,
+                            "it has both a variable and an array; give one leaf per entry",
+                        )))
+                    }
+                }
+            };
+            new_entries.push(Entry::new(path, leaf));
+        }
+        flat.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(new_entries);
+        Ok(())
+    })
+}
+
+/// Borrows an optional array of `len` handles: NULL gives `None`.
+///
+/// # Safety
+/// A non-null `ptr` must point to `len` elements valid for the call.
+unsafe fn optional_slice<'a, T>(
+    ptr: *const T,
+    len: usize,
+    name: &str,
+) -> FfiResult<Option<&'a [T]>> {
+    if ptr.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: by this function's contract.
+    unsafe { slice(ptr, len, name) }.map(Some)
 }
 
 /// NNX's `from_flat_state`: a new state from the list's (path, leaf) pairs,
