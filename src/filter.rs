@@ -87,7 +87,7 @@ impl Filter {
         Ok(match self {
             Filter::OfType(t) => {
                 let table = registry.subtype_table(*t)?;
-                let mask = (0..LeafTypes::ARRAY)
+                let mask = (0..LeafTypes::OVERFLOW)
                     .filter(|&i| table.get(i as usize).copied().unwrap_or(false))
                     .fold(0u64, |mask, i| mask | 1 << i);
                 Matcher::OfType { table, mask }

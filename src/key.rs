@@ -20,7 +20,7 @@ use crate::error::{bail, Result};
 /// operations' per-leaf bookkeeping small; the price is that a process that
 /// makes unboundedly many distinct key texts keeps them all.
 #[derive(Clone, Copy)]
-pub struct KeyStr(&'static str);
+pub struct KeyStr(&'static &'static str);
 
 /// The interned texts, each with its NUL terminator. A B-tree rather than a
 /// hash set: its nodes are held by pointers to their start, so leak checkers
@@ -30,7 +30,7 @@ static INTERNED: LazyLock<RwLock<BTreeSet<Interned>>> = LazyLock::new(Default::d
 /// An interned text with its NUL, looked up by the text alone: its `Ord`
 /// and `Eq` are those of the text, as `Borrow<str>` requires.
 #[derive(Clone, Copy)]
-struct Interned(&'static str);
+struct Interned(&'static &'static str);
 
 impl Borrow<str> for Interned {
     fn borrow(&self) -> &str {
@@ -64,9 +64,12 @@ impl KeyStr {
         if let Some(found) = set.get(text) {
             return KeyStr(found.0);
         }
+        // A thin pointer to the text's (fat) reference keeps a key two words
+        // long, which is most of a node entry.
         let with_nul: &'static str = Box::leak(format!("{text}\0").into_boxed_str());
-        set.insert(Interned(with_nul));
-        KeyStr(with_nul)
+        let thin: &'static &'static str = Box::leak(Box::new(with_nul));
+        set.insert(Interned(thin));
+        KeyStr(thin)
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -76,7 +79,7 @@ impl KeyStr {
     /// The text followed by its NUL terminator, valid for the life of the
     /// process.
     pub fn as_bytes_with_nul(&self) -> &'static [u8] {
-        self.0.as_bytes()
+        (*self.0).as_bytes()
     }
 }
 
@@ -89,7 +92,7 @@ impl PartialEq for KeyStr {
 impl Eq for KeyStr {}
 impl std::hash::Hash for KeyStr {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        (self.0.as_ptr() as usize).hash(state)
+        (std::ptr::from_ref(self.0) as usize).hash(state)
     }
 }
 impl fmt::Debug for KeyStr {

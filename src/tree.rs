@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use indexmap::IndexMap;
 use rustc_hash::FxHasher;
+use smallvec::SmallVec;
 
 use crate::array::Array;
 use crate::key::Key;
@@ -23,23 +24,32 @@ type Index = IndexMap<Key, Child, BuildHasherDefault<FxHasher>>;
 /// table's allocation.
 const SMALL: usize = 8;
 
+/// How many entries a node holds inline, in its own allocation: enough for
+/// the usual module (a linear layer's kernel and bias, a norm's scale, bias,
+/// mean and variance, attention's four projections). Building one output
+/// node is then one allocation, not two, and walking it one memory access
+/// fewer.
+const INLINE: usize = 4;
+
+type SmallEntries = SmallVec<[(Key, Child); INLINE]>;
+
 /// A node's entries in insertion order.
 #[derive(Clone, Debug)]
 enum Entries {
-    Small(Vec<(Key, Child)>),
+    Small(SmallEntries),
     Large(Box<Index>),
 }
 
 impl Default for Entries {
     fn default() -> Self {
-        Entries::Small(Vec::new())
+        Entries::Small(SmallEntries::new())
     }
 }
 
 impl Entries {
     fn with_capacity(capacity: usize) -> Entries {
         if capacity <= SMALL {
-            Entries::Small(Vec::with_capacity(capacity))
+            Entries::Small(SmallEntries::with_capacity(capacity))
         } else {
             Entries::Large(Box::new(Index::with_capacity_and_hasher(
                 capacity,
@@ -225,8 +235,6 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Node {
     entries: Entries,
-    /// Whether the keys are in ascending order, so sorted walks need not sort.
-    sorted: bool,
     /// What is below, kept up to date by every change (see [`Summary`]), so
     /// that operations can place or share a whole subtree without a walk.
     summary: Summary,
@@ -249,6 +257,9 @@ struct Summary {
     types: LeafTypes,
     /// The number of leaves below, exactly.
     leaves: u64,
+    /// Whether this node's keys are in ascending order, so sorted walks
+    /// need not sort.
+    sorted: bool,
     /// Keys in order here and at every level below. With `no_empty`, the
     /// form filter outputs take (see [`canonical`]), so an output can share
     /// this node as is. Like `no_empty`, it may be false when it is true
@@ -260,11 +271,9 @@ struct Summary {
 
 impl Summary {
     const EMPTY: Summary = Summary {
-        types: LeafTypes {
-            bits: 0,
-            overflow: false,
-        },
+        types: LeafTypes { bits: 0 },
         leaves: 0,
+        sorted: true,
         sorted_below: true,
         no_empty: true,
     };
@@ -292,6 +301,7 @@ impl Summary {
         Summary {
             types: self.types.union(below.types),
             leaves: self.leaves + below.leaves - before.map_or(0, |b| b.leaves),
+            sorted: self.sorted,
             sorted_below: self.sorted_below && below.sorted_below,
             no_empty: self.no_empty && below.no_empty && below.leaves > 0,
         }
@@ -322,62 +332,55 @@ const PARTITIONS_KEPT: usize = 4;
 /// The other inputs of a merge and its result, held weakly.
 type MergeRecord = (Vec<Weak<Node>>, Weak<Node>);
 
-/// Which kinds of leaves lie below a node: a bit per variable type id below
-/// `LeafTypes::ARRAY` (63), that bit for bare arrays, and `overflow` when some
-/// variable's type id is too large for the set.
+/// Which kinds of leaves lie below a node, in one word: a bit per variable
+/// type id below `LeafTypes::OVERFLOW` (62), that bit when some variable's
+/// type id is too large for the set, and bit `LeafTypes::ARRAY` (63) for
+/// bare arrays.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LeafTypes {
     bits: u64,
-    overflow: bool,
 }
 
 impl LeafTypes {
-    /// The bit that stands for bare arrays; type ids below it have their own.
+    /// The bit that stands for bare arrays.
     pub(crate) const ARRAY: u32 = 63;
+    /// The bit that stands for all type ids from this one up.
+    pub(crate) const OVERFLOW: u32 = 62;
 
     /// The kind of one leaf.
     pub(crate) fn of(leaf: &Leaf) -> LeafTypes {
-        match leaf {
-            Leaf::Array(_) => LeafTypes {
-                bits: 1 << Self::ARRAY,
-                overflow: false,
-            },
-            Leaf::Variable(v) if v.type_id().raw() < Self::ARRAY => LeafTypes {
-                bits: 1 << v.type_id().raw(),
-                overflow: false,
-            },
-            Leaf::Variable(_) => LeafTypes {
-                bits: 0,
-                overflow: true,
-            },
-        }
+        let bit = match leaf {
+            Leaf::Array(_) => Self::ARRAY,
+            Leaf::Variable(v) => v.type_id().raw().min(Self::OVERFLOW),
+        };
+        LeafTypes { bits: 1 << bit }
     }
 
     fn union(self, other: LeafTypes) -> LeafTypes {
         LeafTypes {
             bits: self.bits | other.bits,
-            overflow: self.overflow || other.overflow,
         }
+    }
+
+    fn overflowed(self) -> bool {
+        self.bits & (1 << Self::OVERFLOW) != 0
     }
 
     /// The type ids present (and `LeafTypes::ARRAY` (63) for bare arrays), or
     /// `None` when the set overflowed and cannot tell.
     pub fn members(self) -> Option<impl Iterator<Item = u32>> {
-        if self.overflow {
-            return None;
-        }
-        let bits = self.bits;
+        let bits = self.bits()?;
         Some((0..=Self::ARRAY).filter(move |i| bits & (1 << i) != 0))
     }
 
     pub fn is_empty(self) -> bool {
-        self.bits == 0 && !self.overflow
+        self.bits == 0
     }
 
     /// The set as bits (bit `i` for type id `i`, `ARRAY` for bare arrays),
     /// or `None` when it overflowed and cannot tell.
     pub(crate) fn bits(self) -> Option<u64> {
-        (!self.overflow).then_some(self.bits)
+        (!self.overflowed()).then_some(self.bits)
     }
 }
 
@@ -387,7 +390,6 @@ impl Clone for Node {
     fn clone(&self) -> Self {
         Node {
             entries: self.entries.clone(),
-            sorted: self.sorted,
             summary: self.summary,
             derived: OnceLock::new(),
         }
@@ -408,7 +410,6 @@ impl Node {
     pub fn with_capacity(capacity: usize) -> Node {
         Node {
             entries: Entries::with_capacity(capacity),
-            sorted: true,
             summary: Summary::EMPTY,
             derived: OnceLock::new(),
         }
@@ -486,14 +487,14 @@ impl Node {
         self.summary = summary;
         match &old {
             Some(old) => self.summary.leaves -= Summary::of(old).leaves,
-            None if self.sorted && index > 0 => {
+            None if self.summary.sorted && index > 0 => {
                 let (before, _) = self.entries.get_index(index - 1).expect("index - 1 exists");
                 let (new, _) = self.entries.get_index(index).expect("index exists");
-                self.sorted = before < new;
+                self.summary.sorted = before < new;
             }
             None => {}
         }
-        self.summary.sorted_below &= self.sorted;
+        self.summary.sorted_below &= self.summary.sorted;
         old
     }
 
@@ -523,7 +524,7 @@ impl Node {
     /// the stack; a large one sorts once and keeps the order until it
     /// changes.
     pub fn sorted(&self) -> Sorted<'_> {
-        if self.sorted {
+        if self.summary.sorted {
             return Sorted::InOrder(self.entries.iter());
         }
         let key = |i: usize| self.entries.get_index(i).map(|(k, _)| k);
@@ -647,7 +648,7 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
         return Some(node.clone());
     }
     let mut out = Node::with_capacity(node.len());
-    let mut same = node.sorted;
+    let mut same = node.summary.sorted;
     for (key, child) in node.sorted() {
         match child {
             Child::Leaf(_) => {
