@@ -241,6 +241,10 @@ _decl("nnx_flat_kind", S, H, c_size_t, POINTER(c_uint32))
 _decl("nnx_flat_variable", S, H, c_size_t, PH)
 _decl("nnx_flat_array", S, H, c_size_t, PH)
 _decl("nnx_state_from_flat", S, H, PH)
+# bulk: caller arrays are passed as addresses (numpy's `arr.ctypes.data`)
+_decl("nnx_flat_leaves", S, H, c_size_t, c_size_t, c_bool, c_void_p, c_void_p, c_void_p, c_void_p)
+_decl("nnx_flat_paths", S, H, c_size_t, c_size_t, c_void_p, c_void_p, c_size_t)
+_decl("nnx_flat_push_many", S, H, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p)
 _decl("nnx_flat_free", None, H)
 
 # states

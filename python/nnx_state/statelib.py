@@ -13,8 +13,11 @@ the order in which paths first appear, as NNX does.
 
 from __future__ import annotations
 
+import gc
 import typing as tp
 from collections.abc import Mapping, MutableMapping, Sequence
+from itertools import chain
+from operator import attrgetter
 from ctypes import byref, c_bool, c_size_t, c_uint32, c_void_p, POINTER
 
 import numpy as np
@@ -24,7 +27,14 @@ from . import _keys as K
 from . import _lib as L
 from ._lib import check, lib
 from .filterlib import NativeFilters
-from .variablelib import Variable, indent_lines, variable_repr, wrap_variable
+from .variablelib import (
+    Variable,
+    VariableMeta,
+    indent_lines,
+    variable_repr,
+    wrap_variable,
+    wrap_variables,
+)
 
 __all__ = [
     "State", "FlatState", "to_flat_state", "from_flat_state", "filter_state",
@@ -433,6 +443,10 @@ class FlatState(Sequence):
         return FlatState((item for fs in (flat_state, *flat_states) for item in fs), sort=True)
 
 
+def _addr(arr: np.ndarray) -> int:
+    return arr.ctypes.data
+
+
 def to_flat_state(state) -> FlatState:
     """The ``(path, leaf)`` pairs of a state, sorted by path; empty nested
     states give nothing."""
@@ -440,46 +454,158 @@ def to_flat_state(state) -> FlatState:
     flat = c_void_p()
     check(lib.nnx_state_flatten(state._h, byref(flat)))
     try:
-        n = c_size_t()
-        check(lib.nnx_flat_len(flat, byref(n)))
-        keys_ptr = POINTER(L.nnx_key)()
-        length = c_size_t()
-        kind = c_uint32()
-        leaf = c_void_p()
-        paths, leaves = [], []
-        for i in range(n.value):
-            check(lib.nnx_flat_path(flat, i, byref(keys_ptr), byref(length)))
-            paths.append(K.read_path(keys_ptr, length.value))
-            check(lib.nnx_flat_kind(flat, i, byref(kind)))
-            if kind.value == L.NNX_KIND_VARIABLE:
-                check(lib.nnx_flat_variable(flat, i, byref(leaf)))
-                leaves.append(wrap_variable(leaf.value, owned=False))
-            else:
-                check(lib.nnx_flat_array(flat, i, byref(leaf)))
-                leaves.append(A.borrowed_view(leaf.value))
+        size = c_size_t()
+        check(lib.nnx_flat_len(flat, byref(size)))
+        n = size.value
+        # Paths: the offsets first (they give the number of keys), then
+        # every key in one buffer.
+        offsets = np.empty(n + 1, np.uintp)
+        check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), None, 0))
+        keys = np.empty(int(offsets[n]), K.KEY_DTYPE)
+        check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), _addr(keys), len(keys)))
+        # Leaves, borrowed from the list.
+        kinds = np.empty(n, np.uint32)
+        types = np.empty(n, np.uint32)
+        variables = np.empty(n, np.uintp)
+        arrays = np.empty(n, np.uintp)
+        check(lib.nnx_flat_leaves(
+            flat, 0, n, False, _addr(kinds), _addr(types), _addr(variables), _addr(arrays)
+        ))
+        # Making a Python object or two per leaf would run the cyclic
+        # garbage collector every 700 of them, each run scanning what the
+        # earlier ones made: pause it for the build (none of these objects
+        # is garbage), and leave the young generation to its next run.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            paths, leaves = _flat_objects(flat, n, keys, offsets, kinds, types, variables, arrays)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
     finally:
         lib.nnx_flat_free(flat)
-    return FlatState.from_sorted_keys_values(tuple(paths), leaves)
+    out = object.__new__(FlatState)
+    out._keys = tuple(paths)
+    out._values = leaves
+    return out
+
+
+def _flat_objects(flat, n, keys, offsets, kinds, types, variables, arrays) -> tuple[list, list]:
+    """The path tuples and leaf objects of what nnx_flat_paths and
+    nnx_flat_leaves (borrowed) read from ``flat``."""
+    paths = K.paths_from_buffer(keys, offsets)
+    is_var = kinds == L.NNX_KIND_VARIABLE
+    if is_var.all():
+        positions = None
+        var_ptrs, var_types = variables.tolist(), types.tolist()
+    else:
+        positions = np.flatnonzero(is_var)
+        var_ptrs, var_types = variables[positions].tolist(), types[positions].tolist()
+        positions = positions.tolist()
+    scratch = np.empty(n, np.uintp)
+
+    def retain(a: int, b: int) -> None:
+        # A new reference to each variable of entries a..b (as positions
+        # in var_ptrs): the same handles again, now owned by us.
+        start = a if positions is None else positions[a]
+        stop = b if positions is None else positions[b - 1] + 1
+        check(lib.nnx_flat_leaves(flat, start, stop - start, True, None, None, _addr(scratch), None))
+
+    var_objs = wrap_variables(var_ptrs, var_types, retain)
+    if positions is None:
+        leaves = var_objs
+    else:
+        leaves = [None] * n
+        for i, obj in zip(positions, var_objs):
+            leaves[i] = obj
+        for i in np.flatnonzero(~is_var).tolist():
+            leaves[i] = A.borrowed_view(int(arrays[i]))
+    return paths, leaves
+
+
+def _split_items(flat_state) -> tuple[list, list]:
+    """(paths as tuples, leaves) of ``(path, leaf)`` pairs or a mapping."""
+    if isinstance(flat_state, FlatState):
+        return list(flat_state._keys), list(flat_state._values)
+    if isinstance(flat_state, Mapping):
+        return list(map(tuple, flat_state.keys())), list(flat_state.values())
+    paths, leaves = [], []
+    add_path, add_leaf = paths.append, leaves.append
+    for path, leaf in flat_state:
+        add_path(path)
+        add_leaf(leaf)
+    return list(map(tuple, paths)), leaves
+
+
+def _push_one_by_one(flat, paths: list, leaves: list) -> None:
+    """Pushes entry by entry, raising the error of the first bad entry (a
+    bad key, an empty path, a value that is no array)."""
+    for path, leaf in zip(paths, leaves):
+        keys, n, keep = K.path_arg(path)
+        if isinstance(leaf, Variable):
+            check(lib.nnx_flat_push_variable(flat, keys, n, leaf._ptr), what=f"path {path!r}")
+        else:
+            array = A.to_native(leaf)
+            try:
+                check(lib.nnx_flat_push_array(flat, keys, n, array), what=f"path {path!r}")
+            finally:
+                lib.nnx_array_release(array)
+
+
+def _push_all(flat, paths: list, leaves: list) -> bool:
+    """Pushes every entry with one call (nnx_flat_push_many); False, having
+    pushed nothing, when some key or path needs the entry-by-entry route."""
+    n = len(paths)
+    lengths = np.fromiter(map(len, paths), np.uintp, n)
+    if n and not lengths.all():
+        return False  # an empty path: fails entry by entry, naming it
+    flat_keys = list(chain.from_iterable(paths))
+    if not set(map(type, flat_keys)) <= _PLAIN_KEY_TYPES:
+        return False  # bools, numpy ints, str subclasses: checked one by one
+    encoded = K.encode_flat_keys(flat_keys)
+    if encoded is None:
+        return False
+    keys, keep = encoded
+    offsets = np.zeros(n + 1, np.uintp)
+    np.cumsum(lengths, out=offsets[1:])
+    leaf_types = set(map(type, leaves))
+    if all(isinstance(t, VariableMeta) for t in leaf_types):
+        variables = np.fromiter(map(_ptr_of, leaves), np.uintp, n)
+        check(lib.nnx_flat_push_many(flat, n, _addr(offsets), _addr(keys), _addr(variables), None))
+        return True
+    variables = np.zeros(n, np.uintp)
+    arrays = np.zeros(n, np.uintp)
+    made: list = []
+    try:
+        for i, leaf in enumerate(leaves):
+            if isinstance(type(leaf), VariableMeta):
+                variables[i] = leaf._ptr
+            else:
+                array = A.to_native(leaf)
+                made.append(array)
+                arrays[i] = array
+        check(lib.nnx_flat_push_many(
+            flat, n, _addr(offsets), _addr(keys), _addr(variables), _addr(arrays)
+        ))
+    finally:
+        for array in made:
+            lib.nnx_array_release(array)
+    return True
+
+
+_PLAIN_KEY_TYPES = {str, int}
+_ptr_of = attrgetter("_ptr")
 
 
 def from_flat_state(flat_state, *, cls=State) -> State:
     """A state from ``(path, leaf)`` pairs (or a ``{path: leaf}`` mapping), in
     order; a repeated path keeps its first position and its last leaf."""
-    items = flat_state.items() if isinstance(flat_state, Mapping) else flat_state
+    paths, leaves = _split_items(flat_state)
     flat = c_void_p()
     check(lib.nnx_flat_new(byref(flat)))
     try:
-        for path, leaf in items:
-            path = tuple(path)
-            keys, n, keep = K.path_arg(path)
-            if isinstance(leaf, Variable):
-                check(lib.nnx_flat_push_variable(flat, keys, n, leaf._ptr), what=f"path {path!r}")
-            else:
-                array = A.to_native(leaf)
-                try:
-                    check(lib.nnx_flat_push_array(flat, keys, n, array), what=f"path {path!r}")
-                finally:
-                    lib.nnx_array_release(array)
+        if not _push_all(flat, paths, leaves):
+            _push_one_by_one(flat, paths, leaves)
         out = c_void_p()
         check(lib.nnx_state_from_flat(flat, byref(out)))
     finally:

@@ -17,7 +17,9 @@ native ``nnx_variable`` handles.
 from __future__ import annotations
 
 import weakref
+from collections import deque
 from ctypes import byref, c_bool, c_double, c_int64, c_size_t, c_uint32, c_void_p
+from itertools import repeat
 
 import numpy as np
 
@@ -151,6 +153,7 @@ class _LiveRef(weakref.ref):
 
 
 _live: dict[int, _LiveRef] = {}
+_set_ref_ptr = _LiveRef.ptr.__set__
 
 
 def _on_dead(
@@ -197,6 +200,70 @@ def wrap_variable(ptr: int, *, owned: bool) -> "Variable":
     obj = object.__new__(cls)
     _adopt(obj, ptr)
     return obj
+
+
+def wrap_variables(ptrs: list, type_ids: list, retain) -> list:
+    """The Python objects for many borrowed native variables at once, as
+    ``[wrap_variable(p, owned=False) for p in ptrs]`` gives them, with the
+    per-object work done by C-level loops.
+
+    ``type_ids[i]`` is the native type of ``ptrs[i]``. ``retain(a, b)`` must
+    take one new native reference for each of ``ptrs[a:b]`` (one call for a
+    run of variables that get new objects)."""
+    n = len(ptrs)
+    if not n:
+        return []
+    refs = list(map(_live.get, ptrs))
+    if any(refs):
+        objs = [None if r is None else r() for r in refs]
+    else:
+        objs = None
+    unique = n == len(set(ptrs))
+    if objs is None and unique:
+        need = None  # every one gets a new object: one run
+        retain(0, n)
+    else:
+        # New objects for the first occurrence of each variable without one;
+        # later occurrences get the same object.
+        if objs is None:
+            objs = [None] * n
+        firsts: dict = {}
+        need = []
+        for i, (p, o) in enumerate(zip(ptrs, objs)):
+            if o is None and firsts.setdefault(p, i) == i:
+                need.append(i)
+        run_start = prev = None
+        for i in need:
+            if run_start is None:
+                run_start = i
+            elif i != prev + 1:
+                retain(run_start, prev + 1)
+                run_start = i
+            prev = i
+        if run_start is not None:
+            retain(run_start, prev + 1)
+    if need is None:
+        new_ptrs, new_types = ptrs, type_ids
+    else:
+        new_ptrs = [ptrs[i] for i in need]
+        new_types = [type_ids[i] for i in need]
+    for tid in set(new_types):
+        if tid not in _classes:
+            class_for_type(tid)
+    new_objs = list(map(object.__new__, map(_classes.__getitem__, new_types)))
+    new_refs = list(map(_LiveRef, new_objs, repeat(_on_dead, len(new_objs))))
+    deque(map(_set_ptr, new_objs, new_ptrs), maxlen=0)
+    deque(map(_set_ref_ptr, new_refs, new_ptrs), maxlen=0)
+    _live.update(zip(new_ptrs, new_refs))
+    if need is None:
+        return new_objs
+    for i, o in zip(need, new_objs):
+        objs[i] = o
+    if not unique:
+        for i, p in enumerate(ptrs):
+            if objs[i] is None:
+                objs[i] = objs[firsts[p]]
+    return objs
 
 
 def new_variable(cls: type, array: int | None) -> "Variable":
@@ -864,6 +931,11 @@ def _unpickle_variable(chain, value, metadata):
 
 
 _classes[Variable._type_id] = Variable
+
+
+# Writes the `_ptr` slot directly (what `_adopt` does through
+# `object.__setattr__`), for the bulk path of `wrap_variables`.
+_set_ptr = Variable.__dict__["_ptr"].__set__
 
 
 class Param(Variable):

@@ -1,0 +1,176 @@
+"""to_flat_state / from_flat_state go through the bulk C functions
+(nnx_flat_paths, nnx_flat_leaves, nnx_flat_push_many): the results are the
+ones the entry-by-entry route gives, on the cases where a bulk route could
+differ (shared variables, live objects, bare arrays, paths of different
+lengths, odd keys, errors)."""
+
+from __future__ import annotations
+
+import gc
+
+import numpy as np
+import pytest
+
+import nnx_state as nnx
+from nnx_state import statelib, variablelib
+
+
+def entry_by_entry(state):
+    """The flat state, read with one C call per entry (the reference)."""
+    out = []
+    for path, leaf in statelib.FlatState(_walk(state, ()), sort=True):
+        out.append((path, leaf))
+    return out
+
+
+def _walk(node, prefix):
+    for key in node:
+        value = node[key]
+        if isinstance(value, nnx.State):
+            yield from _walk(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def model(layers=3):
+    items = []
+    for i in range(layers):
+        for group, name, cls in (("attn", "q", nnx.Param), ("norm", "mean", nnx.BatchStat), ("cache", "k", nnx.Cache)):
+            items.append((("layers", i, group, name), cls(np.full(2, i, np.float32))))
+    return nnx.from_flat_state(items)
+
+
+def test_paths_order_and_objects_match_the_reference():
+    state = model()
+    state["top"] = nnx.Param(np.ones(1))
+    state["bare"] = np.arange(3.0)
+    state["deep"] = {"a": {"b": {"c": {"d": nnx.Intermediate(np.zeros(1))}}}}
+    state[7] = nnx.Variable(np.zeros(1))
+    flat = nnx.to_flat_state(state)
+    ref = entry_by_entry(state)
+    assert list(flat.paths) == [p for p, _ in ref]
+    for (path, leaf), (_, want) in zip(flat, ref):
+        if isinstance(want, nnx.Variable):
+            assert leaf is want, path  # the live object comes back
+            assert type(leaf) is type(want)
+        else:
+            assert isinstance(leaf, np.ndarray)
+            np.testing.assert_array_equal(leaf, want)
+    assert flat.paths[0] == (7,)  # ints before strings
+    assert isinstance(flat.paths, tuple) and isinstance(flat.leaves, list)
+
+
+def test_a_variable_at_two_paths_is_one_object():
+    v = nnx.Param(np.zeros(2))
+    w = nnx.BatchStat(np.ones(2))
+    state = nnx.State({"a": v, "b": {"c": v, "d": w}, "e": w})
+    ptrs = (v._ptr, w._ptr)
+    del v, w
+    gc.collect()
+    before = variablelib.live_count()
+    flat = nnx.to_flat_state(state)
+    leaves = dict(flat)
+    assert leaves[("a",)] is leaves[("b", "c")]
+    assert leaves[("b", "d")] is leaves[("e",)]
+    assert (leaves[("a",)]._ptr, leaves[("e",)]._ptr) == ptrs
+    assert variablelib.live_count() == before + 2
+    # Dropping them gives the references back: the state still works.
+    del flat, leaves
+    gc.collect()
+    assert variablelib.live_count() == before
+    again = nnx.to_flat_state(state)
+    assert type(dict(again)[("a",)]) is nnx.Param
+
+
+def test_some_objects_live_others_new():
+    state = model(4)
+    flat = nnx.to_flat_state(state)
+    keep = flat.leaves[::3]  # every third object stays alive
+    del flat
+    gc.collect()
+    again = nnx.to_flat_state(state)
+    for obj in keep:
+        assert any(obj is leaf for leaf in again.leaves)
+    assert len({id(x) for x in again.leaves}) == len(again.leaves)
+    third = nnx.to_flat_state(state)
+    assert all(a is b for a, b in zip(again.leaves, third.leaves))
+
+
+def test_types_registered_elsewhere_get_classes():
+    special = nnx.variable_type("BulkSpecial", nnx.Param)
+    state = nnx.State({"x": special(np.zeros(1)), "y": nnx.Param(np.zeros(1))})
+    gc.collect()
+    flat = nnx.to_flat_state(state)
+    assert type(flat.leaves[0]) is special
+    assert isinstance(flat.leaves[0], nnx.Param)
+
+
+def test_empty_and_array_only_states():
+    assert list(nnx.to_flat_state(nnx.State())) == []
+    assert list(nnx.to_flat_state(nnx.State({"a": {}}))) == []
+    flat = nnx.to_flat_state(nnx.State({"a": np.ones(2), "b": {"c": np.zeros(1)}}))
+    assert flat.paths == (("a",), ("b", "c"))
+    assert all(isinstance(x, np.ndarray) for x in flat.leaves)
+
+
+def test_keys_of_every_kind_round_trip():
+    odd = ["", "é", "a/b", "0", "with\0nul", "🙂"]
+    items = [((k, -1, 2**63 - 1, -(2**63)), nnx.Param(np.zeros(1))) for k in odd]
+    state = nnx.from_flat_state(items)
+    flat = nnx.to_flat_state(state)
+    assert sorted(flat.paths, key=statelib._path_sort_key) == list(flat.paths)
+    assert set(flat.paths) == {p for p, _ in items}
+    assert all(type(k) in (str, int) for p in flat.paths for k in p)
+
+
+def test_from_flat_state_keeps_order_duplicates_and_identity():
+    a, b, c = nnx.Param(np.zeros(1)), nnx.Cache(np.ones(1)), nnx.BatchStat(np.ones(2))
+    items = [(("z", 1), a), (("a",), b), (("z", 1), c), (["m", "n"], np.arange(2.0))]
+    state = nnx.from_flat_state(items)
+    assert list(state) == ["z", "a", "m"]
+    assert state["z"][1] is c  # the later leaf, at the first position
+    assert state["a"] is b
+    np.testing.assert_array_equal(state["m"]["n"], np.arange(2.0))
+    # A mapping and a FlatState give the same.
+    assert nnx.from_flat_state({("x", 0): a})["x"][0] is a
+    flat = nnx.to_flat_state(state)
+    again = nnx.from_flat_state(flat)
+    pairs = list(zip(nnx.to_flat_state(again).leaves, flat.leaves))
+    assert all(x is y for x, y in pairs if isinstance(y, nnx.Variable))
+
+
+@pytest.mark.parametrize(
+    "items, error",
+    [
+        ([(("a", True), nnx.Param(np.zeros(1)))], TypeError),
+        ([(("a", 1.0), nnx.Param(np.zeros(1)))], TypeError),
+        ([(("a", 2**63), nnx.Param(np.zeros(1)))], OverflowError),
+        ([((), nnx.Param(np.zeros(1)))], ValueError),
+        ([(("a",), "not an array")], TypeError),
+        ([(("a", "\ud800"), nnx.Param(np.zeros(1)))], UnicodeEncodeError),
+    ],
+)
+def test_from_flat_state_errors_are_the_usual_ones(items, error):
+    with pytest.raises(error):
+        nnx.from_flat_state([((("ok",)), nnx.Param(np.zeros(1)))] + items)
+
+
+def test_from_flat_state_accepts_int_like_and_str_subclass_keys():
+    class S(str):
+        pass
+
+    state = nnx.from_flat_state([((S("a"), np.int64(3)), nnx.Param(np.zeros(1)))])
+    assert nnx.to_flat_state(state).paths == (("a", 3),)
+
+
+def test_the_garbage_collector_is_left_as_it_was():
+    state = model()
+    assert gc.isenabled()
+    nnx.to_flat_state(state)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        nnx.to_flat_state(state)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
