@@ -329,14 +329,53 @@ fn unflatten(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Node {
 /// `from_flat_state`: a tree from (path, leaf) pairs. On a repeated path the
 /// later leaf wins at the first one's position, as in a Python dict.
 pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<Node> {
-    let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::new();
+    let pairs: Vec<(Vec<Key>, Leaf)> = pairs.into_iter().collect();
+    if pairs.iter().any(|(path, _)| path.is_empty()) {
+        bail!(InvalidArgument, "a flat entry has an empty path");
+    }
+    // Flat states are nearly always grouped (every subtree's paths next to
+    // each other, as `to_flat_state` and a model's walk give them) and free
+    // of repeats: then the tree is built in one pass, bottom up. Otherwise
+    // the dictionary semantics take the general route.
+    if let Some(node) = build_grouped(&pairs, 0) {
+        return Ok(node);
+    }
+    let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::with_capacity(pairs.len());
     for (path, leaf) in pairs {
-        if path.is_empty() {
-            bail!(InvalidArgument, "a flat entry has an empty path");
-        }
         flat.insert(path, leaf);
     }
     Ok(unflatten(flat))
+}
+
+/// The node made of `pairs`, whose paths agree before `depth`, if the
+/// paths with the same key at `depth` are next to each other and no path is
+/// repeated or runs through another's leaf.
+fn build_grouped(pairs: &[(Vec<Key>, Leaf)], depth: usize) -> Option<Node> {
+    let mut node = Node::new();
+    let mut rest = pairs;
+    while let Some(((path, leaf), others)) = rest.split_first() {
+        // A path that ends above `depth`: a leaf where a subtree is too.
+        let key = *path.get(depth)?;
+        let run = 1 + others
+            .iter()
+            .position(|(p, _)| p.get(depth) != Some(&key))
+            .unwrap_or(others.len());
+        let (group, after) = rest.split_at(run);
+        let child = if path.len() == depth + 1 {
+            if run > 1 {
+                return None; // repeated, or a leaf and then paths through it
+            }
+            Child::Leaf(leaf.clone())
+        } else {
+            Child::Node(Arc::new(build_grouped(group, depth + 1)?))
+        };
+        if node.get(&key).is_some() {
+            return None; // the key's paths are not all together
+        }
+        node.insert(key, child);
+        rest = after;
+    }
+    Some(node)
 }
 
 /// `diff(a, b)`: the leaves of `a` whose path is not a leaf path of `b`.
@@ -428,4 +467,44 @@ fn deep_copy_node(node: &Node, copies: &mut HashMap<usize, Leaf>) -> Result<Node
         out.insert(*key, copied);
     }
     Ok(out)
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf() -> Leaf {
+        Leaf::Array(Arc::new(
+            crate::array::Array::from_slice(&[1], &[0.0f32]).unwrap(),
+        ))
+    }
+
+    fn path(text: &str) -> Vec<Key> {
+        crate::key::parse_path(text).unwrap()
+    }
+
+    /// The one-pass build of grouped flat states agrees with the dictionary
+    /// route, and hands over to it for the inputs it cannot take.
+    #[test]
+    fn from_flat_takes_grouped_input_in_one_pass_and_the_rest_as_a_dict() {
+        let cases: &[&[&str]] = &[
+            &["layers/0/a", "layers/0/b", "layers/1/a", "x"],
+            &["b/x", "a", "b/y"],   // b's paths apart
+            &["a/x", "a/x", "b"],   // a repeat
+            &["a/x", "a", "a/x"],   // through a leaf and back
+            &["a", "a/x"],          // a path through a leaf
+            &["a/x/y", "a/x", "c"], // a leaf where a subtree is
+        ];
+        for paths in cases {
+            let pairs: Vec<(Vec<Key>, Leaf)> = paths.iter().map(|p| (path(p), leaf())).collect();
+            let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::new();
+            for (p, l) in pairs.clone() {
+                flat.insert(p, l);
+            }
+            let expected = unflatten(flat);
+            let built = from_flat(pairs.clone()).unwrap();
+            assert!(built.same_as(&expected), "{paths:?}");
+            let grouped = build_grouped(&pairs, 0);
+            assert_eq!(grouped.is_some(), paths == &cases[0], "{paths:?}");
+        }
+    }
 }
