@@ -24,12 +24,13 @@ type Index = IndexMap<Key, Child, BuildHasherDefault<FxHasher>>;
 /// table's allocation.
 const SMALL: usize = 8;
 
-/// How many entries a node holds inline, in its own allocation: enough for
-/// the usual module (a linear layer's kernel and bias, a norm's scale, bias,
-/// mean and variance, attention's four projections). Building one output
-/// node is then one allocation, not two, and walking it one memory access
-/// fewer.
-const INLINE: usize = 4;
+/// How many entries a node holds inline, in its own allocation; more go to
+/// a separate one. Filter and split outputs are mostly nodes of one or two
+/// entries (the part of a module that falls to one output), and building
+/// such a node is then one allocation, not two. Inline room costs every
+/// node its size, used or not: with four slots (a node of 184 bytes) a
+/// split of a model-shaped state was a third slower than with two (120).
+const INLINE: usize = 2;
 
 type SmallEntries = SmallVec<[(Key, Child); INLINE]>;
 
