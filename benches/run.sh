@@ -12,8 +12,10 @@
 #                                 virtual environment target/pyvenv (made from
 #                                 python/requirements-test.txt if missing, as
 #                                 scripts/test.sh does)
+# 4. benches/flat_side_by_side.py to_flat_state and from_flat_state, Flax and
+#                                 the Python package, same venv
 #
-# Takes about four minutes; the memory step needs 1.1 GiB. Run it on a quiet
+# Takes about six minutes; the memory step needs 1.1 GiB. Run it on a quiet
 # machine: the script prints the load first. Everything printed goes to
 # target/bench/run-<date>.log too. Exits 1 when a step fails (the memory
 # check fails when its bound is not met); the other steps still run.
@@ -53,6 +55,9 @@ fi
 if "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt; then
   NNX_STATE_LIB="$PWD/target/release/libnnx_state.so" PYTHONPATH="$PWD/python" \
     "$venv/bin/python" benches/side_by_side.py || failed+=("side_by_side.py")
+  step "python benches/flat_side_by_side.py (target/pyvenv)"
+  NNX_STATE_LIB="$PWD/target/release/libnnx_state.so" PYTHONPATH="$PWD/python" \
+    "$venv/bin/python" benches/flat_side_by_side.py || failed+=("flat_side_by_side.py")
 else
   failed+=("pip install -r python/requirements-test.txt")
 fi
