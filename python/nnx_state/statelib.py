@@ -457,6 +457,8 @@ def to_flat_state(state) -> FlatState:
         size = c_size_t()
         check(lib.nnx_flat_len(flat, byref(size)))
         n = size.value
+        if n == 0:
+            return FlatState.from_sorted_keys_values((), ())
         # Paths: the offsets first (they give the number of keys), then
         # every key in one buffer.
         offsets = np.empty(n + 1, np.uintp)
