@@ -7,6 +7,8 @@
 #                                 1,000 to 1,000,000 leaves, against the floor
 # 2. cargo bench --bench memory   1 GiB of tensors split and merged ten times:
 #                                 growth of resident memory, bytes per leaf
+#    cargo bench --bench cold     where a first call's time goes (call and
+#                                 drop apart, three kinds of fresh input)
 # 3. benches/side_by_side.py      Flax NNX (flax 0.12.8) and the Python package
 #                                 on the same states, interleaved, in the
 #                                 virtual environment target/pyvenv (made from
@@ -46,6 +48,9 @@ cargo bench --bench ops || failed+=("ops")
 
 step "cargo bench --bench memory"
 cargo bench --bench memory || failed+=("memory")
+
+step "cargo bench --bench cold"
+cargo bench --bench cold || failed+=("cold")
 
 step "python benches/side_by_side.py (target/pyvenv)"
 venv=target/pyvenv
