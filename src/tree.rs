@@ -622,6 +622,54 @@ impl Node {
         self.summary.leaves > 0
     }
 
+    /// Checks this node's summary, and those below, against what the
+    /// entries hold: the kinds may be more than those present, the leaf
+    /// count must be exact, and each flag may be false when the property
+    /// holds but not the reverse. For tests and fuzzing.
+    #[doc(hidden)]
+    pub fn check_summary(&self) -> Result<(), String> {
+        self.actual_summary().map(|_| ())
+    }
+
+    /// The summary this node should have (with the kinds actually present),
+    /// once the summaries below are checked.
+    fn actual_summary(&self) -> Result<Summary, String> {
+        let keys: Vec<&Key> = self.keys().collect();
+        let sorted = keys.windows(2).all(|w| w[0] < w[1]);
+        let mut actual = Summary {
+            sorted,
+            sorted_below: sorted,
+            ..Summary::EMPTY
+        };
+        for (key, child) in self.iter() {
+            let below = match child {
+                Child::Node(n) => n.actual_summary().map_err(|e| format!("{key}/{e}"))?,
+                Child::Leaf(_) => Summary::of(child),
+            };
+            actual.types = actual.types.union(below.types);
+            actual.leaves += below.leaves;
+            actual.sorted_below &= below.sorted_below;
+            actual.no_empty &= below.no_empty && below.leaves > 0;
+        }
+        let claimed = self.summary;
+        let problems = [
+            (
+                claimed.types.bits & actual.types.bits != actual.types.bits,
+                "kinds",
+            ),
+            (claimed.leaves != actual.leaves, "leaf count"),
+            (claimed.sorted && !actual.sorted, "sorted"),
+            (claimed.sorted_below && !actual.sorted_below, "sorted below"),
+            (claimed.no_empty && !actual.no_empty, "no empty subtree"),
+        ];
+        match problems.iter().find(|(wrong, _)| *wrong) {
+            Some((_, what)) => Err(format!(
+                ": summary wrong ({what}): {claimed:?}, actual {actual:?}"
+            )),
+            None => Ok(actual),
+        }
+    }
+
     /// Equal structure (same keys in the same order at every level) holding
     /// the very same leaves.
     pub fn same_as(&self, other: &Node) -> bool {

@@ -421,3 +421,114 @@ fn readers_see_whole_mutations_from_other_threads() {
         Entry::Leaf(Leaf::Variable(_))
     ));
 }
+
+/// What every node says of its subtree (kinds, leaf count, sorted, no empty
+/// subtrees) holds after edits of every kind, and split and filter, which
+/// trust it, still agree with a walk of the leaves.
+#[test]
+fn node_summaries_hold_after_every_kind_of_edit() {
+    let check = |what: &str, s: &State| {
+        let node = s.node().unwrap();
+        if let Err(e) = node.check_summary() {
+            panic!("{what}: {e}\n{s:?}");
+        }
+    };
+    let s = model();
+    check("built", &s);
+    let (param, stat) = (
+        Filter::of_type(TypeId::PARAM),
+        Filter::of_type(TypeId::BATCH_STAT),
+    );
+    let edits: Vec<(&str, Box<dyn Fn(&State)>)> = vec![
+        (
+            "set a leaf in a new subtree",
+            Box::new(|s: &State| {
+                s.set_variable(&p("cache/k"), var(TypeId::CACHE, &[0.0]))
+                    .unwrap()
+            }),
+        ),
+        (
+            "replace a leaf by one of another type",
+            Box::new(|s: &State| {
+                s.set_variable(&p("batchnorm/mean"), var(TypeId::PARAM, &[0.0]))
+                    .unwrap()
+            }),
+        ),
+        (
+            "remove a leaf",
+            Box::new(|s: &State| {
+                s.remove(&p("linear/bias")).unwrap();
+            }),
+        ),
+        (
+            "empty a subtree",
+            Box::new(|s: &State| {
+                s.remove(&p("cache/k")).unwrap();
+            }),
+        ),
+        (
+            "set an empty state",
+            Box::new(|s: &State| s.set_state(&p("empty"), &State::new()).unwrap()),
+        ),
+        (
+            "set a state out of order",
+            Box::new(|s: &State| {
+                let other = State::new();
+                other
+                    .set_variable(&p("z"), var(TypeId::PARAM, &[0.0]))
+                    .unwrap();
+                other
+                    .set_variable(&p("a"), var(TypeId::CACHE, &[0.0]))
+                    .unwrap();
+                s.set_state(&p("batchnorm/inner"), &other).unwrap()
+            }),
+        ),
+        (
+            "update through a view",
+            Box::new(|s: &State| {
+                let other = State::new();
+                other
+                    .set_variable(&p("x/y"), var(TypeId::BATCH_STAT, &[0.0]))
+                    .unwrap();
+                let Entry::State(view) = s.get(&p("batchnorm")).unwrap() else {
+                    panic!("batchnorm is a nested state")
+                };
+                view.update(&other).unwrap();
+            }),
+        ),
+    ];
+    for (what, edit) in &edits {
+        edit(&s);
+        check(what, &s);
+        // split and filter place subtrees by these summaries: each leaf goes
+        // where its own type says.
+        let parts = s.filter(&[param.clone(), stat.clone()]).unwrap();
+        for (part, t) in parts.iter().zip([TypeId::PARAM, TypeId::BATCH_STAT]) {
+            check(what, part);
+            for (path, leaf) in part.flatten().unwrap() {
+                let v = leaf.as_variable().unwrap();
+                assert_eq!(v.type_id(), t, "{what}: {path:?}");
+            }
+        }
+        let expected = s
+            .flatten()
+            .unwrap()
+            .iter()
+            .filter(|(_, l)| {
+                matches!(
+                    l.as_variable().map(|v| v.type_id()),
+                    Some(TypeId::PARAM | TypeId::BATCH_STAT)
+                )
+            })
+            .count();
+        assert_eq!(
+            parts[0].num_leaves().unwrap() + parts[1].num_leaves().unwrap(),
+            expected,
+            "{what}"
+        );
+        let merged = State::merge(&parts.iter().collect::<Vec<_>>()).unwrap();
+        check(what, &merged);
+        let flat = State::from_flat(s.flatten().unwrap()).unwrap();
+        check(what, &flat);
+    }
+}

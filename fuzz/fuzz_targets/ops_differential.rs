@@ -746,6 +746,10 @@ impl World {
     // -- comparison ---------------------------------------------------------
 
     fn compare_node(&self, lib: &Node, model: &MNode, at: &mut MPath) -> Result<(), String> {
+        if at.is_empty() {
+            // What each node says of its subtree must hold after every step.
+            lib.check_summary().map_err(|e| format!("summary at {e}"))?;
+        }
         let lib_keys: Vec<MKey> = lib.keys().map(MKey::from_lib).collect();
         let model_keys: Vec<MKey> = model.0.iter().map(|(k, _)| k.clone()).collect();
         if lib_keys != model_keys {
