@@ -439,7 +439,8 @@ fn node_summaries_hold_after_every_kind_of_edit() {
         Filter::of_type(TypeId::PARAM),
         Filter::of_type(TypeId::BATCH_STAT),
     );
-    let edits: Vec<(&str, Box<dyn Fn(&State)>)> = vec![
+    type Edit = Box<dyn Fn(&State)>;
+    let edits: Vec<(&str, Edit)> = vec![
         (
             "set a leaf in a new subtree",
             Box::new(|s: &State| {
