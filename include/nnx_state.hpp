@@ -30,9 +30,10 @@
  * from the filter() or split() call that ran it.
  *
  * Paths are brace lists of keys, each a string or an integer:
- * state.get({"layers", 0, "kernel"}) ({} is the empty path); or an
- * nnx::Path (a std::vector of nnx::Key), as nnx::parse_path("layers/0/kernel")
- * gives.
+ * state.get({"layers", 0, "kernel"}) ({} is the empty path); an nnx::Path
+ * (a std::vector of nnx::Key), as nnx::parse_path("layers/0/kernel")
+ * gives; or, for State, a "/"-separated string, state.get("layers/0/kernel"),
+ * which the library parses (canonical decimal components are int keys).
  *
  * Threads: as the C API. Every object may be used from several threads at
  * once, except that assigning to, moving from or destroying an object while
@@ -1240,6 +1241,86 @@ public:
 
     FlatEntry operator[](std::size_t index) const { return FlatEntry{path(index), leaf(index)}; }
 
+    // Bulk reads: one call for a range of entries [start, start + count),
+    // read atomically (entries another thread pushes meanwhile are wholly in
+    // the range or not in it); NNX_ERR_INDEX_OUT_OF_RANGE past the end. The
+    // forms without arguments read every entry.
+
+    /// The kinds of the entries: NNX_KIND_VARIABLE or NNX_KIND_ARRAY.
+    std::vector<nnx_kind> kinds(std::size_t start, std::size_t count) const {
+        check_range(start, count);
+        std::vector<nnx_kind> out(count);
+        detail::check(nnx_flat_leaves(handle_, start, count, false, out.data(), nullptr, nullptr,
+                                      nullptr));
+        return out;
+    }
+    std::vector<nnx_kind> kinds() const { return kinds(0, size()); }
+
+    /// The variables' type ids; NNX_TYPE_NONE for a bare array.
+    std::vector<nnx_type_id> types(std::size_t start, std::size_t count) const {
+        check_range(start, count);
+        std::vector<nnx_type_id> out(count);
+        detail::check(nnx_flat_leaves(handle_, start, count, false, nullptr, out.data(), nullptr,
+                                      nullptr));
+        return out;
+    }
+    std::vector<nnx_type_id> types() const { return types(0, size()); }
+
+    /// The leaves, each a new reference (the same variables and arrays the
+    /// list holds, not copies).
+    std::vector<Leaf> leaves(std::size_t start, std::size_t count) const {
+        check_range(start, count);
+        std::vector<nnx_variable *> variables(count, nullptr);
+        std::vector<nnx_array *> arrays(count, nullptr);
+        std::vector<Leaf> out;
+        out.reserve(count);  // nothing below throws once the handles are ours
+        detail::check(nnx_flat_leaves(handle_, start, count, true, nullptr, nullptr,
+                                      variables.data(), arrays.data()));
+        for (std::size_t i = 0; i < count; i++) {
+            if (variables[i] != nullptr) {
+                out.emplace_back(Variable::adopt(variables[i]));
+            } else {
+                out.emplace_back(Array::adopt(arrays[i]));
+            }
+        }
+        return out;
+    }
+    std::vector<Leaf> leaves() const { return leaves(0, size()); }
+
+    /// The paths, copied.
+    std::vector<Path> paths(std::size_t start, std::size_t count) const {
+        check_range(start, count);
+        // The offsets first, to size the keys; entries never change, so the
+        // second read gives the same number of keys.
+        std::vector<std::size_t> offsets(count + 1, 0);
+        detail::check(nnx_flat_paths(handle_, start, count, offsets.data(), nullptr, 0));
+        std::vector<nnx_key> keys(offsets[count]);
+        if (!keys.empty()) {
+            detail::check(nnx_flat_paths(handle_, start, count, offsets.data(), keys.data(),
+                                         keys.size()));
+        }
+        std::vector<Path> out;
+        out.reserve(count);
+        for (std::size_t i = 0; i < count; i++) {
+            out.push_back(detail::path_from_c(keys.data() + offsets[i], offsets[i + 1] - offsets[i]));
+        }
+        return out;
+    }
+    std::vector<Path> paths() const { return paths(0, size()); }
+
+    /// The (path, leaf) pairs.
+    std::vector<FlatEntry> entries(std::size_t start, std::size_t count) const {
+        std::vector<Path> p = paths(start, count);
+        std::vector<Leaf> l = leaves(start, count);
+        std::vector<FlatEntry> out;
+        out.reserve(count);
+        for (std::size_t i = 0; i < count; i++) {
+            out.push_back(FlatEntry{std::move(p[i]), std::move(l[i])});
+        }
+        return out;
+    }
+    std::vector<FlatEntry> entries() const { return entries(0, size()); }
+
     /// Appends (path, variable); the list holds its own reference.
     Flat &push(std::initializer_list<Key> path, const Variable &variable) {
         return push_at(path.begin(), path.size(), variable);
@@ -1254,6 +1335,41 @@ public:
     }
     Flat &push(const Path &path, const Array &array) {
         return push_at(path.data(), path.size(), array);
+    }
+
+    /// Appends every entry in one call, all or none (nnx_flat_push_many):
+    /// flat.push_many({{{"a", 0}, variable}, {{"b"}, array}}). The list holds
+    /// its own references to the leaves. Every path must be non-empty
+    /// (NNX_ERR_INVALID_ARGUMENT); a moved-from leaf fails with
+    /// NNX_ERR_NULL_ARGUMENT. The message names the first bad entry.
+    Flat &push_many(const std::vector<FlatEntry> &entries) {
+        const std::size_t n = entries.size();
+        std::vector<std::size_t> offsets;
+        offsets.reserve(n + 1);
+        offsets.push_back(0);
+        std::vector<nnx_key> keys;
+        std::vector<const nnx_variable *> variables(n, nullptr);
+        std::vector<const nnx_array *> arrays(n, nullptr);
+        bool any_variable = false;
+        bool any_array = false;
+        for (std::size_t i = 0; i < n; i++) {
+            for (const Key &key : entries[i].path) {
+                keys.push_back(key.c_key());
+            }
+            offsets.push_back(keys.size());
+            if (const auto *variable = std::get_if<Variable>(&entries[i].leaf)) {
+                variables[i] = variable->handle();
+                any_variable = true;
+            } else {
+                arrays[i] = std::get<Array>(entries[i].leaf).handle();
+                any_array = true;
+            }
+        }
+        detail::check(nnx_flat_push_many(handle_, n, offsets.data(),
+                                          keys.empty() ? nullptr : keys.data(),
+                                          any_variable ? variables.data() : nullptr,
+                                          any_array ? arrays.data() : nullptr));
+        return *this;
     }
 
     /// Iterates the entries by value: for (const auto &[path, leaf] : flat).
@@ -1292,6 +1408,17 @@ public:
 private:
     struct Adopt {};
     Flat(nnx_flat *handle, Adopt) noexcept : handle_(handle) {}
+
+    /// Fails for a range past the end before anything is allocated for it
+    /// (entries are only ever appended, so a range checked stays valid).
+    void check_range(std::size_t start, std::size_t count) const {
+        std::size_t n = size();
+        if (start > n || count > n - start) {
+            detail::fail(NNX_ERR_INDEX_OUT_OF_RANGE,
+                         "entries " + std::to_string(start) + " + " + std::to_string(count) +
+                             " are past the end of a flat list of " + std::to_string(n));
+        }
+    }
 
     Flat &push_at(const Key *keys, std::size_t count, const Variable &variable) {
         detail::CPath c(keys, count);
@@ -1349,8 +1476,13 @@ public:
         return adopt(out);
     }
 
-    // Every method taking a path comes in two forms: a brace list of keys,
-    // state.get({"layers", 0, "kernel"}) ({} is the empty path), or a Path.
+    // Every method taking a path comes in three forms: a brace list of keys,
+    // state.get({"layers", 0, "kernel"}) ({} is the empty path); a Path; or
+    // a "/"-separated string, state.get("layers/0/kernel"), which the
+    // library parses as parse_path() does (the C API's _str functions): a
+    // canonical decimal component is an int key, "" is the empty path, an
+    // empty component fails with NNX_ERR_INVALID_ARGUMENT, and a NUL byte
+    // too. A string path cannot name a key holding "/"; use keys for those.
 
     /// Puts a variable at `path` (shared, not copied), creating nested
     /// states on the way and replacing what was there.
@@ -1360,6 +1492,11 @@ public:
     State &set(const Path &path, const Variable &variable) {
         return set_at(path.data(), path.size(), variable);
     }
+    State &set(std::string_view path, const Variable &variable) {
+        std::string c = detail::c_string(path, "a path");
+        detail::check(nnx_state_set_variable_str(handle_, c.c_str(), variable.handle()));
+        return *this;
+    }
 
     /// Puts a bare array at `path`.
     State &set(std::initializer_list<Key> path, const Array &array) {
@@ -1367,6 +1504,11 @@ public:
     }
     State &set(const Path &path, const Array &array) {
         return set_at(path.data(), path.size(), array);
+    }
+    State &set(std::string_view path, const Array &array) {
+        std::string c = detail::c_string(path, "a path");
+        detail::check(nnx_state_set_array_str(handle_, c.c_str(), array.handle()));
+        return *this;
     }
 
     /// Puts a copy of `value`'s tree at `path` (its leaves shared).
@@ -1376,6 +1518,11 @@ public:
     State &set(const Path &path, const State &value) {
         return set_at(path.data(), path.size(), value);
     }
+    State &set(std::string_view path, const State &value) {
+        std::string c = detail::c_string(path, "a path");
+        detail::check(nnx_state_set_state_str(handle_, c.c_str(), value.handle()));
+        return *this;
+    }
 
     /// Puts a variable or a bare array at `path`.
     State &set(std::initializer_list<Key> path, const Leaf &leaf) {
@@ -1384,17 +1531,32 @@ public:
     State &set(const Path &path, const Leaf &leaf) {
         return set_at(path.data(), path.size(), leaf);
     }
+    State &set(std::string_view path, const Leaf &leaf) {
+        return std::visit([&](const auto &l) -> State & { return set(path, l); }, leaf);
+    }
 
     /// What `path` leads to: NNX_KIND_STATE, NNX_KIND_VARIABLE or
     /// NNX_KIND_ARRAY; NNX_ERR_KEY_NOT_FOUND when nothing is there.
     nnx_kind kind(std::initializer_list<Key> path) const { return kind_at(path.begin(), path.size()); }
     nnx_kind kind(const Path &path) const { return kind_at(path.data(), path.size()); }
+    nnx_kind kind(std::string_view path) const {
+        std::string c = detail::c_string(path, "a path");
+        nnx_kind out = 0;
+        detail::check(nnx_state_get_kind_str(handle_, c.c_str(), &out));
+        return out;
+    }
 
     /// Whether something is at `path` (false when it runs through a leaf).
     bool contains(std::initializer_list<Key> path) const {
         return contains_at(path.begin(), path.size());
     }
     bool contains(const Path &path) const { return contains_at(path.data(), path.size()); }
+    bool contains(std::string_view path) const {
+        std::string c = detail::c_string(path, "a path");
+        bool out = false;
+        detail::check(nnx_state_contains_str(handle_, c.c_str(), &out));
+        return out;
+    }
 
     /// The variable at `path`: state.get({"layers", 0, "kernel"});
     /// NNX_ERR_WRONG_KIND when something else is there.
@@ -1402,22 +1564,41 @@ public:
         return variable_at(path.begin(), path.size());
     }
     Variable get(const Path &path) const { return variable_at(path.data(), path.size()); }
+    Variable get(std::string_view path) const { return get_variable(path); }
 
     /// The same as get().
     Variable get_variable(std::initializer_list<Key> path) const {
         return variable_at(path.begin(), path.size());
     }
     Variable get_variable(const Path &path) const { return variable_at(path.data(), path.size()); }
+    Variable get_variable(std::string_view path) const {
+        std::string c = detail::c_string(path, "a path");
+        nnx_variable *out = nullptr;
+        detail::check(nnx_state_get_variable_str(handle_, c.c_str(), &out));
+        return Variable::adopt(out);
+    }
 
     /// The bare array at `path`.
     Array get_array(std::initializer_list<Key> path) const {
         return array_at(path.begin(), path.size());
     }
     Array get_array(const Path &path) const { return array_at(path.data(), path.size()); }
+    Array get_array(std::string_view path) const {
+        std::string c = detail::c_string(path, "a path");
+        nnx_array *out = nullptr;
+        detail::check(nnx_state_get_array_str(handle_, c.c_str(), &out));
+        return Array::adopt(out);
+    }
 
     /// The leaf (variable or bare array) at `path`.
     Leaf get_leaf(std::initializer_list<Key> path) const { return leaf_at(path.begin(), path.size()); }
     Leaf get_leaf(const Path &path) const { return leaf_at(path.data(), path.size()); }
+    Leaf get_leaf(std::string_view path) const {
+        if (kind(path) == NNX_KIND_ARRAY) {
+            return get_array(path);
+        }
+        return get_variable(path);
+    }
 
     /// A live view of the nested state at `path`: it reads and writes this
     /// state's tree (also through a const State). {} views the whole state.
@@ -1425,10 +1606,21 @@ public:
         return state_at(path.begin(), path.size());
     }
     State get_state(const Path &path) const { return state_at(path.data(), path.size()); }
+    State get_state(std::string_view path) const {
+        std::string c = detail::c_string(path, "a path");
+        nnx_state *out = nullptr;
+        detail::check(nnx_state_get_state_str(handle_, c.c_str(), &out));
+        return adopt(out);
+    }
 
     /// Removes what is at `path` (a leaf or a whole nested state).
     State &remove(std::initializer_list<Key> path) { return remove_at(path.begin(), path.size()); }
     State &remove(const Path &path) { return remove_at(path.data(), path.size()); }
+    State &remove(std::string_view path) {
+        std::string c = detail::c_string(path, "a path");
+        detail::check(nnx_state_remove_str(handle_, c.c_str()));
+        return *this;
+    }
 
     /// The number of top-level keys.
     std::size_t size() const {

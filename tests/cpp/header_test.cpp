@@ -4,6 +4,8 @@
 
 #include "nnx_state.hpp"
 
+#include "check.hpp"
+
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -15,38 +17,6 @@
 #include <vector>
 
 namespace {
-
-int checks = 0;
-
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        ++checks;                                                                   \
-        if (!(cond)) {                                                              \
-            std::fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, \
-                         #cond);                                                    \
-            std::exit(1);                                                           \
-        }                                                                           \
-    } while (0)
-
-// Runs `body`, which must throw nnx::Error with `status`.
-template <typename F>
-void expect_error(nnx_status status, F body, int line) {
-    ++checks;
-    try {
-        body();
-    } catch (const nnx::Error &e) {
-        if (e.status() != status) {
-            std::fprintf(stderr, "%s:%d: expected %s, got %s\n", __FILE__, line,
-                         nnx_status_name(status), e.what());
-            std::exit(1);
-        }
-        return;
-    }
-    std::fprintf(stderr, "%s:%d: expected %s, nothing was thrown\n", __FILE__, line,
-                 nnx_status_name(status));
-    std::exit(1);
-}
-#define EXPECT_ERROR(status, ...) expect_error(status, [&] { __VA_ARGS__; }, __LINE__)
 
 // Ownership models, checked at compile time.
 static_assert(!std::is_copy_constructible_v<nnx::State>, "State is move-only");
@@ -587,6 +557,179 @@ void test_flat() {
     EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, built.push({}, first));
 }
 
+void test_string_paths() {
+    nnx::State state;
+    nnx::Variable kernel = param({1, 2});
+    nnx::Array table = nnx::Array::zeros<int32_t>({3});
+    nnx::Variable bias = param({0});
+
+    // Each setter with a "/" path; decimal components are int keys.
+    state.set("layers/0/kernel", kernel)
+        .set(std::string("layers/0/table"), table)
+        .set(std::string_view("layers/0/bias"), nnx::Leaf(bias))
+        .set("layers/007", nnx::Leaf(nnx::Array::zeros<float>({1})));
+    CHECK(state.get({"layers", 0, "kernel"}).same(kernel));
+    CHECK(state.get_array({"layers", 0, "table"}).same(table));
+    CHECK(state.get({"layers", 0, "bias"}).same(bias));
+    CHECK(state.kind({"layers", "007"}) == NNX_KIND_ARRAY);  // "007" stays a string key
+    CHECK(!state.contains({"layers", 7}));
+    nnx::State sub;
+    sub.set({"w"}, param({3}));
+    state.set("copied/-3", sub);
+    CHECK(state.kind({"copied", -3, "w"}) == NNX_KIND_VARIABLE);
+
+    // Each getter.
+    CHECK(state.get("layers/0/kernel").same(kernel));
+    CHECK(state.get_variable("layers/0/kernel").same(kernel));
+    CHECK(state.get_array("layers/0/table").same(table));
+    CHECK(std::get<nnx::Variable>(state.get_leaf("layers/0/bias")).same(bias));
+    CHECK(std::get<nnx::Array>(state.get_leaf("layers/0/table")).same(table));
+    CHECK(state.kind("layers/0") == NNX_KIND_STATE);
+    CHECK(state.kind("layers/0/kernel") == NNX_KIND_VARIABLE);
+    CHECK(state.kind("layers/0/table") == NNX_KIND_ARRAY);
+    CHECK(state.kind("") == NNX_KIND_STATE);  // the empty path is the state itself
+    CHECK(state.contains("layers/0/kernel") && state.contains("layers"));
+    CHECK(!state.contains("layers/1") && !state.contains("layers/0/kernel/deeper"));
+    nnx::State view = state.get_state("layers/0");
+    CHECK(view.size() == 3);
+    view.set("extra", param({4}));
+    CHECK(state.contains("layers/0/extra"));  // a live view, as with keys
+    CHECK(state.get_state("").num_leaves() == state.num_leaves());
+    std::string text = "layers/0/extra";
+    state.remove(text);
+    CHECK(!state.contains({"layers", 0, "extra"}));
+    state.remove("copied");
+    CHECK(!state.contains({"copied"}));
+
+    // Brace lists stay lists of keys: {"a/b"} is one key holding a slash.
+    state.set({"a/b"}, bias);
+    CHECK(state.contains({"a/b"}) && !state.contains("a/b") && !state.contains({"a"}));
+    CHECK(state.get({"a/b"}).same(bias));
+    static_assert(std::is_same_v<decltype(state.get({})), nnx::Variable>, "get({}) compiles");
+
+    // The library's parse agrees with parse_path.
+    for (const char *p : {"layers/0/kernel", "layers/007", "layers/0/table"}) {
+        CHECK(state.kind(p) == state.kind(nnx::parse_path(p)));
+    }
+
+    // Errors, with the library's statuses.
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.get("layers//kernel"));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.set("/a", bias));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.contains("a/"));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.set("", bias));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.remove(""));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.get(std::string_view("layers\0/x", 9)));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, state.get("layers/9/kernel"));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, state.kind("nope"));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, state.remove("nope"));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, state.get_state("nope"));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, state.get("layers/0/table"));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, state.get_array("layers/0/kernel"));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, state.get_state("layers/0/kernel"));
+    EXPECT_ERROR(NNX_ERR_PATH_THROUGH_LEAF, state.set("layers/0/kernel/x", bias));
+    EXPECT_ERROR(NNX_ERR_PATH_THROUGH_LEAF, state.set("layers/0/table/x", table));
+    nnx::Variable taken = std::move(bias);
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, state.set("moved", bias));
+    CHECK(!bias && !state.contains("moved"));
+    nnx::State gone = std::move(state);
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, state.contains("layers"));
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, state.get_leaf("layers/0/kernel"));
+    CHECK(gone.contains("layers/0/kernel"));
+}
+
+void test_flat_bulk() {
+    nnx::State state = seed_state();
+    state.set({"layers", 0, "w"}, nnx::Array::zeros<float>({1}));
+    state.set({"layers", -1, "w"}, nnx::Array::zeros<int8_t>({2}));
+    nnx::Flat flat = state.flatten();
+    const std::size_t n = flat.size();
+    CHECK(n == 8);
+
+    // Bulk reads agree with the per-entry ones.
+    std::vector<nnx::Path> paths = flat.paths();
+    std::vector<nnx::Leaf> leaves = flat.leaves();
+    std::vector<nnx_kind> kinds = flat.kinds();
+    std::vector<nnx_type_id> types = flat.types();
+    CHECK(paths.size() == n && leaves.size() == n && kinds.size() == n && types.size() == n);
+    for (std::size_t i = 0; i < n; i++) {
+        CHECK(paths[i] == flat.path(i));
+        CHECK(kinds[i] == flat.kind(i));
+        if (kinds[i] == NNX_KIND_VARIABLE) {
+            const nnx::Variable &v = std::get<nnx::Variable>(leaves[i]);
+            CHECK(v.same(flat.variable(i)));
+            CHECK(types[i] == v.type());
+        } else {
+            CHECK(std::get<nnx::Array>(leaves[i]).same(flat.array(i)));
+            CHECK(types[i] == NNX_TYPE_NONE);
+        }
+    }
+    CHECK((paths[0] == nnx::Path{"batchnorm", "bias"}));
+    CHECK((paths[4] == nnx::Path{"layers", -1, "w"}));  // ints numerically, before strings
+    CHECK(types[1] == NNX_TYPE_BATCH_STAT && types[2] == NNX_TYPE_PARAM && kinds[4] == NNX_KIND_ARRAY);
+
+    // Ranges.
+    std::vector<nnx::Path> middle = flat.paths(4, 2);
+    CHECK(middle.size() == 2 && middle[0] == paths[4] && middle[1] == paths[5]);
+    std::vector<nnx::Leaf> last = flat.leaves(n - 1, 1);
+    CHECK(last.size() == 1 && std::get<nnx::Variable>(last[0]).same(state.get({"linear", "kernel"})));
+    CHECK((flat.kinds(4, 2) == std::vector<nnx_kind>{NNX_KIND_ARRAY, NNX_KIND_ARRAY}));
+    CHECK((flat.types(0, 1) == std::vector<nnx_type_id>{NNX_TYPE_PARAM}));
+    CHECK(flat.paths(n, 0).empty() && flat.leaves(3, 0).empty());
+    EXPECT_ERROR(NNX_ERR_INDEX_OUT_OF_RANGE, flat.paths(n - 1, 2));
+    EXPECT_ERROR(NNX_ERR_INDEX_OUT_OF_RANGE, flat.leaves(n + 1, 0));
+    EXPECT_ERROR(NNX_ERR_INDEX_OUT_OF_RANGE, flat.kinds(1, SIZE_MAX));
+    EXPECT_ERROR(NNX_ERR_INDEX_OUT_OF_RANGE, flat.types(SIZE_MAX, 1));
+
+    // entries(): (path, leaf) pairs; the leaves are the list's own, retained.
+    std::vector<nnx::FlatEntry> entries = flat.entries();
+    CHECK(entries.size() == n && entries[5].path == paths[5]);
+    std::vector<nnx::FlatEntry> two = flat.entries(6, 2);
+    CHECK(two.size() == 2 && two[1].path == paths[7]);
+    nnx::Variable kept = std::get<nnx::Variable>(entries[7].leaf);
+    {
+        nnx::Flat dropped = std::move(flat);
+    }
+    CHECK(kept.same(state.get({"linear", "kernel"})));  // a reference of our own
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, flat.paths());
+
+    // push_many: everything in one call, then a state from it.
+    nnx::Flat built;
+    nnx::Variable a = param({1});
+    nnx::Variable b = param({2});
+    nnx::Array c = nnx::Array::zeros<double>({2});
+    nnx::Path deep;
+    for (int d = 0; d < 12; d++) {
+        deep.emplace_back(d);
+    }
+    built.push_many({{{"x", 0}, a}, {{"y"}, c}, {deep, b}});
+    CHECK(built.size() == 3);
+    CHECK((built.path(0) == nnx::Path{"x", 0}) && built.path(2) == deep);
+    CHECK(built.variable(0).same(a) && built.array(1).same(c) && built.variable(2).same(b));
+    built.push_many({});  // nothing, and no error
+    built.push_many(entries);  // a flat's entries into another
+    CHECK(built.size() == 3 + n);
+    std::vector<nnx::FlatEntry> arrays_only = {{{"z", 1}, c}, {{"z", 2}, c}};
+    built.push_many(arrays_only);
+    std::vector<nnx::FlatEntry> variables_only = {{{"v"}, a}};
+    built.push_many(variables_only);
+    nnx::State from_built = nnx::State::from_flat(built);
+    CHECK(from_built.get({"x", 0}).same(a) && from_built.get_array({"z", 2}).same(c));
+    CHECK(from_built.get(deep).same(b) && from_built.get({"linear", "kernel"}).same(kept));
+    CHECK(from_built.num_leaves() == 4 + n + 2);
+
+    // All or none: a bad entry anywhere appends nothing, and is named.
+    const std::size_t before = built.size();
+    std::string message =
+        EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, built.push_many({{{"ok"}, a}, {{}, b}}));
+    CHECK(message.find('1') != std::string::npos);
+    nnx::Variable moved_from = a;
+    nnx::Variable taker = std::move(moved_from);
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, built.push_many({{{"ok"}, c}, {{"bad"}, moved_from}}));
+    EXPECT_ERROR(NNX_ERR_INVALID_UTF8,
+                 built.push_many({{{"ok"}, c}, {{std::string_view("\xff", 1)}, a}}));
+    CHECK(built.size() == before);
+}
+
 void test_threads() {
     // Handles may be shared across threads; each thread has its own errors.
     nnx::State state = seed_state();
@@ -628,11 +771,13 @@ int main() {
         test_callbacks();
         test_operations();
         test_flat();
+        test_string_paths();
+        test_flat_bulk();
         test_threads();
     } catch (const std::exception &e) {
         std::cerr << "header_test: uncaught exception: " << e.what() << "\n";
         return 1;
     }
-    std::cout << "header_test: " << checks << " checks OK\n";
+    std::cout << "header_test: " << nnx_test::checks << " checks OK\n";
     return 0;
 }
