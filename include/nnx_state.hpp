@@ -21,6 +21,9 @@
  *     so a value set through one is seen through all of them and through
  *     every state that holds it; const on the C++ object does not protect
  *     the shared object.
+ *   - DLPackTensor and LegacyDLPackTensor (Array::to_dlpack()) own a
+ *     DLPack tensor: move-only; the destructor gives a tensor nobody took
+ *     back to its producer. Array::from_dlpack() takes one over.
  *   - adopt(handle) takes over a handle (and its reference) the caller owns;
  *     handle() lends the raw handle, release() gives it up.
  *
@@ -34,6 +37,10 @@
  * (a std::vector of nnx::Key), as nnx::parse_path("layers/0/kernel")
  * gives; or, for State, a "/"-separated string, state.get("layers/0/kernel"),
  * which the library parses (canonical decimal components are int keys).
+ *
+ * Checkpoints: nnx::load_safetensors(path) and state.save_safetensors(path)
+ * (or save_safetensors_sharded) read and write safetensors files;
+ * nnx::parse_filter("Param & ~path:bias") builds a filter from text.
  *
  * Threads: as the C API. Every object may be used from several threads at
  * once, except that assigning to, moving from or destroying an object while
@@ -445,6 +452,111 @@ extern "C" inline void nnxpp_array_release(void *user_data) {
 
 }  // namespace detail
 
+/// Where an array's bytes live, as a DLPack device: a type (kDLCPU = 1,
+/// kDLCUDA = 2, kDLCUDAHost = 3, ... as dlpack.h numbers them) and an id.
+/// Arrays the library makes are on the CPU, {1, 0}.
+struct Device {
+    /// DLPack's kDLCPU.
+    static constexpr int32_t cpu_type = 1;
+
+    int32_t type = cpu_type;
+    int32_t id = 0;
+
+    /// The CPU, {1, 0}.
+    static constexpr Device cpu() noexcept { return Device{}; }
+
+    /// Whether the bytes are in CPU memory, where the library can read them.
+    constexpr bool is_cpu() const noexcept { return type == cpu_type; }
+
+    friend constexpr bool operator==(const Device &a, const Device &b) noexcept {
+        return a.type == b.type && a.id == b.id;
+    }
+    friend constexpr bool operator!=(const Device &a, const Device &b) noexcept {
+        return !(a == b);
+    }
+};
+
+namespace detail {
+
+/// Hands a DLPack tensor to the library, which always takes it: on success
+/// as an array, on failure by calling its deleter.
+inline nnx_status import_dlpack(DLManagedTensorVersioned *tensor, nnx_array **out) {
+    return nnx_array_from_dlpack(tensor, out);
+}
+inline nnx_status import_dlpack(DLManagedTensor *tensor, nnx_array **out) {
+    return nnx_array_from_dlpack_legacy(tensor, out);
+}
+
+/// Gives a DLPack tensor back to its producer. The header sees the DLPack
+/// structs as incomplete types (as nnx_state.h declares them), so it cannot
+/// call the deleter itself: importing the tensor and releasing the array
+/// calls it, exactly once, whether the import succeeds or not.
+template <typename Managed>
+void dispose_dlpack(Managed *tensor) noexcept {
+    if (tensor == nullptr) {
+        return;
+    }
+    nnx_array *array = nullptr;
+    if (import_dlpack(tensor, &array) == NNX_OK) {
+        nnx_array_release(array);
+    }
+}
+
+}  // namespace detail
+
+/// An owned DLPack tensor: DLManagedTensorVersioned (DLPackTensor) or the
+/// legacy DLManagedTensor (LegacyDLPackTensor), as Array::to_dlpack() and
+/// Array::to_dlpack_legacy() give. Move-only; the destructor gives a tensor
+/// nobody took back to its producer (its deleter runs exactly once, on the
+/// destroying thread). get() lends the raw tensor (include <dlpack/dlpack.h>
+/// to read its fields); release() gives it up, to hand to a DLPack consumer
+/// such as torch::fromDLPack; Array::from_dlpack() takes it back as an array.
+template <typename Managed>
+class BasicDLPackTensor {
+public:
+    /// No tensor.
+    BasicDLPackTensor() noexcept = default;
+
+    /// Takes over a tensor the caller owns (its deleter will be called).
+    static BasicDLPackTensor adopt(Managed *tensor) noexcept { return BasicDLPackTensor(tensor); }
+
+    BasicDLPackTensor(BasicDLPackTensor &&other) noexcept
+        : tensor_(std::exchange(other.tensor_, nullptr)) {}
+    BasicDLPackTensor &operator=(BasicDLPackTensor &&other) noexcept {
+        if (this != &other) {
+            reset();
+            tensor_ = std::exchange(other.tensor_, nullptr);
+        }
+        return *this;
+    }
+    BasicDLPackTensor(const BasicDLPackTensor &) = delete;
+    BasicDLPackTensor &operator=(const BasicDLPackTensor &) = delete;
+    ~BasicDLPackTensor() { reset(); }
+
+    /// The raw tensor, borrowed: valid while this object owns it.
+    Managed *get() const noexcept { return tensor_; }
+
+    /// Gives up the tensor: the caller (or the consumer it is handed to)
+    /// must call its deleter exactly once.
+    Managed *release() noexcept { return std::exchange(tensor_, nullptr); }
+
+    /// Gives the tensor back to its producer now (no-op when empty).
+    void reset() noexcept { detail::dispose_dlpack(std::exchange(tensor_, nullptr)); }
+
+    explicit operator bool() const noexcept { return tensor_ != nullptr; }
+
+private:
+    explicit BasicDLPackTensor(Managed *tensor) noexcept : tensor_(tensor) {}
+
+    Managed *tensor_ = nullptr;
+};
+
+/// A versioned DLPack tensor (DLPack 1.x), owned.
+using DLPackTensor = BasicDLPackTensor<DLManagedTensorVersioned>;
+
+/// A legacy DLPack tensor (before DLPack 1.0), owned.
+using LegacyDLPackTensor = BasicDLPackTensor<DLManagedTensor>;
+
 /// A dense, C-ordered tensor: a shared reference to an nnx_array. Copies
 /// refer to the same array (retain); the bytes are never copied except by
 /// the factories that say so.
@@ -533,6 +645,67 @@ public:
                     std::move(on_release));
     }
 
+    /// An array over memory of any device (a GPU pointer, say), not copied
+    /// (nnx_array_wrap_device). The library never reads or writes memory
+    /// off the CPU: such an array can be held, filtered, split, merged and
+    /// exported through DLPack, but library calls that need the bytes
+    /// (State::deep_copy(), saving) fail. data() gives the device pointer
+    /// back: not for reading on the CPU (as data_as() and to_vector() do).
+    /// `on_release` as for wrap(): it runs exactly once, on whichever thread
+    /// drops the last reference, and never if wrapping fails.
+    static Array wrap_device(nnx_dtype dtype, const Shape &shape, void *data, std::size_t nbytes,
+                             Device device, bool writable,
+                             std::function<void()> on_release = {}) {
+        auto release = std::make_unique<detail::ArrayRelease>();
+        release->action = std::move(on_release);
+        nnx_array *out = nullptr;
+        detail::check(nnx_array_wrap_device(dtype, shape.data(), shape.size(), data, nbytes,
+                                            device.type, device.id, writable,
+                                            detail::nnxpp_array_release, release.get(), &out));
+        release.release();  // the library calls nnxpp_array_release with it
+        return Array(out);
+    }
+
+    /// Elements of T on `device`, not copied; as wrap_device().
+    template <typename T>
+    static Array wrap_device(const Shape &shape, T *data, Device device,
+                             std::function<void()> on_release = {}) {
+        return wrap_device(dtype_of<T>(), shape, const_cast<std::remove_cv_t<T> *>(data),
+                           detail::element_count(shape) * sizeof(T), device,
+                           !std::is_const_v<T>, std::move(on_release));
+    }
+
+    /// An array over a versioned DLPack tensor's memory, not copied
+    /// (nnx_array_from_dlpack). The tensor is taken in every case: on
+    /// failure its deleter has run when this throws (NNX_ERR_FORMAT for a
+    /// tensor the library cannot hold: another major version, an unknown
+    /// dtype, strides that are not compact row-major, ...). On success its
+    /// deleter runs when the last reference to the array goes, on whichever
+    /// thread drops it. Writable unless the tensor's flags say read-only.
+    /// An empty DLPackTensor throws NNX_ERR_NULL_ARGUMENT.
+    static Array from_dlpack(DLPackTensor &&tensor) { return from_dlpack(tensor.release()); }
+
+    /// As from_dlpack(DLPackTensor &&), for a raw tensor the caller owns
+    /// (taken in every case; NULL throws NNX_ERR_NULL_ARGUMENT).
+    static Array from_dlpack(DLManagedTensorVersioned *tensor) {
+        nnx_array *out = nullptr;
+        detail::check(nnx_array_from_dlpack(tensor, &out));
+        return Array(out);
+    }
+
+    /// An array over a legacy DLPack tensor's memory, not copied
+    /// (nnx_array_from_dlpack_legacy); as the versioned form, except that
+    /// the array is read-only (the legacy struct cannot say it may be
+    /// written).
+    static Array from_dlpack(LegacyDLPackTensor &&tensor) { return from_dlpack(tensor.release()); }
+
+    /// As from_dlpack(LegacyDLPackTensor &&), for a raw tensor the caller owns.
+    static Array from_dlpack(DLManagedTensor *tensor) {
+        nnx_array *out = nullptr;
+        detail::check(nnx_array_from_dlpack_legacy(tensor, &out));
+        return Array(out);
+    }
+
     Array(const Array &other) : handle_(other.handle_) {
         if (handle_ != nullptr) {
             nnx_array_retain(handle_);
@@ -596,6 +769,31 @@ public:
         bool out = false;
         detail::check(nnx_array_is_writable(handle_, &out));
         return out;
+    }
+
+    /// Where the bytes live: Device::cpu() for arrays the library makes.
+    Device device() const {
+        Device out;
+        detail::check(nnx_array_device(handle_, &out.type, &out.id));
+        return out;
+    }
+
+    /// This array as a versioned DLPack tensor (nnx_array_to_dlpack), not
+    /// copied: the tensor holds a reference to the array until its deleter
+    /// runs, and is flagged read-only when the array is not writable.
+    DLPackTensor to_dlpack() const {
+        DLManagedTensorVersioned *out = nullptr;
+        detail::check(nnx_array_to_dlpack(handle_, &out));
+        return DLPackTensor::adopt(out);
+    }
+
+    /// This array as a legacy DLPack tensor (nnx_array_to_dlpack_legacy),
+    /// for consumers older than DLPack 1.0. The legacy struct cannot say
+    /// that memory is read-only: export only arrays that may be written.
+    LegacyDLPackTensor to_dlpack_legacy() const {
+        DLManagedTensor *out = nullptr;
+        detail::check(nnx_array_to_dlpack_legacy(handle_, &out));
+        return LegacyDLPackTensor::adopt(out);
     }
 
     /// The bytes, read-only, valid while this reference lives.
@@ -1162,6 +1360,20 @@ Filter callback(F &&fn) {
     return Filter::adopt(out);
 }
 
+/// Parses a filter expression, as the nnx-state tool takes them
+/// (nnx_filter_parse): "Param", "BatchStat" or any registered type name
+/// (or "type:NAME"); "tag:NAME"; "path:KEY" (exact), "path~:TEXT"
+/// (substring); "at:a/0/b"; "..." or "*" (everything, last in a filter
+/// list); "none"; and ~F, F & G, F | G with parentheses (~ binds tightest,
+/// then &, then |). Type names resolve when parsing. Throws
+/// NNX_ERR_INVALID_ARGUMENT for a syntax error and NNX_ERR_UNKNOWN_TYPE for
+/// a type not registered (the message names the column).
+inline Filter parse_filter(std::string_view text) {
+    std::string c_text = detail::c_string(text, "a filter expression");
+    return detail::make_filter(
+        [&](nnx_filter **out) { return nnx_filter_parse(c_text.c_str(), out); });
+}
+
 // ---------------------------------------------------------------------------
 // Flat lists and states
 // ---------------------------------------------------------------------------
@@ -1713,6 +1925,55 @@ public:
         return adopt(out);
     }
 
+    /// Loads a safetensors checkpoint (nnx_safetensors_load): a
+    /// ".safetensors" file, a sharded checkpoint's "*.index.json", or a
+    /// directory holding "model.safetensors" or its index. Memory-mapped and
+    /// zero-copy unless `flags` has NNX_LOAD_COPY: each array maps part of
+    /// the file (writes go to private pages, never to the file) and the
+    /// mapping lives as long as any of its arrays. A file saved by this
+    /// library gives back the state that was saved (types, metadata, key
+    /// kinds, shared variables); another writer's file gives a variable of
+    /// `leaf_type` per tensor (NNX_TYPE_NONE: bare arrays), its dotted
+    /// names split into paths (NNX_LOAD_STR_KEYS: every component a string
+    /// key). Throws NNX_ERR_IO (the file cannot be read), NNX_ERR_FORMAT (a
+    /// malformed file), NNX_ERR_INVALID_ARGUMENT (unknown flags),
+    /// NNX_ERR_UNKNOWN_TYPE (`leaf_type`), NNX_ERR_TYPE_CONFLICT.
+    static State load_safetensors(std::string_view path, nnx_type_id leaf_type = NNX_TYPE_PARAM,
+                                  nnx_load_flags flags = 0) {
+        std::string c_path = detail::c_string(path, "a file path");
+        nnx_state *out = nullptr;
+        detail::check(nnx_safetensors_load(c_path.c_str(), leaf_type, flags, &out));
+        return adopt(out);
+    }
+
+    /// Saves this state as one safetensors file, atomically (a temporary
+    /// file renamed over `path`: a failed save leaves what was there), that
+    /// any safetensors reader takes (nnx_safetensors_save). The state may be
+    /// used meanwhile. Throws NNX_ERR_IO (the message names the file and the
+    /// cause) and NNX_ERR_INVALID_ARGUMENT (an array not in CPU memory).
+    void save_safetensors(std::string_view path) const {
+        std::string c_path = detail::c_string(path, "a file path");
+        detail::check(nnx_safetensors_save(handle_, c_path.c_str(), 0));
+    }
+
+    /// Saves this state as a sharded checkpoint in `directory`, which must
+    /// exist (nnx_safetensors_save_sharded): shards of at most
+    /// `max_shard_size` bytes of tensor data (unless one tensor alone is
+    /// larger), "NAME-00001-of-0000N.safetensors" and so on and the index
+    /// "NAME.safetensors.index.json"; a single "NAME.safetensors" when one
+    /// shard holds it all. Each file is written atomically, the index last;
+    /// files of an earlier checkpoint of the same name that this one does
+    /// not use are removed. Throws as save_safetensors(), and
+    /// NNX_ERR_INVALID_ARGUMENT for a `name` that is not a plain file name
+    /// or a zero `max_shard_size`.
+    void save_safetensors_sharded(std::string_view directory, std::string_view name,
+                                  uint64_t max_shard_size) const {
+        std::string c_directory = detail::c_string(directory, "a directory path");
+        std::string c_name = detail::c_string(name, "a checkpoint name");
+        detail::check(nnx_safetensors_save_sharded(handle_, c_directory.c_str(), c_name.c_str(),
+                                                   max_shard_size, 0));
+    }
+
     /// An NNX-like listing of the tree.
     std::string to_string() const {
         char *out = nullptr;
@@ -1894,6 +2155,22 @@ inline std::string to_string(const State &state) { return state.to_string(); }
 /// nnx.to_flat_state / nnx.from_flat_state.
 inline Flat to_flat_state(const State &state) { return state.flatten(); }
 inline State from_flat_state(const Flat &flat) { return State::from_flat(flat); }
+
+/// State::load_safetensors, State::save_safetensors and
+/// State::save_safetensors_sharded as free functions. A path is any bytes
+/// but NUL on Unix, UTF-8 elsewhere; pass a std::filesystem::path as
+/// p.string().
+inline State load_safetensors(std::string_view path, nnx_type_id leaf_type = NNX_TYPE_PARAM,
+                              nnx_load_flags flags = 0) {
+    return State::load_safetensors(path, leaf_type, flags);
+}
+inline void save_safetensors(const State &state, std::string_view path) {
+    state.save_safetensors(path);
+}
+inline void save_safetensors_sharded(const State &state, std::string_view directory,
+                                     std::string_view name, uint64_t max_shard_size) {
+    state.save_safetensors_sharded(directory, name, max_shard_size);
+}
 
 }  // namespace nnx
 
