@@ -1499,7 +1499,11 @@ enum nnx_status nnx_state_num_leaves(const struct nnx_state *state, size_t *out_
  *   `nnx_state_free`); on failure none is written.
  *
  * Outputs hold the same variables and arrays as `state`, with keys sorted at
- * every level; empty nested states are left out.
+ * every level; empty nested states are left out. Nested states whose leaves
+ * all go to one output are shared with it, not rebuilt. The same filters
+ * (types and paths only) on an unchanged `state` give the same outputs again
+ * without recomputing them while each previous output is alive and
+ * unchanged: hold the outputs until the next call to make a repeat free.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (no filters),
  * `NNX_ERR_FILTER_ORDER`, `NNX_ERR_UNKNOWN_TYPE`, `NNX_ERR_CALLBACK`,
@@ -1525,7 +1529,8 @@ enum nnx_status nnx_state_split(const struct nnx_state *state,
  * at the same path the later state wins; keys keep the order of their first
  * appearance. Where a leaf of one state meets a subtree of a later one, the
  * later one replaces it (NNX fails there). One state merges to a copy of
- * itself.
+ * itself. Merging the same unchanged states again gives the previous
+ * result without recomputing it while that result is alive and unchanged.
  *
  * - `states`: `count` >= 1 handles, borrowed for the call, none NULL.
  * - `out_state`: receives a new state owned by the caller; written on
