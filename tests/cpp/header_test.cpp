@@ -1,6 +1,8 @@
-// header_test.cpp: exercises every part of include/nnx_state.hpp. Built with
-// -std=c++17 -Wall -Wextra -Wpedantic -Werror and run by tests/cpp.rs (also
-// under valgrind); exits non-zero on the first failed check.
+// header_test.cpp: exercises every part of include/nnx_state.hpp but
+// checkpoints, parsed filters, DLPack and devices (checkpoint_test.cpp has
+// those). Built with -std=c++17 -Wall -Wextra -Wpedantic -Werror and run by
+// tests/cpp.rs (also under valgrind); exits non-zero on the first failed
+// check.
 
 #include "nnx_state.hpp"
 
