@@ -39,6 +39,45 @@ type SmallEntries = SmallVec<[(Key, Child); INLINE]>;
 enum Entries {
     Small(SmallEntries),
     Large(Box<Index>),
+    /// Another node's entries in this order, not copied: the canonical twin
+    /// of a small node whose keys are only out of order (see [`canonical`]),
+    /// made without touching its leaves. It holds that node's very entries,
+    /// so it keeps nothing alive that the twin would not. A change copies
+    /// the entries out first.
+    Picked(Arc<Node>, Order),
+}
+
+/// Indices into a small node's entries, in the order they are to be seen.
+#[derive(Clone, Copy, Debug)]
+struct Order {
+    indices: [u8; SMALL],
+    len: u8,
+}
+
+impl Order {
+    /// The indices of `entries` in key order (an insertion sort: at most
+    /// `SMALL` of them).
+    fn by_key(entries: &Entries) -> Order {
+        let len = entries.len().min(SMALL);
+        let key = |i: u8| entries.get_index(i as usize).map(|(k, _)| k);
+        let mut indices = [0u8; SMALL];
+        for i in 0..len as u8 {
+            let mut j = i as usize;
+            while j > 0 && key(indices[j - 1]) > key(i) {
+                indices[j] = indices[j - 1];
+                j -= 1;
+            }
+            indices[j] = i;
+        }
+        Order {
+            indices,
+            len: len as u8,
+        }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        &self.indices[..self.len as usize]
+    }
 }
 
 impl Default for Entries {
@@ -63,6 +102,7 @@ impl Entries {
         match self {
             Entries::Small(v) => v.len(),
             Entries::Large(m) => m.len(),
+            Entries::Picked(_, order) => order.len as usize,
         }
     }
 
@@ -70,6 +110,7 @@ impl Entries {
         match self {
             Entries::Small(v) => v.iter().position(|(k, _)| k == key),
             Entries::Large(m) => m.get_index_of(key),
+            Entries::Picked(..) => self.iter().position(|(k, _)| k == key),
         }
     }
 
@@ -77,13 +118,16 @@ impl Entries {
         match self {
             Entries::Small(v) => v.iter().find(|(k, _)| k == key).map(|(_, c)| c),
             Entries::Large(m) => m.get(key),
+            Entries::Picked(..) => self.iter().find(|(k, _)| *k == key).map(|(_, c)| c),
         }
     }
 
     fn get_mut(&mut self, key: &Key) -> Option<&mut Child> {
+        self.own();
         match self {
             Entries::Small(v) => v.iter_mut().find(|(k, _)| k == key).map(|(_, c)| c),
             Entries::Large(m) => m.get_mut(key),
+            Entries::Picked(..) => unreachable!("owned above"),
         }
     }
 
@@ -91,12 +135,24 @@ impl Entries {
         match self {
             Entries::Small(v) => v.get(index).map(|(k, c)| (k, c)),
             Entries::Large(m) => m.get_index(index),
+            Entries::Picked(node, order) => node
+                .entries
+                .get_index(*order.as_slice().get(index)? as usize),
+        }
+    }
+
+    /// Copies picked entries out, so that they can change.
+    fn own(&mut self) {
+        if let Entries::Picked(..) = self {
+            let owned: SmallEntries = self.iter().map(|(k, c)| (*k, c.clone())).collect();
+            *self = Entries::Small(owned);
         }
     }
 
     /// Sets `key`, keeping its position if present; returns its index and
     /// what was there.
     fn insert_full(&mut self, key: Key, child: Child) -> (usize, Option<Child>) {
+        self.own();
         if let Entries::Small(v) = self {
             if let Some(i) = v.iter().position(|(k, _)| *k == key) {
                 return (i, Some(std::mem::replace(&mut v[i].1, child)));
@@ -111,48 +167,58 @@ impl Entries {
         }
         match self {
             Entries::Large(m) => m.insert_full(key, child),
-            Entries::Small(_) => unreachable!("made large above"),
+            Entries::Small(_) | Entries::Picked(..) => unreachable!("made large above"),
         }
     }
 
     fn shift_remove(&mut self, key: &Key) -> Option<Child> {
+        self.own();
         match self {
             Entries::Small(v) => {
                 let i = v.iter().position(|(k, _)| k == key)?;
                 Some(v.remove(i).1)
             }
             Entries::Large(m) => m.shift_remove(key),
+            Entries::Picked(..) => unreachable!("owned above"),
         }
     }
 
     fn iter(&self) -> Iter<'_> {
         match self {
-            Entries::Small(v) => Iter::Small(v.iter()),
-            Entries::Large(m) => Iter::Large(m.iter()),
+            Entries::Small(v) => Iter(Walk::Small(v.iter())),
+            Entries::Large(m) => Iter(Walk::Large(m.iter())),
+            Entries::Picked(node, order) => {
+                Iter(Walk::Picked(&node.entries, order.as_slice().iter()))
+            }
         }
     }
 }
 
 /// Children of a node in insertion order.
-pub enum Iter<'a> {
+pub struct Iter<'a>(Walk<'a>);
+
+enum Walk<'a> {
     Small(std::slice::Iter<'a, (Key, Child)>),
     Large(indexmap::map::Iter<'a, Key, Child>),
+    Picked(&'a Entries, std::slice::Iter<'a, u8>),
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a Key, &'a Child);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Iter::Small(it) => it.next().map(|(k, c)| (k, c)),
-            Iter::Large(it) => it.next(),
+        match &mut self.0 {
+            Walk::Small(it) => it.next().map(|(k, c)| (k, c)),
+            Walk::Large(it) => it.next(),
+            Walk::Picked(entries, order) => entries.get_index(*order.next()? as usize),
         }
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        match self {
-            Iter::Small(it) => it.size_hint(),
-            Iter::Large(it) => it.size_hint(),
+        match &self.0 {
+            Walk::Small(it) => it.size_hint(),
+            Walk::Large(it) => it.size_hint(),
+            Walk::Picked(_, order) => order.size_hint(),
         }
     }
 }
@@ -526,32 +592,22 @@ impl Node {
     /// changes.
     pub fn sorted(&self) -> Sorted<'_> {
         if self.summary.sorted {
-            return Sorted::InOrder(self.entries.iter());
+            return Sorted(InKeyOrder::Listed(self.entries.iter()));
+        }
+        if self.len() <= SMALL {
+            return Sorted(InKeyOrder::Small {
+                entries: &self.entries,
+                order: Order::by_key(&self.entries),
+                next: 0,
+            });
         }
         let key = |i: usize| self.entries.get_index(i).map(|(k, _)| k);
-        if let Entries::Small(v) = &self.entries {
-            let mut order = [0u8; SMALL];
-            for i in 0..v.len() {
-                // Insertion sort: at most SMALL entries.
-                let mut j = i;
-                while j > 0 && key(order[j - 1] as usize) > key(i) {
-                    order[j] = order[j - 1];
-                    j -= 1;
-                }
-                order[j] = i as u8;
-            }
-            return Sorted::Small {
-                node: self,
-                order,
-                next: 0,
-            };
-        }
         let order = self.derived().order.get_or_init(|| {
             let mut order: Vec<u32> = (0..self.len() as u32).collect();
             order.sort_unstable_by(|&a, &b| key(a as usize).cmp(&key(b as usize)));
             order.into_boxed_slice()
         });
-        Sorted::Permuted(self, order.iter())
+        Sorted(InKeyOrder::Large(self, order.iter()))
     }
 
     /// The outputs a filter or split with the same `key` gave for this very
@@ -696,6 +752,25 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
     if node.summary.sorted_below && node.summary.no_empty {
         return Some(node.clone());
     }
+    // A small node whose children are all in canonical form, and whose own
+    // keys are only out of order: a twin that lists them in order, without
+    // copying or touching them.
+    let settled = |child: &Child| match child {
+        Child::Leaf(_) => true,
+        Child::Node(n) => n.summary.sorted_below && n.summary.no_empty && n.has_leaves(),
+    };
+    if node.len() <= SMALL && node.iter().all(|(_, c)| settled(c)) {
+        return Some(Arc::new(Node {
+            summary: Summary {
+                sorted: true,
+                sorted_below: true,
+                no_empty: true,
+                ..node.summary
+            },
+            derived: OnceLock::new(),
+            entries: Entries::Picked(node.clone(), Order::by_key(&node.entries)),
+        }));
+    }
     let mut out = Node::with_capacity(node.len());
     let mut same = node.summary.sorted;
     for (key, child) in node.sorted() {
@@ -716,31 +791,37 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
 }
 
 /// Children of a node in key order.
-pub enum Sorted<'a> {
-    InOrder(Iter<'a>),
+pub struct Sorted<'a>(InKeyOrder<'a>);
+
+enum InKeyOrder<'a> {
+    /// The node's keys are in order already.
+    Listed(Iter<'a>),
     /// A small node's indices in key order, sorted on the stack.
     Small {
-        node: &'a Node,
-        order: [u8; SMALL],
+        entries: &'a Entries,
+        order: Order,
         next: usize,
     },
-    Permuted(&'a Node, std::slice::Iter<'a, u32>),
+    /// A large node's indices in key order, kept in the node.
+    Large(&'a Node, std::slice::Iter<'a, u32>),
 }
 
 impl<'a> Iterator for Sorted<'a> {
     type Item = (&'a Key, &'a Child);
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self {
-            Sorted::InOrder(it) => it.next(),
-            Sorted::Small { node, order, next } => {
-                if *next >= node.len() {
-                    return None;
-                }
+        match &mut self.0 {
+            InKeyOrder::Listed(it) => it.next(),
+            InKeyOrder::Small {
+                entries,
+                order,
+                next,
+            } => {
+                let i = *order.as_slice().get(*next)?;
                 *next += 1;
-                node.entries.get_index(order[*next - 1] as usize)
+                entries.get_index(i as usize)
             }
-            Sorted::Permuted(node, order) => {
+            InKeyOrder::Large(node, order) => {
                 let i = *order.next()?;
                 node.entries.get_index(i as usize)
             }
