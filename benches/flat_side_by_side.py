@@ -37,64 +37,15 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import platform
 import statistics
-import sys
-import time
 
 import numpy as np
 
-try:
-    import nnx_state as nnx
-except ImportError:  # not installed: the package of this source tree
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
-    import nnx_state as nnx
-
-from flax import nnx as fnnx
-import flax
-
-LAYER = (
-    (("attn", "q"), "Param"),
-    (("attn", "k"), "Param"),
-    (("attn", "v"), "Param"),
-    (("attn", "o"), "Param"),
-    (("norm", "scale"), "Param"),
-    (("norm", "mean"), "BatchStat"),
-    (("norm", "var"), "BatchStat"),
-    (("cache", "k"), "Cache"),
-    (("cache", "v"), "Cache"),
-)
-
-now = time.perf_counter_ns
-
-
-def model_arrays(leaves: int) -> list[list[np.ndarray]]:
-    layers = -(-leaves // len(LAYER))
-    block = np.zeros((layers * len(LAYER), 1), np.float32)
-    rows = list(block)
-    return [rows[i:i + len(LAYER)] for i in range(0, len(rows), len(LAYER))]
-
-
-def flax_state(arrays):
-    cls = {"Param": fnnx.Param, "BatchStat": fnnx.BatchStat, "Cache": fnnx.Cache}
-    layers = {}
-    for i, row in enumerate(arrays):
-        layer: dict = {}
-        for ((group, name), kind), value in zip(LAYER, row):
-            layer.setdefault(group, {})[name] = cls[kind](value)
-        layers[i] = layer
-    return fnnx.State({"layers": layers})
-
-
-def our_state(arrays):
-    cls = {"Param": nnx.Param, "BatchStat": nnx.BatchStat, "Cache": nnx.Cache}
-    items = [
-        (("layers", i, group, name), cls[kind](value))
-        for i, row in enumerate(arrays)
-        for ((group, name), kind), value in zip(LAYER, row)
-    ]
-    return nnx.from_flat_state(items)
+# The state and its builders are side_by_side.py's (this directory), so both
+# scripts measure the very same state.
+from side_by_side import flax, flax_state, fnnx, model_arrays, nnx, now
+from side_by_side import nnx_state_of as our_state
 
 
 def timed(fn, arg) -> int:

@@ -19,8 +19,8 @@ arrays the Flax variables hold.
 Operations: `split_state(Param, BatchStat, Cache)`, `filter_state(Param)`,
 `filter_state(PathContains('attn'))`, `merge_state` of the three split parts,
 `to_flat_state`. Each is one library call from the Python package (plus its
-constant Python wrapping), except `to_flat_state`, which the package turns
-into Python objects leaf by leaf.
+constant Python wrapping); `to_flat_state` makes a few C calls and then one
+Python object per leaf (see `flat_side_by_side.py` for flat states alone).
 
 nnx_state remembers derived facts in the tree (recent partitions of a node
 by type/path filters, the last merge), so calling the same operation again
@@ -48,9 +48,9 @@ and freeing the fresh copies (after which the C allocator is trimmed, so that
 no timed call pays for consolidating the copy's freed memory). Python's
 garbage collector stays on, as in real use. Medians are reported.
 
-nnx_state keeps the result of a merge only while that result is alive; the
-samples drop it, so `repeat` merges are computed again (a loop that keeps
-the merged state would get it back at once; `benches/ops.rs` shows that).
+nnx_state keeps the results of filter, split and merge only while they are
+alive, so the `repeat` column holds each result until the next call returns
+(see `Holder`); dropped results are computed again.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ OPS = (
     "to_flat_state",
 )
 
-# The operations whose result nnx_state keeps in the state it ran on.
+# The operations timed back to back as well.
 CACHED_OPS = OPS[:3]
 
 now = time.perf_counter_ns
