@@ -206,6 +206,58 @@ fn last_error_is_per_thread_and_survives_successful_calls() {
     assert_eq!(last_error(), mine);
 }
 
+/// Every state function that takes a path fails on `$p` with `$status` and
+/// writes none of its outputs; gives the message of the first failure.
+macro_rules! every_path_function_fails {
+    ($state:expr, $var:expr, $array:expr, $p:expr, $status:ident) => {{
+        let (state, p) = ($state, $p);
+        let message = fails!(
+            nnx_state_set_variable(state.ptr(), p.ptr(), p.len(), $var.ptr()),
+            $status
+        );
+        fails!(
+            nnx_state_set_array(state.ptr(), p.ptr(), p.len(), $array.ptr()),
+            $status
+        );
+        fails!(
+            nnx_state_set_state(state.ptr(), p.ptr(), p.len(), state.ptr()),
+            $status
+        );
+        fails!(nnx_state_remove(state.ptr(), p.ptr(), p.len()), $status);
+        let mut kind = SENTINEL_U32;
+        fails!(
+            nnx_state_get_kind(state.ptr(), p.ptr(), p.len(), &mut kind),
+            $status
+        );
+        assert_eq!(kind, SENTINEL_U32);
+        let mut found = BoolOut::new();
+        fails!(
+            nnx_state_contains(state.ptr(), p.ptr(), p.len(), found.ptr()),
+            $status
+        );
+        assert!(found.untouched());
+        let mut v: *mut nnx_variable = sentinel();
+        fails!(
+            nnx_state_get_variable(state.ptr(), p.ptr(), p.len(), &mut v),
+            $status
+        );
+        assert_eq!(v, sentinel());
+        let mut a: *mut nnx_array = sentinel();
+        fails!(
+            nnx_state_get_array(state.ptr(), p.ptr(), p.len(), &mut a),
+            $status
+        );
+        assert_eq!(a, sentinel());
+        let mut s: *mut nnx_state = sentinel();
+        fails!(
+            nnx_state_get_state(state.ptr(), p.ptr(), p.len(), &mut s),
+            $status
+        );
+        assert_eq!(s, sentinel());
+        message
+    }};
+}
+
 // ---------------------------------------------------------------------------
 // Keys and paths: invalid UTF-8, unknown kinds, empty paths and components
 
@@ -218,53 +270,8 @@ fn invalid_utf8_keys_in_paths() {
     let bad_first = Path::new(&[K::Raw(b"ok\xff")]);
     leaves_unchanged(&state, || {
         for p in [&bad, &bad_first] {
-            let m = fails!(
-                nnx_state_set_variable(state.ptr(), p.ptr(), p.len(), var.ptr()),
-                NNX_ERR_INVALID_UTF8
-            );
+            let m = every_path_function_fails!(&state, &var, &array, p, NNX_ERR_INVALID_UTF8);
             assert_contains!(m, "UTF-8");
-            fails!(
-                nnx_state_set_array(state.ptr(), p.ptr(), p.len(), array.ptr()),
-                NNX_ERR_INVALID_UTF8
-            );
-            fails!(
-                nnx_state_set_state(state.ptr(), p.ptr(), p.len(), state.ptr()),
-                NNX_ERR_INVALID_UTF8
-            );
-            fails!(
-                nnx_state_remove(state.ptr(), p.ptr(), p.len()),
-                NNX_ERR_INVALID_UTF8
-            );
-            let mut kind = SENTINEL_U32;
-            fails!(
-                nnx_state_get_kind(state.ptr(), p.ptr(), p.len(), &mut kind),
-                NNX_ERR_INVALID_UTF8
-            );
-            assert_eq!(kind, SENTINEL_U32);
-            let mut found = BoolOut::new();
-            fails!(
-                nnx_state_contains(state.ptr(), p.ptr(), p.len(), found.ptr()),
-                NNX_ERR_INVALID_UTF8
-            );
-            assert!(found.untouched());
-            let mut v: *mut nnx_variable = sentinel();
-            fails!(
-                nnx_state_get_variable(state.ptr(), p.ptr(), p.len(), &mut v),
-                NNX_ERR_INVALID_UTF8
-            );
-            assert_eq!(v, sentinel());
-            let mut a: *mut nnx_array = sentinel();
-            fails!(
-                nnx_state_get_array(state.ptr(), p.ptr(), p.len(), &mut a),
-                NNX_ERR_INVALID_UTF8
-            );
-            assert_eq!(a, sentinel());
-            let mut s: *mut nnx_state = sentinel();
-            fails!(
-                nnx_state_get_state(state.ptr(), p.ptr(), p.len(), &mut s),
-                NNX_ERR_INVALID_UTF8
-            );
-            assert_eq!(s, sentinel());
         }
     });
     // Nothing was created on the way to the bad key.
@@ -467,41 +474,8 @@ fn unknown_key_kind() {
     for kind in [2u32, 7, u32::MAX] {
         let p = Path::new(&[K::S("b"), K::Kind(kind)]);
         leaves_unchanged(&state, || {
-            let m = fails!(
-                nnx_state_set_variable(state.ptr(), p.ptr(), p.len(), var.ptr()),
-                NNX_ERR_INVALID_ARGUMENT
-            );
+            let m = every_path_function_fails!(&state, &var, &array, &p, NNX_ERR_INVALID_ARGUMENT);
             assert_contains!(m, format!("key kind {kind}"));
-            fails!(
-                nnx_state_set_array(state.ptr(), p.ptr(), p.len(), array.ptr()),
-                NNX_ERR_INVALID_ARGUMENT
-            );
-            fails!(
-                nnx_state_set_state(state.ptr(), p.ptr(), p.len(), state.ptr()),
-                NNX_ERR_INVALID_ARGUMENT
-            );
-            fails!(
-                nnx_state_remove(state.ptr(), p.ptr(), p.len()),
-                NNX_ERR_INVALID_ARGUMENT
-            );
-            let mut k = SENTINEL_U32;
-            fails!(
-                nnx_state_get_kind(state.ptr(), p.ptr(), p.len(), &mut k),
-                NNX_ERR_INVALID_ARGUMENT
-            );
-            assert_eq!(k, SENTINEL_U32);
-            let mut found = BoolOut::new();
-            fails!(
-                nnx_state_contains(state.ptr(), p.ptr(), p.len(), found.ptr()),
-                NNX_ERR_INVALID_ARGUMENT
-            );
-            assert!(found.untouched());
-            let mut v: *mut nnx_variable = sentinel();
-            fails!(
-                nnx_state_get_variable(state.ptr(), p.ptr(), p.len(), &mut v),
-                NNX_ERR_INVALID_ARGUMENT
-            );
-            assert_eq!(v, sentinel());
         });
 
         let mut flat = null_mut();
