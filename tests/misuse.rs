@@ -235,6 +235,35 @@ fn unchanged(state: *const nnx_state, f: impl FnOnce()) {
     assert_eq!(identities(state), leaves, "the state's leaves changed");
 }
 
+/// Every state function that takes a path fails on `(p, n)` with `want` and
+/// writes none of its outputs.
+#[track_caller]
+fn every_path_function_fails(
+    state: *mut nnx_state,
+    p: *const nnx_key,
+    n: usize,
+    var: *const nnx_variable,
+    array: *const nnx_array,
+    want: nnx_status,
+) {
+    expect(nnx_state_set_variable(state, p, n, var), want);
+    expect(nnx_state_set_array(state, p, n, array), want);
+    expect(nnx_state_set_state(state, p, n, state), want);
+    expect(nnx_state_remove(state, p, n), want);
+    let mut k = 77;
+    expect(nnx_state_get_kind(state, p, n, &mut k), want);
+    let mut b = false;
+    expect(nnx_state_contains(state, p, n, &mut b), want);
+    let mut v = sentinel();
+    expect(nnx_state_get_variable(state, p, n, &mut v), want);
+    let mut a = sentinel();
+    expect(nnx_state_get_array(state, p, n, &mut a), want);
+    let mut s = sentinel();
+    expect(nnx_state_get_state(state, p, n, &mut s), want);
+    assert!(!b, "contains wrote its output");
+    assert_eq!((k, v, a, s), (77, sentinel(), sentinel(), sentinel()));
+}
+
 /// A model of three layers: `layers/{0,1,2}/{kernel,bias}` Params,
 /// `bn/{mean,var}` BatchStats, `embed` a bare array; every value counted in
 /// `released`.
@@ -361,47 +390,7 @@ fn key_kinds_that_do_not_exist() {
         for path in &paths {
             let (p, n) = (path.as_ptr(), path.len());
             unchanged(state, || {
-                expect(
-                    nnx_state_set_variable(state, p, n, var),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                expect(
-                    nnx_state_set_array(state, p, n, array),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                expect(
-                    nnx_state_set_state(state, p, n, state),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                expect(nnx_state_remove(state, p, n), NNX_ERR_INVALID_ARGUMENT);
-                let mut k = 77;
-                expect(
-                    nnx_state_get_kind(state, p, n, &mut k),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                assert_eq!(k, 77);
-                let mut b = false;
-                expect(
-                    nnx_state_contains(state, p, n, &mut b),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                let mut v = sentinel();
-                expect(
-                    nnx_state_get_variable(state, p, n, &mut v),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                assert_eq!(v, sentinel());
-                let mut a = sentinel();
-                expect(
-                    nnx_state_get_array(state, p, n, &mut a),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                let mut s = sentinel();
-                expect(
-                    nnx_state_get_state(state, p, n, &mut s),
-                    NNX_ERR_INVALID_ARGUMENT,
-                );
-                assert_eq!(s, sentinel());
+                every_path_function_fails(state, p, n, var, array, NNX_ERR_INVALID_ARGUMENT)
             });
             let mut flat = null_mut();
             ok(nnx_flat_new(&mut flat));
@@ -690,30 +679,7 @@ fn invalid_utf8_everywhere_a_string_goes_in() {
         for path in &key_paths {
             let (p, n) = (path.as_ptr(), path.len());
             unchanged(state, || {
-                expect(
-                    nnx_state_set_variable(state, p, n, var),
-                    NNX_ERR_INVALID_UTF8,
-                );
-                expect(
-                    nnx_state_set_array(state, p, n, array),
-                    NNX_ERR_INVALID_UTF8,
-                );
-                expect(
-                    nnx_state_set_state(state, p, n, state),
-                    NNX_ERR_INVALID_UTF8,
-                );
-                expect(nnx_state_remove(state, p, n), NNX_ERR_INVALID_UTF8);
-                let mut k = 77;
-                expect(
-                    nnx_state_get_kind(state, p, n, &mut k),
-                    NNX_ERR_INVALID_UTF8,
-                );
-                let mut v = sentinel();
-                expect(
-                    nnx_state_get_variable(state, p, n, &mut v),
-                    NNX_ERR_INVALID_UTF8,
-                );
-                assert_eq!((k, v), (77, sentinel()));
+                every_path_function_fails(state, p, n, var, array, NNX_ERR_INVALID_UTF8)
             });
             let mut flat = null_mut();
             ok(nnx_flat_new(&mut flat));
