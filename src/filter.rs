@@ -208,8 +208,7 @@ impl Matcher<'_> {
     /// Whether every leaf below a node matches (`Some(true)`), none does
     /// (`Some(false)`), or that takes looking at the leaves (`None`), as far
     /// as the node's path `prefix` and the kinds of leaves below it (see
-    /// [`LeafTypes`]) can tell. For a leaf, `prefix` is its path and `kinds`
-    /// its own kind.
+    /// [`LeafTypes`]) can tell.
     pub(crate) fn decide(&self, prefix: &[&Key], kinds: LeafTypes) -> Option<bool> {
         match self {
             Matcher::OfType { mask, .. } => {

@@ -86,13 +86,8 @@ impl<'f> Placer<'f> {
     }
 
     fn leaf_target(&self, path: &[&Key], leaf: &Leaf) -> Result<Option<usize>> {
-        let kinds = LeafTypes::of(leaf);
         for (i, m) in self.matchers.iter().enumerate() {
-            let matched = match m.decide(path, kinds) {
-                Some(decided) => decided,
-                None => m.matches(path, leaf)?,
-            };
-            if matched {
+            if m.matches(path, leaf)? {
                 return Ok(Some(i));
             }
         }
@@ -172,9 +167,10 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         _ if !node.has_leaves() => (0..filters.len()).map(|_| Arc::new(Node::new())).collect(),
         Some(target) => {
             placer.unmatched = target.is_none();
+            let shared = target.and_then(|_| canonical(node));
             (0..filters.len())
-                .map(|i| match canonical(node) {
-                    Some(shared) if Some(i) == target => shared,
+                .map(|i| match &shared {
+                    Some(shared) if Some(i) == target => shared.clone(),
                     _ => Arc::new(Node::new()),
                 })
                 .collect()
@@ -282,11 +278,9 @@ fn merge_into(dst: &mut Node, src: &Node) -> Result<(), LeafThenSubtree> {
             }
             Child::Node(n) => {
                 let Some(pruned) = prune(n) else { continue };
-                match dst.get(key) {
-                    Some(Child::Node(_)) => dst
-                        .node_mut(key, |existing| merge_into(existing, &pruned))
-                        .expect("a node is at this key")?,
-                    Some(Child::Leaf(_)) => return Err(LeafThenSubtree),
+                match dst.node_mut(key, |existing| merge_into(existing, &pruned)) {
+                    Some(merged) => merged?,
+                    None if dst.get(key).is_some() => return Err(LeafThenSubtree),
                     None => {
                         dst.insert(*key, Child::Node(pruned));
                     }

@@ -187,9 +187,7 @@ impl Entries {
         match self {
             Entries::Small(v) => Iter(Walk::Small(v.iter())),
             Entries::Large(m) => Iter(Walk::Large(m.iter())),
-            Entries::Picked(node, order) => {
-                Iter(Walk::Picked(&node.entries, order.as_slice().iter()))
-            }
+            Entries::Picked(node, order) => Iter(Walk::Picked(&node.entries, *order, 0)),
         }
     }
 }
@@ -200,7 +198,8 @@ pub struct Iter<'a>(Walk<'a>);
 enum Walk<'a> {
     Small(std::slice::Iter<'a, (Key, Child)>),
     Large(indexmap::map::Iter<'a, Key, Child>),
-    Picked(&'a Entries, std::slice::Iter<'a, u8>),
+    /// Entries in the given order.
+    Picked(&'a Entries, Order, usize),
 }
 
 impl<'a> Iterator for Iter<'a> {
@@ -210,7 +209,11 @@ impl<'a> Iterator for Iter<'a> {
         match &mut self.0 {
             Walk::Small(it) => it.next().map(|(k, c)| (k, c)),
             Walk::Large(it) => it.next(),
-            Walk::Picked(entries, order) => entries.get_index(*order.next()? as usize),
+            Walk::Picked(entries, order, next) => {
+                let i = *order.as_slice().get(*next)?;
+                *next += 1;
+                entries.get_index(i as usize)
+            }
         }
     }
 
@@ -218,7 +221,10 @@ impl<'a> Iterator for Iter<'a> {
         match &self.0 {
             Walk::Small(it) => it.size_hint(),
             Walk::Large(it) => it.size_hint(),
-            Walk::Picked(_, order) => order.size_hint(),
+            Walk::Picked(_, order, next) => {
+                let left = order.as_slice().len() - *next;
+                (left, Some(left))
+            }
         }
     }
 }
@@ -364,10 +370,16 @@ impl Summary {
     /// This summary with `child` added (or changed: `before` is what it
     /// summarized before).
     fn with(self, child: &Child, before: Option<&Summary>) -> Summary {
-        let below = Summary::of(child);
+        let mut sum = self.plus(Summary::of(child));
+        sum.leaves -= before.map_or(0, |b| b.leaves);
+        sum
+    }
+
+    /// This summary with a child summarized by `below` added.
+    fn plus(self, below: Summary) -> Summary {
         Summary {
             types: self.types.union(below.types),
-            leaves: self.leaves + below.leaves - before.map_or(0, |b| b.leaves),
+            leaves: self.leaves + below.leaves,
             sorted: self.sorted,
             sorted_below: self.sorted_below && below.sorted_below,
             no_empty: self.no_empty && below.no_empty && below.leaves > 0,
@@ -595,11 +607,12 @@ impl Node {
             return Sorted(InKeyOrder::Listed(self.entries.iter()));
         }
         if self.len() <= SMALL {
-            return Sorted(InKeyOrder::Small {
-                entries: &self.entries,
-                order: Order::by_key(&self.entries),
-                next: 0,
-            });
+            let order = Order::by_key(&self.entries);
+            return Sorted(InKeyOrder::Listed(Iter(Walk::Picked(
+                &self.entries,
+                order,
+                0,
+            ))));
         }
         let key = |i: usize| self.entries.get_index(i).map(|(k, _)| k);
         let order = self.derived().order.get_or_init(|| {
@@ -678,6 +691,13 @@ impl Node {
         self.summary.leaves > 0
     }
 
+    /// Whether the node is, as far as its summary tells, in the form filter
+    /// outputs take (see [`canonical`]): leaves below, keys in order at
+    /// every level, no empty nested node.
+    fn is_canonical(&self) -> bool {
+        self.has_leaves() && self.summary.sorted_below && self.summary.no_empty
+    }
+
     /// Checks this node's summary, and those below, against what the
     /// entries hold: the kinds may be more than those present, the leaf
     /// count must be exact, and each flag may be false when the property
@@ -702,10 +722,7 @@ impl Node {
                 Child::Node(n) => n.actual_summary().map_err(|e| format!("{key}/{e}"))?,
                 Child::Leaf(_) => Summary::of(child),
             };
-            actual.types = actual.types.union(below.types);
-            actual.leaves += below.leaves;
-            actual.sorted_below &= below.sorted_below;
-            actual.no_empty &= below.no_empty && below.leaves > 0;
+            actual = actual.plus(below);
         }
         let claimed = self.summary;
         let problems = [
@@ -749,7 +766,7 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
     if !node.has_leaves() {
         return None;
     }
-    if node.summary.sorted_below && node.summary.no_empty {
+    if node.is_canonical() {
         return Some(node.clone());
     }
     // A small node whose children are all in canonical form, and whose own
@@ -757,7 +774,7 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
     // copying or touching them.
     let settled = |child: &Child| match child {
         Child::Leaf(_) => true,
-        Child::Node(n) => n.summary.sorted_below && n.summary.no_empty && n.has_leaves(),
+        Child::Node(n) => n.is_canonical(),
     };
     if node.len() <= SMALL && node.iter().all(|(_, c)| settled(c)) {
         return Some(Arc::new(Node {
@@ -794,14 +811,9 @@ pub fn canonical(node: &Arc<Node>) -> Option<Arc<Node>> {
 pub struct Sorted<'a>(InKeyOrder<'a>);
 
 enum InKeyOrder<'a> {
-    /// The node's keys are in order already.
+    /// In key order already, or (a small node) its indices sorted on the
+    /// stack.
     Listed(Iter<'a>),
-    /// A small node's indices in key order, sorted on the stack.
-    Small {
-        entries: &'a Entries,
-        order: Order,
-        next: usize,
-    },
     /// A large node's indices in key order, kept in the node.
     Large(&'a Node, std::slice::Iter<'a, u32>),
 }
@@ -812,15 +824,6 @@ impl<'a> Iterator for Sorted<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match &mut self.0 {
             InKeyOrder::Listed(it) => it.next(),
-            InKeyOrder::Small {
-                entries,
-                order,
-                next,
-            } => {
-                let i = *order.as_slice().get(*next)?;
-                *next += 1;
-                entries.get_index(i as usize)
-            }
             InKeyOrder::Large(node, order) => {
                 let i = *order.next()?;
                 node.entries.get_index(i as usize)
