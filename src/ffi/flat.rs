@@ -7,9 +7,8 @@
 //! calls per list, not a few per entry.
 
 use std::collections::HashMap;
-use std::mem::size_of;
 use std::ops::Range;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
 
 use super::array::nnx_array;
 use super::error::nnx_status;
@@ -18,7 +17,8 @@ use super::state::{kind_to_c, nnx_kind, nnx_state, state_arg};
 use super::types::{nnx_type_id, NNX_TYPE_NONE};
 use super::variable::nnx_variable;
 use super::{
-    arg, boundary, box_free, box_into_raw, fail, slice, ArcHandle, FfiError, FfiResult, Out,
+    arg, boundary, box_free, box_into_raw, check_array, fail, slice, ArcHandle, FfiError,
+    FfiResult, Out,
 };
 use crate::key::Key;
 use crate::state::State;
@@ -263,10 +263,13 @@ pub extern "C" fn nnx_flat_variable(
         let mut found = None;
         // SAFETY: `flat` is a handle argument.
         unsafe { arg(flat, "flat") }?.with(index, |entry| {
-            found = entry.leaf.as_variable().map(std::sync::Arc::as_ptr);
+            found = entry
+                .leaf
+                .as_variable()
+                .map(|x| nnx_variable::handle(x, false));
         })?;
         match found {
-            Some(ptr) => out.write(ptr.cast_mut().cast()),
+            Some(handle) => out.write(handle),
             None => fail!(
                 NNX_ERR_WRONG_KIND,
                 "flat entry {index} is a bare array, not a variable"
@@ -289,10 +292,10 @@ pub extern "C" fn nnx_flat_array(
         let mut found = None;
         // SAFETY: `flat` is a handle argument.
         unsafe { arg(flat, "flat") }?.with(index, |entry| {
-            found = entry.leaf.as_array().map(std::sync::Arc::as_ptr);
+            found = entry.leaf.as_array().map(|x| nnx_array::handle(x, false));
         })?;
         match found {
-            Some(ptr) => out.write(ptr.cast_mut().cast()),
+            Some(handle) => out.write(handle),
             None => fail!(
                 NNX_ERR_WRONG_KIND,
                 "flat entry {index} is a variable, not a bare array"
@@ -323,21 +326,7 @@ impl<T> OutArray<T> {
     }
 
     fn required(ptr: *mut T, len: usize, name: &str) -> FfiResult<OutArray<T>> {
-        if ptr.is_null() {
-            return Err(FfiError::new(
-                nnx_status::NNX_ERR_NULL_ARGUMENT,
-                format!("argument `{name}` is NULL"),
-            ));
-        }
-        if len
-            .checked_mul(size_of::<T>())
-            .is_none_or(|n| n > isize::MAX as usize)
-        {
-            fail!(
-                NNX_ERR_INVALID_ARGUMENT,
-                "argument `{name}`: length {len} is too large"
-            );
-        }
+        check_array(ptr.cast_const(), len, name)?;
         Ok(OutArray { ptr, len })
     }
 
@@ -414,28 +403,15 @@ pub extern "C" fn nnx_flat_leaves(
                 types.write(i, type_id);
             }
             if let Some(variables) = &variables {
-                variables.write(
-                    i,
-                    entry.leaf.as_variable().map_or(std::ptr::null_mut(), |v| {
-                        if retain {
-                            nnx_variable::into_raw(Arc::clone(v))
-                        } else {
-                            Arc::as_ptr(v).cast_mut().cast()
-                        }
-                    }),
-                );
+                let handle = entry
+                    .leaf
+                    .as_variable()
+                    .map(|v| nnx_variable::handle(v, retain));
+                variables.write(i, handle.unwrap_or(std::ptr::null_mut()));
             }
             if let Some(arrays) = &arrays {
-                arrays.write(
-                    i,
-                    entry.leaf.as_array().map_or(std::ptr::null_mut(), |a| {
-                        if retain {
-                            nnx_array::into_raw(Arc::clone(a))
-                        } else {
-                            Arc::as_ptr(a).cast_mut().cast()
-                        }
-                    }),
-                );
+                let handle = entry.leaf.as_array().map(|a| nnx_array::handle(a, retain));
+                arrays.write(i, handle.unwrap_or(std::ptr::null_mut()));
             }
         }
         Ok(())

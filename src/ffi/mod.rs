@@ -150,6 +150,14 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> FfiR
     if len == 0 {
         return Ok(&[]);
     }
+    check_array(ptr, len, name)?;
+    // SAFETY: non-null, `len` elements by the caller's contract, size checked.
+    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+}
+
+/// Checks an array argument of `len` elements: not NULL, and not larger
+/// than an allocation can be.
+pub(crate) fn check_array<T>(ptr: *const T, len: usize, name: &str) -> FfiResult<()> {
     if ptr.is_null() {
         return Err(FfiError::null(name));
     }
@@ -162,8 +170,7 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> FfiR
             "argument `{name}`: length {len} is too large"
         );
     }
-    // SAFETY: non-null, `len` elements by the caller's contract, size checked.
-    Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
+    Ok(())
 }
 
 /// Reads a NUL-terminated UTF-8 string argument.
@@ -236,6 +243,16 @@ pub(crate) trait ArcHandle: Sized {
 
     fn into_raw(arc: Arc<Self::Inner>) -> *mut Self {
         Arc::into_raw(arc) as *mut Self
+    }
+
+    /// The handle of `arc`'s object: a new reference the caller owns with
+    /// `retain`, else one borrowed for as long as `arc` lives.
+    fn handle(arc: &Arc<Self::Inner>, retain: bool) -> *mut Self {
+        if retain {
+            Self::into_raw(Arc::clone(arc))
+        } else {
+            Arc::as_ptr(arc).cast_mut().cast()
+        }
     }
 
     /// Borrows the object behind a handle for the call.
