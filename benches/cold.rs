@@ -19,7 +19,10 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nnx_state::{Array, Child, Filter, Key, Leaf, Node, State, TypeId, Variable};
+use nnx_state::{Array, Child, Filter, Leaf, State, TypeId, Variable};
+
+mod common;
+use common::{model, structure_copy, LEAVES_PER_LAYER};
 
 /// Makes the leaves: a new variable each, or one per type.
 struct Leaves {
@@ -46,51 +49,6 @@ impl Leaves {
         };
         Child::Leaf(Leaf::Variable(variable))
     }
-}
-
-fn model(leaves: usize, sorted: bool, make: &mut Leaves) -> Node {
-    let (p, b, c) = (TypeId::PARAM, TypeId::BATCH_STAT, TypeId::CACHE);
-    let groups: [(&str, &[(&str, TypeId)]); 3] = if sorted {
-        [
-            ("attn", &[("k", p), ("o", p), ("q", p), ("v", p)]),
-            ("cache", &[("k", c), ("v", c)]),
-            ("norm", &[("mean", b), ("scale", p), ("var", b)]),
-        ]
-    } else {
-        [
-            ("attn", &[("q", p), ("k", p), ("v", p), ("o", p)]),
-            ("norm", &[("scale", p), ("mean", b), ("var", b)]),
-            ("cache", &[("k", c), ("v", c)]),
-        ]
-    };
-    let mut layers = Node::new();
-    for i in 0..leaves.div_ceil(9) {
-        let mut layer = Node::new();
-        for (name, entries) in groups {
-            let mut group = Node::new();
-            for (leaf, t) in entries {
-                group.insert(Key::str(leaf), make.leaf(*t));
-            }
-            layer.insert(Key::str(name), Child::Node(Arc::new(group)));
-        }
-        layers.insert(Key::int(i as i64), Child::Node(Arc::new(layer)));
-    }
-    let mut root = Node::new();
-    root.insert(Key::str("layers"), Child::Node(Arc::new(layers)));
-    root
-}
-
-/// New nodes over the same leaves.
-fn structure_copy(node: &Node) -> Node {
-    let mut out = Node::with_capacity(node.len());
-    for (key, child) in node.iter() {
-        let copy = match child {
-            Child::Node(n) => Child::Node(Arc::new(structure_copy(n))),
-            Child::Leaf(leaf) => Child::Leaf(leaf.clone()),
-        };
-        out.insert(*key, copy);
-    }
-    out
 }
 
 /// Median time of the call and of dropping its result, on a new input each
@@ -147,7 +105,8 @@ fn main() {
             let mut make = Leaves {
                 shared: shared.then(Vec::new),
             };
-            let base = State::from_node(model(leaves, sorted, &mut make));
+            let layers = leaves.div_ceil(LEAVES_PER_LAYER);
+            let base = State::from_node(model(layers, sorted, |_, t| make.leaf(t)));
             let node = base.node().unwrap();
             let fresh = || match deep {
                 true => base.deep_copy().unwrap(),

@@ -25,8 +25,10 @@ use std::sync::Arc;
 
 use nnx_state::{Array, Child, DType, Filter, Key, Leaf, Node, State, TypeId, Variable};
 
+mod common;
+use common::{model, LAYER, LEAVES_PER_LAYER};
+
 /// Leaves per layer: attn/{q,k,v,o}, norm/{scale, mean, var}, cache/{k,v}.
-const LEAVES_PER_LAYER: usize = 9;
 const ROUNDS: usize = 10;
 /// The bound on growth, in percent of the resident size before the loop.
 const MAX_GROWTH_PERCENT: f64 = 2.0;
@@ -60,19 +62,6 @@ fn reset_peak() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
-/// The leaves of one layer, in the order a model builds them.
-const LAYER: [(&str, &str, TypeId); LEAVES_PER_LAYER] = [
-    ("attn", "q", TypeId::PARAM),
-    ("attn", "k", TypeId::PARAM),
-    ("attn", "v", TypeId::PARAM),
-    ("attn", "o", TypeId::PARAM),
-    ("norm", "scale", TypeId::PARAM),
-    ("norm", "mean", TypeId::BATCH_STAT),
-    ("norm", "var", TypeId::BATCH_STAT),
-    ("cache", "k", TypeId::CACHE),
-    ("cache", "v", TypeId::CACHE),
-];
-
 /// A new array of float32 values, every byte written (copied from `fill`),
 /// so that its pages are resident.
 fn array(fill: &[u8]) -> Arc<Array> {
@@ -80,25 +69,13 @@ fn array(fill: &[u8]) -> Arc<Array> {
     Arc::new(Array::new(DType::F32, &[elements], Some(fill)).expect("an array"))
 }
 
-/// The model-shaped state of `benches/ops.rs` over `variables`, layer by
-/// layer in the order of [`LAYER`].
+/// The model-shaped state (`common`) over `variables`, in [`LAYER`]'s
+/// order.
 fn model_state(variables: &[Arc<Variable>]) -> State {
-    let mut all = Node::new();
-    for (i, layer_vars) in variables.chunks(LEAVES_PER_LAYER).enumerate() {
-        let mut layer = Node::new();
-        let mut group = Node::new();
-        for (j, ((g, name, _), v)) in LAYER.iter().zip(layer_vars).enumerate() {
-            group.insert(Key::str(name), Child::Leaf(Leaf::Variable(v.clone())));
-            if LAYER.get(j + 1).is_none_or(|next| next.0 != *g) {
-                let done = std::mem::take(&mut group);
-                layer.insert(Key::str(g), Child::Node(Arc::new(done)));
-            }
-        }
-        all.insert(Key::int(i as i64), Child::Node(Arc::new(layer)));
-    }
-    let mut root = Node::new();
-    root.insert(Key::str("layers"), Child::Node(Arc::new(all)));
-    State::from_node(root)
+    let layers = variables.len() / LEAVES_PER_LAYER;
+    State::from_node(model(layers, false, |i, _| {
+        Child::Leaf(Leaf::Variable(variables[i].clone()))
+    }))
 }
 
 /// Returns memory the allocator holds but does not use to the system, so

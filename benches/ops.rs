@@ -16,11 +16,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nnx_state::{parse_path, Array, Child, Filter, Key, Leaf, Node, State, TypeId, Variable};
+use nnx_state::{parse_path, Array, Child, Filter, Leaf, Node, State, TypeId, Variable};
 
-/// Leaves per layer: attn/{q,k,v,o}, norm/{scale, mean, var}, cache/{k,v}.
-const LEAVES_PER_LAYER: usize = 9;
+mod common;
+use common::{model, structure_copy, LEAVES_PER_LAYER};
 
+/// A new variable of `type_id` over a one-element array.
 fn leaf(type_id: TypeId) -> Child {
     let value = Arc::new(Array::from_slice(&[1], &[0.0f32]).unwrap());
     Child::Leaf(Leaf::Variable(Arc::new(
@@ -28,50 +29,10 @@ fn leaf(type_id: TypeId) -> Child {
     )))
 }
 
-fn group(entries: &[(&str, TypeId)]) -> Child {
-    let mut node = Node::new();
-    for (name, t) in entries {
-        node.insert(Key::str(name), leaf(*t));
-    }
-    Child::Node(Arc::new(node))
-}
-
-/// `layers/<i>/attn/{q,k,v,o}: Param`, `layers/<i>/norm/{scale: Param,
-/// mean, var: BatchStat}`, `layers/<i>/cache/{k,v}: Cache`, in that
-/// (insertion) order, as a model would build it.
+/// The model-shaped state (`common`), in the order a model builds it.
 fn model_state(leaves: usize) -> State {
-    let (p, b, c) = (TypeId::PARAM, TypeId::BATCH_STAT, TypeId::CACHE);
-    let mut layers = Node::new();
-    for i in 0..leaves.div_ceil(LEAVES_PER_LAYER) {
-        let mut layer = Node::new();
-        layer.insert(
-            Key::str("attn"),
-            group(&[("q", p), ("k", p), ("v", p), ("o", p)]),
-        );
-        layer.insert(
-            Key::str("norm"),
-            group(&[("scale", p), ("mean", b), ("var", b)]),
-        );
-        layer.insert(Key::str("cache"), group(&[("k", c), ("v", c)]));
-        layers.insert(Key::int(i as i64), Child::Node(Arc::new(layer)));
-    }
-    let mut root = Node::new();
-    root.insert(Key::str("layers"), Child::Node(Arc::new(layers)));
-    State::from_node(root)
-}
-
-/// A copy of the tree's structure, same leaves, with nothing cached: what an
-/// operation meets the first time it sees a tree.
-fn fresh(node: &Node) -> Node {
-    let mut out = Node::with_capacity(node.len());
-    for (key, child) in node.iter() {
-        let copy = match child {
-            Child::Node(n) => Child::Node(Arc::new(fresh(n))),
-            Child::Leaf(leaf) => Child::Leaf(leaf.clone()),
-        };
-        out.insert(*key, copy);
-    }
-    out
+    let layers = leaves.div_ceil(LEAVES_PER_LAYER);
+    State::from_node(model(layers, false, |_, t| leaf(t)))
 }
 
 /// The floor: a new reference to every leaf, into a vector.
@@ -135,7 +96,7 @@ fn timed(run: impl FnOnce()) -> Duration {
 /// nothing a previous call cached helps.
 fn cold<'a>(state: &'a State, run: impl Fn(&State) + 'a) -> Box<dyn Fn() -> Duration + 'a> {
     Box::new(move || {
-        let input = State::from_node(fresh(&state.node().unwrap()));
+        let input = State::from_node(structure_copy(&state.node().unwrap()));
         timed(|| run(&input))
     })
 }
@@ -234,7 +195,7 @@ fn main() {
                 Box::new(|| {
                     let inputs: Vec<State> = parts
                         .iter()
-                        .map(|p| State::from_node(fresh(&p.node().unwrap())))
+                        .map(|p| State::from_node(structure_copy(&p.node().unwrap())))
                         .collect();
                     let refs: Vec<&State> = inputs.iter().collect();
                     timed(|| {
