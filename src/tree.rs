@@ -526,13 +526,11 @@ impl Node {
     /// Runs `f` on the nested node at `key`, made writable (copied first if
     /// shared); `None` when `key` holds a leaf or nothing.
     pub fn node_mut<R>(&mut self, key: &Key, f: impl FnOnce(&mut Node) -> R) -> Option<R> {
-        if !matches!(self.get(key), Some(Child::Node(_))) {
-            return None;
-        }
         self.child_mut(key, |child| match child {
-            Child::Node(n) => f(Arc::make_mut(n)),
-            Child::Leaf(_) => unreachable!("checked above"),
+            Child::Node(n) => Some(f(Arc::make_mut(n))),
+            Child::Leaf(_) => None,
         })
+        .flatten()
     }
 
     /// Runs `f` on the node at `path` below this one, each node on the way
