@@ -49,6 +49,15 @@ struct DLManagedTensorVersioned;
 struct DLManagedTensor;
 
 /**
+ * The deepest nesting the library takes: paths of at most this many keys
+ * (so states at most this deep), filters and metadata values nested at
+ * most this many levels. Real models nest 3 to 12 levels; at this limit
+ * every operation runs in well under a quarter of a 256 KiB thread stack.
+ * Whatever would pass it fails with `NNX_ERR_TOO_DEEP` and writes nothing.
+ */
+#define NNX_MAX_DEPTH 128
+
+/**
  * The result of every fallible function. Values are fixed and never reused.
  */
 typedef enum nnx_status {
@@ -133,6 +142,13 @@ typedef enum nnx_status {
      * fsync, rename); the message names the file and the cause.
      */
     NNX_ERR_IO = 17,
+    /**
+     * Nesting deeper than `NNX_MAX_DEPTH`: a path longer than that many
+     * keys, a state that would hold one (set at a path, a nested state set
+     * into another, from_flat, a loaded file), or a filter or metadata
+     * value nested deeper. Nothing is written.
+     */
+    NNX_ERR_TOO_DEEP = 18,
     /**
      * A bug in the library: a Rust panic was caught at the boundary.
      */

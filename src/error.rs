@@ -41,6 +41,9 @@ pub enum ErrorKind {
     /// The operating system failed a file operation (open, read, write,
     /// rename, ...): the message names the file and the cause.
     Io,
+    /// Nesting past [`crate::limits::MAX_DEPTH`]: a path, a state, a filter
+    /// or a metadata value deeper than the library takes.
+    TooDeep,
 }
 
 /// An error of the core: its kind and a message naming the problem.

@@ -91,6 +91,7 @@ fn status_names_cover_every_status() {
         (NNX_ERR_OUT_OF_MEMORY, "NNX_ERR_OUT_OF_MEMORY", 15),
         (NNX_ERR_FORMAT, "NNX_ERR_FORMAT", 16),
         (NNX_ERR_IO, "NNX_ERR_IO", 17),
+        (NNX_ERR_TOO_DEEP, "NNX_ERR_TOO_DEEP", 18),
         (NNX_ERR_PANIC, "NNX_ERR_PANIC", 100),
     ];
     for (status, name, value) in all {

@@ -80,6 +80,7 @@ _CLASSES = {
     15: NnxMemoryError,  # OUT_OF_MEMORY
     16: NnxFormatError,  # FORMAT
     17: NnxIOError,  # IO
+    18: NnxValueError,  # TOO_DEEP (nesting past NNX_MAX_DEPTH)
     100: NnxRuntimeError,  # PANIC
 }
 

@@ -52,12 +52,17 @@ pub enum nnx_status {
     /// The operating system failed a file operation (open, read, write,
     /// fsync, rename); the message names the file and the cause.
     NNX_ERR_IO = 17,
+    /// Nesting deeper than `NNX_MAX_DEPTH`: a path longer than that many
+    /// keys, a state that would hold one (set at a path, a nested state set
+    /// into another, from_flat, a loaded file), or a filter or metadata
+    /// value nested deeper. Nothing is written.
+    NNX_ERR_TOO_DEEP = 18,
     /// A bug in the library: a Rust panic was caught at the boundary.
     NNX_ERR_PANIC = 100,
 }
 
 impl nnx_status {
-    const ALL: [nnx_status; 19] = [
+    const ALL: [nnx_status; 20] = [
         nnx_status::NNX_OK,
         nnx_status::NNX_ERR_NULL_ARGUMENT,
         nnx_status::NNX_ERR_INVALID_ARGUMENT,
@@ -76,6 +81,7 @@ impl nnx_status {
         nnx_status::NNX_ERR_OUT_OF_MEMORY,
         nnx_status::NNX_ERR_FORMAT,
         nnx_status::NNX_ERR_IO,
+        nnx_status::NNX_ERR_TOO_DEEP,
         nnx_status::NNX_ERR_PANIC,
     ];
 
@@ -99,6 +105,7 @@ impl nnx_status {
             nnx_status::NNX_ERR_OUT_OF_MEMORY => "NNX_ERR_OUT_OF_MEMORY\0",
             nnx_status::NNX_ERR_FORMAT => "NNX_ERR_FORMAT\0",
             nnx_status::NNX_ERR_IO => "NNX_ERR_IO\0",
+            nnx_status::NNX_ERR_TOO_DEEP => "NNX_ERR_TOO_DEEP\0",
             nnx_status::NNX_ERR_PANIC => "NNX_ERR_PANIC\0",
         }
     }

@@ -75,6 +75,7 @@ impl From<Error> for FfiError {
             ErrorKind::OutOfMemory => nnx_status::NNX_ERR_OUT_OF_MEMORY,
             ErrorKind::Format => nnx_status::NNX_ERR_FORMAT,
             ErrorKind::Io => nnx_status::NNX_ERR_IO,
+            ErrorKind::TooDeep => nnx_status::NNX_ERR_TOO_DEEP,
         };
         FfiError::new(status, e.message())
     }

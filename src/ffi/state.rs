@@ -35,6 +35,14 @@ impl nnx_state {
     }
 }
 
+/// The deepest nesting the library takes: paths of at most this many keys
+/// (so states at most this deep), filters and metadata values nested at
+/// most this many levels. Real models nest 3 to 12 levels; at this limit
+/// every operation runs in well under a quarter of a 256 KiB thread stack.
+/// Whatever would pass it fails with `NNX_ERR_TOO_DEEP` and writes nothing.
+pub const NNX_MAX_DEPTH: usize = 128;
+const _: () = assert!(NNX_MAX_DEPTH == crate::limits::MAX_DEPTH);
+
 /// What a path leads to: one of the `NNX_KIND_*` values.
 pub type nnx_kind = u32;
 /// A nested state.
