@@ -141,6 +141,21 @@ impl Entries {
         }
     }
 
+    /// Empties the entries, dropping the leaves and moving the nested
+    /// nodes (and a twin's source) to `out`.
+    fn take_nodes(&mut self, out: &mut Vec<Arc<Node>>) {
+        let mut keep = |child: Child| {
+            if let Child::Node(n) = child {
+                out.push(n);
+            }
+        };
+        match std::mem::take(self) {
+            Entries::Small(v) => v.into_iter().for_each(|(_, c)| keep(c)),
+            Entries::Large(m) => m.into_iter().for_each(|(_, c)| keep(c)),
+            Entries::Picked(source, _) => out.push(source),
+        }
+    }
+
     /// Copies picked entries out, so that they can change.
     fn own(&mut self) {
         if let Entries::Picked(..) = self {
@@ -340,6 +355,12 @@ struct Summary {
     sorted_below: bool,
     /// No nested node without leaves, here or below (see [`prune`]).
     no_empty: bool,
+    /// How many levels lie below, or more: a leaf here makes 1, a nested
+    /// node one more than its own. Like `types`, a change that takes a
+    /// deep child away leaves the bound as it was. Lets `State` check the
+    /// nesting limit when it puts a subtree somewhere, and tells `drop`
+    /// when freeing needs care (see [`Node::exact_height`]).
+    height: u8,
 }
 
 impl Summary {
@@ -349,6 +370,7 @@ impl Summary {
         sorted: true,
         sorted_below: true,
         no_empty: true,
+        height: 0,
     };
 
     fn of(child: &Child) -> Summary {
@@ -383,6 +405,7 @@ impl Summary {
             sorted: self.sorted,
             sorted_below: self.sorted_below && below.sorted_below,
             no_empty: self.no_empty && below.no_empty && below.leaves > 0,
+            height: self.height.max(below.height.saturating_add(1)),
         }
     }
 }
@@ -397,7 +420,7 @@ struct Derived {
     /// filters, most recent first. Held weakly: the node does not keep
     /// outputs alive that their caller has dropped, so repeating a filter
     /// is free only while its previous outputs are still held.
-    partition: Mutex<Vec<(String, Vec<Weak<Node>>)>>,
+    partition: Mutex<Vec<(PartitionKey, Vec<Weak<Node>>)>>,
     /// The last merge that began with this node: the other inputs and the
     /// result, all weakly. A live `Weak` keeps its address from being
     /// reused, so identity is a sound test.
@@ -407,6 +430,10 @@ struct Derived {
 /// How many filter or split results a node keeps (see `Derived::partition`):
 /// an engine typically alternates a few filter lists on the same state.
 const PARTITIONS_KEPT: usize = 4;
+
+/// What names a filter list for `Derived::partition`: whether the call was
+/// a split, and the filters' identities (see `Filter::write_identity`).
+pub(crate) type PartitionKey = Box<[u64]>;
 
 /// The other inputs of a merge and its result, held weakly.
 type MergeRecord = (Vec<Weak<Node>>, Weak<Node>);
@@ -475,6 +502,67 @@ impl Clone for Node {
     }
 }
 
+/// The nodes on a path, taken out of their parents by
+/// [`Node::node_at_mut`]; put back bottom up when this goes, each parent's
+/// summary brought up to date with its changed child.
+struct Detached<'a> {
+    root: &'a mut Node,
+    path: &'a [Key],
+    /// The node at each level so far, with what its parent's summary
+    /// counted for it.
+    taken: Vec<(Arc<Node>, Summary)>,
+}
+
+impl Detached<'_> {
+    /// The deepest node reached, writable.
+    fn last(&mut self) -> &mut Node {
+        match self.taken.last_mut() {
+            Some((node, _)) => Arc::make_mut(node),
+            None => self.root,
+        }
+    }
+}
+
+impl Drop for Detached<'_> {
+    fn drop(&mut self) {
+        while let Some((node, before)) = self.taken.pop() {
+            let key = &self.path[self.taken.len()];
+            self.last().put_node(key, node, before);
+        }
+    }
+}
+
+/// A shared empty node: the stand-in for a node taken out of its parent
+/// for a moment (see [`Node::node_at_mut`]), so that taking one out
+/// allocates nothing.
+fn empty_node() -> Arc<Node> {
+    static EMPTY: OnceLock<Arc<Node>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(Node::new())).clone()
+}
+
+/// Nodes this many levels high or less are freed the ordinary way, one
+/// nested call per level; higher ones without recursion, so that freeing a
+/// tree never needs stack in proportion to its depth.
+const FREED_RECURSIVELY: u8 = 16;
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.summary.height <= FREED_RECURSIVELY {
+            return;
+        }
+        // Take the nested nodes out, and free each one that nothing else
+        // holds after taking its own nested nodes out: every node is then
+        // freed with no nested node left in it.
+        let mut pending = Vec::new();
+        self.entries.take_nodes(&mut pending);
+        while let Some(node) = pending.pop() {
+            if let Some(mut node) = Arc::into_inner(node) {
+                node.entries.take_nodes(&mut pending);
+            }
+        }
+    }
+}
+
 impl Default for Node {
     fn default() -> Self {
         Node::new()
@@ -536,19 +624,56 @@ impl Node {
     /// Runs `f` on the node at `path` below this one, each node on the way
     /// made writable. With `create`, what is in the way (nothing, or a leaf)
     /// is replaced by a new empty node; without, that gives `None`.
+    ///
+    /// Without recursion: the nodes on the way are taken out of their
+    /// parents one level at a time, and put back bottom up once `f` has
+    /// run, each parent's summary brought up to date with its changed
+    /// child. So the stack it uses does not grow with the path.
     pub fn node_at_mut<R>(
         &mut self,
         path: &[Key],
         create: bool,
         f: impl FnOnce(&mut Node) -> R,
     ) -> Option<R> {
-        let Some((key, rest)) = path.split_first() else {
-            return Some(f(self));
+        let mut way = Detached {
+            root: self,
+            path,
+            taken: Vec::with_capacity(path.len()),
         };
-        if create && !matches!(self.get(key), Some(Child::Node(_))) {
-            self.insert(*key, Child::Node(Arc::new(Node::new())));
+        for key in path {
+            let parent = way.last();
+            if create && !matches!(parent.get(key), Some(Child::Node(_))) {
+                parent.insert(*key, Child::Node(Arc::new(Node::new())));
+            }
+            let detached = parent.take_node(key)?;
+            way.taken.push(detached);
         }
-        self.node_mut(key, |n| n.node_at_mut(rest, create, f))?
+        Some(f(way.last()))
+        // `way` puts the nodes back as it goes, also if `f` panics.
+    }
+
+    /// Takes the nested node at `key` out, leaving an empty stand-in that
+    /// [`Node::put_node`] replaces; `None` when `key` holds a leaf or
+    /// nothing. Returns the node and what this node's summary counts for it.
+    fn take_node(&mut self, key: &Key) -> Option<(Arc<Node>, Summary)> {
+        let child = self.entries.get_mut(key)?;
+        let Child::Node(node) = child else {
+            return None;
+        };
+        self.derived = OnceLock::new();
+        let before = node.summary;
+        let node = std::mem::replace(node, empty_node());
+        Some((node, before))
+    }
+
+    /// Puts back a node taken out by [`Node::take_node`], maybe changed.
+    fn put_node(&mut self, key: &Key, node: Arc<Node>, before: Summary) {
+        let child = self
+            .entries
+            .get_mut(key)
+            .expect("a taken node's key stays while it is out");
+        *child = Child::Node(node);
+        self.summary = self.summary.with(child, Some(&before));
     }
 
     pub fn get_index(&self, index: usize) -> Option<(&Key, &Child)> {
@@ -624,14 +749,14 @@ impl Node {
     /// The outputs a filter or split with the same `key` gave for this very
     /// node, if it was one of the last few (see `ops::partition`) and its
     /// caller still holds them all.
-    pub(crate) fn cached_partition(&self, key: &str) -> Option<Vec<Arc<Node>>> {
+    pub(crate) fn cached_partition(&self, key: &[u64]) -> Option<Vec<Arc<Node>>> {
         let cache = self.derived.get()?.partition.lock();
         let cache = cache.unwrap_or_else(|p| p.into_inner());
-        let (_, outputs) = cache.iter().find(|(k, _)| k == key)?;
+        let (_, outputs) = cache.iter().find(|(k, _)| **k == *key)?;
         outputs.iter().map(Weak::upgrade).collect()
     }
 
-    pub(crate) fn store_partition(&self, key: String, outputs: &[Arc<Node>]) {
+    pub(crate) fn store_partition(&self, key: PartitionKey, outputs: &[Arc<Node>]) {
         let mut cache = self
             .derived()
             .partition
@@ -684,6 +809,29 @@ impl Node {
         self.summary.leaves as usize
     }
 
+    /// How many levels lie below this node, exactly: 0 for an empty node,
+    /// 1 for one holding only leaves. Walks the subtree (without recursion)
+    /// only when the bound kept in the summary is past `at_most`: that is
+    /// all a caller checking a limit needs to know, and a tree whose bound
+    /// is within it answers at once.
+    pub fn height(&self, at_most: usize) -> usize {
+        let bound = self.summary.height as usize;
+        if bound <= at_most {
+            return bound;
+        }
+        let mut deepest = 0;
+        let mut pending: Vec<(&Node, usize)> = vec![(self, 0)];
+        while let Some((node, depth)) = pending.pop() {
+            for (_, child) in node.iter() {
+                deepest = deepest.max(depth + 1);
+                if let Child::Node(n) = child {
+                    pending.push((n, depth + 1));
+                }
+            }
+        }
+        deepest
+    }
+
     /// Whether some leaf lies below this node.
     pub fn has_leaves(&self) -> bool {
         self.summary.leaves > 0
@@ -732,6 +880,7 @@ impl Node {
             (claimed.sorted && !actual.sorted, "sorted"),
             (claimed.sorted_below && !actual.sorted_below, "sorted below"),
             (claimed.no_empty && !actual.no_empty, "no empty subtree"),
+            (claimed.height < actual.height, "height"),
         ];
         match problems.iter().find(|(wrong, _)| *wrong) {
             Some((_, what)) => Err(format!(
