@@ -9,6 +9,7 @@ use rustc_hash::FxHasher;
 
 use crate::error::{bail, Error, ErrorKind, Result};
 use crate::key::{format_path, Key};
+use crate::limits::{check_depth, MAX_FILTER_PARTS};
 use crate::tree::{Leaf, LeafTypes};
 use crate::types::{Registry, TypeId};
 
@@ -16,13 +17,15 @@ use crate::types::{Registry, TypeId};
 /// the whole operation.
 pub type Predicate = dyn Fn(&[&Key], &Leaf) -> Result<bool, String> + Send + Sync;
 
-/// A filter of SPEC §5.
+/// A filter of NNX's `filterlib`. Cloning one is cheap: composite
+/// filters share their parts (see [`Parts`]), and the other kinds are a
+/// word or two.
 #[derive(Clone)]
 pub enum Filter {
     /// Variables of this type or a descendant of it.
     OfType(TypeId),
     /// Variables whose `tag` metadata equals this string.
-    WithTag(String),
+    WithTag(Arc<str>),
     /// Some path element equals `key` (`exact`), or `str(key)` is a
     /// substring of `str(element)` for some element.
     PathContains {
@@ -31,14 +34,88 @@ pub enum Filter {
     },
     /// The path equals one of these.
     PathIn(Arc<[Vec<Key>]>),
-    Any(Vec<Filter>),
-    All(Vec<Filter>),
-    Not(Box<Filter>),
+    /// Some part matches; made by [`Filter::any`].
+    Any(Parts),
+    /// Every part matches; made by [`Filter::all`].
+    All(Parts),
+    /// The one part does not match; made by [`Filter::negate`].
+    Not(Parts),
     /// Matches everything; as NNX's `...` and `True`, it may only be followed
     /// by more Everything filters in a filter list.
     Everything,
     Nothing,
     Callback(Arc<Predicate>),
+}
+
+/// The parts of a composite filter, shared by every filter built on it,
+/// so that building a filter of `n` parts takes O(n) whatever its shape.
+/// Knows the nesting depth and the written-out size of the filter it makes
+/// up, so that both limits (see [`crate::limits`]) are checked in constant
+/// time as filters are built.
+#[derive(Clone)]
+pub struct Parts(Arc<PartsInner>);
+
+struct PartsInner {
+    filters: Box<[Filter]>,
+    /// Levels of the composite filter, itself included.
+    depth: usize,
+    /// Parts of the composite filter written out, itself included.
+    size: u64,
+}
+
+impl Parts {
+    fn new(filters: Vec<Filter>) -> Result<Parts> {
+        let depth = 1 + filters.iter().map(Filter::depth).max().unwrap_or(0);
+        check_depth(depth, || "the filter".to_owned())?;
+        let size = filters
+            .iter()
+            .fold(1u64, |sum, f| sum.saturating_add(f.size()));
+        if size > MAX_FILTER_PARTS {
+            bail!(
+                InvalidArgument,
+                "the filter would have {size} parts written out, past the limit of \
+                 {MAX_FILTER_PARTS} (a filter used several times in another counts each time)"
+            );
+        }
+        Ok(Parts(Arc::new(PartsInner {
+            filters: filters.into_boxed_slice(),
+            depth,
+            size,
+        })))
+    }
+
+    /// The one part of a `Not`.
+    pub fn only(&self) -> &Filter {
+        &self.0.filters[0]
+    }
+}
+
+impl std::ops::Deref for Parts {
+    type Target = [Filter];
+
+    fn deref(&self) -> &[Filter] {
+        &self.0.filters
+    }
+}
+
+/// Filters this many levels deep or less are freed the ordinary way; deeper
+/// ones without a nested call per level.
+const FREED_RECURSIVELY: usize = 16;
+
+impl Drop for PartsInner {
+    fn drop(&mut self) {
+        if self.depth <= FREED_RECURSIVELY {
+            return;
+        }
+        let mut pending: Vec<Filter> = std::mem::take(&mut self.filters).into_vec();
+        while let Some(filter) = pending.pop() {
+            if let Filter::Any(p) | Filter::All(p) | Filter::Not(p) = filter {
+                if let Some(mut inner) = Arc::into_inner(p.0) {
+                    pending.extend(std::mem::take(&mut inner.filters).into_vec());
+                }
+            }
+        }
+    }
 }
 
 impl Filter {
@@ -47,7 +124,40 @@ impl Filter {
     }
 
     pub fn with_tag(tag: &str) -> Filter {
-        Filter::WithTag(tag.to_owned())
+        Filter::WithTag(tag.into())
+    }
+
+    /// NNX's `Any(*filters)`: some part matches; none for no parts. Fails
+    /// past the nesting limit or the size limit (see [`crate::limits`]).
+    pub fn any(filters: Vec<Filter>) -> Result<Filter> {
+        Ok(Filter::Any(Parts::new(filters)?))
+    }
+
+    /// NNX's `All(*filters)`: every part matches; all for no parts. Fails
+    /// as [`Filter::any`] does.
+    pub fn all(filters: Vec<Filter>) -> Result<Filter> {
+        Ok(Filter::All(Parts::new(filters)?))
+    }
+
+    /// NNX's `Not(filter)`. Fails as [`Filter::any`] does.
+    pub fn negate(filter: Filter) -> Result<Filter> {
+        Ok(Filter::Not(Parts::new(vec![filter])?))
+    }
+
+    /// Levels of nesting: 1 for a filter that is not composite.
+    pub fn depth(&self) -> usize {
+        match self {
+            Filter::Any(p) | Filter::All(p) | Filter::Not(p) => p.0.depth,
+            _ => 1,
+        }
+    }
+
+    /// Parts written out: 1 for a filter that is not composite.
+    pub fn size(&self) -> u64 {
+        match self {
+            Filter::Any(p) | Filter::All(p) | Filter::Not(p) => p.0.size,
+            _ => 1,
+        }
     }
 
     pub fn path_contains(key: impl Into<Key>, exact: bool) -> Filter {
@@ -77,8 +187,50 @@ impl Filter {
             | Filter::Everything
             | Filter::Nothing => true,
             Filter::WithTag(_) | Filter::Callback(_) => false,
-            Filter::Any(fs) | Filter::All(fs) => fs.iter().all(Filter::depends_only_on_structure),
-            Filter::Not(f) => f.depends_only_on_structure(),
+            Filter::Any(fs) | Filter::All(fs) | Filter::Not(fs) => {
+                fs.iter().all(Filter::depends_only_on_structure)
+            }
+        }
+    }
+
+    /// Appends a description of this filter to `out` that tells filters
+    /// apart exactly as they select leaves by path and type: equal
+    /// descriptions select the same leaves. Each part starts with a tag and
+    /// says how long it is, so no two filters write the same words; string
+    /// keys are interned, so their address stands for their text. Only for
+    /// filters that [`depend only on structure`](Self::depends_only_on_structure);
+    /// tags and callbacks write a word that no other filter writes, but say
+    /// nothing of their text or code.
+    pub(crate) fn write_identity(&self, out: &mut Vec<u64>) {
+        let key_words = |key: &Key| match key {
+            Key::Int(i) => [0, *i as u64],
+            Key::Str(s) => [1, s.as_bytes_with_nul().as_ptr() as usize as u64],
+        };
+        match self {
+            Filter::OfType(t) => out.extend([1, t.raw() as u64]),
+            Filter::PathContains { key, exact } => {
+                out.extend([2, *exact as u64]);
+                out.extend(key_words(key));
+            }
+            Filter::PathIn(paths) => {
+                out.extend([3, paths.len() as u64]);
+                for path in paths.iter() {
+                    out.push(path.len() as u64);
+                    path.iter().for_each(|k| out.extend(key_words(k)));
+                }
+            }
+            Filter::Any(fs) | Filter::All(fs) | Filter::Not(fs) => {
+                let tag = match self {
+                    Filter::Any(_) => 4,
+                    Filter::All(_) => 5,
+                    _ => 6,
+                };
+                out.extend([tag, fs.len() as u64]);
+                fs.iter().for_each(|f| f.write_identity(out));
+            }
+            Filter::Everything => out.push(7),
+            Filter::Nothing => out.push(8),
+            Filter::WithTag(_) | Filter::Callback(_) => out.push(9),
         }
     }
 
@@ -102,7 +254,7 @@ impl Filter {
             Filter::PathIn(paths) => Matcher::PathIn(PathSet::new(paths)),
             Filter::Any(fs) => Matcher::Any(compile_all(fs, registry)?),
             Filter::All(fs) => Matcher::All(compile_all(fs, registry)?),
-            Filter::Not(f) => Matcher::Not(Box::new(f.compile(registry)?)),
+            Filter::Not(f) => Matcher::Not(Box::new(f.only().compile(registry)?)),
             Filter::Everything => Matcher::Everything,
             Filter::Nothing => Matcher::Nothing,
             Filter::Callback(f) => Matcher::Callback(f),
@@ -112,15 +264,6 @@ impl Filter {
 
 fn compile_all<'f>(filters: &'f [Filter], registry: &Registry) -> Result<Vec<Matcher<'f>>> {
     filters.iter().map(|f| f.compile(registry)).collect()
-}
-
-/// `!filter` is NNX's `Not(filter)`.
-impl std::ops::Not for Filter {
-    type Output = Filter;
-
-    fn not(self) -> Filter {
-        Filter::Not(Box::new(self))
-    }
 }
 
 /// NNX's rule for filter lists: an Everything filter must be last, unless
@@ -176,7 +319,7 @@ impl fmt::Debug for Filter {
             }
             Filter::Any(fs) => list(f, "Any", fs),
             Filter::All(fs) => list(f, "All", fs),
-            Filter::Not(x) => write!(f, "Not({x:?})"),
+            Filter::Not(x) => write!(f, "Not({:?})", x.only()),
             Filter::Everything => f.write_str("Everything()"),
             Filter::Nothing => f.write_str("Nothing()"),
             Filter::Callback(_) => f.write_str("Callback()"),
@@ -415,7 +558,8 @@ mod tests {
         assert!(!test(&Filter::with_tag("drop"), &p, &key));
         let array = Leaf::Array(Arc::new(crate::Array::from_slice(&[1], &[1u8]).unwrap()));
         assert!(!test(&Filter::of_type(TypeId::VARIABLE), &p, &array));
-        assert!(test(&!Filter::of_type(TypeId::VARIABLE), &p, &array));
+        let not_variable = Filter::negate(Filter::of_type(TypeId::VARIABLE)).unwrap();
+        assert!(test(&not_variable, &p, &array));
     }
 
     #[test]
@@ -442,18 +586,11 @@ mod tests {
     fn combinators() {
         let l = leaf(TypeId::PARAM, None);
         let p = [Key::str("a")];
-        assert!(!test(&Filter::Any(vec![]), &p, &l));
-        assert!(test(&Filter::All(vec![]), &p, &l));
-        assert!(test(
-            &Filter::Any(vec![Filter::Nothing, Filter::Everything]),
-            &p,
-            &l
-        ));
-        assert!(!test(
-            &Filter::All(vec![Filter::Nothing, Filter::Everything]),
-            &p,
-            &l
-        ));
+        assert!(!test(&Filter::any(vec![]).unwrap(), &p, &l));
+        assert!(test(&Filter::all(vec![]).unwrap(), &p, &l));
+        let parts = || vec![Filter::Nothing, Filter::Everything];
+        assert!(test(&Filter::any(parts()).unwrap(), &p, &l));
+        assert!(!test(&Filter::all(parts()).unwrap(), &p, &l));
     }
 
     #[test]
@@ -470,7 +607,10 @@ mod tests {
             ErrorKind::FilterOrder
         );
         // Only a bare Everything is checked, as only `...` and `True` are in NNX.
-        let wrapped = [Filter::Any(vec![Filter::Everything]), Filter::Nothing];
+        let wrapped = [
+            Filter::any(vec![Filter::Everything]).unwrap(),
+            Filter::Nothing,
+        ];
         assert!(check_order(&wrapped).is_ok());
     }
 
@@ -483,11 +623,12 @@ mod tests {
 
     #[test]
     fn repr_reads_like_nnx() {
-        let f = Filter::Any(vec![
+        let f = Filter::any(vec![
             Filter::of_type(TypeId::PARAM),
             Filter::with_tag("x"),
-            !Filter::path_contains(0, false),
-        ]);
+            Filter::negate(Filter::path_contains(0, false)).unwrap(),
+        ])
+        .unwrap();
         assert_eq!(
             format!("{f:?}"),
             "Any(OfType(Param), WithTag('x'), Not(PathContains(0, exact=False)))"

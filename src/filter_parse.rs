@@ -43,10 +43,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filter;
 use crate::io::safetensors::component_key;
 use crate::key::{parse_path, Key};
+use crate::limits::MAX_DEPTH;
 use crate::types;
-
-/// How deeply parentheses and `~` may nest.
-const MAX_DEPTH: usize = 256;
 
 /// Parses a filter expression (see the module documentation).
 pub fn parse_filter(text: &str) -> Result<Filter> {
@@ -67,6 +65,40 @@ struct Parser<'a> {
     text: &'a str,
     chars: Peekable<CharIndices<'a>>,
     depth: usize,
+}
+
+/// A group being parsed: the whole text, or what a `(` opened.
+struct Group {
+    /// Where its `(` is; `None` for the whole text.
+    open_at: Option<usize>,
+    /// The `|` alternatives finished so far, and where the first began.
+    any: Vec<Filter>,
+    any_at: usize,
+    /// The `&` run being read, and where it began.
+    all: Vec<Filter>,
+    all_at: usize,
+    /// The `~`s read before the next operand, innermost last.
+    nots: Vec<usize>,
+}
+
+impl Group {
+    fn new(open_at: Option<usize>, first: usize) -> Group {
+        Group {
+            open_at,
+            any: Vec::new(),
+            any_at: first,
+            all: Vec::new(),
+            all_at: first,
+            nots: Vec::new(),
+        }
+    }
+
+    /// Takes the `&` run read so far (with where it began); the next one
+    /// begins at `next`.
+    fn take_all(&mut self, next: usize) -> (usize, Vec<Filter>) {
+        let at = std::mem::replace(&mut self.all_at, next);
+        (at, std::mem::take(&mut self.all))
+    }
 }
 
 fn is_operator(c: char) -> bool {
@@ -110,84 +142,128 @@ impl Parser<'_> {
         self.chars.peek().copied()
     }
 
+    /// Parentheses and `~` may nest as deep as filters may (the nesting
+    /// limit), which also bounds the parser's own recursion.
     fn enter(&mut self, at: usize) -> Result<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
-            return Err(self.error_at(at, format!("nested more than {MAX_DEPTH} deep")));
+            return Err(self.error_kind_at(
+                ErrorKind::TooDeep,
+                at,
+                format!("nested more than {MAX_DEPTH} deep (NNX_MAX_DEPTH)"),
+            ));
         }
         Ok(())
     }
 
+    /// A composite filter made at `at`, or why it could not be (past a
+    /// limit), with the position.
+    fn composite(&self, at: usize, made: Result<Filter>) -> Result<Filter> {
+        made.map_err(|e| self.error_kind_at(e.kind(), at, e.message()))
+    }
+
+    /// `expr`, parsed without recursion: each `(` opens a [`Group`] on an
+    /// explicit stack, so the parser's own stack use does not grow with
+    /// the nesting (only the filter's does, within the nesting limit).
     fn expr(&mut self) -> Result<Filter> {
-        let mut parts = vec![self.and()?];
-        while let Some((_, '|')) = self.peek() {
-            self.chars.next();
-            parts.push(self.and()?);
-        }
-        Ok(if parts.len() == 1 {
-            parts.pop().expect("one part")
-        } else {
-            Filter::Any(parts)
-        })
-    }
-
-    fn and(&mut self) -> Result<Filter> {
-        let mut parts = vec![self.unary()?];
-        while let Some((_, '&')) = self.peek() {
-            self.chars.next();
-            parts.push(self.unary()?);
-        }
-        Ok(if parts.len() == 1 {
-            parts.pop().expect("one part")
-        } else {
-            Filter::All(parts)
-        })
-    }
-
-    fn unary(&mut self) -> Result<Filter> {
-        match self.peek() {
-            Some((at, '~')) => {
+        let start = self.peek().map_or(self.end(), |(at, _)| at);
+        let mut groups = vec![Group::new(None, start)];
+        loop {
+            // An operand: `~`s, then a group or an atom.
+            while let Some((at, '~')) = self.peek() {
                 self.chars.next();
                 self.enter(at)?;
-                let inner = self.unary()?;
-                self.depth -= 1;
-                Ok(Filter::Not(Box::new(inner)))
+                groups.last_mut().expect("a group is open").nots.push(at);
             }
-            _ => self.atom(),
-        }
-    }
-
-    fn atom(&mut self) -> Result<Filter> {
-        let Some((at, c)) = self.peek() else {
-            return Err(self.error_at(self.end(), "expected a filter, found the end"));
-        };
-        match c {
-            '(' => {
+            let Some((at, c)) = self.peek() else {
+                return Err(self.error_at(self.end(), "expected a filter, found the end"));
+            };
+            if c == '(' {
                 self.chars.next();
                 self.enter(at)?;
-                let inner = self.expr()?;
-                self.depth -= 1;
+                let first = self.peek().map_or(self.end(), |(at, _)| at);
+                groups.push(Group::new(Some(at), first));
+                continue;
+            }
+            let mut operand = self.atom(at, c)?;
+            // What follows a complete operand: `&` or `|` and the next
+            // operand, or `)` closing a group (itself an operand of the
+            // group around it), or the end.
+            loop {
+                let group = groups.last_mut().expect("a group is open");
+                while let Some(not_at) = group.nots.pop() {
+                    self.depth -= 1;
+                    operand = self.composite(not_at, Filter::negate(operand))?;
+                }
+                group.all.push(operand);
                 match self.peek() {
-                    Some((_, ')')) => {
+                    Some((_, '&')) => {
                         self.chars.next();
-                        Ok(inner)
+                        break;
                     }
-                    Some((other_at, other)) => Err(self.error_at(
-                        other_at,
-                        format!(
-                            "expected ')' to close the '(' at column {}, found {other:?}",
-                            self.column(at)
-                        ),
-                    )),
-                    None => Err(self.error_at(
-                        self.end(),
-                        format!(
-                            "expected ')' to close the '(' at column {}, found the end",
-                            self.column(at)
-                        ),
-                    )),
+                    Some((next_at, '|')) => {
+                        self.chars.next();
+                        let run = group.take_all(self.peek().map_or(next_at, |(at, _)| at));
+                        let run = self.finish(run)?;
+                        groups.last_mut().expect("a group is open").any.push(run);
+                        break;
+                    }
+                    next => {
+                        let closing = matches!(next, Some((_, ')')));
+                        let group = groups.pop().expect("a group is open");
+                        match group.open_at {
+                            None => {
+                                // The end of the text, or what follows a
+                                // complete filter (`parse_filter` says so).
+                                return self.finish_group(group);
+                            }
+                            Some(_) if closing => {
+                                self.chars.next();
+                                self.depth -= 1;
+                                operand = self.finish_group(group)?;
+                            }
+                            Some(open_at) => {
+                                let (found_at, found) = match next {
+                                    Some((at, c)) => (at, format!("{c:?}")),
+                                    None => (self.end(), "the end".to_owned()),
+                                };
+                                return Err(self.error_at(
+                                    found_at,
+                                    format!(
+                                        "expected ')' to close the '(' at column {}, found {found}",
+                                        self.column(open_at)
+                                    ),
+                                ));
+                            }
+                        }
+                    }
                 }
             }
+        }
+    }
+
+    /// The filter of a finished `&` run: its one part, or All of them.
+    fn finish(&self, (at, mut parts): (usize, Vec<Filter>)) -> Result<Filter> {
+        if parts.len() == 1 {
+            return Ok(parts.pop().expect("one part"));
+        }
+        self.composite(at, Filter::all(parts))
+    }
+
+    /// The filter of a finished group: its one alternative, or Any of them.
+    fn finish_group(&self, mut group: Group) -> Result<Filter> {
+        let run = group.take_all(0);
+        let last = self.finish(run)?;
+        group.any.push(last);
+        if group.any.len() == 1 {
+            return Ok(group.any.pop().expect("one alternative"));
+        }
+        self.composite(group.any_at, Filter::any(group.any))
+    }
+
+    /// An operand that is not a group, starting with `c` at `at`.
+    fn atom(&mut self, at: usize, c: char) -> Result<Filter> {
+        match c {
             '*' => {
                 self.chars.next();
                 Ok(Filter::Everything)
@@ -293,7 +369,7 @@ impl Parser<'_> {
             self.chars.next();
             let prefix = format!("{word}:");
             return match word.as_str() {
-                "tag" => Ok(Filter::WithTag(self.value(at, &prefix)?.0)),
+                "tag" => Ok(Filter::with_tag(&self.value(at, &prefix)?.0)),
                 "type" => {
                     let (name, _) = self.value(at, &prefix)?;
                     self.type_filter(at, &name)
@@ -432,7 +508,15 @@ mod tests {
         assert!(error(&deep).message().contains("nested more than"));
         let tildes = format!("{}Param", "~".repeat(10_000));
         assert!(error(&tildes).message().contains("nested more than"));
-        let fine = format!("{}Param{}", "(".repeat(100), ")".repeat(100));
+        assert_eq!(error(&tildes).kind(), ErrorKind::TooDeep);
+        let fine = format!("{}Param{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
         assert!(parse_filter(&fine).is_ok());
+        let past = format!("({fine})");
+        assert_eq!(error(&past).kind(), ErrorKind::TooDeep);
+        // `~` makes a level of the filter as well as of the parser.
+        let nots = format!("{}Param", "~".repeat(MAX_DEPTH - 1));
+        assert_eq!(parse_filter(&nots).unwrap().depth(), MAX_DEPTH);
+        let past = format!("~{nots}");
+        assert_eq!(error(&past).kind(), ErrorKind::TooDeep);
     }
 }

@@ -10,7 +10,8 @@ use indexmap::IndexMap;
 
 use crate::error::{bail, Result};
 use crate::filter::{check_order, Filter, Matcher};
-use crate::key::{format_path_tuple, Key};
+use crate::key::{format_path_short, format_path_tuple, Key};
+use crate::limits::check_depth;
 use crate::tree::{canonical, prune, Child, Leaf, LeafTypes, Node};
 use crate::types;
 
@@ -149,7 +150,11 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
     let cache_key = filters
         .iter()
         .all(Filter::depends_only_on_structure)
-        .then(|| format!("{exhaustive}{filters:?}"));
+        .then(|| {
+            let mut key = vec![exhaustive as u64, filters.len() as u64];
+            filters.iter().for_each(|f| f.write_identity(&mut key));
+            key.into_boxed_slice()
+        });
     if let Some(outputs) = cache_key.as_deref().and_then(|k| node.cached_partition(k)) {
         return Ok(outputs);
     }
@@ -320,12 +325,23 @@ fn unflatten(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Node {
     root
 }
 
+/// Fails unless `path` can name a flat entry: not empty, and within the
+/// nesting limit.
+pub fn check_flat_path(path: &[Key]) -> Result<()> {
+    if path.is_empty() {
+        bail!(InvalidArgument, "a flat entry needs a non-empty path");
+    }
+    check_depth(path.len(), || {
+        format!("the flat entry at '{}'", format_path_short(path))
+    })
+}
+
 /// `from_flat_state`: a tree from (path, leaf) pairs. On a repeated path the
 /// later leaf wins at the first one's position, as in a Python dict.
 pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<Node> {
     let pairs: Vec<(Vec<Key>, Leaf)> = pairs.into_iter().collect();
-    if pairs.iter().any(|(path, _)| path.is_empty()) {
-        bail!(InvalidArgument, "a flat entry has an empty path");
+    for (path, _) in &pairs {
+        check_flat_path(path)?;
     }
     // Flat states are nearly always grouped (every subtree's paths next to
     // each other, as `to_flat_state` and a model's walk give them) and free

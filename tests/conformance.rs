@@ -80,7 +80,8 @@ fn tree(json: &Value, leaves: &mut Leaves) -> Node {
 }
 
 fn filter(json: &Value) -> Filter {
-    let list = |v: &Value| v.as_array().expect("filters").iter().map(filter).collect();
+    let list =
+        |v: &Value| -> Vec<Filter> { v.as_array().expect("filters").iter().map(filter).collect() };
     if let Some(t) = json.get("of_type") {
         Filter::of_type(type_named(t.as_str().unwrap()))
     } else if let Some(t) = json.get("tag") {
@@ -90,17 +91,17 @@ fn filter(json: &Value) -> Filter {
     } else if let Some(ps) = json.get("path_in") {
         Filter::path_in(ps.as_array().unwrap().iter().map(path).collect())
     } else if let Some(fs) = json.get("any") {
-        Filter::Any(list(fs))
+        Filter::any(list(fs)).unwrap()
     } else if let Some(fs) = json.get("all") {
-        Filter::All(list(fs))
+        Filter::all(list(fs)).unwrap()
     } else if let Some(f) = json.get("not") {
-        !filter(f)
+        Filter::negate(filter(f)).unwrap()
     } else if let Some(form) = json.get("everything") {
         match form.as_str().unwrap() {
             // `...` and `True` obey the "last filters" rule; an Everything()
             // instance does not, which Any(Everything) reproduces.
             "ellipsis" | "true" => Filter::Everything,
-            _ => Filter::Any(vec![Filter::Everything]),
+            _ => Filter::any(vec![Filter::Everything]).unwrap(),
         }
     } else if json.get("nothing").is_some() {
         Filter::Nothing

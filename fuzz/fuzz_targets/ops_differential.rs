@@ -628,14 +628,14 @@ impl World {
                     .map(|f| self.make_filter(f, depth + 1))
                     .unzip();
                 if matches!(spec, FilterSpec::Any(_)) {
-                    (MFilter::Any(ms), Filter::Any(ls))
+                    (MFilter::Any(ms), Filter::any(ls).unwrap())
                 } else {
-                    (MFilter::All(ms), Filter::All(ls))
+                    (MFilter::All(ms), Filter::all(ls).unwrap())
                 }
             }
             FilterSpec::Not(f) => {
                 let (m, l) = self.make_filter(f, depth + 1);
-                (MFilter::Not(Box::new(m)), !l)
+                (MFilter::Not(Box::new(m)), Filter::negate(l).unwrap())
             }
             FilterSpec::Everything => (MFilter::Everything, Filter::Everything),
             FilterSpec::Nothing => (MFilter::Nothing, Filter::Nothing),

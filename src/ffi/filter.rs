@@ -15,8 +15,9 @@ use crate::key::Key;
 use crate::tree::Leaf;
 
 /// A filter: which leaves `nnx_state_filter` and `nnx_state_split` select.
-/// Owned by the caller (free with `nnx_filter_free`). Composite filters copy
-/// what they need, so parts may be freed right after. Immutable, so
+/// Owned by the caller (free with `nnx_filter_free`). Composite filters
+/// share their parts (building one costs the number of its direct parts,
+/// whatever is below), so parts may be freed right after. Immutable, so
 /// thread-safe, except that a callback filter runs its callback on every
 /// thread that uses it.
 pub struct nnx_filter {
@@ -105,7 +106,7 @@ pub extern "C" fn nnx_filter_with_tag(
 ) -> nnx_status {
     new_filter(out_filter, || {
         // SAFETY: a C string argument.
-        Ok(Filter::WithTag(unsafe { c_str(tag, "tag") }?.to_owned()))
+        Ok(Filter::with_tag(unsafe { c_str(tag, "tag") }?))
     })
 }
 
@@ -163,17 +164,21 @@ pub extern "C" fn nnx_filter_path_in(
 /// nothing.
 ///
 /// - `filters`: borrowed for the call, none NULL (NULL allowed when `count`
-///   is 0); copied, so they may be freed afterwards.
+///   is 0); the new filter shares them, so they may be freed afterwards.
 /// - `out_filter`: as for `nnx_filter_of_type`.
 ///
-/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_TOO_DEEP` when the new filter
+/// would nest more than `NNX_MAX_DEPTH` levels (a filter that is not
+/// composite is one level); `NNX_ERR_INVALID_ARGUMENT` when it would have
+/// more than 2^20 parts written out (a part used several times counts each
+/// time). Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_filter_any(
     filters: *const *mut nnx_filter,
     count: usize,
     out_filter: *mut *mut nnx_filter,
 ) -> nnx_status {
-    combine(filters, count, out_filter, Filter::Any)
+    combine(filters, count, out_filter, Filter::any)
 }
 
 /// A filter matching leaves that all of `count` filters match (NNX's `All`);
@@ -184,31 +189,33 @@ pub extern "C" fn nnx_filter_all(
     count: usize,
     out_filter: *mut *mut nnx_filter,
 ) -> nnx_status {
-    combine(filters, count, out_filter, Filter::All)
+    combine(filters, count, out_filter, Filter::all)
 }
 
-/// The body of `nnx_filter_any` and `nnx_filter_all`: copies the parts into
-/// a new composite filter.
+/// The body of `nnx_filter_any` and `nnx_filter_all`: a new composite
+/// filter sharing the parts.
 fn combine(
     filters: *const *mut nnx_filter,
     count: usize,
     out_filter: *mut *mut nnx_filter,
-    make: fn(Vec<Filter>) -> Filter,
+    make: fn(Vec<Filter>) -> crate::Result<Filter>,
 ) -> nnx_status {
     new_filter(out_filter, || {
         // SAFETY: `filters` holds `count` handles by the public functions'
         // contracts.
         let parts = unsafe { filters_from_c(filters, count) }?;
-        Ok(make(parts.into_iter().cloned().collect()))
+        Ok(make(parts.into_iter().cloned().collect())?)
     })
 }
 
 /// A filter matching leaves that `filter` does not match (NNX's `Not`).
 ///
-/// - `filter`: borrowed for the call; copied.
+/// - `filter`: borrowed for the call; the new filter shares it, so it may
+///   be freed afterwards.
 /// - `out_filter`: as for `nnx_filter_of_type`.
 ///
-/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_TOO_DEEP` and
+/// `NNX_ERR_INVALID_ARGUMENT` as for `nnx_filter_any`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_filter_not(
     filter: *const nnx_filter,
@@ -217,7 +224,7 @@ pub extern "C" fn nnx_filter_not(
     new_filter(out_filter, || {
         // SAFETY: `filter` is a handle argument.
         let inner = unsafe { arg(filter, "filter") }?;
-        Ok(!inner.filter.clone())
+        Ok(Filter::negate(inner.filter.clone())?)
     })
 }
 

@@ -34,7 +34,8 @@ use crate::filter_parse::parse_filter;
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
 /// `NNX_ERR_INVALID_ARGUMENT` (a syntax error: the message names the
 /// column), `NNX_ERR_UNKNOWN_TYPE` (a type name not registered; the message
-/// names the column). Thread-safe.
+/// names the column), `NNX_ERR_TOO_DEEP` (parentheses and `~` nested more
+/// than `NNX_MAX_DEPTH` deep). Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_filter_parse(
     text: *const c_char,
