@@ -51,11 +51,13 @@ struct DLManagedTensor;
 /**
  * The deepest nesting the library takes: paths of at most this many keys
  * (so states at most this deep), filters and metadata values nested at
- * most this many levels. Real models nest 3 to 12 levels; at this limit
- * every operation runs in well under a quarter of a 256 KiB thread stack.
- * Whatever would pass it fails with `NNX_ERR_TOO_DEEP` and writes nothing.
+ * most this many levels. Real models nest up to about 20 (an optimizer's
+ * state over a model); at this limit every operation needs under 64 KiB
+ * of stack in a release build (a quarter of a 256 KiB worker thread),
+ * under 160 KiB unoptimized. Whatever would pass it fails with
+ * `NNX_ERR_TOO_DEEP` and writes nothing.
  */
-#define NNX_MAX_DEPTH 128
+#define NNX_MAX_DEPTH 64
 
 /**
  * The result of every fallible function. Values are fixed and never reused.
@@ -165,8 +167,9 @@ typedef struct nnx_array nnx_array;
 
 /**
  * A filter: which leaves `nnx_state_filter` and `nnx_state_split` select.
- * Owned by the caller (free with `nnx_filter_free`). Composite filters copy
- * what they need, so parts may be freed right after. Immutable, so
+ * Owned by the caller (free with `nnx_filter_free`). Composite filters
+ * share their parts (building one costs the number of its direct parts,
+ * whatever is below), so parts may be freed right after. Immutable, so
  * thread-safe, except that a callback filter runs its callback on every
  * thread that uses it.
  */
@@ -831,10 +834,14 @@ enum nnx_status nnx_filter_path_in(const struct nnx_path *paths,
  * nothing.
  *
  * - `filters`: borrowed for the call, none NULL (NULL allowed when `count`
- *   is 0); copied, so they may be freed afterwards.
+ *   is 0); the new filter shares them, so they may be freed afterwards.
  * - `out_filter`: as for `nnx_filter_of_type`.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_TOO_DEEP` when the new filter
+ * would nest more than `NNX_MAX_DEPTH` levels (a filter that is not
+ * composite is one level); `NNX_ERR_INVALID_ARGUMENT` when it would have
+ * more than 2^20 parts written out (a part used several times counts each
+ * time). Thread-safe.
  */
 enum nnx_status nnx_filter_any(struct nnx_filter *const *filters,
                                size_t count,
@@ -851,10 +858,12 @@ enum nnx_status nnx_filter_all(struct nnx_filter *const *filters,
 /**
  * A filter matching leaves that `filter` does not match (NNX's `Not`).
  *
- * - `filter`: borrowed for the call; copied.
+ * - `filter`: borrowed for the call; the new filter shares it, so it may
+ *   be freed afterwards.
  * - `out_filter`: as for `nnx_filter_of_type`.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_TOO_DEEP` and
+ * `NNX_ERR_INVALID_ARGUMENT` as for `nnx_filter_any`. Thread-safe.
  */
 enum nnx_status nnx_filter_not(const struct nnx_filter *filter, struct nnx_filter **out_filter);
 
@@ -935,7 +944,8 @@ void nnx_filter_free(struct nnx_filter *filter);
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
  * `NNX_ERR_INVALID_ARGUMENT` (a syntax error: the message names the
  * column), `NNX_ERR_UNKNOWN_TYPE` (a type name not registered; the message
- * names the column). Thread-safe.
+ * names the column), `NNX_ERR_TOO_DEEP` (parentheses and `~` nested more
+ * than `NNX_MAX_DEPTH` deep). Thread-safe.
  */
 enum nnx_status nnx_filter_parse(const char *text, struct nnx_filter **out_filter);
 
@@ -967,7 +977,8 @@ enum nnx_status nnx_flat_new(struct nnx_flat **out_flat);
  * - `path`: `path_len` >= 1 keys, borrowed for the call; copied.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT`,
- * `NNX_ERR_INVALID_UTF8`. Thread-safe.
+ * `NNX_ERR_INVALID_UTF8`, `NNX_ERR_TOO_DEEP` (more than `NNX_MAX_DEPTH`
+ * keys). Thread-safe.
  */
 enum nnx_status nnx_flat_push_variable(struct nnx_flat *flat,
                                        const struct nnx_key *path,
@@ -1116,7 +1127,8 @@ enum nnx_status nnx_flat_paths(const struct nnx_flat *flat,
  * key with a length, an entry with neither a variable nor an array),
  * `NNX_ERR_INVALID_ARGUMENT` (decreasing offsets, an empty path, an entry
  * with both a variable and an array, a bad key kind),
- * `NNX_ERR_INVALID_UTF8`. Thread-safe.
+ * `NNX_ERR_INVALID_UTF8`, `NNX_ERR_TOO_DEEP` (a path of more than
+ * `NNX_MAX_DEPTH` keys). Thread-safe.
  */
 enum nnx_status nnx_flat_push_many(struct nnx_flat *flat,
                                    size_t count,
@@ -1135,7 +1147,8 @@ enum nnx_status nnx_flat_push_many(struct nnx_flat *flat,
  * - `out_state`: receives a new state owned by the caller; written on
  *   success only.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. (Paths are checked as they are
+ * pushed.) Thread-safe.
  */
 enum nnx_status nnx_state_from_flat(const struct nnx_flat *flat, struct nnx_state **out_state);
 
@@ -1187,7 +1200,11 @@ void nnx_flat_free(struct nnx_flat *flat);
  * another, a dtype arrays cannot hold, an index that disagrees with its
  * shards; the message names the file and the problem);
  * `NNX_ERR_TYPE_CONFLICT` (a recorded custom type is registered here under
- * another parent); `NNX_ERR_OUT_OF_MEMORY` (with `NNX_LOAD_COPY`).
+ * another parent); `NNX_ERR_OUT_OF_MEMORY` (with `NNX_LOAD_COPY`);
+ * `NNX_ERR_TOO_DEEP` (a name of more than `NNX_MAX_DEPTH` components, or
+ * a recorded path of more keys). A name with an empty component (`a..b`,
+ * `.a`, `a.`, the empty name) is `NNX_ERR_FORMAT`: no `"/"` path could
+ * name the `""` key it would give.
  * Thread-safe.
  */
 enum nnx_status nnx_safetensors_load(const char *path,
@@ -1311,8 +1328,11 @@ enum nnx_status nnx_state_deep_copy(const struct nnx_state *state, struct nnx_st
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (empty path,
  * bad key kind), `NNX_ERR_INVALID_UTF8`, `NNX_ERR_PATH_THROUGH_LEAF`,
- * `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone). On failure
- * the state is unchanged. Thread-safe and atomic.
+ * `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone),
+ * `NNX_ERR_TOO_DEEP` (the leaf would be more than `NNX_MAX_DEPTH` keys
+ * below the root, counting a view's own path; for `nnx_state_set_state`,
+ * the deepest leaf of `value`). On failure the state is unchanged.
+ * Thread-safe and atomic.
  */
 enum nnx_status nnx_state_set_variable(struct nnx_state *state,
                                        const struct nnx_key *path,
@@ -1579,7 +1599,10 @@ enum nnx_status nnx_state_diff(const struct nnx_state *state,
  * way of a nested state of `source` is replaced. Readers on other threads
  * see all of it or none. `source` may be `state` or a view of it.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`,
+ * `NNX_ERR_TOO_DEEP` (a leaf of `source` would land more than
+ * `NNX_MAX_DEPTH` keys below the root of `state`; nothing is written).
+ * Thread-safe.
  */
 enum nnx_status nnx_state_update(struct nnx_state *state, const struct nnx_state *source);
 

@@ -276,6 +276,22 @@ pub fn format_path<K: std::borrow::Borrow<Key>>(path: &[K]) -> String {
     out
 }
 
+/// Formats a path as `a/0/b` for messages, shortened to its first and last
+/// keys when it is long (a path past the nesting limit may have thousands).
+pub fn format_path_short<K: std::borrow::Borrow<Key>>(path: &[K]) -> String {
+    const HEAD: usize = 4;
+    const TAIL: usize = 2;
+    if path.len() <= HEAD + TAIL + 2 {
+        return format_path(path);
+    }
+    format!(
+        "{}/.../{} ({} keys)",
+        format_path(&path[..HEAD]),
+        format_path(&path[path.len() - TAIL..]),
+        path.len()
+    )
+}
+
 /// Formats a path as Python's tuple repr, `('a', 0, 'b')`, for messages that
 /// must read like NNX's.
 pub fn format_path_tuple<K: std::borrow::Borrow<Key>>(path: &[K]) -> String {

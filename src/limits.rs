@@ -16,16 +16,17 @@ use crate::error::{bail, Result};
 /// many levels of `Any`/`All`/`Not`, a metadata value of at most this many
 /// levels of lists, tuples and maps.
 ///
-/// Why 128: real models nest far less (Flax NNX states are 3 to 12 levels
-/// deep: `model/layers/0/attn/query/kernel`, an optimizer's
-/// `opt_state/0/mu/...`, a few more for nested `Sequential`s), so this
-/// leaves them a margin of ten. At 128 levels the deepest recursion of any
-/// operation, in a debug build, uses well under a quarter of a 256 KiB
-/// thread stack (`tests/c/deep.c` runs every operation at the limit on
-/// such a thread), leaving the rest to the caller. It is also the nesting
-/// limit of serde_json and of many JSON parsers, which our checkpoint
-/// records pass through.
-pub const MAX_DEPTH: usize = 128;
+/// Why 64: real models nest far less. A Flax NNX model's paths are 3 to 12
+/// keys (`model/layers/0/attn/query/kernel`); an optimizer's state adds the
+/// optax chain above them (`opt_state/0/1/mu/...`), about 20 in all for the
+/// deepest we know. That leaves a margin of three. And the stack it takes
+/// stays small: at this depth the deepest recursion of any operation
+/// (split, which builds its outputs level by level) needs under 64 KiB in
+/// a release build, a quarter of a 256 KiB worker thread, leaving the rest
+/// to the caller; an unoptimized build needs under 160 KiB.
+/// `tests/c/deep.c` runs every operation at the limit on a thread of
+/// 256 KiB.
+pub const MAX_DEPTH: usize = 64;
 
 /// The most parts a filter may have, counted as if written out (a filter
 /// used twice inside another counts twice): composite filters share their
@@ -35,7 +36,6 @@ pub const MAX_FILTER_PARTS: u64 = 1 << 20;
 
 /// Fails with `TooDeep` unless `depth` levels are within [`MAX_DEPTH`];
 /// `what` names what is that deep, for the message.
-#[allow(dead_code)] // used by the checks that follow in this series
 pub(crate) fn check_depth(depth: usize, what: impl FnOnce() -> String) -> Result<()> {
     if depth > MAX_DEPTH {
         bail!(

@@ -12,7 +12,8 @@ use std::sync::{Arc, RwLock};
 use crate::array::Array;
 use crate::error::{bail, Result};
 use crate::filter::Filter;
-use crate::key::{format_path, Key};
+use crate::key::{format_path, format_path_short, Key};
+use crate::limits::{check_depth, MAX_DEPTH};
 use crate::ops;
 use crate::tree::{Child, Kind, Leaf, Node};
 use crate::variable::Variable;
@@ -193,12 +194,34 @@ impl State {
         }
     }
 
+    /// Fails with `TooDeep` unless `child`, put at `path` below this state,
+    /// stays within the nesting limit counted from the root.
+    fn check_nesting(&self, path: &[Key], child: &Child) -> Result<()> {
+        let above = self.prefix.len() + path.len();
+        let below = match child {
+            Child::Leaf(_) => 0,
+            Child::Node(n) => n.height(MAX_DEPTH.saturating_sub(above)),
+        };
+        check_depth(above + below, || {
+            let full: Vec<Key> = self.prefix.iter().chain(path).cloned().collect();
+            match child {
+                Child::Leaf(_) => format!("the path '{}'", format_path_short(&full)),
+                Child::Node(_) => format!(
+                    "a state of {below} levels at '{}'",
+                    format_path_short(&full)
+                ),
+            }
+        })
+    }
+
     /// Puts `child` at `path`, creating missing nested states on the way and
-    /// replacing what was there. A path that runs through a leaf fails.
+    /// replacing what was there. A path that runs through a leaf, or one
+    /// that would nest the state past [`MAX_DEPTH`] levels, fails.
     pub fn set(&self, path: &[Key], child: Child) -> Result<()> {
         let Some((last, parents)) = path.split_last() else {
             bail!(InvalidArgument, "cannot set the empty path");
         };
+        self.check_nesting(path, &child)?;
         let replaced = self.modify(|node| {
             // Check first, so a failure changes nothing.
             let mut probe: Option<&Node> = Some(node);
@@ -335,6 +358,7 @@ impl State {
     /// at once for readers.
     pub fn update(&self, src: &State) -> Result<()> {
         let src = src.node()?;
+        self.check_nesting(&[], &Child::Node(src.clone()))?;
         let replaced = self.modify(|node| {
             let mut replaced = Vec::new();
             ops::update(node, &src, &mut replaced);
@@ -382,6 +406,5 @@ fn lookup<'a>(node: &'a Node, path: &[Key]) -> Result<Found<'a>> {
             ),
         }
     }
-    let _ = current;
     Ok(Found::Node)
 }

@@ -21,6 +21,7 @@ use super::{
     FfiResult, Out,
 };
 use crate::key::Key;
+use crate::ops::check_flat_path;
 use crate::state::State;
 use crate::tree::{Kind, Leaf};
 
@@ -134,12 +135,7 @@ fn push(
     boundary(|| {
         // SAFETY: handle and path arguments of the public functions.
         let (flat, path) = unsafe { (arg(flat, "flat")?, path_from_c(path, path_len)?) };
-        if path.is_empty() {
-            fail!(
-                NNX_ERR_INVALID_ARGUMENT,
-                "a flat entry needs a non-empty path"
-            );
-        }
+        check_flat_path(&path)?;
         let entry = Entry::new(path, leaf()?);
         flat.entries
             .write()
@@ -154,7 +150,8 @@ fn push(
 /// - `path`: `path_len` >= 1 keys, borrowed for the call; copied.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT`,
-/// `NNX_ERR_INVALID_UTF8`. Thread-safe.
+/// `NNX_ERR_INVALID_UTF8`, `NNX_ERR_TOO_DEEP` (more than `NNX_MAX_DEPTH`
+/// keys). Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_flat_push_variable(
     flat: *mut nnx_flat,
@@ -503,7 +500,8 @@ pub extern "C" fn nnx_flat_paths(
 /// key with a length, an entry with neither a variable nor an array),
 /// `NNX_ERR_INVALID_ARGUMENT` (decreasing offsets, an empty path, an entry
 /// with both a variable and an array, a bad key kind),
-/// `NNX_ERR_INVALID_UTF8`. Thread-safe.
+/// `NNX_ERR_INVALID_UTF8`, `NNX_ERR_TOO_DEEP` (a path of more than
+/// `NNX_MAX_DEPTH` keys). Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_flat_push_many(
     flat: *mut nnx_flat,
@@ -584,19 +582,13 @@ pub extern "C" fn nnx_flat_push_many(
             let at = |e: FfiError| {
                 FfiError::new(e.status, format!("entry {i} of {count}: {}", e.message))
             };
-            let c_path = &keys[offsets[i]..offsets[i + 1]];
-            if c_path.is_empty() {
-                return Err(at(FfiError::new(
-                    nnx_status::NNX_ERR_INVALID_ARGUMENT,
-                    "a flat entry needs a non-empty path",
-                )));
-            }
-            let path = c_path
+            let path = keys[offsets[i]..offsets[i + 1]]
                 .iter()
                 .enumerate()
                 .map(|(depth, c)| convert(depth, c))
                 .collect::<FfiResult<Vec<Key>>>()
                 .map_err(at)?;
+            check_flat_path(&path).map_err(|e| at(e.into()))?;
             let variable = variables.map_or(std::ptr::null(), |v| v[i]);
             let array = arrays.map_or(std::ptr::null(), |a| a[i]);
             // SAFETY: non-NULL elements are handle arguments; the list keeps
@@ -654,7 +646,8 @@ unsafe fn optional_slice<'a, T>(
 /// - `out_state`: receives a new state owned by the caller; written on
 ///   success only.
 ///
-/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. (Paths are checked as they are
+/// pushed.) Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_state_from_flat(
     flat: *const nnx_flat,

@@ -97,7 +97,11 @@ fn no_flags(flags: u32, what: &str) -> FfiResult {
 /// another, a dtype arrays cannot hold, an index that disagrees with its
 /// shards; the message names the file and the problem);
 /// `NNX_ERR_TYPE_CONFLICT` (a recorded custom type is registered here under
-/// another parent); `NNX_ERR_OUT_OF_MEMORY` (with `NNX_LOAD_COPY`).
+/// another parent); `NNX_ERR_OUT_OF_MEMORY` (with `NNX_LOAD_COPY`);
+/// `NNX_ERR_TOO_DEEP` (a name of more than `NNX_MAX_DEPTH` components, or
+/// a recorded path of more keys). A name with an empty component (`a..b`,
+/// `.a`, `a.`, the empty name) is `NNX_ERR_FORMAT`: no `"/"` path could
+/// name the `""` key it would give.
 /// Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_safetensors_load(

@@ -37,10 +37,12 @@ impl nnx_state {
 
 /// The deepest nesting the library takes: paths of at most this many keys
 /// (so states at most this deep), filters and metadata values nested at
-/// most this many levels. Real models nest 3 to 12 levels; at this limit
-/// every operation runs in well under a quarter of a 256 KiB thread stack.
-/// Whatever would pass it fails with `NNX_ERR_TOO_DEEP` and writes nothing.
-pub const NNX_MAX_DEPTH: usize = 128;
+/// most this many levels. Real models nest up to about 20 (an optimizer's
+/// state over a model); at this limit every operation needs under 64 KiB
+/// of stack in a release build (a quarter of a 256 KiB worker thread),
+/// under 160 KiB unoptimized. Whatever would pass it fails with
+/// `NNX_ERR_TOO_DEEP` and writes nothing.
+pub const NNX_MAX_DEPTH: usize = 64;
 const _: () = assert!(NNX_MAX_DEPTH == crate::limits::MAX_DEPTH);
 
 /// What a path leads to: one of the `NNX_KIND_*` values.
@@ -207,8 +209,11 @@ fn state_child(value: *const nnx_state) -> FfiResult<Child> {
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (empty path,
 /// bad key kind), `NNX_ERR_INVALID_UTF8`, `NNX_ERR_PATH_THROUGH_LEAF`,
-/// `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone). On failure
-/// the state is unchanged. Thread-safe and atomic.
+/// `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone),
+/// `NNX_ERR_TOO_DEEP` (the leaf would be more than `NNX_MAX_DEPTH` keys
+/// below the root, counting a view's own path; for `nnx_state_set_state`,
+/// the deepest leaf of `value`). On failure the state is unchanged.
+/// Thread-safe and atomic.
 #[no_mangle]
 pub extern "C" fn nnx_state_set_variable(
     state: *mut nnx_state,
@@ -747,7 +752,10 @@ pub extern "C" fn nnx_state_diff(
 /// way of a nested state of `source` is replaced. Readers on other threads
 /// see all of it or none. `source` may be `state` or a view of it.
 ///
-/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`,
+/// `NNX_ERR_TOO_DEEP` (a leaf of `source` would land more than
+/// `NNX_MAX_DEPTH` keys below the root of `state`; nothing is written).
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_state_update(state: *mut nnx_state, source: *const nnx_state) -> nnx_status {
     boundary(|| {

@@ -64,6 +64,7 @@ use crate::array::{byte_size, Array, DType};
 use crate::buffer::{Buffer, MappedFile};
 use crate::error::{bail, Error, ErrorKind, Result};
 use crate::key::{compare_paths, format_path, Key};
+use crate::limits::check_depth;
 use crate::state::State;
 use crate::tree::Leaf;
 use crate::types::{self, TypeId};
@@ -605,11 +606,41 @@ pub fn component_key(component: &str, str_keys: bool) -> Key {
     Key::str(component)
 }
 
-/// The path a tensor name of a file written by anyone loads to.
-pub fn path_of_name(name: &str, str_keys: bool) -> Vec<Key> {
-    name.split('.')
+/// The path a tensor name of a file written by anyone loads to: its
+/// dot-separated components, canonical decimal integers as int keys. A
+/// name with an empty component (`a..b`, `.a`, `a.`, the empty name) is
+/// malformed: no `/`-path could name the `""` key it would give, and no
+/// writer we know of makes one on purpose. A name of more components than
+/// the nesting limit is refused before any key is made.
+pub fn path_of_name(name: &str, str_keys: bool) -> Result<Vec<Key>> {
+    let components = 1 + name.bytes().filter(|&b| b == b'.').count();
+    check_depth(components, || {
+        format!(
+            "the tensor name {} ({components} components)",
+            short_name(name)
+        )
+    })?;
+    if name.split('.').any(str::is_empty) {
+        bail!(
+            Format,
+            "the tensor name {} has an empty component (between two dots, or at \
+             either end); rename the tensor",
+            short_name(name)
+        );
+    }
+    Ok(name
+        .split('.')
         .map(|c| component_key(c, str_keys))
-        .collect()
+        .collect())
+}
+
+/// A name for a message: quoted, and cut short when long.
+fn short_name(name: &str) -> String {
+    const SHOWN: usize = 60;
+    match name.char_indices().nth(SHOWN) {
+        Some((end, _)) => format!("{:?}...", &name[..end]),
+        None => format!("{name:?}"),
+    }
 }
 
 fn leaves_from_names(
@@ -628,7 +659,7 @@ fn leaves_from_names(
                 Some(t) => Leaf::Variable(Arc::new(Variable::new(t, Some(array))?)),
                 None => Leaf::Array(array),
             };
-            Ok((path_of_name(name, options.str_keys), leaf, name.clone()))
+            Ok((path_of_name(name, options.str_keys)?, leaf, name.clone()))
         })
         .collect()
 }
@@ -643,6 +674,7 @@ fn path_from_json(value: &Value, at: &str) -> Result<Vec<Key>> {
     if items.is_empty() {
         bail!(Format, "{at}: the path is empty");
     }
+    check_depth(items.len(), || format!("{at}: the path"))?;
     items
         .iter()
         .map(|item| match item {
@@ -1233,12 +1265,13 @@ mod tests {
 
     #[test]
     fn names_split_into_paths() {
+        let path = |name: &str, str_keys: bool| path_of_name(name, str_keys).unwrap();
         assert_eq!(
-            path_of_name("encoder.layer.0.attention.self.query.weight", false),
+            path("encoder.layer.0.attention.self.query.weight", false),
             crate::parse_path("encoder/layer/0/attention/self/query/weight").unwrap()
         );
         assert_eq!(
-            path_of_name("a.007.-3.-0.+1", false),
+            path("a.007.-3.-0.+1", false),
             vec![
                 Key::str("a"),
                 Key::str("007"),
@@ -1247,11 +1280,26 @@ mod tests {
                 Key::str("+1")
             ]
         );
+        assert_eq!(path("a.0", true), vec![Key::str("a"), Key::str("0")]);
+    }
+
+    #[test]
+    fn names_with_empty_components_or_too_many_are_refused() {
+        for name in ["", "a..b", ".a", "a.", "."] {
+            let e = path_of_name(name, false).unwrap_err();
+            assert_eq!(e.kind(), crate::ErrorKind::Format, "{name:?}");
+            assert!(e.message().contains("empty component"), "{e}");
+        }
+        let at_limit = vec!["a"; crate::MAX_DEPTH].join(".");
         assert_eq!(
-            path_of_name("a.0", true),
-            vec![Key::str("a"), Key::str("0")]
+            path_of_name(&at_limit, false).unwrap().len(),
+            crate::MAX_DEPTH
         );
-        assert_eq!(path_of_name("", false), vec![Key::str("")]);
+        let deep = vec!["a"; 30_000].join(".");
+        let e = path_of_name(&deep, false).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::TooDeep);
+        assert!(e.message().contains("30000 components"), "{e}");
+        assert!(e.message().len() < 300, "the message stays short: {e}");
     }
 
     #[test]
