@@ -37,9 +37,13 @@ fn check(data: &Arc<[u8]>, options: &LoadOptions) {
         Err(e) => {
             // A malformed file is a Format error; a file that names a
             // custom type registered here under another parent is a type
-            // conflict. Nothing else may fail.
+            // conflict; a name or path past the nesting limit is too deep.
+            // Nothing else may fail.
             assert!(
-                matches!(e.kind(), ErrorKind::Format | ErrorKind::TypeConflict),
+                matches!(
+                    e.kind(),
+                    ErrorKind::Format | ErrorKind::TypeConflict | ErrorKind::TooDeep
+                ),
                 "unexpected error kind {:?}: {e}",
                 e.kind()
             );
