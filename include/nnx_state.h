@@ -486,7 +486,8 @@ extern "C" {
  *   `nnx_array_release`); written on success only.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (unknown dtype,
- * negative dimension, size overflow), `NNX_ERR_SHAPE_MISMATCH`,
+ * negative dimension, size overflow, `data` or `shape` running past the end
+ * of the address space), `NNX_ERR_SHAPE_MISMATCH`,
  * `NNX_ERR_OUT_OF_MEMORY`. Thread-safe.
  */
 enum nnx_status nnx_array_new(nnx_dtype dtype,
@@ -516,7 +517,8 @@ enum nnx_status nnx_array_zeros(nnx_dtype dtype,
  *
  * - `data`: `nbytes` bytes, lent to the library: they must stay valid (and
  *   unchanged, unless you mean to change the array) until `release` is
- *   called. NULL allowed when `nbytes` is 0.
+ *   called. NULL allowed when `nbytes` is 0. `data` + `nbytes` past the
+ *   end of the address space is `NNX_ERR_INVALID_ARGUMENT`.
  * - `writable`: whether `nnx_array_data_mut` may hand out this memory.
  * - `release`: called exactly once, with `user_data`, when the last
  *   reference to the array goes; it may run on any thread. May be NULL if
@@ -665,17 +667,29 @@ enum nnx_status nnx_array_to_dlpack_legacy(const struct nnx_array *array,
  * `byte_offset` is honoured. The array is writable unless the tensor's
  * flags carry `DLPACK_FLAG_BITMASK_READ_ONLY`.
  *
+ * Every field is checked before the library keeps anything, on any
+ * device: a tensor whose memory, from `data` over `byte_offset` to the
+ * last byte of its elements, would run past the end of the address space
+ * or be larger than `PTRDIFF_MAX` bytes is refused, as is one whose
+ * dimensions times its element size overflow, and `shape` or `strides`
+ * arrays that would run past the end of the address space. The library
+ * cannot check that the memory is really there: that stays the
+ * producer's promise.
+ *
  * - `tensor`: ownership passes to the library in every case: on failure
  *   too, its deleter has been called when this returns (as DLPack asks of a
  *   consumer that cannot take a tensor). NULL is `NNX_ERR_NULL_ARGUMENT`.
  * - `out_array`: receives a new reference, owned by the caller (release
  *   with `nnx_array_release`); written on success only.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT` (if `out_array` is NULL the tensor is
- * still consumed); `NNX_ERR_FORMAT` (another major version, a dtype arrays
- * cannot hold, several lanes, strides that are not compact row-major,
- * negative dimensions, NULL data for a non-empty tensor);
- * `NNX_ERR_INVALID_ARGUMENT` (a byte size that overflows). Thread-safe.
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (if `out_array` is NULL, or `shape` is
+ * NULL with `ndim` > 0, the tensor is still consumed); `NNX_ERR_FORMAT`
+ * (another major version, a dtype arrays cannot hold, several lanes,
+ * strides that are not compact row-major, a negative `ndim` or dimension,
+ * NULL data for a non-empty tensor); `NNX_ERR_INVALID_ARGUMENT` (a byte
+ * size that overflows, a `byte_offset` that wraps or passes the limits
+ * above, `shape` or `strides` past the end of the address space).
+ * Thread-safe.
  */
 enum nnx_status nnx_array_from_dlpack(struct DLManagedTensorVersioned *tensor,
                                       struct nnx_array **out_array);
@@ -719,7 +733,9 @@ enum nnx_status nnx_array_device(const struct nnx_array *array,
  * `nnx_array_data` gives back the device pointer.
  *
  * - `data`: `nbytes` bytes on the device, lent to the library until
- *   `release` is called; NULL allowed when `nbytes` is 0.
+ *   `release` is called; NULL allowed when `nbytes` is 0. As for CPU
+ *   memory, `data` + `nbytes` must not run past the end of the address
+ *   space (`NNX_ERR_INVALID_ARGUMENT`).
  * - `device_type`, `device_id`: a DLPack device (`kDLCPU` = 1 is CPU
  *   memory, then as `nnx_array_wrap`).
  * - `writable`, `release`, `user_data`, `out_array`: as `nnx_array_wrap`.

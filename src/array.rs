@@ -90,15 +90,23 @@ impl DType {
 }
 
 /// Number of bytes an array of this dtype and shape takes; rejects negative
-/// dimensions and sizes that overflow.
+/// dimensions and sizes that overflow or pass `isize::MAX`. As numpy does,
+/// the dimensions other than zeros must multiply within those bounds even
+/// when a zero makes the array empty, so that its strides fit too and no
+/// shape's verdict depends on the order of its dimensions.
 pub fn byte_size(dtype: DType, shape: &[i64]) -> Result<usize> {
     let mut total = dtype.size();
+    let mut empty = false;
     for (axis, &dim) in shape.iter().enumerate() {
         if dim < 0 {
             bail!(
                 InvalidArgument,
                 "shape {shape:?}: dimension {axis} is negative"
             );
+        }
+        if dim == 0 {
+            empty = true;
+            continue;
         }
         let Some(next) = usize::try_from(dim).ok().and_then(|d| total.checked_mul(d)) else {
             bail!(InvalidArgument, "shape {shape:?}: byte size overflows");
@@ -108,7 +116,7 @@ pub fn byte_size(dtype: DType, shape: &[i64]) -> Result<usize> {
     if total > isize::MAX as usize {
         bail!(InvalidArgument, "shape {shape:?}: byte size overflows");
     }
-    Ok(total)
+    Ok(if empty { 0 } else { total })
 }
 
 /// A dense, C-ordered tensor. Immutable in shape and dtype; its bytes may be
@@ -393,6 +401,20 @@ mod tests {
                 .kind(),
             crate::ErrorKind::InvalidArgument
         );
+    }
+
+    #[test]
+    fn byte_sizes_overflow_whatever_the_order_of_dimensions() {
+        assert_eq!(byte_size(DType::F32, &[2, 3]).unwrap(), 24);
+        assert_eq!(byte_size(DType::F32, &[]).unwrap(), 4);
+        assert_eq!(byte_size(DType::F32, &[0, 1 << 40, 1 << 20]).unwrap(), 0);
+        for shape in [[i64::MAX, 0, 2], [0, i64::MAX, 2], [i64::MAX, 2, 0]] {
+            let err = byte_size(DType::F32, &shape).unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+            assert!(err.message().ends_with("byte size overflows"));
+        }
+        assert!(byte_size(DType::U8, &[1 << 62, 0, 2]).is_err());
+        assert!(byte_size(DType::U8, &[1 << 61, 0, 2]).is_ok());
     }
 
     #[test]

@@ -147,6 +147,29 @@ fn check_range(range: &Range<usize>, len: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `len` bytes from address `start` could be one allocation:
+/// at most `isize::MAX` bytes (Rust's and C's bound on an object), ending
+/// before the address space does. Caller memory that fails this cannot be
+/// what the caller says it is, whatever device it is on; `what` names it,
+/// for the message (`InvalidArgument`).
+pub fn check_span(start: usize, len: usize, what: impl FnOnce() -> String) -> Result<()> {
+    if start.checked_add(len).is_none() {
+        bail!(
+            InvalidArgument,
+            "{}: {len} bytes from address {start:#x} run past the end of the address space",
+            what()
+        );
+    }
+    if len > isize::MAX as usize {
+        bail!(
+            InvalidArgument,
+            "{}: {len} bytes are more than one allocation can hold",
+            what()
+        );
+    }
+    Ok(())
+}
+
 /// A contiguous run of bytes, owned by the library or lent by a caller.
 pub struct Buffer {
     ptr: NonNull<u8>,
@@ -204,6 +227,8 @@ impl Buffer {
     /// For a CPU device, `ptr` must be valid for reads of `len` bytes (and
     /// writes, if `writable`) until `release` is called. A null `ptr` is
     /// accepted only with `len == 0`. Memory of other devices is never read.
+    /// Callers that take `ptr` and `len` from outside check them with
+    /// [`check_span`] first: a range that wraps is valid on no device.
     pub unsafe fn from_foreign(
         ptr: *mut u8,
         len: usize,
@@ -351,6 +376,27 @@ mod tests {
         assert_eq!(err.kind(), crate::ErrorKind::OutOfMemory);
         let err = Buffer::zeroed(1 << 60).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::OutOfMemory);
+    }
+
+    #[test]
+    fn spans_that_wrap_or_cannot_be_allocated_are_refused() {
+        let what = || "the bytes".to_owned();
+        assert!(check_span(0x1000, 16, what).is_ok());
+        assert!(check_span(0, 0, what).is_ok());
+        assert!(check_span(usize::MAX, 0, what).is_ok());
+        assert!(check_span(usize::MAX - 16, 16, what).is_ok());
+        assert!(check_span(0, isize::MAX as usize, what).is_ok());
+        let err = check_span(usize::MAX - 15, 16, what).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(err
+            .message()
+            .starts_with("the bytes: 16 bytes from address 0x"));
+        assert!(err
+            .message()
+            .ends_with("run past the end of the address space"));
+        let err = check_span(0, isize::MAX as usize + 1, what).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::InvalidArgument);
+        assert!(err.message().contains("more than one allocation can hold"));
     }
 
     #[test]

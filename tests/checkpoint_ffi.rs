@@ -398,12 +398,6 @@ fn filters_parse_from_text() {
     assert_eq!(out, sentinel());
 }
 
-fn data_ptr(array: *const nnx_array) -> *const c_void {
-    let mut data = null();
-    ok!(nnx_array_data(array, &mut data));
-    data
-}
-
 #[test]
 fn dlpack_exports_and_imports_without_copies() {
     let array = f32_array(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);

@@ -747,6 +747,9 @@ fn array_byte_size_overflow() {
     invalid_for_every_constructor(NNX_DTYPE_U8, &[1 << 32, 1 << 32], "overflow");
     // Past isize::MAX bytes, even without overflowing usize.
     invalid_for_every_constructor(NNX_DTYPE_F64, &[1 << 61], "overflow");
+    // An empty array's other dimensions must multiply without overflow too.
+    invalid_for_every_constructor(NNX_DTYPE_F32, &[0, i64::MAX, 2], "overflow");
+    invalid_for_every_constructor(NNX_DTYPE_F32, &[i64::MAX, 0, 2], "overflow");
 }
 
 #[test]

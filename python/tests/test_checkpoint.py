@@ -333,6 +333,80 @@ def test_torch_both_ways():
     assert back.data_ptr() == t.data_ptr()
 
 
+def _hand_made_capsule(data: int, shape, *, byte_offset=0, legacy=False, device=1):
+    """A DLPack capsule whose fields are set by hand, as a producer that got
+    them wrong would; gives it with the list its deleter appends to."""
+    import ctypes
+
+    deleted = []
+    shape_array = (ctypes.c_int64 * max(len(shape), 1))(*shape)
+    deleter = ckpt._deleter_fn(lambda ptr: deleted.append(ptr))
+    tensor = ckpt._DLTensor(
+        data=data, device=ckpt._DLDevice(device, 0), ndim=len(shape),
+        dtype=ckpt._DLDataType(2, 32, 1), shape=shape_array, strides=None, byte_offset=byte_offset,
+    )
+    if legacy:
+        managed = ckpt._DLManagedTensor(dl_tensor=tensor, deleter=deleter)
+        name = ckpt._LEGACY
+    else:
+        managed = ckpt._DLManagedTensorVersioned(major=1, minor=1, deleter=deleter, dl_tensor=tensor)
+        name = ckpt._VERSIONED
+    capsule = ckpt._api.PyCapsule_New(ctypes.addressof(managed), name, ckpt._capsule_destructor())
+    # The struct, the shape and the deleter must outlive the import: the
+    # caller keeps the third item.
+    return capsule, deleted, (managed, shape_array, deleter)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_from_dlpack_refuses_tensors_whose_addresses_wrap(legacy):
+    source = np.arange(4, dtype=np.float32)
+    data = source.ctypes.data
+    top = 2**64 - 1
+    cases = [
+        # data + byte_offset wraps round to address 16.
+        (dict(data=data, shape=[4], byte_offset=2**64 - data + 16), "run past the end of the address space"),
+        (dict(data=data, shape=[4], byte_offset=top), "overflows"),
+        (dict(data=top - 8, shape=[4]), "16 bytes from address"),
+        (dict(data=0x1000, shape=[1], byte_offset=2**63 - 1), "more than one allocation can hold"),
+        (dict(data=data, shape=[2**62, 4]), "byte size overflows"),
+        (dict(data=data, shape=[0, 2**62, 2]), "byte size overflows"),
+        (dict(data=0x7000_0000, shape=[4], byte_offset=2**64 - 0x7000_0000, device=2),
+         "run past the end of the address space"),
+    ]
+    for fields, message in cases:
+        capsule, deleted, keep = _hand_made_capsule(**fields, legacy=legacy)
+        with pytest.raises(ValueError, match=message) as info:
+            ckpt.from_dlpack(capsule)
+        assert info.value.status_name == "NNX_ERR_INVALID_ARGUMENT", fields
+        assert len(deleted) == 1, fields  # handed back at once, as DLPack asks
+        with pytest.raises(TypeError):
+            ckpt.from_dlpack(capsule)  # consumed all the same
+        del keep
+    capsule, deleted, keep = _hand_made_capsule(data, [-1], legacy=legacy)
+    with pytest.raises(ckpt.NnxFormatError, match="negative dimension"):
+        ckpt.from_dlpack(capsule)
+    assert len(deleted) == 1
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_from_dlpack_takes_offsets_up_to_the_end(legacy):
+    import gc
+
+    source = np.arange(4, dtype=np.float32)
+    data = source.ctypes.data
+    for shape, offset, values in [([2], 8, [2.0, 3.0]), ([], 12, 3.0), ([0], 16, [])]:
+        capsule, deleted, keep = _hand_made_capsule(data, shape, byte_offset=offset, legacy=legacy)
+        view = ckpt.from_dlpack(capsule)
+        np.testing.assert_array_equal(view, values)
+        assert view.ctypes.data == data + offset or view.size == 0
+        state = nnx.State({"x": nnx.Param(view)})
+        assert "float32" in repr(state)
+        del capsule, view, state
+        gc.collect()
+        assert len(deleted) == 1
+        del keep
+
+
 # --------------------------------------------------------------------------
 # Filters from text
 # --------------------------------------------------------------------------

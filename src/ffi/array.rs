@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::error::nnx_status;
 use super::{boundary, fail, read_into, slice, ArcHandle, FfiResult, Out};
 use crate::array::{byte_size, Array, DType};
-use crate::buffer::{Buffer, Device};
+use crate::buffer::{check_span, Buffer, Device};
 
 /// An element type: one of the `NNX_DTYPE_*` values.
 pub type nnx_dtype = u32;
@@ -79,7 +79,8 @@ pub(crate) fn dtype_from_c(dtype: nnx_dtype) -> FfiResult<DType> {
 ///   `nnx_array_release`); written on success only.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (unknown dtype,
-/// negative dimension, size overflow), `NNX_ERR_SHAPE_MISMATCH`,
+/// negative dimension, size overflow, `data` or `shape` running past the end
+/// of the address space), `NNX_ERR_SHAPE_MISMATCH`,
 /// `NNX_ERR_OUT_OF_MEMORY`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_array_new(
@@ -138,7 +139,8 @@ pub extern "C" fn nnx_array_zeros(
 ///
 /// - `data`: `nbytes` bytes, lent to the library: they must stay valid (and
 ///   unchanged, unless you mean to change the array) until `release` is
-///   called. NULL allowed when `nbytes` is 0.
+///   called. NULL allowed when `nbytes` is 0. `data` + `nbytes` past the
+///   end of the address space is `NNX_ERR_INVALID_ARGUMENT`.
 /// - `writable`: whether `nnx_array_data_mut` may hand out this memory.
 /// - `release`: called exactly once, with `user_data`, when the last
 ///   reference to the array goes; it may run on any thread. May be NULL if
@@ -209,6 +211,7 @@ pub(crate) fn wrap_memory(
                 dtype.name()
             );
         }
+        check_span(data as usize, nbytes, || "argument `data`".to_owned())?;
         let release = release.map(|f| {
             let user_data = SendPtr(user_data);
             Box::new(move || {

@@ -15,9 +15,9 @@ use std::sync::Arc;
 use super::array::{nnx_array, nnx_dtype, nnx_release_fn, wrap_memory};
 use super::error::nnx_status;
 use super::{boundary, fail, slice, ArcHandle, FfiResult, Out};
-use crate::array::{byte_size, Array};
+use crate::array::Array;
 use crate::buffer::{Buffer, Device};
-use crate::io::dlpack::{c_strides, from_dl, is_c_contiguous, to_dl, DlDtype};
+use crate::io::dlpack::{c_strides, check_tensor, to_dl, DlDtype, Extent};
 
 /// `DLPackVersion`.
 #[repr(C)]
@@ -245,48 +245,36 @@ unsafe fn import(
     writable: bool,
     release: Box<dyn FnOnce() + Send>,
 ) -> FfiResult<Array> {
-    let checked = (|| -> FfiResult<(crate::array::DType, Vec<i64>, *mut u8, usize)> {
-        let dtype = from_dl(DlDtype {
-            code: tensor.dtype.code,
-            bits: tensor.dtype.bits,
-            lanes: tensor.dtype.lanes,
-        })?;
+    let checked = (|| -> FfiResult<(Extent, Vec<i64>)> {
         let Ok(ndim) = usize::try_from(tensor.ndim) else {
             fail!(NNX_ERR_FORMAT, "DLPack tensor with ndim {}", tensor.ndim);
         };
-        // SAFETY: a valid DLTensor has `ndim` dimensions at `shape`.
-        let shape = unsafe { slice(tensor.shape, ndim, "dl_tensor.shape") }?.to_vec();
-        if let Some(d) = shape.iter().find(|d| **d < 0) {
-            fail!(NNX_ERR_FORMAT, "DLPack tensor with negative dimension {d}");
-        }
-        if !tensor.strides.is_null() {
-            // SAFETY: non-null strides hold `ndim` entries.
-            let strides = unsafe { slice(tensor.strides, ndim, "dl_tensor.strides") }?;
-            if !is_c_contiguous(&shape, strides) {
-                fail!(
-                    NNX_ERR_FORMAT,
-                    "DLPack tensor of shape {shape:?} with strides {strides:?} is not compact row-major: copy it first"
-                );
-            }
-        }
-        let nbytes = byte_size(dtype, &shape)?;
-        let Ok(offset) = usize::try_from(tensor.byte_offset) else {
-            fail!(
-                NNX_ERR_FORMAT,
-                "DLPack byte_offset {} is too large",
-                tensor.byte_offset
-            );
+        // SAFETY: a valid DLTensor has `ndim` dimensions at `shape`, and
+        // `ndim` strides at `strides` unless that is NULL.
+        let (shape, strides) = unsafe {
+            let shape = slice(tensor.shape, ndim, "dl_tensor.shape")?;
+            let strides = if tensor.strides.is_null() {
+                None
+            } else {
+                Some(slice(tensor.strides, ndim, "dl_tensor.strides")?)
+            };
+            (shape, strides)
         };
-        if tensor.data.is_null() && nbytes != 0 {
-            fail!(
-                NNX_ERR_FORMAT,
-                "DLPack tensor with NULL data and {nbytes} bytes"
-            );
-        }
-        let data = (tensor.data as *mut u8).wrapping_add(offset);
-        Ok((dtype, shape, data, nbytes))
+        let dtype = DlDtype {
+            code: tensor.dtype.code,
+            bits: tensor.dtype.bits,
+            lanes: tensor.dtype.lanes,
+        };
+        let extent = check_tensor(
+            tensor.data as usize,
+            dtype,
+            shape,
+            strides,
+            tensor.byte_offset,
+        )?;
+        Ok((extent, shape.to_vec()))
     })();
-    let (dtype, shape, data, nbytes) = match checked {
+    let (extent, shape) = match checked {
         Ok(parts) => parts,
         Err(e) => {
             release();
@@ -297,10 +285,13 @@ unsafe fn import(
         kind: tensor.device.device_type,
         id: tensor.device.device_id,
     };
+    // `check_tensor` saw that `data + offset + nbytes` does not wrap.
+    let data = (tensor.data as *mut u8).wrapping_add(extent.offset);
     // SAFETY: the tensor's memory stays valid until `release` runs, by the
     // contract above; memory off the CPU is never read.
-    let buffer = unsafe { Buffer::from_foreign(data, nbytes, writable, device, Some(release)) };
-    Ok(Array::from_buffer(dtype, &shape, buffer)?)
+    let buffer =
+        unsafe { Buffer::from_foreign(data, extent.nbytes, writable, device, Some(release)) };
+    Ok(Array::from_buffer(extent.dtype, &shape, buffer)?)
 }
 
 /// What the two managed-tensor structs share for an import.
@@ -402,17 +393,29 @@ fn import_managed<T: Managed + 'static>(
 /// `byte_offset` is honoured. The array is writable unless the tensor's
 /// flags carry `DLPACK_FLAG_BITMASK_READ_ONLY`.
 ///
+/// Every field is checked before the library keeps anything, on any
+/// device: a tensor whose memory, from `data` over `byte_offset` to the
+/// last byte of its elements, would run past the end of the address space
+/// or be larger than `PTRDIFF_MAX` bytes is refused, as is one whose
+/// dimensions times its element size overflow, and `shape` or `strides`
+/// arrays that would run past the end of the address space. The library
+/// cannot check that the memory is really there: that stays the
+/// producer's promise.
+///
 /// - `tensor`: ownership passes to the library in every case: on failure
 ///   too, its deleter has been called when this returns (as DLPack asks of a
 ///   consumer that cannot take a tensor). NULL is `NNX_ERR_NULL_ARGUMENT`.
 /// - `out_array`: receives a new reference, owned by the caller (release
 ///   with `nnx_array_release`); written on success only.
 ///
-/// Errors: `NNX_ERR_NULL_ARGUMENT` (if `out_array` is NULL the tensor is
-/// still consumed); `NNX_ERR_FORMAT` (another major version, a dtype arrays
-/// cannot hold, several lanes, strides that are not compact row-major,
-/// negative dimensions, NULL data for a non-empty tensor);
-/// `NNX_ERR_INVALID_ARGUMENT` (a byte size that overflows). Thread-safe.
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (if `out_array` is NULL, or `shape` is
+/// NULL with `ndim` > 0, the tensor is still consumed); `NNX_ERR_FORMAT`
+/// (another major version, a dtype arrays cannot hold, several lanes,
+/// strides that are not compact row-major, a negative `ndim` or dimension,
+/// NULL data for a non-empty tensor); `NNX_ERR_INVALID_ARGUMENT` (a byte
+/// size that overflows, a `byte_offset` that wraps or passes the limits
+/// above, `shape` or `strides` past the end of the address space).
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_array_from_dlpack(
     tensor: *mut DLManagedTensorVersioned,
@@ -473,7 +476,9 @@ pub extern "C" fn nnx_array_device(
 /// `nnx_array_data` gives back the device pointer.
 ///
 /// - `data`: `nbytes` bytes on the device, lent to the library until
-///   `release` is called; NULL allowed when `nbytes` is 0.
+///   `release` is called; NULL allowed when `nbytes` is 0. As for CPU
+///   memory, `data` + `nbytes` must not run past the end of the address
+///   space (`NNX_ERR_INVALID_ARGUMENT`).
 /// - `device_type`, `device_id`: a DLPack device (`kDLCPU` = 1 is CPU
 ///   memory, then as `nnx_array_wrap`).
 /// - `writable`, `release`, `user_data`, `out_array`: as `nnx_array_wrap`.

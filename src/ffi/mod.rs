@@ -31,6 +31,7 @@ use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use crate::buffer::check_span;
 use crate::error::{Error, ErrorKind};
 use error::{nnx_status, set_last_error};
 
@@ -156,22 +157,24 @@ pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, name: &str) -> FfiR
     Ok(unsafe { std::slice::from_raw_parts(ptr, len) })
 }
 
-/// Checks an array argument of `len` elements: not NULL, and not larger
-/// than an allocation can be.
+/// Checks an array argument of `len` elements: not NULL, not larger than
+/// an allocation can be, and not running past the end of the address space.
 pub(crate) fn check_array<T>(ptr: *const T, len: usize, name: &str) -> FfiResult<()> {
     if ptr.is_null() {
         return Err(FfiError::null(name));
     }
-    if len
+    let Some(nbytes) = len
         .checked_mul(std::mem::size_of::<T>())
-        .is_none_or(|n| n > isize::MAX as usize)
-    {
+        .filter(|n| *n <= isize::MAX as usize)
+    else {
         fail!(
             NNX_ERR_INVALID_ARGUMENT,
             "argument `{name}`: length {len} is too large"
         );
-    }
-    Ok(())
+    };
+    Ok(check_span(ptr as usize, nbytes, || {
+        format!("argument `{name}`")
+    })?)
 }
 
 /// Reads a NUL-terminated UTF-8 string argument.

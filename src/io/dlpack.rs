@@ -1,7 +1,8 @@
 //! The safe half of DLPack (version 1.1): dtypes and layouts. The C structs
 //! and the pointer work are in the C layer (`ffi::dlpack`).
 
-use crate::array::DType;
+use crate::array::{byte_size, DType};
+use crate::buffer::check_span;
 use crate::error::{bail, Result};
 
 /// `DLDataTypeCode` values.
@@ -70,6 +71,72 @@ pub fn from_dl(dl: DlDtype) -> Result<DType> {
     }
 }
 
+/// Where a DLPack tensor's elements are, once [`check_tensor`] has passed
+/// its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Extent {
+    pub dtype: DType,
+    /// Bytes from the tensor's `data` to its first element (`byte_offset`).
+    pub offset: usize,
+    /// Bytes of the elements, from there on.
+    pub nbytes: usize,
+}
+
+/// Checks what a DLPack tensor's fields say before any of its memory is
+/// taken: the one check of both the versioned and the legacy import.
+/// `data` is the address of the tensor's memory (on its device: only the
+/// number is used), `strides` `None` when the tensor has none (compact).
+///
+/// Refuses, with `Format`: a dtype arrays cannot hold (several lanes, bits
+/// that name no dtype), a negative dimension, strides that are not compact
+/// row-major, NULL `data` for a tensor with bytes. With
+/// `InvalidArgument`: a byte size (dimensions times element size) that
+/// overflows or passes `isize::MAX`, and a `byte_offset` with which the
+/// elements, from `data` to their last byte, would pass `isize::MAX`
+/// bytes or run past the end of the address space.
+pub fn check_tensor(
+    data: usize,
+    dtype: DlDtype,
+    shape: &[i64],
+    strides: Option<&[i64]>,
+    byte_offset: u64,
+) -> Result<Extent> {
+    let dtype = from_dl(dtype)?;
+    if let Some(d) = shape.iter().find(|d| **d < 0) {
+        bail!(Format, "DLPack tensor with negative dimension {d}");
+    }
+    let nbytes = byte_size(dtype, shape)?;
+    if let Some(strides) = strides {
+        if !is_c_contiguous(shape, strides) {
+            bail!(
+                Format,
+                "DLPack tensor of shape {shape:?} with strides {strides:?} is not compact row-major: copy it first"
+            );
+        }
+    }
+    if data == 0 && nbytes != 0 {
+        bail!(Format, "DLPack tensor with NULL data and {nbytes} bytes");
+    }
+    // The tensor's memory runs from `data` over the offset and the elements.
+    let span = usize::try_from(byte_offset)
+        .ok()
+        .and_then(|offset| Some((offset, offset.checked_add(nbytes)?)));
+    let Some((offset, span)) = span else {
+        bail!(
+            InvalidArgument,
+            "DLPack tensor: byte_offset {byte_offset} plus its {nbytes} bytes overflows"
+        );
+    };
+    check_span(data, span, || {
+        format!("DLPack tensor with byte_offset {byte_offset} and {nbytes} bytes of elements")
+    })?;
+    Ok(Extent {
+        dtype,
+        offset,
+        nbytes,
+    })
+}
+
 /// The strides (in elements) of a compact row-major array.
 pub fn c_strides(shape: &[i64]) -> Vec<i64> {
     let mut strides = vec![0; shape.len()];
@@ -91,12 +158,13 @@ pub fn is_c_contiguous(shape: &[i64], strides: &[i64]) -> bool {
     if shape.contains(&0) {
         return true;
     }
-    let mut expected: i64 = 1;
+    let mut expected: Option<i64> = Some(1);
     for (&dim, &stride) in shape.iter().zip(strides).rev() {
-        if dim != 1 && stride != expected {
+        // A stride past i64 (`None`) is no stride a tensor can have.
+        if dim != 1 && Some(stride) != expected {
             return false;
         }
-        expected = expected.saturating_mul(dim);
+        expected = expected.and_then(|e| e.checked_mul(dim));
     }
     true
 }
@@ -133,5 +201,43 @@ mod tests {
         assert!(is_c_contiguous(&[0, 3], &[7, 7]));
         assert!(is_c_contiguous(&[], &[]));
         assert!(!is_c_contiguous(&[2], &[]));
+        // The stride axis 0 would need is past i64: no stride matches it.
+        assert!(!is_c_contiguous(&[2, i64::MAX, 2], &[i64::MAX, 2, 1]));
+    }
+
+    #[test]
+    fn tensors_are_placed_within_the_address_space() {
+        let f32 = to_dl(DType::F32);
+        let extent = check_tensor(0x1000, f32, &[2, 3], None, 8).unwrap();
+        assert_eq!(
+            extent,
+            Extent {
+                dtype: DType::F32,
+                offset: 8,
+                nbytes: 24
+            }
+        );
+        // Exactly up to the end of the address space, and one byte past it.
+        assert!(check_tensor(usize::MAX - 32, f32, &[6], None, 8).is_ok());
+        let kind = |r: Result<Extent>| r.unwrap_err().kind();
+        let wraps = check_tensor(usize::MAX - 31, f32, &[6], None, 8);
+        assert_eq!(kind(wraps), crate::ErrorKind::InvalidArgument);
+        assert_eq!(
+            kind(check_tensor(0x1000, f32, &[1], None, u64::MAX)),
+            crate::ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(check_tensor(0x1000, f32, &[1 << 62], None, 0)),
+            crate::ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            kind(check_tensor(0x1000, f32, &[-1], None, 0)),
+            crate::ErrorKind::Format
+        );
+        assert_eq!(
+            kind(check_tensor(0, f32, &[1], None, 0)),
+            crate::ErrorKind::Format
+        );
+        assert!(check_tensor(0, f32, &[0], None, 0).is_ok());
     }
 }

@@ -4,9 +4,9 @@
  * Saves a state and loads it back (one file and sharded), refuses a
  * truncated file with NNX_ERR_FORMAT and a missing one with NNX_ERR_IO,
  * splits by parsed filters, and passes arrays both ways through DLPack
- * without copies. The DLPack structs are defined here as dlpack.h 1.1
- * defines them: the library's header only names them, so the two go
- * together without conflicting definitions.
+ * without copies. The DLPack structs come from dlpack_types.h, as
+ * dlpack.h 1.1 defines them: the library's header only names them, so the
+ * two go together without conflicting definitions.
  */
 
 #define _POSIX_C_SOURCE 200809L
@@ -22,28 +22,7 @@
 #include "nnx_state.h"
 
 #include "check.h"
-
-/* What a program gets from <dlpack/dlpack.h> (version 1.1). */
-typedef struct { uint32_t major; uint32_t minor; } DLPackVersion;
-typedef struct { int32_t device_type; int32_t device_id; } DLDevice;
-typedef struct { uint8_t code; uint8_t bits; uint16_t lanes; } DLDataType;
-typedef struct {
-    void *data;
-    DLDevice device;
-    int32_t ndim;
-    DLDataType dtype;
-    int64_t *shape;
-    int64_t *strides;
-    uint64_t byte_offset;
-} DLTensor;
-typedef struct DLManagedTensorVersioned {
-    DLPackVersion version;
-    void *manager_ctx;
-    void (*deleter)(struct DLManagedTensorVersioned *self);
-    uint64_t flags;
-    DLTensor dl_tensor;
-} DLManagedTensorVersioned;
-#define DLPACK_FLAG_BITMASK_READ_ONLY (1ULL << 0)
+#include "dlpack_types.h"
 
 static char dir[256];
 

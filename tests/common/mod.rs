@@ -474,6 +474,13 @@ pub fn set_arr(state: &St, path: &str, array: &Arr) {
     ));
 }
 
+/// Where an array's bytes are, as `nnx_array_data` gives it.
+pub fn data_ptr(array: *const nnx_array) -> *const c_void {
+    let mut data = std::ptr::null();
+    ok!(nnx_array_data(array, &mut data));
+    data
+}
+
 /// The state's listing, as `nnx_state_to_string` gives it.
 pub fn listing(state: *const nnx_state) -> String {
     let mut out = std::ptr::null_mut();

@@ -19,46 +19,10 @@
 #include <string>
 #include <vector>
 
-// What a program gets from <dlpack/dlpack.h> (version 1.1): nnx_state.h
-// names these structs only as incomplete types, so that the real header can
-// be included beside it.
-extern "C" {
-typedef struct {
-    uint32_t major;
-    uint32_t minor;
-} DLPackVersion;
-typedef struct {
-    int32_t device_type;
-    int32_t device_id;
-} DLDevice;
-typedef struct {
-    uint8_t code;
-    uint8_t bits;
-    uint16_t lanes;
-} DLDataType;
-typedef struct {
-    void *data;
-    DLDevice device;
-    int32_t ndim;
-    DLDataType dtype;
-    int64_t *shape;
-    int64_t *strides;
-    uint64_t byte_offset;
-} DLTensor;
-struct DLManagedTensorVersioned {
-    DLPackVersion version;
-    void *manager_ctx;
-    void (*deleter)(struct DLManagedTensorVersioned *self);
-    uint64_t flags;
-    DLTensor dl_tensor;
-};
-struct DLManagedTensor {
-    DLTensor dl_tensor;
-    void *manager_ctx;
-    void (*deleter)(struct DLManagedTensor *self);
-};
-}
-#define DLPACK_FLAG_BITMASK_READ_ONLY (1ULL << 0)
+// What a program gets from <dlpack/dlpack.h> (version 1.1), shared with the
+// C tests: nnx_state.h names these structs only as incomplete types, so that
+// the real header can be included beside it.
+#include "../c/dlpack_types.h"
 
 namespace fs = std::filesystem;
 
