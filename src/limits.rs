@@ -40,7 +40,7 @@ pub(crate) fn check_depth(depth: usize, what: impl FnOnce() -> String) -> Result
     if depth > MAX_DEPTH {
         bail!(
             TooDeep,
-            "{} is {depth} levels deep, past the nesting limit of {MAX_DEPTH} (NNX_MAX_DEPTH)",
+            "{}: {depth} levels, past the nesting limit of {MAX_DEPTH} (NNX_MAX_DEPTH)",
             what()
         );
     }

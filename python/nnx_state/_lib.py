@@ -57,6 +57,9 @@ NNX_ERR_OUT_OF_MEMORY = 15
 NNX_ERR_FORMAT = 16
 NNX_ERR_IO = 17
 NNX_ERR_TOO_DEEP = 18
+
+# Paths of at most this many keys; filters and metadata nested at most this deep.
+NNX_MAX_DEPTH = 64
 NNX_ERR_PANIC = 100
 
 NNX_KEY_STR = 0
