@@ -75,7 +75,7 @@ fn seed_examples_filter_split_merge() {
     let seen = merged
         .get_variable(&p("linear/bias"))
         .unwrap()
-        .value()
+        .array()
         .unwrap();
     assert_eq!(seen.to_f64_vec().unwrap(), vec![1.0; 3]);
     // The original state holds the same variable, so it sees the change too.
@@ -341,7 +341,7 @@ fn deep_copy_copies_bytes_and_keeps_aliasing() {
     assert!(Arc::ptr_eq(&a, &b));
     assert!(!Arc::ptr_eq(&a, &shared));
     assert_eq!(a.tag().as_deref(), Some("t"));
-    assert_eq!(a.value().unwrap().to_f64_vec().unwrap(), vec![1.0, 2.0]);
+    assert_eq!(a.array().unwrap().to_f64_vec().unwrap(), vec![1.0, 2.0]);
 }
 
 #[test]

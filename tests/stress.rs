@@ -372,7 +372,7 @@ fn check_step(shared: &Shared, rng: &mut Rng, older: &mut Option<State>) -> Resu
         _ => {
             // Values swapped by other threads are always whole arrays.
             for param in &shared.params {
-                let value = param.value().ok_or("a shared param lost its value")?;
+                let value = param.array().ok_or("a shared param lost its value")?;
                 if value.shape() != [4] || value.nbytes() != 16 {
                     return Err("a torn value".into());
                 }
