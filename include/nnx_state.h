@@ -17,6 +17,10 @@
  *     as owned holds one reference, given back with _release; _retain takes
  *     another. States, flats and variables hold their own references, so the
  *     caller may release its handles right after handing them over.
+ *   - A caller's memory or object the library holds (nnx_array_wrap,
+ *     nnx_variable_new_opaque) comes with a release callback, called exactly
+ *     once when the last reference goes, never while the library holds a
+ *     lock; a call that fails never calls it.
  *   - Results documented as borrowed must not be freed or released; their
  *     lifetime is stated where they are returned.
  *   - Freeing NULL is a no-op. Using a handle after freeing it, or freeing it
@@ -1831,9 +1835,9 @@ enum nnx_status nnx_variable_get_key(const struct nnx_variable *variable,
  *
  * - `type_name`: borrowed, NUL-terminated UTF-8; not empty. Names what
  *   `object` is, so that a reader can tell its own objects from others'
- *   before it uses the pointer (the Python package names its objects
- *   `python:` and the class), and shown by `nnx_state_to_string`. The
- *   library keeps each distinct name for the life of the process.
+ *   before it uses the pointer (say `cuda:buffer`, or `python:jax.Array`
+ *   for a `PyObject *`), and shown by `nnx_state_to_string`. The library
+ *   keeps each distinct name for the life of the process.
  * - `object`: any pointer, NULL included; never dereferenced.
  * - `release`: called exactly once, with `user_data`, when the last
  *   reference to the value goes (the variable and every deep copy that

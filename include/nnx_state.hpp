@@ -24,6 +24,10 @@
  *   - DLPackTensor and LegacyDLPackTensor (Array::to_dlpack()) own a
  *     DLPack tensor: move-only; the destructor gives a tensor nobody took
  *     back to its producer. Array::from_dlpack() takes one over.
+ *   - A variable's value is an Array, a PrngKey (key data and the name of
+ *     its implementation) or an Opaque object the library holds for the
+ *     caller and never looks into; value_kind() tells which, and value(),
+ *     key() and opaque() read each.
  *   - adopt(handle) takes over a handle (and its reference) the caller owns;
  *     handle() lends the raw handle, release() gives it up.
  *

@@ -313,9 +313,9 @@ unsafe fn opaque_from_c(
 ///
 /// - `type_name`: borrowed, NUL-terminated UTF-8; not empty. Names what
 ///   `object` is, so that a reader can tell its own objects from others'
-///   before it uses the pointer (the Python package names its objects
-///   `python:` and the class), and shown by `nnx_state_to_string`. The
-///   library keeps each distinct name for the life of the process.
+///   before it uses the pointer (say `cuda:buffer`, or `python:jax.Array`
+///   for a `PyObject *`), and shown by `nnx_state_to_string`. The library
+///   keeps each distinct name for the life of the process.
 /// - `object`: any pointer, NULL included; never dereferenced.
 /// - `release`: called exactly once, with `user_data`, when the last
 ///   reference to the value goes (the variable and every deep copy that
