@@ -217,17 +217,22 @@ impl PrngKey {
         }
     }
 
+    /// The key array's dtype as jax names it: `key<fry>` for
+    /// `threefry2x32` (jax's short tag), `key<NAME>` for an implementation
+    /// it does not register.
+    pub fn dtype_name(&self) -> String {
+        format!("key<{}>", self.known().map_or(self.impl_name(), |k| k.tag))
+    }
+
     /// `key<fry>[] overlaying uint32[2] [0, 0]`, as jax prints a key array
     /// (`Array((), dtype=key<fry>) overlaying: [0 0]`): the key array's
     /// shape where the implementation is known, then the data.
     pub fn summary(&self, max_values: usize) -> String {
-        let mut out = match self.known() {
-            Some(k) => {
-                let keys = &self.data.shape()[..self.data.ndim() - 1];
-                format!("key<{}>{}", k.tag, format!("{keys:?}").replace(' ', ""))
-            }
-            None => format!("key<{}>", self.impl_name()),
-        };
+        let mut out = self.dtype_name();
+        if self.known().is_some() {
+            let keys = &self.data.shape()[..self.data.ndim() - 1];
+            out.push_str(&format!("{keys:?}").replace(' ', ""));
+        }
         let _ = write!(out, " overlaying {}", self.data.summary(max_values));
         out
     }

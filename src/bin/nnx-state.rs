@@ -239,7 +239,7 @@ fn rows(state: &State) -> Result<Vec<Row>, Failure> {
                 Value::Array(a) => described(a.dtype().name().to_owned(), a),
                 // A key shows its data: the dtype is the key's, the shape
                 // and sizes the data's.
-                Value::Key(k) => described(format!("key<{}>", k.impl_name()), k.data()),
+                Value::Key(k) => described(k.dtype_name(), k.data()),
                 Value::Opaque(o) => (format!("<opaque {}>", o.type_name()), "-".into(), 0, 0),
                 Value::None => ("-".into(), "(no value)".into(), 0, 0),
             };
