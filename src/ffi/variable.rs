@@ -115,11 +115,13 @@ pub extern "C" fn nnx_variable_get_value(
     })
 }
 
-/// Replaces the variable's value; every state holding the variable sees it.
+/// Replaces the variable's value with an array (or none); every state
+/// holding the variable sees it.
 ///
 /// - `value`: optional (NULL clears the value); the variable takes its own
-///   reference, the caller keeps theirs. The old value's reference is given
-///   back.
+///   reference, the caller keeps theirs. The old value (an array, a typed
+///   key or an opaque value) is given back, after the variable's lock is
+///   let go, so its release callback may call into the library.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT` (variable). Thread-safe and atomic.
 #[no_mangle]
