@@ -95,7 +95,7 @@ fn same_leaves(a: &State, b: &State) -> bool {
     fa.len() == fb.len()
         && fa.iter().zip(&fb).all(|((pa, la), (pb, lb))| {
             let same_buffer = match (la, lb) {
-                (Leaf::Variable(x), Leaf::Variable(y)) => match (x.value(), y.value()) {
+                (Leaf::Variable(x), Leaf::Variable(y)) => match (x.array(), y.array()) {
                     (Some(u), Some(v)) => u.buffer().as_ptr() == v.buffer().as_ptr(),
                     (None, None) => true,
                     _ => false,

@@ -17,6 +17,10 @@
  *     as owned holds one reference, given back with _release; _retain takes
  *     another. States, flats and variables hold their own references, so the
  *     caller may release its handles right after handing them over.
+ *   - A caller's memory or object the library holds (nnx_array_wrap,
+ *     nnx_variable_new_opaque) comes with a release callback, called exactly
+ *     once when the last reference goes, never while the library holds a
+ *     lock; a call that fails never calls it.
  *   - Results documented as borrowed must not be freed or released; their
  *     lifetime is stated where they are returned.
  *   - Freeing NULL is a no-op. Using a handle after freeing it, or freeing it
@@ -194,7 +198,8 @@ typedef struct nnx_flat nnx_flat;
 typedef struct nnx_state nnx_state;
 
 /**
- * A typed slot holding an optional array and metadata. Shared: every
+ * A typed slot holding a value (none, an array, a typed PRNG key or an
+ * opaque object: `nnx_variable_value_kind`) and metadata. Shared: every
  * `nnx_variable *` the library returns as owned holds one reference, given
  * back with `nnx_variable_release`. States hold variables by reference, so a
  * value set through one holder is seen by all. Thread-safe: each call on a
@@ -209,8 +214,9 @@ typedef uint32_t nnx_dtype;
 
 /**
  * Called exactly once with its `user_data` when the library lets go of
- * caller memory (a borrowed array's buffer, a callback filter's data). It may
- * run on any thread that drops the last reference.
+ * caller memory or objects (a borrowed array's buffer, an opaque value, a
+ * callback filter's data). It may run on any thread that drops the last
+ * reference.
  */
 typedef void (*nnx_release_fn)(void *user_data);
 
@@ -296,6 +302,11 @@ typedef int (*nnx_filter_fn)(void *user_data,
  * Flags of `nnx_safetensors_load`: a bitwise OR of `NNX_LOAD_*` values, or 0.
  */
 typedef uint32_t nnx_load_flags;
+
+/**
+ * What a variable's value is: one of the `NNX_VALUE_*` values.
+ */
+typedef uint32_t nnx_value_kind;
 
 /**
  * The kind of a metadata value: one of the `NNX_META_*` values.
@@ -470,6 +481,28 @@ typedef uint32_t nnx_meta_kind;
 #define NNX_META_FLOAT 2
 
 #define NNX_META_BOOL 3
+
+/**
+ * No value.
+ */
+#define NNX_VALUE_NONE 0
+
+/**
+ * An array (`nnx_variable_get_value`).
+ */
+#define NNX_VALUE_ARRAY 1
+
+/**
+ * A typed PRNG key: key data and an implementation name
+ * (`nnx_variable_get_key`).
+ */
+#define NNX_VALUE_KEY 2
+
+/**
+ * A caller's object that the library holds and never looks into
+ * (`nnx_variable_get_opaque`).
+ */
+#define NNX_VALUE_OPAQUE 3
 
 #ifdef __cplusplus
 extern "C" {
@@ -1189,7 +1222,8 @@ void nnx_flat_free(struct nnx_flat *flat);
  * A file written by `nnx_safetensors_save` loads as the state that was
  * saved: variable types (registering custom types not yet registered,
  * under their recorded parents), metadata, int and str keys, variables
- * without a value, and variables held at several paths (one variable
+ * without a value, typed PRNG keys (key data bit for bit and the
+ * implementation name), and variables held at several paths (one variable
  * again). A file written by anyone else loads with each dotted name split
  * into a path, components that are canonical decimal integers (`0`, `12`,
  * `-3`, not `007`) as int keys (`encoder.layer.0.weight` gives
@@ -1239,7 +1273,13 @@ enum nnx_status nnx_safetensors_load(const char *path,
  * writer's order. It also records, in `__metadata__` under
  * `"nnx_state.v1"`, what `nnx_safetensors_load` needs to give back the
  * same state: variable types, metadata, key kinds, variables without a
- * value, and variables held at several paths (stored once).
+ * value, typed PRNG keys (their data as a `U32` tensor, the implementation
+ * name in the record), and variables held at several paths (stored once).
+ *
+ * Opaque values are never written to a checkpoint: a state holding one
+ * fails with `NNX_ERR_INVALID_ARGUMENT`, a message naming its path, before
+ * anything is written (what was at `path` stays as it was). Filter them
+ * out first (`nnx_state_filter`) to save the rest.
  *
  * Saving reads the arrays' bytes: the state may be used meanwhile, and
  * bytes written in place during the save may or may not be in the file.
@@ -1251,7 +1291,8 @@ enum nnx_status nnx_safetensors_load(const char *path,
  * - `flags`: must be 0.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_ARGUMENT` (flags, an
- * array not in CPU memory, a header over the format's 100 MB limit);
+ * array not in CPU memory, an opaque value, a header over the format's
+ * 100 MB limit);
  * `NNX_ERR_IO` (the message names the file and the cause);
  * `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone).
  * Thread-safe.
@@ -1272,6 +1313,8 @@ enum nnx_status nnx_safetensors_save(const struct nnx_state *state,
  * an earlier checkpoint of the same NAME in `directory` that this one does
  * not use are removed. The set of files is not replaced atomically as a
  * whole: an interrupted save can leave new shards beside an old index.
+ * A state that cannot be saved (an opaque value, an array off the CPU)
+ * fails before any file is written or removed.
  * `nnx_safetensors_load` on the index (or on the directory when NAME is
  * `model`) gives back the state.
  *
@@ -1325,13 +1368,20 @@ enum nnx_status nnx_state_clone(const struct nnx_state *state, struct nnx_state 
 
 /**
  * Copies a state deeply: new variables (same types and metadata) holding
- * copies of every array. A variable held at several paths is copied once
- * and stays shared within the copy.
+ * copies of every array and of every typed key's data. A variable held at
+ * several paths is copied once and stays shared within the copy. An opaque
+ * value is not copied (the library cannot): the new variable holds the
+ * same object, which is released once when its last holder, original or
+ * copy, goes. This is what `nnx.clone` does with the jax arrays of a
+ * model (immutable, so shared), and setting a value of the copy still
+ * leaves the original alone.
  *
  * - `out_state`: receives a new state owned by the caller; written on
  *   success only.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`,
+ * `NNX_ERR_INVALID_ARGUMENT` (an array or key data off the CPU).
+ * Thread-safe.
  */
 enum nnx_status nnx_state_deep_copy(const struct nnx_state *state, struct nnx_state **out_state);
 
@@ -1625,6 +1675,9 @@ enum nnx_status nnx_state_update(struct nnx_state *state, const struct nnx_state
 /**
  * Writes an NNX-like listing of the tree to `*out_text`: a new
  * NUL-terminated string owned by the caller (free with `nnx_string_free`).
+ * Arrays show as `float32[2,3] [values]`, typed keys as
+ * `key<fry>[] overlaying uint32[2] [0, 42]` (jax's `key<fry>` dtype, the key
+ * array's shape, then the key data), opaque values as `<opaque TYPE_NAME>`.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
  */
@@ -1716,25 +1769,175 @@ enum nnx_status nnx_variable_new(nnx_type_id type_id,
 enum nnx_status nnx_variable_type(const struct nnx_variable *variable, nnx_type_id *out_type);
 
 /**
- * Writes the variable's value to `*out_value`: a new reference owned by the
- * caller (release with `nnx_array_release`), or NULL if it has no value.
+ * Writes the variable's array value to `*out_value`: a new reference owned
+ * by the caller (release with `nnx_array_release`), or NULL if it has no
+ * value.
  *
- * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ * A typed PRNG key is not an array (in jax, `np.asarray(key)` fails too):
+ * read its data with `nnx_variable_get_key` (and export that array with
+ * `nnx_array_to_dlpack` if need be). An opaque value has no array at all.
+ * Both give `NNX_ERR_WRONG_KIND` here, so that no caller takes a key for
+ * plain `uint32` data or loses its implementation by setting it back.
+ * `nnx_variable_value_kind` tells which getter fits.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (a key or an
+ * opaque value). Thread-safe.
  */
 enum nnx_status nnx_variable_get_value(const struct nnx_variable *variable,
                                        struct nnx_array **out_value);
 
 /**
- * Replaces the variable's value; every state holding the variable sees it.
+ * Replaces the variable's value with an array (or none); every state
+ * holding the variable sees it.
  *
  * - `value`: optional (NULL clears the value); the variable takes its own
- *   reference, the caller keeps theirs. The old value's reference is given
- *   back.
+ *   reference, the caller keeps theirs. The old value (an array, a typed
+ *   key or an opaque value) is given back, after the variable's lock is
+ *   let go, so its release callback may call into the library.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT` (variable). Thread-safe and atomic.
  */
 enum nnx_status nnx_variable_set_value(const struct nnx_variable *variable,
                                        const struct nnx_array *value);
+
+/**
+ * Writes what the variable's value is (one of the `NNX_VALUE_*` values) to
+ * `*out_kind`, so that a caller can pick the getter that fits.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_variable_value_kind(const struct nnx_variable *variable,
+                                        nnx_value_kind *out_kind);
+
+/**
+ * Creates a variable holding a typed PRNG key, as `jax.random.key` makes
+ * and `nnx.Rngs` keeps in each `RngKey`: key data and the name of its
+ * implementation.
+ *
+ * - `key_data`: the key data (`jax.random.key_data`): `uint32`, at least
+ *   one dimension, the key shape last (`[2]` for one `threefry2x32` key,
+ *   `[n, 4]` for `n` `rbg` or `unsafe_rbg` keys). The variable takes its
+ *   own reference, the caller keeps theirs.
+ * - `impl_name`: borrowed, NUL-terminated UTF-8 (`str(jax.random.key_impl(k))`,
+ *   such as `"threefry2x32"`); not empty. jax's own implementations
+ *   (`threefry2x32`, `threefry4x32`, `rbg`, `unsafe_rbg`, `philox2x32`,
+ *   `philox4x32`) have their key shape checked; other names are taken as
+ *   custom implementations. The library keeps each distinct name for the
+ *   life of the process.
+ * - `out_variable`: receives a new reference, owned by the caller (release
+ *   with `nnx_variable_release`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_UNKNOWN_TYPE`,
+ * `NNX_ERR_INVALID_UTF8`, `NNX_ERR_INVALID_ARGUMENT` (empty name, data
+ * not `uint32`, a scalar, or the wrong key shape). Thread-safe.
+ */
+enum nnx_status nnx_variable_new_key(nnx_type_id type_id,
+                                     const struct nnx_array *key_data,
+                                     const char *impl_name,
+                                     struct nnx_variable **out_variable);
+
+/**
+ * Replaces the variable's value with a typed PRNG key; every state holding
+ * the variable sees it. Arguments as in `nnx_variable_new_key`; the old
+ * value's reference is given back.
+ *
+ * Errors: as `nnx_variable_new_key`, without `NNX_ERR_UNKNOWN_TYPE`; on
+ * failure the value is unchanged. Thread-safe and atomic.
+ */
+enum nnx_status nnx_variable_set_key(const struct nnx_variable *variable,
+                                     const struct nnx_array *key_data,
+                                     const char *impl_name);
+
+/**
+ * Reads the variable's typed PRNG key.
+ *
+ * - `out_key_data`: receives the key data, a new reference owned by the
+ *   caller (release with `nnx_array_release`).
+ * - `out_impl_name`: receives the implementation's name, NUL-terminated,
+ *   owned by the library and valid for the life of the process (names are
+ *   interned); do not free.
+ *
+ * Both are written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (the value is not
+ * a key). Thread-safe.
+ */
+enum nnx_status nnx_variable_get_key(const struct nnx_variable *variable,
+                                     struct nnx_array **out_key_data,
+                                     const char **out_impl_name);
+
+/**
+ * Creates a variable holding an opaque value: a caller's object (a jax
+ * array on a device, a tracer, a `ShapeDtypeStruct`, a `PartitionSpec`, a
+ * GPU buffer) that the library holds by pointer and never looks into.
+ * Every operation (filter, split, merge, diff, flatten, clone, update)
+ * treats the variable as any other; `nnx_state_deep_copy` shares the
+ * object (see there); saving it is an error.
+ *
+ * - `type_name`: borrowed, NUL-terminated UTF-8; not empty. Names what
+ *   `object` is, so that a reader can tell its own objects from others'
+ *   before it uses the pointer (say `cuda:buffer`, or `python:jax.Array`
+ *   for a `PyObject *`), and shown by `nnx_state_to_string`. The library
+ *   keeps each distinct name for the life of the process.
+ * - `object`: any pointer, NULL included; never dereferenced.
+ * - `release`: called exactly once, with `user_data`, when the last
+ *   reference to the value goes (the variable and every deep copy that
+ *   shares it), on whichever thread drops it, never while the library
+ *   holds a lock. May be NULL if the object outlives every reference by
+ *   other means.
+ * - `out_variable`: receives a new reference, owned by the caller (release
+ *   with `nnx_variable_release`); written on success only.
+ *
+ * On failure the library keeps nothing and does not call `release`: the
+ * object stays the caller's.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_UNKNOWN_TYPE`,
+ * `NNX_ERR_INVALID_UTF8`, `NNX_ERR_INVALID_ARGUMENT` (empty name).
+ * Thread-safe.
+ */
+enum nnx_status nnx_variable_new_opaque(nnx_type_id type_id,
+                                        const char *type_name,
+                                        void *object,
+                                        nnx_release_fn release,
+                                        void *user_data,
+                                        struct nnx_variable **out_variable);
+
+/**
+ * Replaces the variable's value with an opaque value; every state holding
+ * the variable sees it. Arguments as in `nnx_variable_new_opaque`; the old
+ * value's reference is given back (which may run its release callback,
+ * after the variable's lock is let go).
+ *
+ * Errors: as `nnx_variable_new_opaque`, without `NNX_ERR_UNKNOWN_TYPE`; on
+ * failure the value is unchanged and `release` is not called. Thread-safe
+ * and atomic.
+ */
+enum nnx_status nnx_variable_set_opaque(const struct nnx_variable *variable,
+                                        const char *type_name,
+                                        void *object,
+                                        nnx_release_fn release,
+                                        void *user_data);
+
+/**
+ * Reads the variable's opaque value.
+ *
+ * - `out_object`: receives the caller's pointer as it was given. Borrowed:
+ *   it stays valid while the variable holds this value, that is until the
+ *   value is replaced or the variable's last reference goes. A caller that
+ *   may race with another thread replacing the value must keep the object
+ *   alive by its own means (take its own reference under a lock that the
+ *   setter takes too).
+ * - `out_type_name`: receives the type name, NUL-terminated, owned by the
+ *   library and valid for the life of the process; do not free.
+ *
+ * Both are written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (the value is not
+ * opaque). Thread-safe.
+ */
+enum nnx_status nnx_variable_get_opaque(const struct nnx_variable *variable,
+                                        void **out_object,
+                                        const char **out_type_name);
 
 /**
  * Sets metadata `name` to a string (`"tag"` is what tag filters read).

@@ -24,6 +24,10 @@
  *   - DLPackTensor and LegacyDLPackTensor (Array::to_dlpack()) own a
  *     DLPack tensor: move-only; the destructor gives a tensor nobody took
  *     back to its producer. Array::from_dlpack() takes one over.
+ *   - A variable's value is an Array, a PrngKey (key data and the name of
+ *     its implementation) or an Opaque object the library holds for the
+ *     caller and never looks into; value_kind() tells which, and value(),
+ *     key() and opaque() read each.
  *   - adopt(handle) takes over a handle (and its reference) the caller owns;
  *     handle() lends the raw handle, release() gives it up.
  *
@@ -433,13 +437,14 @@ inline std::size_t element_count(const Shape &shape) {
     return count;
 }
 
-/// The user data of a wrapped array: the caller's release action.
-struct ArrayRelease {
+/// The user data of a wrapped array or an opaque value: the caller's
+/// release action.
+struct CallerRelease {
     std::function<void()> action;
 };
 
-extern "C" inline void nnxpp_array_release(void *user_data) {
-    auto *release = static_cast<ArrayRelease *>(user_data);
+extern "C" inline void nnxpp_caller_release(void *user_data) {
+    auto *release = static_cast<CallerRelease *>(user_data);
     try {
         if (release->action) {
             release->action();
@@ -628,12 +633,12 @@ public:
     /// the caller's.
     static Array wrap(nnx_dtype dtype, const Shape &shape, void *data, std::size_t nbytes,
                       bool writable, std::function<void()> on_release = {}) {
-        auto release = std::make_unique<detail::ArrayRelease>();
+        auto release = std::make_unique<detail::CallerRelease>();
         release->action = std::move(on_release);
         nnx_array *out = nullptr;
         detail::check(nnx_array_wrap(dtype, shape.data(), shape.size(), data, nbytes, writable,
-                                     detail::nnxpp_array_release, release.get(), &out));
-        release.release();  // the library calls nnxpp_array_release with it
+                                     detail::nnxpp_caller_release, release.get(), &out));
+        release.release();  // the library calls nnxpp_caller_release with it
         return Array(out);
     }
 
@@ -656,13 +661,13 @@ public:
     static Array wrap_device(nnx_dtype dtype, const Shape &shape, void *data, std::size_t nbytes,
                              Device device, bool writable,
                              std::function<void()> on_release = {}) {
-        auto release = std::make_unique<detail::ArrayRelease>();
+        auto release = std::make_unique<detail::CallerRelease>();
         release->action = std::move(on_release);
         nnx_array *out = nullptr;
         detail::check(nnx_array_wrap_device(dtype, shape.data(), shape.size(), data, nbytes,
                                             device.type, device.id, writable,
-                                            detail::nnxpp_array_release, release.get(), &out));
-        release.release();  // the library calls nnxpp_array_release with it
+                                            detail::nnxpp_caller_release, release.get(), &out));
+        release.release();  // the library calls nnxpp_caller_release with it
         return Array(out);
     }
 
@@ -904,6 +909,76 @@ using MetaValue = std::variant<std::string, int64_t, double, bool>;
 
 /// A typed slot holding an optional array and metadata: a shared reference
 /// to an nnx_variable. Copies refer to the same variable (retain).
+/// What a variable's value is (nnx_variable_value_kind).
+enum class ValueKind : nnx_value_kind {
+    None = NNX_VALUE_NONE,
+    Array = NNX_VALUE_ARRAY,
+    Key = NNX_VALUE_KEY,
+    Opaque = NNX_VALUE_OPAQUE,
+};
+
+/// A typed PRNG key, as jax.random.key makes and nnx.Rngs keeps in each
+/// RngKey: the key data (jax.random.key_data: uint32, the key shape last,
+/// such as [2] for one threefry2x32 key) and the implementation's name
+/// (str(jax.random.key_impl(k)), such as "threefry2x32").
+struct PrngKey {
+    Array data;
+    std::string impl;
+};
+
+/// An object for a variable to hold without looking into it (an opaque
+/// value): a jax array on a device, a GPU buffer, anything the caller keeps
+/// track of. `type_name` (not empty) says what `object` is, so that readers
+/// can tell their own objects from others'; `on_release` runs exactly once,
+/// on whichever thread drops the last reference (never if making the
+/// variable fails); an exception from it is swallowed. Deep copies share
+/// the object; saving it to a checkpoint fails.
+struct Opaque {
+    std::string type_name;
+    void *object = nullptr;
+    std::function<void()> on_release;
+
+    /// An opaque value holding a reference to `object` until the library
+    /// lets go of it.
+    template <typename T>
+    static Opaque shared(std::string type_name, std::shared_ptr<T> object) {
+        void *raw = const_cast<std::remove_cv_t<T> *>(object.get());
+        return Opaque{std::move(type_name), raw, [held = std::move(object)]() mutable {
+                          held.reset();
+                      }};
+    }
+};
+
+/// An opaque value as a variable holds it: the caller's pointer, borrowed
+/// while the variable holds this value, and its type name (the library
+/// keeps it for the life of the process).
+struct OpaqueRef {
+    void *object;
+    std::string_view type_name;
+
+    /// The object as a T*.
+    template <typename T>
+    T *as() const noexcept {
+        return static_cast<T *>(object);
+    }
+};
+
+namespace detail {
+
+/// Makes or sets an opaque value through the C call `call(type_name,
+/// object, release, user_data)`: the release action is the library's once
+/// the call succeeds, and stays ours (never run) if it fails.
+template <typename Call>
+void with_opaque(Opaque value, Call call) {
+    std::string name = c_string(value.type_name, "an opaque type name");
+    auto release = std::make_unique<CallerRelease>();
+    release->action = std::move(value.on_release);
+    check(call(name.c_str(), value.object, nnxpp_caller_release, release.get()));
+    release.release();  // the library calls nnxpp_caller_release with it
+}
+
+}  // namespace detail
+
 class Variable {
 public:
     /// A new variable of a registered type, without a value.
@@ -914,6 +989,20 @@ public:
     /// A new variable of a registered type holding `value` (shared, not copied).
     Variable(nnx_type_id type, const Array &value) {
         detail::check(nnx_variable_new(type, value.handle(), &handle_));
+    }
+
+    /// A new variable holding a typed PRNG key (the data shared, not copied).
+    Variable(nnx_type_id type, const PrngKey &key) {
+        std::string impl = detail::c_string(key.impl, "a PRNG implementation name");
+        detail::check(nnx_variable_new_key(type, key.data.handle(), impl.c_str(), &handle_));
+    }
+
+    /// A new variable holding an opaque value.
+    Variable(nnx_type_id type, Opaque value) {
+        detail::with_opaque(std::move(value), [&](const char *name, void *object,
+                                                  nnx_release_fn on_drop, void *user_data) {
+            return nnx_variable_new_opaque(type, name, object, on_drop, user_data, &handle_);
+        });
     }
 
     /// Takes over one reference the caller owns.
@@ -961,7 +1050,16 @@ public:
     /// The type's name, such as "Param".
     std::string_view type_name() const { return nnx::type_name(type()); }
 
-    /// The value, or nothing when the variable holds none.
+    /// What the value is.
+    ValueKind value_kind() const {
+        nnx_value_kind out = 0;
+        detail::check(nnx_variable_value_kind(handle_, &out));
+        return static_cast<ValueKind>(out);
+    }
+
+    /// The array value, or nothing when the variable holds none. Throws
+    /// NNX_ERR_WRONG_KIND for a typed key (see key()) or an opaque value
+    /// (see opaque()).
     std::optional<Array> value() const {
         nnx_array *out = nullptr;
         detail::check(nnx_variable_get_value(handle_, &out));
@@ -980,6 +1078,46 @@ public:
     /// Removes the value.
     Variable &clear_value() {
         detail::check(nnx_variable_set_value(handle_, nullptr));
+        return *this;
+    }
+
+    /// The typed PRNG key, or nothing when the value is not one.
+    std::optional<PrngKey> key() const {
+        if (value_kind() != ValueKind::Key) {
+            return std::nullopt;
+        }
+        nnx_array *data = nullptr;
+        const char *impl = nullptr;
+        detail::check(nnx_variable_get_key(handle_, &data, &impl));
+        return PrngKey{Array::adopt(data), impl};
+    }
+
+    /// Replaces the value with a typed PRNG key.
+    Variable &set_key(const PrngKey &key) {
+        std::string impl = detail::c_string(key.impl, "a PRNG implementation name");
+        detail::check(nnx_variable_set_key(handle_, key.data.handle(), impl.c_str()));
+        return *this;
+    }
+
+    /// The opaque value, or nothing when the value is not one. The object
+    /// pointer is borrowed: valid while the variable holds this value.
+    std::optional<OpaqueRef> opaque() const {
+        if (value_kind() != ValueKind::Opaque) {
+            return std::nullopt;
+        }
+        void *object = nullptr;
+        const char *name = nullptr;
+        detail::check(nnx_variable_get_opaque(handle_, &object, &name));
+        return OpaqueRef{object, name};
+    }
+
+    /// Replaces the value with an opaque value; the old value is given back
+    /// (which may run its release action).
+    Variable &set_opaque(Opaque value) {
+        detail::with_opaque(std::move(value), [&](const char *name, void *object,
+                                                  nnx_release_fn on_drop, void *user_data) {
+            return nnx_variable_set_opaque(handle_, name, object, on_drop, user_data);
+        });
         return *this;
     }
 

@@ -3,12 +3,14 @@
 use std::fmt::Write;
 
 use crate::tree::{Child, Leaf, Node};
+use crate::value::Value;
 
 /// At most this many elements of an array are shown.
 const MAX_VALUES: usize = 8;
 
 /// Lists the tree as `repr(nnx.State)` does, with arrays shown as
-/// `dtype[shape] [values]`.
+/// `dtype[shape] [values]`, typed keys as `key<fry>[] overlaying uint32[2]
+/// [0, 0]` and opaque values as `<opaque TYPE_NAME>`.
 pub fn to_string(node: &Node) -> String {
     let mut out = String::from("State(");
     write_node(&mut out, node, 0);
@@ -48,20 +50,25 @@ fn write_leaf(out: &mut String, leaf: &Leaf, depth: usize) {
     match leaf {
         Leaf::Array(array) => out.push_str(&array.summary(MAX_VALUES)),
         Leaf::Variable(var) => {
-            let value = var.value();
             out.push_str(var.type_name());
             out.push('(');
-            if let Some(array) = &value {
-                let _ = write!(out, " # {} ({} B)", array.size(), array.nbytes());
+            let value = var.value();
+            let size = match &value {
+                Value::Array(array) => Some((array.size(), array.nbytes())),
+                Value::Key(key) => Some((key.count(), key.data().nbytes())),
+                Value::None | Value::Opaque(_) => None,
+            };
+            if let Some((size, nbytes)) = size {
+                let _ = write!(out, " # {size} ({nbytes} B)");
             }
             out.push('\n');
             indent(out, depth + 1);
-            match &value {
-                Some(array) => {
-                    let _ = write!(out, "value={}", array.summary(MAX_VALUES));
-                }
-                None => out.push_str("value=None"),
-            }
+            let _ = match &value {
+                Value::Array(array) => write!(out, "value={}", array.summary(MAX_VALUES)),
+                Value::Key(key) => write!(out, "value={}", key.summary(MAX_VALUES)),
+                Value::Opaque(opaque) => write!(out, "value=<opaque {}>", opaque.type_name()),
+                Value::None => write!(out, "value=None"),
+            };
             for (name, meta) in var.metadata_entries() {
                 out.push_str(",\n");
                 indent(out, depth + 1);

@@ -150,7 +150,9 @@ impl Parser<'_> {
             return Err(self.error_kind_at(
                 ErrorKind::TooDeep,
                 at,
-                format!("nested more than {MAX_DEPTH} deep, past the nesting limit (NNX_MAX_DEPTH)"),
+                format!(
+                    "nested more than {MAX_DEPTH} deep, past the nesting limit (NNX_MAX_DEPTH)"
+                ),
             ));
         }
         Ok(())

@@ -39,6 +39,7 @@ pub mod ops;
 pub mod state;
 pub mod tree;
 pub mod types;
+pub mod value;
 pub mod variable;
 
 pub mod ffi;
@@ -53,4 +54,5 @@ pub use limits::MAX_DEPTH;
 pub use state::{Entry, State};
 pub use tree::{Child, Kind, Leaf, Node};
 pub use types::TypeId;
+pub use value::{Opaque, PrngKey, Value};
 pub use variable::{MetaValue, Variable};

@@ -750,10 +750,16 @@ impl Node {
     /// node, if it was one of the last few (see `ops::partition`) and its
     /// caller still holds them all.
     pub(crate) fn cached_partition(&self, key: &[u64]) -> Option<Vec<Arc<Node>>> {
-        let cache = self.derived.get()?.partition.lock();
-        let cache = cache.unwrap_or_else(|p| p.into_inner());
-        let (_, outputs) = cache.iter().find(|(k, _)| **k == *key)?;
-        outputs.iter().map(Weak::upgrade).collect()
+        let upgraded: Vec<Option<Arc<Node>>> = {
+            let cache = self.derived.get()?.partition.lock();
+            let cache = cache.unwrap_or_else(|p| p.into_inner());
+            let (_, outputs) = cache.iter().find(|(k, _)| **k == *key)?;
+            outputs.iter().map(Weak::upgrade).collect()
+        };
+        // When one output is gone, the others upgraded here may be their
+        // last references: they drop (running any release callbacks) only
+        // now, after the lock.
+        upgraded.into_iter().collect()
     }
 
     pub(crate) fn store_partition(&self, key: PartitionKey, outputs: &[Arc<Node>]) {

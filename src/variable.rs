@@ -1,4 +1,5 @@
-//! Variables: a type, an optional value and metadata, shared by reference.
+//! Variables: a type, a value (none, an array, a typed PRNG key or an opaque
+//! object) and metadata, shared by reference.
 
 use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -6,6 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use crate::array::Array;
 use crate::error::{bail, Result};
 use crate::types::{self, TypeId};
+use crate::value::Value;
 
 /// A metadata value.
 #[derive(Clone, Debug, PartialEq)]
@@ -69,11 +71,11 @@ pub const TAG: &str = "tag";
 
 #[derive(Debug, Default)]
 struct Data {
-    value: Option<Arc<Array>>,
+    value: Value,
     metadata: Metadata,
 }
 
-/// A typed slot for an array. States hold variables by `Arc`, so every state
+/// A typed slot for a value. States hold variables by `Arc`, so every state
 /// that holds one sees its value change.
 #[derive(Debug)]
 pub struct Variable {
@@ -82,13 +84,15 @@ pub struct Variable {
 }
 
 impl Variable {
-    /// A variable of a registered type.
-    pub fn new(type_id: TypeId, value: Option<Arc<Array>>) -> Result<Variable> {
+    /// A variable of a registered type holding `value` (`None`, an array,
+    /// an `Option<Arc<Array>>`, a [`crate::PrngKey`], an [`crate::Opaque`]
+    /// or a [`Value`]).
+    pub fn new(type_id: TypeId, value: impl Into<Value>) -> Result<Variable> {
         types::check(type_id)?;
         Ok(Variable {
             type_id,
             data: RwLock::new(Data {
-                value,
+                value: value.into(),
                 metadata: Metadata::default(),
             }),
         })
@@ -110,14 +114,21 @@ impl Variable {
         types::name(self.type_id).unwrap_or("?")
     }
 
-    pub fn value(&self) -> Option<Arc<Array>> {
+    /// The value (sharing what it holds).
+    pub fn value(&self) -> Value {
         self.read().value.clone()
     }
 
+    /// The value if it is an array; `None` for no value, a key or an
+    /// opaque value.
+    pub fn array(&self) -> Option<Arc<Array>> {
+        self.read().value.as_array().cloned()
+    }
+
     /// Replaces the value; every holder of this variable sees the new one.
-    pub fn set_value(&self, value: Option<Arc<Array>>) {
-        let old = std::mem::replace(&mut self.write().value, value);
-        // The old array may run a caller's release callback: do that after
+    pub fn set_value(&self, value: impl Into<Value>) {
+        let old = std::mem::replace(&mut self.write().value, value.into());
+        // The old value may run a caller's release callback: do that after
         // the lock is gone.
         drop(old);
     }
@@ -159,13 +170,11 @@ impl Variable {
         matches!(self.read().metadata.get(TAG), Some(MetaValue::Str(s)) if s == tag)
     }
 
-    /// A new variable with the same type and metadata and a copy of the value.
+    /// A new variable with the same type and metadata and a copy of the
+    /// value ([`Value::deep_copy`]: an opaque value is shared).
     pub fn deep_copy(&self) -> Result<Variable> {
         let data = self.read();
-        let value = match &data.value {
-            Some(array) => Some(Arc::new(array.deep_copy()?)),
-            None => None,
-        };
+        let value = data.value.deep_copy()?;
         Ok(Variable {
             type_id: self.type_id,
             data: RwLock::new(Data {
@@ -184,10 +193,10 @@ mod tests {
     fn value_changes_are_shared() {
         let var = Arc::new(Variable::new(TypeId::PARAM, None).unwrap());
         let other_holder = var.clone();
-        assert!(var.value().is_none());
+        assert!(matches!(var.value(), Value::None));
         let array = Arc::new(Array::from_slice(&[1], &[2.0f32]).unwrap());
         var.set_value(Some(array.clone()));
-        assert!(Arc::ptr_eq(&other_holder.value().unwrap(), &array));
+        assert!(Arc::ptr_eq(&other_holder.array().unwrap(), &array));
     }
 
     #[test]
@@ -226,8 +235,8 @@ mod tests {
         .unwrap();
         var.set_metadata("tag", MetaValue::Str("t".into())).unwrap();
         let copy = var.deep_copy().unwrap();
-        assert!(!Arc::ptr_eq(&copy.value().unwrap(), &var.value().unwrap()));
-        assert_eq!(copy.value().unwrap().bytes(), var.value().unwrap().bytes());
+        assert!(!Arc::ptr_eq(&copy.array().unwrap(), &var.array().unwrap()));
+        assert_eq!(copy.array().unwrap().bytes(), var.array().unwrap().bytes());
         assert_eq!(copy.tag().as_deref(), Some("t"));
     }
 }

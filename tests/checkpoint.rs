@@ -11,7 +11,8 @@ use std::sync::Arc;
 use nnx_state::array::DType;
 use nnx_state::io::{self, LoadOptions, SaveOptions};
 use nnx_state::{
-    parse_path, types, Array, ErrorKind, Key, Leaf, MetaValue, State, TypeId, Variable,
+    parse_path, types, Array, ErrorKind, Key, Leaf, MetaValue, Opaque, PrngKey, State, TypeId,
+    Value, Variable,
 };
 
 /// A fresh directory for one test, removed when the test passes.
@@ -65,7 +66,7 @@ fn bytes_of(dtype: DType, n: usize, seed: u8) -> Vec<u8> {
 /// A state with every feature a file must keep: every dtype, scalars and
 /// empty arrays, int keys, str keys that look like ints or hold dots,
 /// custom types, every kind of metadata, a variable without a value, bare
-/// arrays, and a variable held at two paths.
+/// arrays, typed PRNG keys, and variables held at two paths.
 fn rich_state() -> (State, Arc<Variable>) {
     let quant = types::register("CheckpointTestQuant", TypeId::PARAM).unwrap();
     let deep = types::register("CheckpointTestDeep", quant).unwrap();
@@ -120,6 +121,45 @@ fn rich_state() -> (State, Arc<Variable>) {
             ),
         )
         .unwrap();
+    // Typed PRNG keys, as nnx.Rngs keeps them: a threefry key with its tag,
+    // a batch of rbg keys, a key of a custom implementation, and a key held
+    // at two paths. Key data covers all 32 bits of each word.
+    for (path, shape, words, impl_name) in [
+        (
+            "rngs/default/key",
+            vec![2i64],
+            vec![0u32, 42],
+            "threefry2x32",
+        ),
+        (
+            "rngs/dropout/key",
+            vec![3, 4],
+            (0..12)
+                .map(|i| 0x9E37_79B9u32.wrapping_mul(i + 1))
+                .collect(),
+            "rbg",
+        ),
+        (
+            "rngs/custom/key",
+            vec![1, 3],
+            vec![u32::MAX, 0, 1],
+            "my_prng",
+        ),
+    ] {
+        let data = Arc::new(Array::from_slice(&shape, &words).unwrap());
+        let key = Arc::new(
+            Variable::new(TypeId::RNG_KEY, PrngKey::new(data, impl_name).unwrap()).unwrap(),
+        );
+        key.set_metadata(
+            "tag",
+            MetaValue::Str(path.split('/').nth(1).unwrap().into()),
+        )
+        .unwrap();
+        state.set_variable(&p(path), key.clone()).unwrap();
+        if impl_name == "my_prng" {
+            state.set_variable(&p("rngs/alias/key"), key).unwrap();
+        }
+    }
     let meta = Arc::new(Variable::new(TypeId::INTERMEDIATE, None).unwrap());
     meta.set_metadata("tag", MetaValue::Str("dropout".into()))
         .unwrap();
@@ -192,9 +232,15 @@ fn assert_same_content(a: &State, b: &State) {
                     "{path:?}"
                 );
                 match (x.value(), y.value()) {
-                    (None, None) => {}
-                    (Some(x), Some(y)) => assert!(arrays_equal(&x, &y), "{path:?}"),
-                    _ => panic!("{path:?}: one has a value, the other not"),
+                    (Value::None, Value::None) => {}
+                    (Value::Array(x), Value::Array(y)) => {
+                        assert!(arrays_equal(&x, &y), "{path:?}")
+                    }
+                    (Value::Key(x), Value::Key(y)) => {
+                        assert_eq!(x.impl_name(), y.impl_name(), "{path:?}");
+                        assert!(arrays_equal(x.data(), y.data()), "{path:?}");
+                    }
+                    (x, y) => panic!("{path:?}: {} against {}", x.describe(), y.describe()),
                 }
             }
             _ => panic!("{path:?}: different leaf kinds"),
@@ -228,6 +274,19 @@ fn files_written_here_round_trip_exactly() {
     let again = dir.path("again.safetensors");
     io::save(&loaded.state, &again, &SaveOptions::default()).unwrap();
     assert_eq!(fs::read(&file).unwrap(), fs::read(&again).unwrap());
+    // Typed keys come back as typed keys, bit for bit, and the key held at
+    // two paths is one variable again.
+    let key = loaded.state.get_variable(&p("rngs/dropout/key")).unwrap();
+    let Value::Key(k) = key.value() else {
+        panic!("not a key: {}", key.value().describe())
+    };
+    assert_eq!(k.impl_name(), "rbg");
+    assert_eq!(k.data().shape(), &[3, 4]);
+    assert_eq!(k.data().dtype(), DType::U32);
+    assert!(Arc::ptr_eq(
+        &loaded.state.get_variable(&p("rngs/custom/key")).unwrap(),
+        &loaded.state.get_variable(&p("rngs/alias/key")).unwrap()
+    ));
     // Leaf-type options do not apply to files written here.
     let bare = io::load(
         &file,
@@ -263,6 +322,12 @@ fn our_files_are_standard_safetensors() {
         !names.contains(&"head.weight"),
         "the tied variable is stored once"
     );
+    // A typed key's data is a plain U32 tensor; the record names its
+    // implementation.
+    let key = st.tensor("rngs.default.key").unwrap();
+    assert_eq!(key.dtype(), safetensors::Dtype::U32);
+    assert_eq!(key.shape(), &[2]);
+    assert_eq!(key.data(), &[0, 0, 0, 0, 42, 0, 0, 0]);
     let view = st.tensor("layers.0.kernel").unwrap();
     assert_eq!(view.shape(), &[2, 2]);
     assert_eq!(view.dtype(), safetensors::Dtype::F32);
@@ -271,6 +336,15 @@ fn our_files_are_standard_safetensors() {
     let md = meta.metadata().as_ref().unwrap();
     assert_eq!(md.get("format").map(String::as_str), Some("pt"));
     assert!(md.contains_key(io::FORMAT_KEY));
+    let record: serde_json::Value = serde_json::from_str(&md[io::FORMAT_KEY]).unwrap();
+    let key_record = record["leaves"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["path"] == serde_json::json!(["rngs", "default", "key"]))
+        .unwrap();
+    assert_eq!(key_record["key_impl"], "threefry2x32");
+    assert_eq!(key_record["tensor"], "rngs.default.key");
     let loaded = io::load(&file, &LoadOptions::default()).unwrap();
     assert_eq!(
         loaded.metadata.get("format").map(String::as_str),
@@ -326,7 +400,7 @@ fn files_written_by_others_load_with_dotted_names_as_paths() {
         .get_variable(&p("encoder/layer/0/attention/self/query/weight"))
         .unwrap();
     assert_eq!(q.type_id(), TypeId::PARAM);
-    assert_eq!(q.value().unwrap().to_f64_vec().unwrap(), vec![1.5, -2.0]);
+    assert_eq!(q.array().unwrap().to_f64_vec().unwrap(), vec![1.5, -2.0]);
     let bias = loaded
         .state
         .get_variable(&[
@@ -337,12 +411,12 @@ fn files_written_by_others_load_with_dotted_names_as_paths() {
             Key::str("bias"),
         ])
         .unwrap();
-    assert_eq!(bias.value().unwrap().to_f64_vec().unwrap(), vec![1.0, -2.0]);
+    assert_eq!(bias.array().unwrap().to_f64_vec().unwrap(), vec![1.0, -2.0]);
     let emb = loaded
         .state
         .get_variable(&p("emb"))
         .unwrap()
-        .value()
+        .array()
         .unwrap();
     assert_eq!((emb.ndim(), emb.to_f64_vec().unwrap()), (0, vec![7.0]));
     assert_eq!(
@@ -350,7 +424,7 @@ fn files_written_by_others_load_with_dotted_names_as_paths() {
             .state
             .get_variable(&p("empty"))
             .unwrap()
-            .value()
+            .array()
             .unwrap()
             .shape(),
         &[0, 3]
@@ -361,7 +435,7 @@ fn files_written_by_others_load_with_dotted_names_as_paths() {
         vec![Key::str("emb"), Key::str("empty"), Key::str("encoder")]
     );
     // Arrays over shared bytes are read-only views of them.
-    assert!(!q.value().unwrap().buffer().is_writable());
+    assert!(!q.array().unwrap().buffer().is_writable());
 
     let bare = io::load_bytes(
         bytes.clone(),
@@ -427,7 +501,7 @@ fn loading_maps_the_file_without_copying() {
         .state
         .get_variable(&p("encoder/layer/0/attention/self/query/weight"))
         .unwrap()
-        .value()
+        .array()
         .unwrap();
     let bias = loaded
         .state
@@ -439,7 +513,7 @@ fn loading_maps_the_file_without_copying() {
             Key::str("bias"),
         ])
         .unwrap()
-        .value()
+        .array()
         .unwrap();
     // Parts of one mapping: the second tensor follows the first by its offset.
     assert!(!q.buffer().is_owned());
@@ -471,7 +545,7 @@ fn loading_maps_the_file_without_copying() {
         .state
         .get_variable(&p("emb"))
         .unwrap()
-        .value()
+        .array()
         .unwrap();
     assert!(e.buffer().is_owned());
 }
@@ -506,7 +580,7 @@ fn loading_reads_the_header_only() {
         .state
         .get_variable(&p("big"))
         .unwrap()
-        .value()
+        .array()
         .unwrap();
     assert_eq!(big.nbytes() as u64, size);
     assert!(
@@ -862,6 +936,26 @@ fn malformed_records_are_format_errors() {
             "bare array has no metadata",
         ),
         (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","key_impl":"rbg"}]}"#,
+            "is no key",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"key_impl":7}]}"#,
+            "\"key_impl\" is a number, not a string",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w"},{"path":["k"],"tensor":null,"type":["RngKey","RngState","Variable"],"key_impl":"rbg"}]}"#,
+            "needs a tensor of key data",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["RngKey","RngState","Variable"],"key_impl":"threefry2x32"}]}"#,
+            "key data must be uint32",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["RngKey","RngState","Variable"],"key_impl":""}]}"#,
+            "cannot be empty",
+        ),
+        (
             r#"{"leaves":[{"path":["w"],"tensor":"w"},{"path":["v"]}]}"#,
             "bare array needs a tensor",
         ),
@@ -900,6 +994,133 @@ fn malformed_records_are_format_errors() {
     )
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TypeConflict);
+}
+
+#[test]
+fn key_data_of_the_wrong_shape_is_a_format_error() {
+    // uint32[4] is not threefry2x32 key data ([..., 2]); it is rbg's.
+    let t = r#""k":{"dtype":"U32","shape":[4],"data_offsets":[0,16]}"#;
+    let record = |name: &str| {
+        format!(
+            r#"{{"leaves":[{{"path":["k"],"tensor":"k","type":["RngKey","RngState","Variable"],"key_impl":"{name}"}}]}}"#
+        )
+    };
+    let message = format_error(with_record(&record("threefry2x32"), t, &[0; 16]));
+    assert!(
+        message.contains("('k')") && message.contains("[..., 2]"),
+        "{message}"
+    );
+    let loaded = io::load_bytes(
+        with_record(&record("rbg"), t, &[7; 16]).into(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let Value::Key(key) = loaded.state.get_variable(&p("k")).unwrap().value() else {
+        panic!("not a key")
+    };
+    assert_eq!(key.impl_name(), "rbg");
+    assert_eq!(key.data().bytes().unwrap(), &[7; 16]);
+}
+
+/// A state holding an opaque value among savable leaves, and how often
+/// the opaque value was released.
+fn state_with_opaque() -> (State, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (state, _) = rich_state();
+    let released = Arc::new(AtomicUsize::new(0));
+    let seen = released.clone();
+    let opaque = Opaque::new(
+        "test:DeviceArray",
+        0x1000,
+        Some(Box::new(move || {
+            seen.fetch_add(1, Ordering::SeqCst);
+        })),
+    )
+    .unwrap();
+    state
+        .set_variable(
+            &p("layers/1/kernel"),
+            Arc::new(Variable::new(TypeId::PARAM, opaque).unwrap()),
+        )
+        .unwrap();
+    (state, released)
+}
+
+#[test]
+fn saving_an_opaque_value_fails_and_writes_nothing() {
+    use std::sync::atomic::Ordering;
+    let dir = Dir::new("opaque");
+    let (state, released) = state_with_opaque();
+    let check = |e: nnx_state::Error| {
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            e.message().contains("'layers/1/kernel'")
+                && e.message().contains("opaque value (test:DeviceArray)"),
+            "{e}"
+        );
+    };
+    // To a new file: no file, no temporary file.
+    check(
+        io::save(
+            &state,
+            &dir.path("new.safetensors"),
+            &SaveOptions::default(),
+        )
+        .unwrap_err(),
+    );
+    assert!(dir.files().is_empty(), "{:?}", dir.files());
+    // Over an existing file: it stays as it was.
+    let (plain, _) = rich_state();
+    let file = dir.path("model.safetensors");
+    io::save(&plain, &file, &SaveOptions::default()).unwrap();
+    let before = fs::read(&file).unwrap();
+    check(io::save(&state, &file, &SaveOptions::default()).unwrap_err());
+    assert_eq!(fs::read(&file).unwrap(), before);
+    assert_eq!(dir.files(), vec!["model.safetensors"]);
+    // Sharded: no shard, no index, and an earlier checkpoint stays whole.
+    let shards = Dir::new("opaque-sharded");
+    io::save_sharded(&plain, &shards.0, "model", 40, &SaveOptions::default()).unwrap();
+    let files = shards.files();
+    let contents: Vec<Vec<u8>> = files
+        .iter()
+        .map(|f| fs::read(shards.path(f)).unwrap())
+        .collect();
+    for max in [40, u64::MAX] {
+        check(
+            io::save_sharded(&state, &shards.0, "model", max, &SaveOptions::default()).unwrap_err(),
+        );
+        assert_eq!(shards.files(), files);
+        for (f, c) in files.iter().zip(&contents) {
+            assert_eq!(&fs::read(shards.path(f)).unwrap(), c, "{f}");
+        }
+    }
+    check(io::save_sharded(&state, &dir.0, "other", 40, &SaveOptions::default()).unwrap_err());
+    assert_eq!(dir.files(), vec!["model.safetensors"]);
+    // Without the opaque value, the rest saves.
+    let rest = state
+        .filter(
+            &[
+                nnx_state::Filter::negate(nnx_state::Filter::path_in(vec![p("layers/1/kernel")]))
+                    .unwrap(),
+            ],
+        )
+        .unwrap()
+        .remove(0);
+    io::save(
+        &rest,
+        &dir.path("rest.safetensors"),
+        &SaveOptions::default(),
+    )
+    .unwrap();
+    assert_same_content(
+        &plain,
+        &io::load(&dir.path("rest.safetensors"), &LoadOptions::default())
+            .unwrap()
+            .state,
+    );
+    // The failed saves kept no reference: the value goes with the states.
+    drop((state, rest));
+    assert_eq!(released.load(Ordering::SeqCst), 1);
 }
 
 #[test]
@@ -1057,7 +1278,7 @@ fn misaligned_tensors_are_copied_aligned() {
     let mut data = Vec::new();
     data.extend_from_slice(&2.5f32.to_le_bytes());
     let loaded = io::load_bytes(st_file(&header, &data).into(), &LoadOptions::default()).unwrap();
-    let a = loaded.state.get_variable(&p("a")).unwrap().value().unwrap();
+    let a = loaded.state.get_variable(&p("a")).unwrap().array().unwrap();
     assert!(a.buffer().is_owned());
     assert_eq!(a.buffer().as_ptr() as usize % 4, 0);
     assert_eq!(a.to_f64_vec().unwrap(), vec![2.5]);

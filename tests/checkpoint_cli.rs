@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use nnx_state::io::{self, LoadOptions, SaveOptions};
-use nnx_state::{parse_path, Array, MetaValue, State, TypeId, Variable};
+use nnx_state::{parse_path, Array, MetaValue, PrngKey, State, TypeId, Variable};
 
 struct Dir(PathBuf);
 
@@ -65,8 +65,13 @@ fn model(file: &Path) {
     put("layers/1/kernel", TypeId::PARAM, &[5.0; 6]);
     put("bn/mean", TypeId::BATCH_STAT, &[0.0; 2]);
     put("bn/var", TypeId::BATCH_STAT, &[1.0; 2]);
-    let key = put("dropout/key", TypeId::RNG_KEY, &[7.0]);
+    let data = Arc::new(Array::from_slice(&[2], &[0u32, 1]).unwrap());
+    let key = PrngKey::new(data, "threefry2x32").unwrap();
+    let key = Arc::new(Variable::new(TypeId::RNG_KEY, key).unwrap());
     key.set_metadata("tag", MetaValue::Str("dropout".into()))
+        .unwrap();
+    state
+        .set_variable(&parse_path("dropout/key").unwrap(), key)
         .unwrap();
     io::save(&state, file, &SaveOptions::default()).unwrap();
 }
@@ -87,11 +92,12 @@ fn inspect_prints_the_tree_and_totals() {
         "Param",
         "BatchStat",
         "RngKey",
+        "key<fry>",
         "float32",
         "[6]",
         "24 B",
         "3 leaves, 48 B",
-        "total: 6 leaves, 17 elements, 68 bytes",
+        "total: 6 leaves, 18 elements, 72 bytes",
     ] {
         assert!(text.contains(needle), "no {needle:?} in:\n{text}");
     }

@@ -94,6 +94,84 @@ fn save_and_load_round_trip() {
 }
 
 #[test]
+fn typed_keys_round_trip_and_opaque_values_are_never_saved() {
+    let dir = Dir::new("keys");
+    let state = new_state();
+    let data = u32_array(&[2, 2], &[0, 42, u32::MAX, 0x8000_0001]);
+    set_var(&state, "rngs/default/key", &key_var(&data, "threefry2x32"));
+    set_var(&state, "w", &var_with(NNX_TYPE_PARAM, &[1.0]));
+    let file = dir.c("k.safetensors");
+    ok!(nnx_safetensors_save(state.ptr(), file.as_ptr(), 0));
+    ok!(nnx_safetensors_save_sharded(
+        state.ptr(),
+        dir.c("").as_ptr(),
+        cstr("model").as_ptr(),
+        8,
+        0
+    ));
+    for source in [file, dir.c("model.safetensors.index.json")] {
+        let loaded = load(&source, NNX_TYPE_PARAM, 0);
+        let mut v = null_mut();
+        ok!(nnx_state_get_variable_str(
+            loaded.ptr(),
+            cstr("rngs/default/key").as_ptr(),
+            &mut v
+        ));
+        let v = Var(v);
+        let (got, name) = get_key(v.ptr());
+        assert_eq!(name, "threefry2x32");
+        let mut bytes = null();
+        ok!(nnx_array_data(got.ptr(), &mut bytes));
+        // SAFETY: uint32[2, 2] holds 16 bytes.
+        let words = unsafe { std::slice::from_raw_parts(bytes.cast::<u32>(), 4) };
+        assert_eq!(words, &[0, 42, u32::MAX, 0x8000_0001]);
+        assert_eq!(listing(loaded.ptr()), listing(state.ptr()));
+    }
+
+    // An opaque value: both saves fail naming its path, and write nothing.
+    let counter = Counter::new();
+    set_var(
+        &state,
+        "layers/0/kernel",
+        &opaque_var("test:DeviceArray", null_mut(), &counter),
+    );
+    let before: Vec<_> = {
+        let mut names: Vec<_> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let fresh = dir.c("fresh.safetensors");
+    let m = fails!(
+        nnx_safetensors_save(state.ptr(), fresh.as_ptr(), 0),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    assert_contains!(m, "'layers/0/kernel'");
+    assert_contains!(m, "opaque value (test:DeviceArray)");
+    let m = fails!(
+        nnx_safetensors_save_sharded(
+            state.ptr(),
+            dir.c("").as_ptr(),
+            cstr("other").as_ptr(),
+            8,
+            0
+        ),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    assert_contains!(m, "'layers/0/kernel'");
+    let mut after: Vec<_> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    after.sort();
+    assert_eq!(before, after, "a failed save left files behind");
+    drop(state);
+    assert_eq!(counter.get(), 1);
+}
+
+#[test]
 fn foreign_files_take_the_leaf_type() {
     let dir = Dir::new("foreign");
     let header = r#"{"a.0.w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}    "#;

@@ -129,7 +129,7 @@ fn check_against_reference(file: &Path) {
             .get_variable(&path)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(var.type_name(), "Param");
-        let array = var.value().unwrap();
+        let array = var.array().unwrap();
         let shape: Vec<usize> = array.shape().iter().map(|&d| d as usize).collect();
         assert_eq!(shape, view.shape(), "{name}");
         assert_eq!(
@@ -155,7 +155,7 @@ fn check_against_reference(file: &Path) {
             Key::str("weight"),
         ])
         .unwrap();
-    assert_eq!(layer.value().unwrap().shape(), &[384, 384]);
+    assert_eq!(layer.array().unwrap().shape(), &[384, 384]);
 
     // Written back by us, it loads to the same state, and the reference
     // reader reads the same tensors from it.
@@ -182,7 +182,7 @@ fn check_against_reference(file: &Path) {
         let (Leaf::Variable(a), Leaf::Variable(b)) = (la, lb) else {
             panic!("{pa:?}: not variables");
         };
-        assert_eq!(a.value().unwrap().bytes(), b.value().unwrap().bytes());
+        assert_eq!(a.array().unwrap().bytes(), b.array().unwrap().bytes());
     }
     fs::remove_file(&out).unwrap();
 }

@@ -119,7 +119,7 @@ fn callback(name: &str) -> Filter {
         "is_variable" => Filter::callback(|_, leaf| Ok(matches!(leaf, Leaf::Variable(_)))),
         "value_gt_50" => Filter::callback(|_, leaf| {
             let array = match leaf {
-                Leaf::Variable(v) => v.value().expect("a value"),
+                Leaf::Variable(v) => v.array().expect("a value"),
                 Leaf::Array(a) => a.clone(),
             };
             Ok(array.to_f64_vec().unwrap()[0] > 50.0)

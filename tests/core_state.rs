@@ -75,7 +75,7 @@ fn seed_examples_filter_split_merge() {
     let seen = merged
         .get_variable(&p("linear/bias"))
         .unwrap()
-        .value()
+        .array()
         .unwrap();
     assert_eq!(seen.to_f64_vec().unwrap(), vec![1.0; 3]);
     // The original state holds the same variable, so it sees the change too.
@@ -341,7 +341,7 @@ fn deep_copy_copies_bytes_and_keeps_aliasing() {
     assert!(Arc::ptr_eq(&a, &b));
     assert!(!Arc::ptr_eq(&a, &shared));
     assert_eq!(a.tag().as_deref(), Some("t"));
-    assert_eq!(a.value().unwrap().to_f64_vec().unwrap(), vec![1.0, 2.0]);
+    assert_eq!(a.array().unwrap().to_f64_vec().unwrap(), vec![1.0, 2.0]);
 }
 
 #[test]
@@ -532,4 +532,103 @@ fn node_summaries_hold_after_every_kind_of_edit() {
         let flat = State::from_flat(s.flatten().unwrap()).unwrap();
         check(what, &flat);
     }
+}
+
+/// `nnx.state(nnx.Rngs(0, dropout=1))`-like keys beside a parameter held as
+/// an opaque value (a jax array on a device, say), and the release count of
+/// that value.
+fn rngs_and_device_param() -> (State, Arc<std::sync::atomic::AtomicUsize>) {
+    use nnx_state::{Opaque, PrngKey};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let s = State::new();
+    for (name, seed) in [("default", 0u32), ("dropout", 1)] {
+        let data = Arc::new(Array::from_slice(&[2], &[0u32, seed]).unwrap());
+        let key = Variable::new(TypeId::RNG_KEY, PrngKey::new(data, "threefry2x32").unwrap());
+        let key = Arc::new(key.unwrap());
+        key.set_metadata("tag", MetaValue::Str(name.into()))
+            .unwrap();
+        s.set_variable(&[Key::str("rngs"), Key::str(name), Key::str("key")], key)
+            .unwrap();
+    }
+    let released = Arc::new(AtomicUsize::new(0));
+    let seen = released.clone();
+    let release = Box::new(move || {
+        seen.fetch_add(1, Ordering::SeqCst);
+    });
+    let opaque = Opaque::new("python:jax.Array", 0xbeef, Some(release)).unwrap();
+    s.set_variable(
+        &p("linear/kernel"),
+        Arc::new(Variable::new(TypeId::PARAM, opaque).unwrap()),
+    )
+    .unwrap();
+    (s, released)
+}
+
+#[test]
+fn keys_and_opaque_values_go_through_every_operation_as_variables() {
+    use nnx_state::Value;
+    use std::sync::atomic::Ordering;
+    let (s, released) = rngs_and_device_param();
+    let kernel = s.get_variable(&p("linear/kernel")).unwrap();
+    let key = s.get_variable(&p("rngs/dropout/key")).unwrap();
+    // filter, split, merge, diff, flatten, from_flat and clone hold the very
+    // same variables.
+    let parts = s
+        .split(&[Filter::of_type(TypeId::PARAM), Filter::Everything])
+        .unwrap();
+    assert!(Arc::ptr_eq(
+        &parts[0].get_variable(&p("linear/kernel")).unwrap(),
+        &kernel
+    ));
+    assert!(Arc::ptr_eq(
+        &parts[1].get_variable(&p("rngs/dropout/key")).unwrap(),
+        &key
+    ));
+    let dropout = s.filter(&[Filter::with_tag("dropout")]).unwrap().remove(0);
+    assert_eq!(dropout.num_leaves().unwrap(), 1);
+    let merged = State::merge(&[&parts[0], &parts[1]]).unwrap();
+    assert!(Arc::ptr_eq(
+        &merged.get_variable(&p("linear/kernel")).unwrap(),
+        &kernel
+    ));
+    let keys_only = s.diff(&parts[0]).unwrap();
+    assert_eq!(keys_only.num_leaves().unwrap(), 2);
+    let again = State::from_flat(s.flatten().unwrap()).unwrap();
+    assert!(Arc::ptr_eq(
+        &again.get_variable(&p("rngs/dropout/key")).unwrap(),
+        &key
+    ));
+    let text = s.to_string_tree().unwrap();
+    assert!(text.contains("RngKey( # 1 (8 B)"), "{text}");
+    assert!(
+        text.contains("value=key<fry>[] overlaying uint32[2] [0, 1]"),
+        "{text}"
+    );
+    assert!(text.contains("value=<opaque python:jax.Array>"), "{text}");
+
+    // A deep copy: new variables, key data copied, the opaque object shared.
+    let copy = s.deep_copy().unwrap();
+    let copied_kernel = copy.get_variable(&p("linear/kernel")).unwrap();
+    assert!(!Arc::ptr_eq(&copied_kernel, &kernel));
+    match (copied_kernel.value(), kernel.value()) {
+        (Value::Opaque(a), Value::Opaque(b)) => assert!(Arc::ptr_eq(&a, &b)),
+        _ => panic!("not opaque"),
+    }
+    let copied_key = copy.get_variable(&p("rngs/dropout/key")).unwrap();
+    match (copied_key.value(), key.value()) {
+        (Value::Key(a), Value::Key(b)) => {
+            assert!(!Arc::ptr_eq(a.data(), b.data()));
+            assert_eq!(a.data().bytes(), b.data().bytes());
+            assert_eq!(a.impl_name(), b.impl_name());
+        }
+        _ => panic!("not a key"),
+    }
+    assert_eq!(copied_key.tag().as_deref(), Some("dropout"));
+    // Setting the original's value leaves the copy's alone; the object goes
+    // when its last holder does.
+    kernel.set_value(None);
+    assert_eq!(released.load(Ordering::SeqCst), 0);
+    assert!(matches!(copied_kernel.value(), Value::Opaque(_)));
+    drop((copy, copied_kernel));
+    assert_eq!(released.load(Ordering::SeqCst), 1);
 }

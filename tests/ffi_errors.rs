@@ -2258,3 +2258,299 @@ fn remove_through_a_leaf_names_the_leaf() {
     );
     assert_contains!(message, "path 'a/0/c' runs through the leaf at 'a'");
 }
+
+// ---------------------------------------------------------------------------
+// Variable values: typed keys and opaque values
+
+/// `nnx_variable_new_key` and `nnx_variable_set_key` with this data and
+/// name must both fail with `status` and a message containing `needle`,
+/// writing nothing and leaving the variable's value as it was.
+fn bad_key(data: &Arr, name: &CStr, status: nnx_status, needle: &str) {
+    let mut out: *mut nnx_variable = sentinel();
+    let primed = prime_error();
+    assert_eq!(
+        nnx_variable_new_key(NNX_TYPE_RNG_KEY, data.ptr(), name.as_ptr(), &mut out),
+        status,
+        "{name:?}"
+    );
+    let message = last_error();
+    assert!(message != primed && message.contains(needle), "{message:?}");
+    assert_eq!(out, sentinel());
+    let good = u32_array(&[2], &[1, 2]);
+    let v = key_var(&good, "threefry2x32");
+    assert_eq!(
+        nnx_variable_set_key(v.ptr(), data.ptr(), name.as_ptr()),
+        status
+    );
+    assert!(last_error().contains(needle));
+    let (kept, impl_name) = get_key(v.ptr());
+    assert_eq!(
+        (kept.ptr(), impl_name.as_str()),
+        (good.ptr(), "threefry2x32")
+    );
+}
+
+#[test]
+fn key_data_that_jax_refuses() {
+    use nnx_status::*;
+    let threefry = cstr("threefry2x32");
+    // Key data is uint32, as jax.random.key_data gives.
+    let floats = f32_array(&[2], &[0.0, 1.0]);
+    bad_key(&floats, &threefry, NNX_ERR_INVALID_ARGUMENT, "uint32");
+    let mut out = null_mut();
+    let words = [0u64, 1];
+    ok!(nnx_array_new(
+        NNX_DTYPE_U64,
+        [2i64].as_ptr(),
+        1,
+        words.as_ptr().cast(),
+        16,
+        &mut out
+    ));
+    bad_key(&Arr(out), &threefry, NNX_ERR_INVALID_ARGUMENT, "got uint64");
+    // At least one dimension: the key shape.
+    bad_key(
+        &u32_array(&[], &[7]),
+        &cstr("my_prng"),
+        NNX_ERR_INVALID_ARGUMENT,
+        "scalar",
+    );
+    // jax's own implementations have their key shape last.
+    for (name, shape, want) in [
+        ("threefry2x32", vec![4i64], "[..., 2]"),
+        ("threefry2x32", vec![2, 1], "[..., 2]"),
+        ("rbg", vec![2], "[..., 4]"),
+        ("unsafe_rbg", vec![3, 2], "[..., 4]"),
+        ("threefry4x32", vec![2], "[..., 4]"),
+        ("philox2x32", vec![2], "[..., 1]"),
+        ("philox4x32", vec![4], "[..., 2]"),
+    ] {
+        let n: i64 = shape.iter().product();
+        let data = u32_array(&shape, &vec![0; n as usize]);
+        bad_key(&data, &cstr(name), NNX_ERR_INVALID_ARGUMENT, want);
+    }
+    // The name: not empty, UTF-8.
+    let data = u32_array(&[2], &[0, 1]);
+    bad_key(&data, &cstr(""), NNX_ERR_INVALID_ARGUMENT, "empty");
+    bad_key(
+        &data,
+        &raw_cstr(b"fry\xff"),
+        NNX_ERR_INVALID_UTF8,
+        "impl_name",
+    );
+    // An unknown type.
+    let mut v: *mut nnx_variable = sentinel();
+    fails!(
+        nnx_variable_new_key(UNKNOWN_TYPE, data.ptr(), threefry.as_ptr(), &mut v),
+        NNX_ERR_UNKNOWN_TYPE
+    );
+    assert_eq!(v, sentinel());
+    // Custom implementations take any uint32 data of at least one dimension,
+    // batches of jax's own take their key shape last.
+    let custom = key_var(&u32_array(&[5], &[1, 2, 3, 4, 5]), "my_prng");
+    assert_eq!(get_key(custom.ptr()).1, "my_prng");
+    let batch = key_var(&u32_array(&[2, 3, 4], &[9; 24]), "rbg");
+    assert_eq!(get_key(batch.ptr()).1, "rbg");
+}
+
+#[test]
+fn reading_a_value_of_another_kind() {
+    let counter = Counter::new();
+    let data = u32_array(&[2], &[0, 42]);
+    let key = key_var(&data, "threefry2x32");
+    let opaque = opaque_var("test:thing", sentinel(), &counter);
+    let array = var_with(NNX_TYPE_PARAM, &[1.0]);
+    let none = variable(NNX_TYPE_CACHE, None);
+
+    // nnx_variable_get_value gives arrays only, and says where to look.
+    let mut value: *mut nnx_array = sentinel();
+    let m = fails!(
+        nnx_variable_get_value(key.ptr(), &mut value),
+        NNX_ERR_WRONG_KIND
+    );
+    assert_contains!(m, "typed PRNG key (threefry2x32)");
+    assert_contains!(m, "nnx_variable_get_key");
+    let m = fails!(
+        nnx_variable_get_value(opaque.ptr(), &mut value),
+        NNX_ERR_WRONG_KIND
+    );
+    assert_contains!(m, "opaque value (test:thing)");
+    assert_contains!(m, "nnx_variable_get_opaque");
+    assert_eq!(value, sentinel());
+
+    for (v, what) in [
+        (&array, "an array"),
+        (&none, "no value"),
+        (&opaque, "an opaque value"),
+    ] {
+        let mut data: *mut nnx_array = sentinel();
+        let mut name: *const c_char = sentinel_const();
+        let m = fails!(
+            nnx_variable_get_key(v.ptr(), &mut data, &mut name),
+            NNX_ERR_WRONG_KIND
+        );
+        assert_contains!(m, what);
+        assert_contains!(m, "not a typed PRNG key");
+        assert_eq!((data, name), (sentinel(), sentinel_const()));
+    }
+    for (v, what) in [
+        (&array, "an array"),
+        (&none, "no value"),
+        (&key, "a typed PRNG key"),
+    ] {
+        let mut object: *mut c_void = sentinel();
+        let mut name: *const c_char = sentinel_const();
+        let m = fails!(
+            nnx_variable_get_opaque(v.ptr(), &mut object, &mut name),
+            NNX_ERR_WRONG_KIND
+        );
+        assert_contains!(m, what);
+        assert_contains!(m, "not an opaque value");
+        assert_eq!((object, name), (sentinel(), sentinel_const()));
+    }
+    // What each holds.
+    assert_eq!(value_kind(key.ptr()), NNX_VALUE_KEY);
+    assert_eq!(value_kind(opaque.ptr()), NNX_VALUE_OPAQUE);
+    assert_eq!(value_kind(array.ptr()), NNX_VALUE_ARRAY);
+    assert_eq!(value_kind(none.ptr()), NNX_VALUE_NONE);
+    // The key's data is the very array given, and its name is interned.
+    let (got, name) = get_key(key.ptr());
+    assert_eq!((got.ptr(), name.as_str()), (data.ptr(), "threefry2x32"));
+    let mut first = null();
+    let mut second = null();
+    let mut d = null_mut();
+    ok!(nnx_variable_get_key(key.ptr(), &mut d, &mut first));
+    nnx_array_release(d);
+    let other = key_var(&u32_array(&[2], &[1, 1]), "threefry2x32");
+    ok!(nnx_variable_get_key(other.ptr(), &mut d, &mut second));
+    nnx_array_release(d);
+    assert_eq!(first, second, "implementation names are interned");
+    drop(opaque);
+    assert_eq!(counter.get(), 1);
+}
+
+#[test]
+fn bad_opaque_values_stay_with_the_caller() {
+    let counter = Counter::new();
+    let v = var_with(NNX_TYPE_PARAM, &[1.0]);
+    for (name, status, needle) in [
+        (cstr(""), nnx_status::NNX_ERR_INVALID_ARGUMENT, "empty"),
+        (
+            raw_cstr(b"py\xc3"),
+            nnx_status::NNX_ERR_INVALID_UTF8,
+            "type_name",
+        ),
+    ] {
+        let mut out: *mut nnx_variable = sentinel();
+        let primed = prime_error();
+        let status_new = nnx_variable_new_opaque(
+            NNX_TYPE_PARAM,
+            name.as_ptr(),
+            sentinel(),
+            Some(count_release),
+            counter.as_user_data(),
+            &mut out,
+        );
+        assert_eq!(status_new, status);
+        assert!(last_error() != primed && last_error().contains(needle));
+        assert_eq!(out, sentinel());
+        let status_set = nnx_variable_set_opaque(
+            v.ptr(),
+            name.as_ptr(),
+            sentinel(),
+            Some(count_release),
+            counter.as_user_data(),
+        );
+        assert_eq!(status_set, status);
+        assert!(last_error().contains(needle));
+    }
+    let name = cstr("test:thing");
+    let mut out: *mut nnx_variable = sentinel();
+    fails!(
+        nnx_variable_new_opaque(
+            UNKNOWN_TYPE,
+            name.as_ptr(),
+            sentinel(),
+            Some(count_release),
+            counter.as_user_data(),
+            &mut out
+        ),
+        NNX_ERR_UNKNOWN_TYPE
+    );
+    assert_eq!(out, sentinel());
+    assert_eq!(counter.get(), 0, "a failed call released the object");
+    assert_eq!(value_kind(v.ptr()), NNX_VALUE_ARRAY);
+}
+
+/// What an opaque value's release callback reads to prove that no lock of
+/// the library is held while it runs: the variable and the state that held
+/// the value.
+struct Reentrant {
+    variable: *const nnx_variable,
+    state: *const nnx_state,
+    released: Counter,
+}
+
+unsafe extern "C" fn read_holders_on_release(user_data: *mut c_void) {
+    // SAFETY: the tests pass a live `Reentrant`.
+    let r = unsafe { &*user_data.cast::<Reentrant>() };
+    let mut kind = 0;
+    if !r.variable.is_null() {
+        assert_eq!(
+            nnx_variable_value_kind(r.variable, &mut kind),
+            nnx_status::NNX_OK
+        );
+    }
+    let mut leaves = 0usize;
+    assert_eq!(
+        nnx_state_num_leaves(r.state, &mut leaves),
+        nnx_status::NNX_OK
+    );
+    // SAFETY: a live `Counter`.
+    unsafe { count_release(r.released.as_user_data()) };
+}
+
+#[test]
+fn opaque_values_are_released_outside_the_locks() {
+    let state = new_state();
+    let holder = variable(NNX_TYPE_PARAM, None);
+    set_var(&state, "a", &holder);
+    let r = Box::new(Reentrant {
+        variable: holder.ptr(),
+        state: state.ptr(),
+        released: *Counter::new(),
+    });
+    let user_data = (&*r as *const Reentrant).cast_mut().cast();
+    let name = cstr("test:reentrant");
+    let set = |v: &Var| {
+        ok!(nnx_variable_set_opaque(
+            v.ptr(),
+            name.as_ptr(),
+            null_mut(),
+            Some(read_holders_on_release),
+            user_data
+        ))
+    };
+    // Replacing the value: the old one is released after the variable's
+    // lock is let go (the callback reads the variable).
+    set(&holder);
+    ok!(nnx_variable_set_value(holder.ptr(), null()));
+    assert_eq!(r.released.get(), 1);
+    set(&holder);
+    let data = u32_array(&[2], &[0, 1]);
+    ok!(nnx_variable_set_key(
+        holder.ptr(),
+        data.ptr(),
+        cstr("threefry2x32").as_ptr()
+    ));
+    assert_eq!(r.released.get(), 2);
+    // Removing the last holder from the state: released after the state's
+    // lock is let go (the callback reads the state).
+    let other = variable(NNX_TYPE_PARAM, None);
+    set(&other);
+    set_var(&state, "b", &other);
+    drop(other);
+    ok!(nnx_state_remove_str(state.ptr(), cstr("b").as_ptr()));
+    assert_eq!(r.released.get(), 3);
+    assert_eq!(leaves(state.ptr()), 1);
+}

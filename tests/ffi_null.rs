@@ -582,6 +582,187 @@ fn variable_retain_null_and_release_null() {
 }
 
 // ---------------------------------------------------------------------------
+// Variable values: kinds, typed keys, opaque values
+
+#[test]
+fn variable_value_kind_null_arguments() {
+    let v = var_with(NNX_TYPE_PARAM, &[1.0]);
+    let mut kind = SENTINEL_U32;
+    null_arg!(nnx_variable_value_kind(null(), &mut kind), "variable");
+    assert_eq!(kind, SENTINEL_U32);
+    null_arg!(nnx_variable_value_kind(v.ptr(), null_mut()), "out_kind");
+    assert_eq!(value_kind(v.ptr()), NNX_VALUE_ARRAY);
+}
+
+#[test]
+fn variable_new_key_null_arguments() {
+    let data = u32_array(&[2], &[0, 42]);
+    let name = cstr("threefry2x32");
+    let mut out: *mut nnx_variable = sentinel();
+    null_arg!(
+        nnx_variable_new_key(NNX_TYPE_RNG_KEY, null(), name.as_ptr(), &mut out),
+        "key_data"
+    );
+    null_arg!(
+        nnx_variable_new_key(NNX_TYPE_RNG_KEY, data.ptr(), null(), &mut out),
+        "impl_name"
+    );
+    assert_eq!(out, sentinel());
+    null_arg!(
+        nnx_variable_new_key(NNX_TYPE_RNG_KEY, data.ptr(), name.as_ptr(), null_mut()),
+        "out_variable"
+    );
+}
+
+#[test]
+fn variable_set_key_null_arguments_change_nothing() {
+    let data = u32_array(&[2], &[0, 42]);
+    let name = cstr("threefry2x32");
+    let v = var_with(NNX_TYPE_RNG_KEY, &[1.0]);
+    null_arg!(
+        nnx_variable_set_key(null(), data.ptr(), name.as_ptr()),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_set_key(v.ptr(), null(), name.as_ptr()),
+        "key_data"
+    );
+    null_arg!(
+        nnx_variable_set_key(v.ptr(), data.ptr(), null()),
+        "impl_name"
+    );
+    assert_eq!(value_kind(v.ptr()), NNX_VALUE_ARRAY);
+    ok!(nnx_variable_set_key(v.ptr(), data.ptr(), name.as_ptr()));
+    assert_eq!(value_kind(v.ptr()), NNX_VALUE_KEY);
+}
+
+#[test]
+fn variable_get_key_null_arguments() {
+    let data = u32_array(&[2], &[0, 42]);
+    let v = key_var(&data, "threefry2x32");
+    let mut out_data: *mut nnx_array = sentinel();
+    let mut out_name: *const c_char = sentinel_const();
+    null_arg!(
+        nnx_variable_get_key(null(), &mut out_data, &mut out_name),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_get_key(v.ptr(), null_mut(), &mut out_name),
+        "out_key_data"
+    );
+    null_arg!(
+        nnx_variable_get_key(v.ptr(), &mut out_data, null_mut()),
+        "out_impl_name"
+    );
+    assert_eq!(out_data, sentinel());
+    assert_eq!(out_name, sentinel_const());
+}
+
+#[test]
+fn variable_new_opaque_null_arguments_never_release() {
+    let counter = Counter::new();
+    let name = cstr("test:thing");
+    let mut out: *mut nnx_variable = sentinel();
+    null_arg!(
+        nnx_variable_new_opaque(
+            NNX_TYPE_PARAM,
+            null(),
+            sentinel(),
+            Some(count_release),
+            counter.as_user_data(),
+            &mut out
+        ),
+        "type_name"
+    );
+    assert_eq!(out, sentinel());
+    null_arg!(
+        nnx_variable_new_opaque(
+            NNX_TYPE_PARAM,
+            name.as_ptr(),
+            sentinel(),
+            Some(count_release),
+            counter.as_user_data(),
+            null_mut()
+        ),
+        "out_variable"
+    );
+    assert_eq!(counter.get(), 0, "a failed call released the object");
+    // A NULL object and a NULL release are accepted: the library never
+    // dereferences the one and has nothing to call for the other.
+    ok!(nnx_variable_new_opaque(
+        NNX_TYPE_PARAM,
+        name.as_ptr(),
+        null_mut(),
+        None,
+        null_mut(),
+        &mut out
+    ));
+    let v = Var(out);
+    assert_eq!(get_opaque(v.ptr()), (null_mut(), "test:thing".to_owned()));
+}
+
+#[test]
+fn variable_set_opaque_null_arguments_never_release() {
+    let counter = Counter::new();
+    let name = cstr("test:thing");
+    let v = var_with(NNX_TYPE_PARAM, &[1.0]);
+    null_arg!(
+        nnx_variable_set_opaque(
+            null(),
+            name.as_ptr(),
+            sentinel(),
+            Some(count_release),
+            counter.as_user_data()
+        ),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_set_opaque(
+            v.ptr(),
+            null(),
+            sentinel(),
+            Some(count_release),
+            counter.as_user_data()
+        ),
+        "type_name"
+    );
+    assert_eq!(counter.get(), 0, "a failed call released the object");
+    assert_eq!(value_kind(v.ptr()), NNX_VALUE_ARRAY);
+    ok!(nnx_variable_set_opaque(
+        v.ptr(),
+        name.as_ptr(),
+        null_mut(),
+        None,
+        null_mut()
+    ));
+    assert_eq!(value_kind(v.ptr()), NNX_VALUE_OPAQUE);
+}
+
+#[test]
+fn variable_get_opaque_null_arguments() {
+    let counter = Counter::new();
+    let v = opaque_var("test:thing", sentinel(), &counter);
+    let mut object: *mut c_void = sentinel();
+    let mut name: *const c_char = sentinel_const();
+    null_arg!(
+        nnx_variable_get_opaque(null(), &mut object, &mut name),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_get_opaque(v.ptr(), null_mut(), &mut name),
+        "out_object"
+    );
+    null_arg!(
+        nnx_variable_get_opaque(v.ptr(), &mut object, null_mut()),
+        "out_type_name"
+    );
+    assert_eq!(object, sentinel());
+    assert_eq!(name, sentinel_const());
+    drop(v);
+    assert_eq!(counter.get(), 1);
+}
+
+// ---------------------------------------------------------------------------
 // Filters
 
 #[test]

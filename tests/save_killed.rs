@@ -114,7 +114,7 @@ fn values(state: &State, path: &str) -> Vec<f32> {
     let Entry::Leaf(Leaf::Variable(var)) = state.get(&parse_path(path).unwrap()).unwrap() else {
         panic!("no variable at {path}");
     };
-    let array = var.value().expect("a value");
+    let array = var.array().expect("a value");
     array
         .bytes()
         .unwrap()

@@ -372,7 +372,7 @@ fn check_step(shared: &Shared, rng: &mut Rng, older: &mut Option<State>) -> Resu
         _ => {
             // Values swapped by other threads are always whole arrays.
             for param in &shared.params {
-                let value = param.value().ok_or("a shared param lost its value")?;
+                let value = param.array().ok_or("a shared param lost its value")?;
                 if value.shape() != [4] || value.nbytes() != 16 {
                     return Err("a torn value".into());
                 }
@@ -1272,4 +1272,243 @@ fn c_api_under_eight_threads() {
         count += made.released.len();
     }
     println!("c api: {count} release callbacks, each run exactly once");
+}
+
+// ---------------------------------------------------------------------------
+// Opaque values and typed keys through the C API
+
+impl CMade {
+    /// An owned variable holding an opaque value whose release counts.
+    fn opaque(&mut self) -> Result<*mut c::nnx_variable, String> {
+        let mut var = std::ptr::null_mut();
+        let user_data = self.counter();
+        ok(
+            c::nnx_variable_new_opaque(
+                c::NNX_TYPE_PARAM,
+                c"stress:object".as_ptr(),
+                user_data,
+                Some(count_release),
+                user_data,
+                &mut var,
+            ),
+            "variable_new_opaque",
+        )?;
+        Ok(var)
+    }
+
+    /// An owned `RngKey` variable holding a typed key whose data is a
+    /// counted array (`DATA` as uint32[2, 2]).
+    fn key(&mut self) -> Result<*mut c::nnx_variable, String> {
+        let mut data = std::ptr::null_mut();
+        let shape = [2i64, 2];
+        let user_data = self.counter();
+        ok(
+            c::nnx_array_wrap(
+                c::NNX_DTYPE_U32,
+                shape.as_ptr(),
+                2,
+                DATA.as_ptr().cast_mut().cast(),
+                DATA.len(),
+                false,
+                Some(count_release),
+                user_data,
+                &mut data,
+            ),
+            "array_wrap",
+        )?;
+        let mut var = std::ptr::null_mut();
+        let status = c::nnx_variable_new_key(
+            c::NNX_TYPE_RNG_KEY,
+            data,
+            c"threefry2x32".as_ptr(),
+            &mut var,
+        );
+        c::nnx_array_release(data);
+        ok(status, "variable_new_key")?;
+        Ok(var)
+    }
+}
+
+fn c_leaves(state: *const c::nnx_state) -> Result<usize, String> {
+    let mut n = 0;
+    ok(c::nnx_state_num_leaves(state, &mut n), "num_leaves")?;
+    Ok(n)
+}
+
+/// One step of a thread that only derives states from the ones it holds
+/// and drops them, and replaces variables' values with new opaque values:
+/// every derived state shares the variables (and deep copies share the
+/// opaque objects), so each release happens on whichever thread lets go
+/// last.
+fn c_value_step(
+    held: &mut Vec<*mut c::nnx_state>,
+    rng: &mut Rng,
+    made: &mut CMade,
+    filters: &[*mut c::nnx_filter; 2],
+) -> Result<(), String> {
+    // Prefer a state with leaves (diffs of related states are often empty).
+    let mut from = held[rng.below(held.len())];
+    for _ in 0..4 {
+        if c_leaves(from)? > 0 {
+            break;
+        }
+        from = held[rng.below(held.len())];
+    }
+    let n = c_leaves(from)?;
+    let mut out = std::ptr::null_mut();
+    match rng.below(8) {
+        0 => ok(c::nnx_state_clone(from, &mut out), "clone")?,
+        1 => ok(c::nnx_state_deep_copy(from, &mut out), "deep_copy")?,
+        2 => {
+            let mut parts = [std::ptr::null_mut(); 2];
+            ok(
+                c::nnx_state_split(from, filters.as_ptr().cast(), 2, parts.as_mut_ptr()),
+                "split",
+            )?;
+            if c_leaves(parts[0])? + c_leaves(parts[1])? != n {
+                return Err("the parts of a split lost leaves".into());
+            }
+            ok(
+                c::nnx_state_merge(parts.as_ptr().cast(), 2, &mut out),
+                "merge",
+            )?;
+            // Keep one part, drop the other.
+            let keep = rng.below(2);
+            held.push(parts[keep]);
+            c::nnx_state_free(parts[1 - keep]);
+        }
+        3 => ok(
+            c::nnx_state_filter(from, filters.as_ptr().cast(), 1, &mut out),
+            "filter",
+        )?,
+        4 => {
+            let other = held[rng.below(held.len())];
+            ok(c::nnx_state_diff(from, other, &mut out), "diff")?;
+        }
+        5 => {
+            let mut flat = std::ptr::null_mut();
+            ok(c::nnx_state_flatten(from, &mut flat), "flatten")?;
+            let status = c::nnx_state_from_flat(flat, &mut out);
+            c::nnx_flat_free(flat);
+            ok(status, "from_flat")?;
+        }
+        6 => {
+            // Replace the value of a variable the state holds (borrowed
+            // from a flat) with a new opaque value, or with a key.
+            let mut flat = std::ptr::null_mut();
+            ok(c::nnx_state_flatten(from, &mut flat), "flatten")?;
+            if n > 0 {
+                let mut var = std::ptr::null_mut();
+                ok(
+                    c::nnx_flat_variable(flat, rng.below(n), &mut var),
+                    "flat_variable",
+                )?;
+                let user_data = made.counter();
+                let status = c::nnx_variable_set_opaque(
+                    var,
+                    c"stress:object".as_ptr(),
+                    user_data,
+                    Some(count_release),
+                    user_data,
+                );
+                if let Err(e) = ok(status, "set_opaque") {
+                    c::nnx_flat_free(flat);
+                    return Err(e);
+                }
+            }
+            c::nnx_flat_free(flat);
+            return Ok(());
+        }
+        _ => {
+            if held.len() > 1 {
+                let gone = held.swap_remove(rng.below(held.len()));
+                c::nnx_state_free(gone);
+            }
+            return Ok(());
+        }
+    }
+    held.push(out);
+    while held.len() > 8 {
+        let gone = held.swap_remove(rng.below(held.len()));
+        c::nnx_state_free(gone);
+    }
+    Ok(())
+}
+
+#[test]
+fn c_api_opaque_values_and_keys_are_released_once_across_threads() {
+    const VARS: usize = 24;
+    const STEPS: usize = 2000;
+    let mut base_made = CMade::default();
+    let mut base = std::ptr::null_mut();
+    ok(c::nnx_state_new(&mut base), "state_new").unwrap();
+    for i in 0..VARS {
+        let var = match i % 3 {
+            0 => base_made.opaque(),
+            1 => base_made.key(),
+            _ => base_made.variable(c::NNX_TYPE_BATCH_STAT),
+        }
+        .unwrap();
+        c_set_var(base, &[Key::str("v"), Key::int(i as i64)], var).unwrap();
+    }
+    // Each thread starts from its own clone; the base goes at once.
+    let starts: Vec<usize> = (0..THREADS)
+        .map(|_| {
+            let mut clone = std::ptr::null_mut();
+            ok(c::nnx_state_clone(base, &mut clone), "clone").unwrap();
+            clone as usize
+        })
+        .collect();
+    c::nnx_state_free(base);
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = starts
+        .into_iter()
+        .enumerate()
+        .map(|(thread, start)| {
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                let mut rng = Rng::new(7000 + thread as u64);
+                let mut made = CMade::default();
+                let mut filters = [std::ptr::null_mut(); 2];
+                ok(
+                    c::nnx_filter_of_type(c::NNX_TYPE_PARAM, &mut filters[0]),
+                    "of_type",
+                )
+                .unwrap();
+                ok(c::nnx_filter_everything(&mut filters[1]), "everything").unwrap();
+                let mut held = vec![start as *mut c::nnx_state];
+                barrier.wait();
+                for step in 0..STEPS {
+                    if let Err(e) = c_value_step(&mut held, &mut rng, &mut made, &filters) {
+                        panic!("thread {thread}, step {step}: {e}");
+                    }
+                }
+                // Let go in a random order.
+                while !held.is_empty() {
+                    let gone = held.swap_remove(rng.below(held.len()));
+                    c::nnx_state_free(gone);
+                }
+                for filter in filters {
+                    c::nnx_filter_free(filter);
+                }
+                made
+            })
+        })
+        .collect();
+    let mut all = vec![base_made];
+    for worker in workers {
+        all.push(worker.join().expect("a worker failed"));
+    }
+    let mut count = 0;
+    for made in &all {
+        for (i, released) in made.released.iter().enumerate() {
+            assert_eq!(
+                released.load(Ordering::SeqCst),
+                1,
+                "release callback {i} ran a wrong number of times"
+            );
+        }
+        count += made.released.len();
+    }
+    println!("opaque values and keys: {count} release callbacks, each run exactly once");
 }

@@ -937,7 +937,7 @@ impl World {
                     (&self.leaves[v].lib, &self.leaves[a].lib)
                 {
                     var.set_value(Some(arr.clone()));
-                    assert!(Arc::ptr_eq(&var.value().unwrap(), arr));
+                    assert!(Arc::ptr_eq(&var.array().unwrap(), arr));
                 }
             }
             Op::Set { st, path, leaf } => {

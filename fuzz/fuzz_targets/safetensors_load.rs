@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ::nnx_state::array::byte_size;
 use ::nnx_state::io::{self, LoadOptions};
-use ::nnx_state::{ErrorKind, Leaf};
+use ::nnx_state::{ErrorKind, Leaf, Value};
 use libfuzzer_sys::fuzz_target;
 
 fn check(data: &Arc<[u8]>, options: &LoadOptions) {
@@ -24,7 +24,11 @@ fn check(data: &Arc<[u8]>, options: &LoadOptions) {
             for (_, leaf) in &flat {
                 let array = match leaf {
                     Leaf::Array(a) => Some(a.clone()),
-                    Leaf::Variable(v) => v.value(),
+                    Leaf::Variable(v) => match v.value() {
+                        Value::Array(a) => Some(a),
+                        Value::Key(k) => Some(k.data().clone()),
+                        Value::None | Value::Opaque(_) => None,
+                    },
                 };
                 if let Some(a) = array {
                     let n = byte_size(a.dtype(), a.shape()).expect("a valid shape");

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use nnx_state::io::{self, LoadOptions, SaveOptions};
-use nnx_state::{parse_filter, types, Filter, Key, Leaf, State};
+use nnx_state::{parse_filter, types, Array, Filter, Key, Leaf, State, Value};
 
 const USAGE: &str = "\
 usage:
@@ -229,16 +229,19 @@ fn rows(state: &State) -> Result<Vec<Row>, Failure> {
         .map(|(path, leaf)| {
             let (kind, value) = match &leaf {
                 Leaf::Variable(v) => (v.type_name().to_owned(), v.value()),
-                Leaf::Array(a) => ("array".to_owned(), Some(a.clone())),
+                Leaf::Array(a) => ("array".to_owned(), Value::Array(a.clone())),
             };
-            let (dtype, shape, elements, bytes) = match value {
-                Some(a) => (
-                    a.dtype().name().to_owned(),
-                    format!("{:?}", a.shape()),
-                    a.size() as u64,
-                    a.nbytes() as u64,
-                ),
-                None => ("-".into(), "(no value)".into(), 0, 0),
+            let described = |dtype: String, a: &Array| {
+                let shape = format!("{:?}", a.shape());
+                (dtype, shape, a.size() as u64, a.nbytes() as u64)
+            };
+            let (dtype, shape, elements, bytes) = match &value {
+                Value::Array(a) => described(a.dtype().name().to_owned(), a),
+                // A key shows its data: the dtype is the key's, the shape
+                // and sizes the data's.
+                Value::Key(k) => described(k.dtype_name(), k.data()),
+                Value::Opaque(o) => (format!("<opaque {}>", o.type_name()), "-".into(), 0, 0),
+                Value::None => ("-".into(), "(no value)".into(), 0, 0),
             };
             Row {
                 path,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::error::nnx_status;
 use super::{boundary, fail, read_into, slice, ArcHandle, FfiResult, Out};
 use crate::array::{byte_size, Array, DType};
-use crate::buffer::{check_span, Buffer, Device};
+use crate::buffer::{check_span, Buffer, Device, Release};
 
 /// An element type: one of the `NNX_DTYPE_*` values.
 pub type nnx_dtype = u32;
@@ -58,8 +58,9 @@ impl ArcHandle for nnx_array {
 }
 
 /// Called exactly once with its `user_data` when the library lets go of
-/// caller memory (a borrowed array's buffer, a callback filter's data). It may
-/// run on any thread that drops the last reference.
+/// caller memory or objects (a borrowed array's buffer, an opaque value, a
+/// callback filter's data). It may run on any thread that drops the last
+/// reference.
 pub type nnx_release_fn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 pub(crate) fn dtype_from_c(dtype: nnx_dtype) -> FfiResult<DType> {
@@ -212,14 +213,7 @@ pub(crate) fn wrap_memory(
             );
         }
         check_span(data as usize, nbytes, || "argument `data`".to_owned())?;
-        let release = release.map(|f| {
-            let user_data = SendPtr(user_data);
-            Box::new(move || {
-                let user_data = user_data;
-                // SAFETY: the caller's callback, called once with its data.
-                unsafe { f(user_data.0) }
-            }) as Box<dyn FnOnce() + Send>
-        });
+        let release = release_callback(release, user_data);
         // SAFETY: `data` is valid for `nbytes` bytes (on its device) until
         // `release` runs, by the public functions' contracts.
         let buffer =
@@ -227,6 +221,20 @@ pub(crate) fn wrap_memory(
         let array = Array::from_buffer(dtype, shape, buffer)?;
         out.write(nnx_array::into_raw(Arc::new(array)));
         Ok(())
+    })
+}
+
+/// A caller's release callback and its data as the core's `Release`, which
+/// the core runs exactly once (when it lets go) or drops unrun (when the
+/// call fails before taking it).
+pub(crate) fn release_callback(release: nnx_release_fn, user_data: *mut c_void) -> Option<Release> {
+    release.map(|f| {
+        let user_data = SendPtr(user_data);
+        Box::new(move || {
+            let user_data = user_data;
+            // SAFETY: the caller's callback, called once with its data.
+            unsafe { f(user_data.0) }
+        }) as Release
     })
 }
 

@@ -70,7 +70,8 @@ fn no_flags(flags: u32, what: &str) -> FfiResult {
 /// A file written by `nnx_safetensors_save` loads as the state that was
 /// saved: variable types (registering custom types not yet registered,
 /// under their recorded parents), metadata, int and str keys, variables
-/// without a value, and variables held at several paths (one variable
+/// without a value, typed PRNG keys (key data bit for bit and the
+/// implementation name), and variables held at several paths (one variable
 /// again). A file written by anyone else loads with each dotted name split
 /// into a path, components that are canonical decimal integers (`0`, `12`,
 /// `-3`, not `007`) as int keys (`encoder.layer.0.weight` gives
@@ -146,7 +147,13 @@ pub extern "C" fn nnx_safetensors_load(
 /// writer's order. It also records, in `__metadata__` under
 /// `"nnx_state.v1"`, what `nnx_safetensors_load` needs to give back the
 /// same state: variable types, metadata, key kinds, variables without a
-/// value, and variables held at several paths (stored once).
+/// value, typed PRNG keys (their data as a `U32` tensor, the implementation
+/// name in the record), and variables held at several paths (stored once).
+///
+/// Opaque values are never written to a checkpoint: a state holding one
+/// fails with `NNX_ERR_INVALID_ARGUMENT`, a message naming its path, before
+/// anything is written (what was at `path` stays as it was). Filter them
+/// out first (`nnx_state_filter`) to save the rest.
 ///
 /// Saving reads the arrays' bytes: the state may be used meanwhile, and
 /// bytes written in place during the save may or may not be in the file.
@@ -158,7 +165,8 @@ pub extern "C" fn nnx_safetensors_load(
 /// - `flags`: must be 0.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_ARGUMENT` (flags, an
-/// array not in CPU memory, a header over the format's 100 MB limit);
+/// array not in CPU memory, an opaque value, a header over the format's
+/// 100 MB limit);
 /// `NNX_ERR_IO` (the message names the file and the cause);
 /// `NNX_ERR_KEY_NOT_FOUND` (a view whose nested state is gone).
 /// Thread-safe.
@@ -188,6 +196,8 @@ pub extern "C" fn nnx_safetensors_save(
 /// an earlier checkpoint of the same NAME in `directory` that this one does
 /// not use are removed. The set of files is not replaced atomically as a
 /// whole: an interrupted save can leave new shards beside an old index.
+/// A state that cannot be saved (an opaque value, an array off the CPU)
+/// fails before any file is written or removed.
 /// `nnx_safetensors_load` on the index (or on the directory when NAME is
 /// `model`) gives back the state.
 ///

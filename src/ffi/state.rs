@@ -149,13 +149,20 @@ pub extern "C" fn nnx_state_clone(
 }
 
 /// Copies a state deeply: new variables (same types and metadata) holding
-/// copies of every array. A variable held at several paths is copied once
-/// and stays shared within the copy.
+/// copies of every array and of every typed key's data. A variable held at
+/// several paths is copied once and stays shared within the copy. An opaque
+/// value is not copied (the library cannot): the new variable holds the
+/// same object, which is released once when its last holder, original or
+/// copy, goes. This is what `nnx.clone` does with the jax arrays of a
+/// model (immutable, so shared), and setting a value of the copy still
+/// leaves the original alone.
 ///
 /// - `out_state`: receives a new state owned by the caller; written on
 ///   success only.
 ///
-/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`,
+/// `NNX_ERR_INVALID_ARGUMENT` (an array or key data off the CPU).
+/// Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_state_deep_copy(
     state: *const nnx_state,
@@ -768,6 +775,9 @@ pub extern "C" fn nnx_state_update(state: *mut nnx_state, source: *const nnx_sta
 
 /// Writes an NNX-like listing of the tree to `*out_text`: a new
 /// NUL-terminated string owned by the caller (free with `nnx_string_free`).
+/// Arrays show as `float32[2,3] [values]`, typed keys as
+/// `key<fry>[] overlaying uint32[2] [0, 42]` (jax's `key<fry>` dtype, the key
+/// array's shape, then the key data), opaque values as `<opaque TYPE_NAME>`.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
 #[no_mangle]

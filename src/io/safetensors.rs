@@ -33,19 +33,25 @@
 //!   {"path": ["layers", 0, "kernel"], "tensor": "layers.0.kernel",
 //!    "type": ["Param", "Variable"], "metadata": [["tag", "str", "x"]]},
 //!   {"path": ["counts"], "tensor": null, "type": ["Cache", "Variable"], "metadata": []},
+//!   {"path": ["rngs", "key"], "tensor": "rngs.key", "type": ["RngKey", "RngState", "Variable"],
+//!    "metadata": [], "key_impl": "threefry2x32"},
 //!   {"path": ["table"], "tensor": "table"},
 //!   {"path": ["tied"], "same_as": ["layers", 0, "kernel"]}
 //! ]}
 //! ```
 //!
 //! one record per leaf in flat order: the path with its key kinds; the
-//! tensor holding the value (`null` for a variable without one); the
+//! tensor holding the value (`null` for a variable without one; for a
+//! typed PRNG key, its `U32` key data, with `key_impl` naming the
+//! implementation, and the key loads back as a typed key); the
 //! variable's type and its ancestors up to `Variable` (absent for a bare
 //! array; types not registered yet are registered on load); metadata
 //! entries in order as `[name, kind, value]` with kind `str`, `int`,
 //! `float` (a JSON number, or the IEEE bits as a `"0x..."` string when not
 //! finite) or `bool`; and `same_as` for a variable (or array) held at
-//! several paths, stored once. Tensor names are the dotted paths, made
+//! several paths, stored once. Opaque values are never written: saving a
+//! state that holds one fails, naming its path, before any file is made.
+//! Tensor names are the dotted paths, made
 //! unique with a `~N` suffix where two paths would give the same name.
 //! A later format gets a new key (`nnx_state.v2`), which this version
 //! refuses rather than misread.
@@ -68,6 +74,7 @@ use crate::limits::check_depth;
 use crate::state::State;
 use crate::tree::Leaf;
 use crate::types::{self, TypeId};
+use crate::value::PrngKey;
 use crate::variable::{MetaValue, Variable};
 
 /// The `__metadata__` entry that records a state written by this library.
@@ -826,6 +833,28 @@ fn meta_to_json(entries: &[(String, MetaValue)]) -> Value {
     )
 }
 
+/// The record field naming the PRNG implementation of a variable whose
+/// tensor is the data of a typed key.
+const KEY_IMPL: &str = "key_impl";
+
+/// The typed key a record with [`KEY_IMPL`] holds.
+fn key_from_json(name: &Value, data: Option<Arc<Array>>, at: &str) -> Result<crate::Value> {
+    let Value::String(name) = name else {
+        bail!(
+            Format,
+            "{at}: \"{KEY_IMPL}\" is {}, not a string",
+            json_kind(name)
+        );
+    };
+    let Some(data) = data else {
+        bail!(Format, "{at}: a typed PRNG key needs a tensor of key data");
+    };
+    match PrngKey::new(data, name) {
+        Ok(key) => Ok(key.into()),
+        Err(e) => bail!(Format, "{at}: {}", e.message()),
+    }
+}
+
 fn leaves_from_records(
     records: &[Value],
     tensors: &HashMap<String, Arc<Array>>,
@@ -871,14 +900,18 @@ fn leaves_from_records(
                     let Some(array) = array else {
                         bail!(Format, "{at}: a bare array needs a tensor");
                     };
-                    if fields.contains_key("metadata") {
-                        bail!(Format, "{at}: a bare array has no metadata");
+                    if fields.contains_key("metadata") || fields.contains_key(KEY_IMPL) {
+                        bail!(Format, "{at}: a bare array has no metadata and is no key");
                     }
                     Leaf::Array(array)
                 }
                 Some(chain) => {
                     let type_id = type_from_json(chain, &at, &mut types_seen)?;
-                    let variable = Variable::new(type_id, array)?;
+                    let value = match fields.get(KEY_IMPL) {
+                        None => crate::Value::from(array),
+                        Some(name) => key_from_json(name, array, &at)?,
+                    };
+                    let variable = Variable::new(type_id, value)?;
                     if let Some(meta) = fields.get("metadata") {
                         for (name, value) in meta_from_json(meta, &at)? {
                             variable.set_metadata(&name, value)?;
@@ -1004,7 +1037,8 @@ pub(crate) struct Planned {
 }
 
 /// The records and tensors of a state, in flat order. Fails for arrays
-/// whose bytes are not on the CPU.
+/// whose bytes are not on the CPU and for opaque values, which are never
+/// written.
 pub(crate) fn plan(state: &State) -> Result<Vec<Planned>> {
     let flat = state.flatten()?;
     let mut planned = Vec::with_capacity(flat.len());
@@ -1033,7 +1067,22 @@ pub(crate) fn plan(state: &State) -> Result<Vec<Planned>> {
                 let mut record = serde_json::Map::new();
                 record.insert("type".into(), type_to_json(v.type_id())?);
                 record.insert("metadata".into(), meta_to_json(&v.metadata_entries()));
-                (v.value(), record)
+                let value = match v.value() {
+                    crate::Value::None => None,
+                    crate::Value::Array(array) => Some(array),
+                    crate::Value::Key(key) => {
+                        record.insert(KEY_IMPL.into(), Value::from(key.impl_name()));
+                        Some(key.data().clone())
+                    }
+                    crate::Value::Opaque(opaque) => bail!(
+                        InvalidArgument,
+                        "cannot save '{}': its value is an opaque value ({}), which is \
+                         never written to a checkpoint",
+                        format_path(&path),
+                        opaque.type_name()
+                    ),
+                };
+                (value, record)
             }
             Leaf::Array(a) => {
                 seen_arrays.insert(Arc::as_ptr(a), (index, path.clone()));
@@ -1245,8 +1294,9 @@ pub(crate) fn write_file(
 /// renamed over `path`, so a failed or interrupted save leaves what was at
 /// `path` intact.
 ///
-/// Fails with `InvalidArgument` for an array not in CPU memory and `Io`
-/// when the system fails a file operation.
+/// Fails with `InvalidArgument` for an array not in CPU memory or an
+/// opaque value (before anything is written) and `Io` when the system
+/// fails a file operation.
 pub fn save(state: &State, path: &Path, options: &SaveOptions) -> Result<()> {
     let planned = plan(state)?;
     let mut records = Vec::with_capacity(planned.len());

@@ -420,6 +420,75 @@ pub fn variable(type_id: nnx_type_id, value: Option<&Arr>) -> Var {
     Var(out)
 }
 
+pub fn u32_array(shape: &[i64], values: &[u32]) -> Arr {
+    let mut out = std::ptr::null_mut();
+    ok!(nnx_array_new(
+        NNX_DTYPE_U32,
+        shape.as_ptr(),
+        shape.len(),
+        values.as_ptr().cast(),
+        std::mem::size_of_val(values),
+        &mut out
+    ));
+    Arr(out)
+}
+
+/// An `RngKey` variable holding a typed key of `impl_name` over `data`.
+pub fn key_var(data: &Arr, impl_name: &str) -> Var {
+    let name = cstr(impl_name);
+    let mut out = std::ptr::null_mut();
+    ok!(nnx_variable_new_key(
+        NNX_TYPE_RNG_KEY,
+        data.ptr(),
+        name.as_ptr(),
+        &mut out
+    ));
+    Var(out)
+}
+
+/// A `Param` variable holding an opaque value of `type_name` at `object`
+/// whose release increments `counter`.
+pub fn opaque_var(type_name: &str, object: *mut c_void, counter: &Counter) -> Var {
+    let name = cstr(type_name);
+    let mut out = std::ptr::null_mut();
+    ok!(nnx_variable_new_opaque(
+        NNX_TYPE_PARAM,
+        name.as_ptr(),
+        object,
+        Some(count_release),
+        counter.as_user_data(),
+        &mut out
+    ));
+    Var(out)
+}
+
+/// What the variable's value is (`NNX_VALUE_*`).
+pub fn value_kind(var: *const nnx_variable) -> nnx_value_kind {
+    let mut kind = SENTINEL_U32;
+    ok!(nnx_variable_value_kind(var, &mut kind));
+    kind
+}
+
+/// The variable's typed key: its data (owned) and implementation name.
+pub fn get_key(var: *const nnx_variable) -> (Arr, String) {
+    let mut data = std::ptr::null_mut();
+    let mut name = std::ptr::null();
+    ok!(nnx_variable_get_key(var, &mut data, &mut name));
+    // SAFETY: an interned NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(name) }.to_str().unwrap().to_owned();
+    (Arr(data), name)
+}
+
+/// The variable's opaque value: its object and type name.
+pub fn get_opaque(var: *const nnx_variable) -> (*mut c_void, String) {
+    let mut object = std::ptr::null_mut();
+    let mut name = std::ptr::null();
+    ok!(nnx_variable_get_opaque(var, &mut object, &mut name));
+    // SAFETY: an interned NUL-terminated name.
+    let name = unsafe { CStr::from_ptr(name) }.to_str().unwrap().to_owned();
+    (object, name)
+}
+
 /// A variable of `type_id` holding a fresh f32 vector.
 pub fn var_with(type_id: nnx_type_id, values: &[f32]) -> Var {
     let array = f32_array(&[values.len() as i64], values);

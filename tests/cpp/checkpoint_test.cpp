@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -204,6 +206,51 @@ void test_safetensors(const fs::path &dir) {
     EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, state.save_safetensors(second));
     // A failed save leaves the file that was there.
     CHECK(nnx::load_safetensors(second).num_leaves() == moved.num_leaves());
+}
+
+void test_keys_and_opaque_values(const fs::path &dir) {
+    // Typed keys round-trip bit for bit, one file and sharded.
+    nnx::State state;
+    const std::vector<uint32_t> words = {0xFFFFFFFFu, 0, 0x80000001u, 42};
+    state.set("rngs/default/key",
+              nnx::Variable(NNX_TYPE_RNG_KEY,
+                            nnx::PrngKey{nnx::Array::from<uint32_t>({2, 2}, words), "threefry2x32"}));
+    state.set("rngs/rbg/key",
+              nnx::Variable(NNX_TYPE_RNG_KEY,
+                            nnx::PrngKey{nnx::Array::from<uint32_t>({4}, {1, 2, 3, 4}), "unsafe_rbg"}));
+    const std::string file = (dir / "keys.safetensors").string();
+    state.save_safetensors(file);
+    const fs::path shards = dir / "keys";
+    fs::create_directories(shards);
+    state.save_safetensors_sharded(shards.string(), "model", 8);
+    for (const std::string &source :
+         {file, (shards / "model.safetensors.index.json").string()}) {
+        nnx::State loaded = nnx::load_safetensors(source);
+        std::optional<nnx::PrngKey> key = loaded.get("rngs/default/key").key();
+        CHECK(key && key->impl == "threefry2x32");
+        CHECK((key->data.shape() == nnx::Shape{2, 2}) && key->data.to_vector<uint32_t>() == words);
+        CHECK(loaded.get("rngs/rbg/key").key()->impl == "unsafe_rbg");
+        CHECK(sorted_listing(loaded) == sorted_listing(state));
+    }
+
+    // An opaque value is never saved: the save names it and writes nothing.
+    int released = 0;
+    state.set("device/kernel",
+              nnx::Variable(NNX_TYPE_PARAM, nnx::Opaque{"demo:DeviceArray", &released,
+                                                        [&released] { released++; }}));
+    const std::string fresh = (dir / "fresh.safetensors").string();
+    std::string message = EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.save_safetensors(fresh));
+    CHECK(message.find("'device/kernel'") != std::string::npos);
+    CHECK(!fs::exists(fresh));
+    const auto before = std::distance(fs::directory_iterator(shards), fs::directory_iterator());
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, state.save_safetensors_sharded(shards.string(), "model", 8));
+    CHECK(std::distance(fs::directory_iterator(shards), fs::directory_iterator()) == before);
+    CHECK(nnx::load_safetensors(shards.string()).get("rngs/rbg/key").key().has_value());
+    CHECK(released == 0);
+    state = nnx::State();
+    CHECK(released == 1);
+    fs::remove_all(shards);
+    fs::remove(file);
 }
 
 void test_parse_filter() {
@@ -468,6 +515,7 @@ int main() {
         fs::remove_all(dir);
         fs::create_directories(dir);
         test_safetensors(dir);
+        test_keys_and_opaque_values(dir);
         test_parse_filter();
         test_dlpack();
         test_devices();

@@ -12,6 +12,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -276,6 +278,81 @@ void test_variables_and_metadata() {
     copy.set_value(nnx::Array::from<float>({1}, {9}));
     CHECK(state.get({"v"}).value()->data_as<float>()[0] == 9);
     EXPECT_ERROR(NNX_ERR_UNKNOWN_TYPE, nnx::Variable(999999));
+}
+
+void test_keys_and_opaque_values() {
+    // A typed key as jax.random.key(42) makes it: threefry2x32 data [0, 42].
+    nnx::Array data = nnx::Array::from<uint32_t>({2}, {0, 42});
+    nnx::Variable k(NNX_TYPE_RNG_KEY, nnx::PrngKey{data, "threefry2x32"});
+    CHECK(k.value_kind() == nnx::ValueKind::Key);
+    std::optional<nnx::PrngKey> key = k.key();
+    CHECK(key && key->impl == "threefry2x32" && key->data.same(data));
+    CHECK(!k.opaque());
+    // A key is not an array: value() refuses it rather than lose its impl.
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, k.value());
+    nnx::Array four = nnx::Array::from<uint32_t>({4}, {1, 2, 3, 4});
+    std::string message = EXPECT_ERROR(
+        NNX_ERR_INVALID_ARGUMENT, nnx::Variable(NNX_TYPE_RNG_KEY, nnx::PrngKey{four, "threefry2x32"}));
+    CHECK(message.find("[..., 2]") != std::string::npos);
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT,
+                 k.set_key(nnx::PrngKey{nnx::Array::from<float>({2}, {0, 1}), "threefry2x32"}));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, k.set_key(nnx::PrngKey{data, std::string("a\0b", 3)}));
+    CHECK(k.key()->impl == "threefry2x32");  // unchanged by the failures
+    nnx::Array batch = nnx::Array::from<uint32_t>({3, 4}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
+    k.set_key({batch, "rbg"});
+    CHECK(k.key()->impl == "rbg" && (k.key()->data.shape() == nnx::Shape{3, 4}));
+    k.set_value(data);
+    CHECK(k.value_kind() == nnx::ValueKind::Array && !k.key() && k.value()->same(data));
+    k.set_key({data, "threefry2x32"});
+
+    nnx::State state;
+    state.set({"rngs", "key"}, k);
+    std::string text = state.to_string();
+    CHECK(text.find("RngKey( # 1 (8 B)") != std::string::npos);
+    CHECK(text.find("value=key<fry>[] overlaying uint32[2] [0, 42]") != std::string::npos);
+    // A deep copy copies the key data.
+    nnx::State copied = state.deep_copy();
+    std::optional<nnx::PrngKey> copied_key = copied.get({"rngs", "key"}).key();
+    CHECK(copied_key && !copied_key->data.same(data) && copied_key->impl == "threefry2x32");
+    CHECK((copied_key->data.to_vector<uint32_t>() == std::vector<uint32_t>{0, 42}));
+
+    // An opaque value holding a shared_ptr: the library keeps the object
+    // alive until its last holder goes, deep copies included.
+    struct Thing {
+        int n;
+    };
+    auto thing = std::make_shared<Thing>(Thing{7});
+    int released = 0;
+    {
+        nnx::Variable o(NNX_TYPE_PARAM, nnx::Opaque::shared("test:Thing", thing));
+        CHECK(thing.use_count() == 2);
+        CHECK(o.value_kind() == nnx::ValueKind::Opaque && !o.key());
+        std::optional<nnx::OpaqueRef> ref = o.opaque();
+        CHECK(ref && ref->type_name == "test:Thing" && ref->as<Thing>()->n == 7);
+        EXPECT_ERROR(NNX_ERR_WRONG_KIND, o.value());
+        nnx::State s;
+        s.set({"w"}, o);
+        CHECK(s.to_string().find("value=<opaque test:Thing>") != std::string::npos);
+        auto [params, rest] = s.split(nnx::of_type(NNX_TYPE_PARAM), nnx::everything());
+        CHECK(params.get({"w"}).same(o) && rest.num_leaves() == 0);
+        nnx::State copy = s.deep_copy();
+        nnx::Variable w = copy.get({"w"});
+        CHECK(!w.same(o) && w.opaque()->object == thing.get());
+        // Replacing the original's value leaves the copy's alone.
+        o.set_opaque({"test:counter", &released, [&released] { released++; }});
+        CHECK(o.opaque()->type_name == "test:counter" && o.opaque()->as<int>() == &released);
+        CHECK(thing.use_count() == 2 && w.opaque()->type_name == "test:Thing");
+        CHECK(released == 0);
+    }
+    CHECK(thing.use_count() == 1);
+    CHECK(released == 1);
+    // A failed opaque value never runs its release action.
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT,
+                 nnx::Variable(NNX_TYPE_PARAM, nnx::Opaque{"", &released, [&released] { released++; }}));
+    nnx::Variable plain(NNX_TYPE_PARAM);
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT,
+                 plain.set_opaque({std::string("a\0b", 3), &released, [&released] { released++; }}));
+    CHECK(released == 1 && plain.value_kind() == nnx::ValueKind::None);
 }
 
 void test_types() {
@@ -768,6 +845,7 @@ int main() {
         test_keys_and_paths();
         test_arrays();
         test_variables_and_metadata();
+        test_keys_and_opaque_values();
         test_types();
         test_filters();
         test_callbacks();
