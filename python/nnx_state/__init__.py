@@ -65,6 +65,7 @@ from .statelib import (
     split_state,
     to_flat_state,
     to_pure_dict,
+    update,
 )
 from .variablelib import (
     BatchStat,
@@ -104,7 +105,7 @@ __all__ = [
     # states
     "State", "FlatState", "state", "to_flat_state", "from_flat_state",
     "filter_state", "split_state", "merge_state", "map_state", "diff",
-    "to_pure_dict", "replace_by_pure_dict", "restore_int_paths",
+    "to_pure_dict", "replace_by_pure_dict", "restore_int_paths", "update",
     # filters
     "OfType", "WithTag", "PathContains", "PathIn", "Any", "All", "Not",
     "Everything", "Nothing",
