@@ -84,6 +84,10 @@ from .variablelib import (
     variable_type,
 )
 
+from . import pytrees
+
+pytrees.install()  # JAX pytrees: now if jax is imported, else when it is
+
 __version__ = "0.1.0"
 library_path = str(_LIB_PATH)
 
@@ -118,6 +122,6 @@ __all__ = [
     "NnxError", "NnxValueError", "NnxKeyError", "NnxTypeError", "NnxIndexError",
     "NnxRuntimeError", "NnxMemoryError", "NnxFormatError", "NnxIOError",
     # modules and facts
-    "checkpoint", "errors", "filterlib", "statelib", "variablelib", "library_version",
+    "checkpoint", "errors", "filterlib", "pytrees", "statelib", "variablelib", "library_version",
     "library_path",
 ]

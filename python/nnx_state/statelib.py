@@ -66,11 +66,20 @@ def _leaf_from(kind: int, ptr: int):
     return A.view_of(ptr)
 
 
+# Called with every new State subclass (the pytree registration adds itself).
+state_class_hooks: list = []
+
+
 class State(MutableMapping):
     """A nested, ordered mapping from keys (``str`` or ``int``) to variables,
     bare arrays and nested states, held by the native library."""
 
     __slots__ = ("_h", "__weakref__")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for hook in state_class_hooks:
+            hook(cls)
 
     def __init__(self, mapping: tp.Mapping | tp.Iterable | None = None, /, *, _copy: bool = True):
         if isinstance(mapping, State):
@@ -91,7 +100,7 @@ class State(MutableMapping):
         object.__setattr__(obj, "_h", h)
         return obj
 
-    def __del__(self):
+    def __del__(self, _free_state=_free_state):  # bound now: module globals may be gone at exit
         h = getattr(self, "_h", None)
         if h:
             object.__setattr__(self, "_h", None)
