@@ -65,6 +65,7 @@ from .statelib import (
     split_state,
     to_flat_state,
     to_pure_dict,
+    update,
 )
 from .variablelib import (
     BatchStat,
@@ -82,6 +83,10 @@ from .variablelib import (
     VariableMeta,
     variable_type,
 )
+
+from . import pytrees
+
+pytrees.install()  # JAX pytrees: now if jax is imported, else when it is
 
 __version__ = "0.1.0"
 library_path = str(_LIB_PATH)
@@ -104,7 +109,7 @@ __all__ = [
     # states
     "State", "FlatState", "state", "to_flat_state", "from_flat_state",
     "filter_state", "split_state", "merge_state", "map_state", "diff",
-    "to_pure_dict", "replace_by_pure_dict", "restore_int_paths",
+    "to_pure_dict", "replace_by_pure_dict", "restore_int_paths", "update",
     # filters
     "OfType", "WithTag", "PathContains", "PathIn", "Any", "All", "Not",
     "Everything", "Nothing",
@@ -117,6 +122,6 @@ __all__ = [
     "NnxError", "NnxValueError", "NnxKeyError", "NnxTypeError", "NnxIndexError",
     "NnxRuntimeError", "NnxMemoryError", "NnxFormatError", "NnxIOError",
     # modules and facts
-    "checkpoint", "errors", "filterlib", "statelib", "variablelib", "library_version",
+    "checkpoint", "errors", "filterlib", "pytrees", "statelib", "variablelib", "library_version",
     "library_path",
 ]

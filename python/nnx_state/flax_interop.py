@@ -1,8 +1,23 @@
 """Conversion to and from a live ``flax.nnx.State`` (when flax is installed).
 
-Variable types travel by name: a Flax class ``QuantParam(nnx.Param)``
-becomes the nnx_state type ``QuantParam`` under ``Param`` (registered on the
-fly), and back. A variable held at several paths stays one variable.
+Variable types travel by class, not by name: each Flax class is paired with
+one nnx_state class and back, so a Flax ``class Lora(nnx.Param)`` becomes an
+nnx_state class ``Lora`` under ``Param`` and ``to_flax`` gives back that very
+Flax class; a second Flax class named ``Lora`` is a second type here too.
+A pair is made on first sight:
+
+- Flax's built-in types pair with ours (``Param`` with ``Param``, ...).
+- ``from_flax`` of an unpaired Flax class ``F``: the native type named like
+  ``F`` (``F.__name__``, else its qualified names, as a class statement
+  would be named) under our class for ``F``'s parent that no other Flax
+  class has, such as a type loaded from a checkpoint or made with
+  ``variable_type``; else a new class standing for ``F``.
+- ``to_flax`` of a type that never came from Flax: the unpaired Flax
+  subclass of our parent's Flax class with the same ``__name__`` (or the
+  qualified name the native name records), the one defined last when
+  several match (a class redefined in a notebook); else a new Flax class.
+
+A variable held at several paths stays one variable.
 
 Arrays are not copied where memory allows: a C-contiguous writable numpy
 array is lent to the library; a read-only buffer (a jax array on the CPU
@@ -14,6 +29,7 @@ for example ``jax.numpy.asarray``).
 
 from __future__ import annotations
 
+import threading
 import typing as tp
 import warnings
 from collections.abc import Mapping
@@ -25,8 +41,11 @@ from .statelib import State
 from .variablelib import (
     REQUIRED_METADATA,
     Variable,
-    variable_type,
-    new_variable,
+    VariableMeta,
+    candidate_names,
+    class_for_type,
+    lookup_type,
+    rebuild_variable,
     type_name,
     type_parent,
 )
@@ -42,35 +61,91 @@ def _flax():
     return nnx
 
 
-def _flax_builtins(nnx) -> dict[str, type]:
+_BUILTIN_NAMES = (
+    "Variable", "Param", "BatchStat", "Cache", "Intermediate", "Perturbation",
+    "RngState", "RngKey", "RngCount",
+)
+_OPTIMIZER_NAMES = ("OptState", "OptArray", "OptVariable")
+
+# The pairs: native type id <-> Flax class, one to one.
+_flax_by_id: dict[int, type] = {}
+_id_by_flax: dict[type, int] = {}
+_pair_lock = threading.RLock()
+
+
+def _pair(type_id: int, flax_cls: type) -> None:
+    _flax_by_id[type_id] = flax_cls
+    _id_by_flax[flax_cls] = type_id
+
+
+def _pair_builtins(nnx) -> None:
+    if _flax_by_id:
+        return
     from flax.nnx.training import optimizer
 
-    return {
-        "Variable": nnx.Variable,
-        "Param": nnx.Param,
-        "BatchStat": nnx.BatchStat,
-        "Cache": nnx.Cache,
-        "Intermediate": nnx.Intermediate,
-        "Perturbation": nnx.Perturbation,
-        "RngState": nnx.RngState,
-        "RngKey": nnx.RngKey,
-        "RngCount": nnx.RngCount,
-        "OptState": optimizer.OptState,
-        "OptArray": optimizer.OptArray,
-        "OptVariable": optimizer.OptVariable,
-    }
+    for name in _BUILTIN_NAMES:
+        _pair(lookup_type(name), getattr(nnx, name))
+    for name in _OPTIMIZER_NAMES:
+        _pair(lookup_type(name), getattr(optimizer, name))
+
+
+def _flax_parent(flax_cls: type, nnx) -> type:
+    return next(b for b in flax_cls.__mro__[1:] if issubclass(b, nnx.Variable))
+
+
+def _our_class(flax_cls: type, nnx) -> type:
+    """Our class paired with the Flax variable class ``flax_cls``."""
+    with _pair_lock:
+        _pair_builtins(nnx)
+        type_id = _id_by_flax.get(flax_cls)
+        if type_id is not None:
+            return class_for_type(type_id)
+        parent = _our_class(_flax_parent(flax_cls, nnx), nnx)
+        for name in candidate_names(flax_cls.__name__, flax_cls.__module__, flax_cls.__qualname__):
+            type_id = lookup_type(name)
+            if type_id is None:  # free: a new class standing for flax_cls
+                namespace = {"__module__": flax_cls.__module__, "__qualname__": flax_cls.__qualname__}
+                cls = VariableMeta(flax_cls.__name__, (parent,), namespace, type_name=name)
+                _pair(cls._type_id, flax_cls)
+                return cls
+            if type_parent(type_id) == parent._type_id and type_id not in _flax_by_id:
+                _pair(type_id, flax_cls)
+                return class_for_type(type_id)
+    raise AssertionError("unreachable")  # pragma: no cover - the names never run out
+
+
+def _base_name(native: str) -> str:
+    """A native name without its ``#n`` suffix."""
+    head, sep, tail = native.rpartition("#")
+    return head if sep and tail.isdigit() else native
+
+
+def _flax_class(type_id: int, nnx) -> type:
+    """The Flax class paired with the native type ``type_id``."""
+    with _pair_lock:
+        _pair_builtins(nnx)
+        flax_cls = _flax_by_id.get(type_id)
+        if flax_cls is not None:
+            return flax_cls
+        flax_parent = _flax_class(type_parent(type_id), nnx)
+        ours = class_for_type(type_id)
+        native = _base_name(type_name(type_id))
+        matches = [
+            sub for sub in flax_parent.__subclasses__()
+            if sub not in _id_by_flax
+            and (sub.__name__ == ours.__name__ or f"{sub.__module__}.{sub.__qualname__}" == native)
+        ]
+        if matches:
+            flax_cls = matches[-1]  # __subclasses__ lists them in definition order
+        else:
+            flax_cls = type(ours.__name__, (flax_parent,), {"__module__": __name__})
+        _pair(type_id, flax_cls)
+        return flax_cls
 
 
 # --------------------------------------------------------------------------
 # Flax -> nnx_state
 # --------------------------------------------------------------------------
-
-
-def _our_class(flax_cls: type, nnx) -> type:
-    if flax_cls is nnx.Variable:
-        return Variable
-    parent = next(b for b in flax_cls.__mro__[1:] if issubclass(b, nnx.Variable))
-    return variable_type(flax_cls.__name__, _our_class(parent, nnx))
 
 
 def _metadata_from_flax(var, nnx) -> dict:
@@ -102,16 +177,7 @@ def from_flax(state, *, copy: bool | None = None) -> State:
             if known is not None:
                 return known
             cls = _our_class(type(value), nnx)
-            raw = value.get_value()
-            array = None if raw is None else A.to_native(np.asarray(raw), copy=copy)
-            try:
-                obj = new_variable(cls, array)
-            finally:
-                if array:
-                    A.lib.nnx_array_release(array)
-            metadata = _metadata_from_flax(value, nnx)
-            if metadata:
-                obj.set_metadata(**metadata)
+            obj = rebuild_variable(cls, value.get_value(), _metadata_from_flax(value, nnx), copy=copy)
             memo[id(value)] = obj
             return obj
         return value
@@ -139,32 +205,11 @@ def from_flax(state, *, copy: bool | None = None) -> State:
 # nnx_state -> Flax
 # --------------------------------------------------------------------------
 
-_made: dict[tuple[str, type], type] = {}
-
-
-def _flax_class(type_id: int, nnx, builtins) -> type:
-    name = type_name(type_id)
-    parent = type_parent(type_id)
-    if parent is None:
-        return nnx.Variable
-    if name in builtins and type_name(parent) == builtins[name].__mro__[1].__name__:
-        return builtins[name]
-    flax_parent = _flax_class(parent, nnx, builtins)
-    for sub in flax_parent.__subclasses__():
-        if sub.__name__ == name:
-            return sub
-    made = _made.get((name, flax_parent))
-    if made is None:
-        made = _made[(name, flax_parent)] = type(name, (flax_parent,), {"__module__": __name__})
-    return made
-
-
 def to_flax(state, *, array_fn: tp.Callable | None = None):
-    """A ``flax.nnx.State`` holding Flax variables of the same types (by name),
+    """A ``flax.nnx.State`` holding Flax variables of the paired types,
     metadata and values (numpy arrays over the native buffers, or
     ``array_fn(value)``)."""
     nnx = _flax()
-    builtins = _flax_builtins(nnx)
     convert_array = array_fn or (lambda x: x)
     memo: dict[int, object] = {}
 
@@ -173,7 +218,7 @@ def to_flax(state, *, array_fn: tp.Callable | None = None):
             known = memo.get(value._ptr)
             if known is not None:
                 return known
-            cls = _flax_class(type(value)._type_id, nnx, builtins)
+            cls = _flax_class(type(value)._type_id, nnx)
             raw = value.get_value()
             metadata = value.get_metadata(exclude_required=True)
             eager = value.get_metadata("eager_sharding")

@@ -2,10 +2,13 @@
 native ``nnx_variable`` handles.
 
 - Every class (``Variable``, ``Param``, ..., and every Python subclass)
-  stands for a native type id; defining ``class QuantParam(nnx.Param)``
-  registers ``QuantParam`` under ``Param`` in the native registry.
-  ``isinstance`` follows the registry, so two classes standing for the same
-  native type are interchangeable in ``isinstance`` checks.
+  is a native type of its own; defining ``class QuantParam(nnx.Param)``
+  registers ``QuantParam`` under ``Param`` in the native registry. Classes
+  map to types by the class itself, not by name: two classes named ``Lora``
+  (two modules', a class redefined, one made in a function called twice)
+  are two native types, the second under a qualified native name (see
+  ``_claim_type``). ``isinstance`` and type filters follow Python's own
+  class relations.
 - A variable object holds one reference to a native variable. The same
   native variable always comes back as the same Python object while that
   object lives (``state['a'] is state['a']``); its class is the class
@@ -16,6 +19,8 @@ native ``nnx_variable`` handles.
 
 from __future__ import annotations
 
+import itertools
+import threading
 import weakref
 from collections import deque
 from ctypes import byref, c_bool, c_double, c_int64, c_size_t, c_uint32, c_void_p
@@ -26,6 +31,7 @@ import numpy as np
 from . import _arrays as A
 from . import _lib as L
 from ._lib import check, lib
+from .errors import NnxValueError
 
 __all__ = [
     "Variable", "Param", "BatchStat", "Cache", "Intermediate", "Perturbation",
@@ -97,37 +103,119 @@ def lookup_type(name: str) -> int | None:
     return out.value
 
 
+# Which Python class stands for which native type. Every class is its own
+# native type (SPEC §3): the registry is keyed by name, so each class gets a
+# native name of its own, chosen under `_type_lock` by `_claim_type`:
+#
+# - its `__name__`, when no other class holds that native name;
+# - else `module.QualName` (`__module__` and `__qualname__`);
+# - else `module.QualName#2`, `#3`, ... (the first that is free).
+#
+# A native name is free for a class when it is not registered, or registered
+# under the same parent with no class standing for it yet, or only a
+# placeholder (the class `class_for_type` makes for a type registered by
+# other code: a checkpoint loader, a C caller); the new class then takes over
+# that type, so a state loaded before the class was defined filters by it.
+# Classes are never dropped: a native type lives as long as the process.
+_type_lock = threading.RLock()
+_placeholders: set[type] = set()
+# Called with every new variable class (the pytree registration adds itself).
+class_hooks: list = []
+
+
+def candidate_names(name: str, module: str | None, qualname: str):
+    """The native names a class named ``name`` may take, best first."""
+    yield name
+    qualified = f"{module}.{qualname}" if module else qualname
+    if qualified != name:
+        yield qualified
+    for n in itertools.count(2):
+        yield f"{qualified}#{n}"
+
+
+def _free_for(type_id: int) -> bool:
+    """Whether a new class may stand for the native type ``type_id``."""
+    holder = _classes.get(type_id)
+    return holder is None or holder in _placeholders
+
+
+def _claim_type(name: str, module: str | None, qualname: str, parent_id: int, explicit: str | None) -> int:
+    """The native type id for a new class (see the comment above); with an
+    ``explicit`` name, that name or a ``ValueError``. Call under _type_lock."""
+    names = (explicit,) if explicit is not None else candidate_names(name, module, qualname)
+    for native in names:
+        try:
+            type_id = register_type(native, parent_id)
+        except NnxValueError as e:
+            if explicit is not None or e.status != L.NNX_ERR_TYPE_CONFLICT:
+                raise
+            continue  # the name is taken under another parent
+        if _free_for(type_id):
+            return type_id
+        if explicit is not None:
+            raise ValueError(
+                f"the variable type name {explicit!r} is already held by {_classes[type_id]!r}"
+            )
+    raise AssertionError("unreachable")  # pragma: no cover - the names never run out
+
+
+def _variable_parent(cls: type) -> type:
+    """The one variable class ``cls`` derives from: the registry is a tree,
+    so every variable base must lie on one line of descent."""
+    bases = [b for b in cls.__mro__[1:] if isinstance(b, VariableMeta)]
+    parent = bases[0]
+    for base in bases[1:]:
+        if not issubclass(parent, base):
+            raise TypeError(
+                f"{cls.__qualname__} derives from both {parent.__name__} and {base.__name__}; "
+                "a variable class has one line of variable types"
+            )
+    return parent
+
+
 def class_for_type(type_id: int) -> type:
-    """The class registered for a native type id, made on first use for types
-    registered by other code (C callers, checkpoint loaders)."""
+    """The class standing for a native type id, made on first use (a
+    placeholder) for types registered by other code (C callers, checkpoint
+    loaders). Its ``__name__`` is the native name."""
     cls = _classes.get(type_id)
-    if cls is None:
-        parent = type_parent(type_id)
-        parent_cls = Variable if parent is None else class_for_type(parent)
-        name = type_name(type_id)
-        cls = VariableMeta(name, (parent_cls,), {"_type_id": type_id, "__module__": __name__, "__qualname__": name})
-    return cls
+    if cls is not None:
+        return cls
+    with _type_lock:
+        cls = _classes.get(type_id)
+        if cls is None:
+            parent = type_parent(type_id)
+            parent_cls = Variable if parent is None else class_for_type(parent)
+            name = type_name(type_id)
+            cls = VariableMeta(name, (parent_cls,), {"_type_id": type_id, "__module__": __name__, "__qualname__": name})
+            _placeholders.add(cls)
+        return cls
 
 
 def variable_type(name: str, parent: type = None) -> type:
-    """Registers the variable type ``name`` under ``parent`` (default
-    ``Variable``) and returns its class, whose ``__name__`` is ``name``.
-    Registering the same name under the same parent again returns the same
-    class; under another parent it fails (``ValueError``)."""
+    """Registers the native variable type ``name`` under ``parent`` (default
+    ``Variable``) and returns the class standing for it: a new class whose
+    ``__name__`` is ``name``, or the class that already holds that native
+    name. Asking again for the same name and parent returns the same class;
+    the name under another parent fails (``ValueError``)."""
     if parent is None:
         parent = Variable
     if not (isinstance(parent, VariableMeta)):
         raise TypeError(f"parent must be a Variable class, got {parent!r}")
-    type_id = register_type(name, parent._type_id)
-    cls = _classes.get(type_id)
-    if cls is None:
-        cls = VariableMeta(name, (parent,), {"_type_id": type_id, "__module__": __name__, "__qualname__": name})
-    return cls
+    with _type_lock:
+        type_id = register_type(name, parent._type_id)
+        cls = _classes.get(type_id)
+        if cls is None:
+            cls = VariableMeta(name, (parent,), {"_type_id": type_id, "__module__": __name__, "__qualname__": name})
+        _placeholders.discard(cls)  # asked for by name: no class statement takes it over
+        return cls
 
 
 class VariableMeta(type):
     """Metaclass of the variable classes: ``isinstance`` follows the native
-    registry; subclasses get ``__slots__ = ()`` unless they say otherwise."""
+    registry (every class is a type of its own, so this is Python's own
+    relation, plus a placeholder's instances counting as instances of the
+    class that took over its type); subclasses get ``__slots__ = ()``
+    unless they say otherwise."""
 
     def __new__(mcls, name, bases, namespace, **kwargs):
         if "__slots__" not in namespace:
@@ -141,6 +229,13 @@ class VariableMeta(type):
         if not isinstance(own, VariableMeta):
             return False
         return is_subtype(own._type_id, cls._type_id)
+
+    def __subclasscheck__(cls, subclass):
+        if type.__subclasscheck__(cls, subclass):
+            return True
+        if not isinstance(subclass, VariableMeta):
+            return False
+        return is_subtype(subclass._type_id, cls._type_id)
 
 
 # --------------------------------------------------------------------------
@@ -264,6 +359,44 @@ def wrap_variables(ptrs: list, type_ids: list, retain) -> list:
             if objs[i] is None:
                 objs[i] = objs[firsts[p]]
     return objs
+
+
+def store_value(value, *, type_id: int | None = None, ptr: int | None = None, copy: bool | None = None) -> int | None:
+    """Stores the Python value ``value`` natively: as the value of a new
+    native variable of type ``type_id`` (returns its owned handle), or as the
+    new value of the native variable ``ptr`` (returns None).
+
+    The one place where a Python value becomes a variable's native value:
+    ``Variable(...)``, ``set_value``, ``copy(value)``, ``from_flax`` and the
+    pytree unflatten all come here. Today a value is None (no value) or
+    anything ``numpy.asarray`` takes (a jax array on the CPU is copied
+    through numpy; ``copy`` as for ``_arrays.to_native``). What the library
+    cannot hold yet (a tracer under ``jax.jit``, a ``ShapeDtypeStruct``, a
+    ``PartitionSpec``, any other object) fails here; such values are to be
+    held as opaque values, a branch of this function."""
+    array = None if value is None else A.to_native(value, copy=copy)
+    try:
+        if ptr is None:
+            out = c_void_p()
+            check(lib.nnx_variable_new(type_id, array, byref(out)))
+            return out.value
+        check(lib.nnx_variable_set_value(ptr, array))
+        return None
+    finally:
+        if array:
+            lib.nnx_array_release(array)
+
+
+def rebuild_variable(cls: type, value, metadata: dict, *, copy: bool | None = None) -> "Variable":
+    """A new variable of class ``cls`` holding ``value`` with ``metadata``
+    (Flax's required entries may be among them), made without running
+    ``__init__``, as Flax's ``Variable._new`` does (the pytree unflatten,
+    ``from_flax``)."""
+    obj = object.__new__(cls)
+    _adopt(obj, store_value(value, type_id=cls._type_id, copy=copy))
+    for name, entry in metadata.items():
+        _set_entry(obj._ptr, name, entry)
+    return obj
 
 
 def new_variable(cls: type, array: int | None) -> "Variable":
@@ -494,14 +627,20 @@ class Variable(metaclass=VariableMeta):
     _type_id = 0  # NNX_TYPE_VARIABLE
 
     def __init_subclass__(cls, *, type_name: str | None = None, **kwargs):
+        """Gives the new class a native type of its own: ``type_name`` when
+        given (taken by another class: ``ValueError``), else its
+        ``__name__``, qualified where that is taken (see ``_claim_type``)."""
         super().__init_subclass__(**kwargs)
-        if "_type_id" in cls.__dict__:  # made from a native type id
-            tid = cls.__dict__["_type_id"]
-        else:
-            parent = next((b for b in cls.__mro__[1:] if isinstance(b, VariableMeta)), Variable)
-            tid = register_type(type_name or cls.__name__, parent._type_id)
-            cls._type_id = tid
-        _classes[tid] = cls
+        with _type_lock:
+            if "_type_id" in cls.__dict__:  # made for a native type id
+                tid = cls.__dict__["_type_id"]
+            else:
+                parent = _variable_parent(cls)
+                tid = _claim_type(cls.__name__, cls.__module__, cls.__qualname__, parent._type_id, type_name)
+                cls._type_id = tid
+            _classes[tid] = cls
+        for hook in class_hooks:
+            hook(cls)
 
     def __init__(
         self,
@@ -518,13 +657,7 @@ class Variable(metaclass=VariableMeta):
             raise ValueError("nnx_state variables cannot be hijax variables (hijax=True)")
         if ref:
             raise ValueError("nnx_state variables cannot be refs (ref=True)")
-        array = None if value is None else A.to_native(value)
-        out = c_void_p()
-        status = lib.nnx_variable_new(type(self)._type_id, array, byref(out))
-        if array:
-            lib.nnx_array_release(array)
-        check(status)
-        _adopt(self, out.value)
+        _adopt(self, store_value(value, type_id=type(self)._type_id))
         if eager_sharding is not None:
             _set_required(self._ptr, "eager_sharding", eager_sharding)
         for name, entry in metadata.items():
@@ -543,13 +676,14 @@ class Variable(metaclass=VariableMeta):
             value = updates.pop("value")
         if value is MISSING:
             array = _native_value(self._ptr)
+            try:
+                obj = new_variable(type(self), array)
+            finally:
+                if array:
+                    lib.nnx_array_release(array)
         else:
-            array = None if value is None else A.to_native(value)
-        try:
-            obj = new_variable(type(self), array)
-        finally:
-            if array:
-                lib.nnx_array_release(array)
+            obj = object.__new__(type(self))
+            _adopt(obj, store_value(value, type_id=type(self)._type_id))
         for name, entry in _meta_dict(self._ptr).items():
             _set_meta(obj._ptr, name, entry)
         for name, entry in updates.items():
@@ -623,12 +757,7 @@ class Variable(metaclass=VariableMeta):
         ``self[index]``, in place, as ``numpy`` does (a read-only value is
         copied first)."""
         if index is MISSING:
-            array = None if value is None else A.to_native(value)
-            try:
-                _set_native_value(self._ptr, array)
-            finally:
-                if array:
-                    lib.nnx_array_release(array)
+            store_value(value, ptr=self._ptr)
             return
         current = self.get_value()
         if current is None:
