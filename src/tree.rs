@@ -320,6 +320,11 @@ pub enum Kind {
 }
 
 /// An insertion-ordered map from keys to children.
+///
+/// The operations recurse once per level, so a tree must stay within
+/// [`crate::MAX_DEPTH`] levels: `State`'s setters and every loader check
+/// it; a tree built node by node with [`Node::insert`] is the builder's to
+/// keep within it. Freeing is safe at any depth (see `FREED_RECURSIVELY`).
 #[derive(Debug)]
 pub struct Node {
     entries: Entries,
