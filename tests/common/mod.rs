@@ -12,6 +12,7 @@ pub use ::nnx_state::ffi::error::*;
 pub use ::nnx_state::ffi::filter::*;
 pub use ::nnx_state::ffi::flat::*;
 pub use ::nnx_state::ffi::key::*;
+pub use ::nnx_state::ffi::meta::*;
 pub use ::nnx_state::ffi::state::*;
 pub use ::nnx_state::ffi::types::*;
 pub use ::nnx_state::ffi::variable::*;
@@ -377,6 +378,7 @@ guard!(Var, nnx_variable, nnx_variable_release);
 guard!(Flt, nnx_filter, nnx_filter_free);
 guard!(Flat, nnx_flat, nnx_flat_free);
 guard!(LibStr, c_char, nnx_string_free);
+guard!(Meta, nnx_meta, nnx_meta_free);
 
 impl LibStr {
     pub fn text(&self) -> String {
