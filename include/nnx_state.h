@@ -29,8 +29,9 @@
  *   never half of it. Array bytes written in place (nnx_array_data_mut) are
  *   the caller's to synchronise, and so is building an nnx_meta value: it
  *   may be read from several threads at once, but not changed
- *   (nnx_meta_append, nnx_meta_map_set) while another thread uses it. Callbacks run on the thread that makes the
- *   call; release callbacks on whichever thread drops the last reference.
+ *   (nnx_meta_append, nnx_meta_map_set) while another thread uses it.
+ *   Callbacks run on the thread that makes the call; release callbacks on
+ *   whichever thread drops the last reference.
  */
 
 #ifndef NNX_STATE_H
