@@ -2092,6 +2092,36 @@ enum nnx_status nnx_variable_get_metadata(const struct nnx_variable *variable,
                                           struct nnx_meta **out_value);
 
 /**
+ * Sets metadata `name` to the value of a JSON text in the form
+ * `nnx_meta_to_json` writes (`["tuple", null, "model"]`), in one call.
+ *
+ * - `name`: borrowed, NUL-terminated UTF-8; copied. Not empty.
+ * - `json`: borrowed for the call: `len` bytes of UTF-8 (NULL allowed when
+ *   `len` is 0, which is not valid JSON).
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_INVALID_ARGUMENT` (empty name), and those of
+ * `nnx_meta_from_json` (`NNX_ERR_FORMAT`, `NNX_ERR_TOO_DEEP`); on failure
+ * the variable is unchanged. Thread-safe and atomic.
+ */
+enum nnx_status nnx_variable_set_metadata_json(const struct nnx_variable *variable,
+                                               const char *name,
+                                               const char *json,
+                                               size_t len);
+
+/**
+ * Reads metadata `name`, of any kind, into `*out_value` as JSON text in the
+ * form `nnx_meta_to_json` writes, in one call: a new NUL-terminated string
+ * owned by the caller (free with `nnx_string_free`).
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8` (name),
+ * `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+ */
+enum nnx_status nnx_variable_get_metadata_json(const struct nnx_variable *variable,
+                                               const char *name,
+                                               char **out_value);
+
+/**
  * Reads string metadata `name` into `*out_value`: a new NUL-terminated
  * string owned by the caller (free with `nnx_string_free`).
  *

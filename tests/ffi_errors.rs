@@ -2688,3 +2688,76 @@ fn metadata_json_that_is_not_the_form() {
     );
     assert_contains!(m, "int64");
 }
+
+#[test]
+fn variable_metadata_as_json_text() {
+    let v = variable(NNX_TYPE_PARAM, None);
+    let name = cstr("opt");
+    let set = |text: &[u8]| {
+        nnx_variable_set_metadata_json(v.ptr(), name.as_ptr(), text.as_ptr().cast(), text.len())
+    };
+    let form =
+        br#"["map","lr",0.001,"betas",["tuple",0.9,0.999],"clip",["float","0x7ff0000000000000"]]"#;
+    ok!(set(form));
+    let mut text = null_mut();
+    ok!(nnx_variable_get_metadata_json(
+        v.ptr(),
+        name.as_ptr(),
+        &mut text
+    ));
+    assert_eq!(LibStr(text).text().as_bytes(), form);
+    let mut got = null_mut();
+    ok!(nnx_variable_get_metadata(v.ptr(), name.as_ptr(), &mut got));
+    assert_eq!(
+        meta_repr(Meta(got).ptr()),
+        "{'lr': 0.001, 'betas': (0.9, 0.999), 'clip': inf}"
+    );
+    // Scalars set any way read as JSON too.
+    let scale = cstr("scale");
+    ok!(nnx_variable_set_metadata_int(v.ptr(), scale.as_ptr(), 3));
+    ok!(nnx_variable_get_metadata_json(
+        v.ptr(),
+        scale.as_ptr(),
+        &mut text
+    ));
+    assert_eq!(LibStr(text).text(), "3");
+
+    // Errors leave the entry as it was.
+    let m = fails!(set(b"{\"lr\": 1}"), NNX_ERR_FORMAT);
+    assert_contains!(m, "not as JSON objects");
+    fails!(set(b"[\"list\""), NNX_ERR_FORMAT);
+    fails!(set(b"\"\xff\""), NNX_ERR_INVALID_UTF8);
+    let deep = format!(
+        "{}null{}",
+        "[\"list\",".repeat(NNX_MAX_DEPTH + 1),
+        "]".repeat(NNX_MAX_DEPTH + 1)
+    );
+    fails!(set(deep.as_bytes()), NNX_ERR_TOO_DEEP);
+    let empty = cstr("");
+    fails!(
+        nnx_variable_set_metadata_json(v.ptr(), empty.as_ptr(), form.as_ptr().cast(), form.len()),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    ok!(nnx_variable_get_metadata_json(
+        v.ptr(),
+        name.as_ptr(),
+        &mut text
+    ));
+    assert_eq!(LibStr(text).text().as_bytes(), form);
+    let missing = cstr("missing");
+    let mut untouched: *mut c_char = sentinel();
+    fails!(
+        nnx_variable_get_metadata_json(v.ptr(), missing.as_ptr(), &mut untouched),
+        NNX_ERR_KEY_NOT_FOUND
+    );
+    let bad = raw_cstr(b"Bad\xffName");
+    fails!(
+        nnx_variable_get_metadata_json(v.ptr(), bad.as_ptr(), &mut untouched),
+        NNX_ERR_INVALID_UTF8
+    );
+    fails!(
+        nnx_variable_set_metadata_json(v.ptr(), bad.as_ptr(), form.as_ptr().cast(), form.len()),
+        NNX_ERR_INVALID_UTF8
+    );
+    assert_eq!(untouched, sentinel());
+}

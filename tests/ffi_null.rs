@@ -612,6 +612,42 @@ fn variable_structured_metadata_null_arguments() {
     ok!(nnx_variable_get_metadata(v.ptr(), n, &mut out));
     let out = Meta(out);
     assert_eq!(meta_repr(out.ptr()), "(None, 'model')");
+
+    let json = r#"["list",1]"#;
+    let (j, len) = (json.as_ptr().cast::<c_char>(), json.len());
+    let axes = cstr("axes");
+    let a = axes.as_ptr();
+    null_arg!(
+        nnx_variable_set_metadata_json(null(), a, j, len),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_set_metadata_json(v.ptr(), null(), j, len),
+        "name"
+    );
+    null_arg!(
+        nnx_variable_set_metadata_json(v.ptr(), a, null(), len),
+        "json"
+    );
+    let mut count = SENTINEL;
+    ok!(nnx_variable_metadata_count(v.ptr(), &mut count));
+    assert_eq!(count, 1, "a failed set stored metadata");
+    let mut text: *mut c_char = sentinel();
+    null_arg!(
+        nnx_variable_get_metadata_json(null(), n, &mut text),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_get_metadata_json(v.ptr(), null(), &mut text),
+        "name"
+    );
+    assert_eq!(text, sentinel());
+    null_arg!(
+        nnx_variable_get_metadata_json(v.ptr(), n, null_mut()),
+        "out_value"
+    );
+    ok!(nnx_variable_get_metadata_json(v.ptr(), n, &mut text));
+    assert_eq!(LibStr(text).text(), r#"["tuple",null,"model"]"#);
 }
 
 // ---------------------------------------------------------------------------

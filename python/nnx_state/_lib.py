@@ -221,15 +221,10 @@ _decl("nnx_variable_tag", S, H, PH)
 _decl("nnx_variable_metadata_count", S, H, POINTER(c_size_t))
 _decl("nnx_variable_metadata_at", S, H, c_size_t, PH, POINTER(c_uint32))
 _decl("nnx_variable_remove_metadata", S, H, c_char_p)
-_decl("nnx_variable_set_metadata", S, H, c_char_p, H)
-_decl("nnx_variable_get_metadata", S, H, c_char_p, PH)
+_decl("nnx_variable_set_metadata_json", S, H, c_char_p, c_char_p, c_size_t)
+_decl("nnx_variable_get_metadata_json", S, H, c_char_p, PH)
 _decl("nnx_variable_retain", S, H)
 _decl("nnx_variable_release", None, H)
-
-# metadata values (crossing as their JSON form)
-_decl("nnx_meta_from_json", S, c_char_p, c_size_t, PH)
-_decl("nnx_meta_to_json", S, H, PH)
-_decl("nnx_meta_free", None, H)
 
 # filters
 _decl("nnx_filter_of_type", S, c_uint32, PH)

@@ -299,6 +299,9 @@ def _meta_name(name) -> bytes:
     return name.encode("utf-8")
 
 
+# The JSON text of a form: compact, UTF-8 as is, and never NaN (the form
+# tags floats JSON cannot write).
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 _BITS = struct.Struct("<Q")
 _DOUBLE = struct.Struct("<d")
 
@@ -380,9 +383,9 @@ def _utf8(name: str, text: str) -> bytes:
 def _meta_setter(name: str, value):
     """Checks a metadata entry and returns a function that stores it on a
     native variable (so that several entries can be checked before any is
-    stored). Scalars go in with one call; None, lists, tuples and dicts (and
-    strings holding NUL) as their JSON form, in one call to make the native
-    value and one to store it."""
+    stored). Scalars go in with their typed setters; None, lists, tuples and
+    dicts (and strings holding NUL) as their JSON form
+    (``nnx_variable_set_metadata_json``); both are one call."""
     key = _meta_name(name)
     if isinstance(value, (bool, np.bool_)):
         fn, arg = lib.nnx_variable_set_metadata_bool, bool(value)
@@ -393,15 +396,11 @@ def _meta_setter(name: str, value):
     elif isinstance(value, str) and "\0" not in value:
         fn, arg = lib.nnx_variable_set_metadata_str, _utf8(name, value)
     else:
-        text = _utf8(name, json.dumps(_json_form(name, value), ensure_ascii=False, allow_nan=False))
+        fn = lib.nnx_variable_set_metadata_json
+        text = _utf8(name, _JSON.encode(_json_form(name, value)))
 
         def store_structured(ptr: int) -> None:
-            meta = c_void_p()
-            check(lib.nnx_meta_from_json(text, len(text), byref(meta)), what=f"metadata {name!r}")
-            try:
-                check(lib.nnx_variable_set_metadata(ptr, key, meta), what=f"metadata {name!r}")
-            finally:
-                lib.nnx_meta_free(meta)
+            check(fn(ptr, key, text, len(text)), what=f"metadata {name!r}")
 
         return store_structured
 
@@ -417,13 +416,8 @@ def _set_meta(ptr: int, name: str, value) -> None:
 
 def _get_structured(ptr: int, key: bytes):
     """Any entry, through its JSON form."""
-    meta = c_void_p()
-    check(lib.nnx_variable_get_metadata(ptr, key, byref(meta)))
     text = c_void_p()
-    try:
-        check(lib.nnx_meta_to_json(meta, byref(text)))
-    finally:
-        lib.nnx_meta_free(meta)
+    check(lib.nnx_variable_get_metadata_json(ptr, key, byref(text)))
     return _from_json_form(json.loads(L.take_string(text.value)))
 
 

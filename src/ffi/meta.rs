@@ -95,7 +95,11 @@ impl nnx_meta {
 ///
 /// # Safety
 /// A non-null `text` must point to `len` bytes valid for the call.
-unsafe fn utf8_arg<'a>(text: *const c_char, len: usize, name: &str) -> FfiResult<&'a str> {
+pub(crate) unsafe fn utf8_arg<'a>(
+    text: *const c_char,
+    len: usize,
+    name: &str,
+) -> FfiResult<&'a str> {
     // SAFETY: by this function's contract.
     let bytes = unsafe { slice(text.cast::<u8>(), len, name) }?;
     match std::str::from_utf8(bytes) {

@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use super::array::{nnx_array, optional_array};
 use super::error::nnx_status;
-use super::meta::{meta_kind, nnx_meta, nnx_meta_kind};
+use super::meta::{meta_kind, nnx_meta, nnx_meta_kind, utf8_arg};
 use super::types::{nnx_type_id, type_from_c};
 use super::{boundary, c_str, fail, owned_c_string, read_into, ArcHandle, FfiResult, Out};
+use crate::io::{meta_from_text, meta_to_text};
 use crate::variable::{MetaValue, Variable};
 
 /// A typed slot holding an optional array and metadata. Shared: every
@@ -243,6 +244,48 @@ pub extern "C" fn nnx_variable_get_metadata(
     out_value: *mut *mut nnx_meta,
 ) -> nnx_status {
     get_metadata(variable, name, out_value, |v| Ok(Ok(nnx_meta::into_raw(v))))
+}
+
+/// Sets metadata `name` to the value of a JSON text in the form
+/// `nnx_meta_to_json` writes (`["tuple", null, "model"]`), in one call.
+///
+/// - `name`: borrowed, NUL-terminated UTF-8; copied. Not empty.
+/// - `json`: borrowed for the call: `len` bytes of UTF-8 (NULL allowed when
+///   `len` is 0, which is not valid JSON).
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+/// `NNX_ERR_INVALID_ARGUMENT` (empty name), and those of
+/// `nnx_meta_from_json` (`NNX_ERR_FORMAT`, `NNX_ERR_TOO_DEEP`); on failure
+/// the variable is unchanged. Thread-safe and atomic.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_metadata_json(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    json: *const c_char,
+    len: usize,
+) -> nnx_status {
+    set_metadata(variable, name, || {
+        // SAFETY: a text argument of `len` bytes.
+        let text = unsafe { utf8_arg(json, len, "json") }?;
+        Ok(meta_from_text(text)?)
+    })
+}
+
+/// Reads metadata `name`, of any kind, into `*out_value` as JSON text in the
+/// form `nnx_meta_to_json` writes, in one call: a new NUL-terminated string
+/// owned by the caller (free with `nnx_string_free`).
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8` (name),
+/// `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_metadata_json(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_value: *mut *mut c_char,
+) -> nnx_status {
+    get_metadata(variable, name, out_value, |v| {
+        Ok(owned_c_string(&meta_to_text(&v)))
+    })
 }
 
 /// Reads string metadata `name` into `*out_value`: a new NUL-terminated
