@@ -372,6 +372,8 @@ def test_structured_metadata_comes_back_as_it_went_in():
     w.set_metadata({**STRUCTURED, "hijax": False, "ref": False, "eager_sharding": True})
     assert same(w.get_metadata(exclude_required=True), STRUCTURED)
     assert same(w.copy().get_metadata(), v.get_metadata())
+    assert same(copy.deepcopy(v).get_metadata(), v.get_metadata())
+    assert same(pickle.loads(pickle.dumps(v)).get_metadata(), v.get_metadata())
     assert same(w.replace(value=np.ones(2), one=[1]).get_metadata("one"), [1])
     # What was put in is copied: changing the Python value changes nothing.
     axes = ["a"]
