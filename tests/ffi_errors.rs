@@ -2307,7 +2307,16 @@ fn structured_metadata_builds_reads_and_round_trips() {
     );
     assert_eq!(meta_repr(meta_seq(true, &[&meta_int(1)]).ptr()), "(1,)");
 
-    // Parts are borrowed views.
+    // Parts are borrowed views; an empty string's bytes are a valid pointer.
+    let (mut text, mut text_len) = (null(), SENTINEL);
+    ok!(nnx_meta_get_str(
+        meta_str("").ptr(),
+        &mut text,
+        &mut text_len
+    ));
+    assert_eq!(text_len, 0);
+    // SAFETY: the library points an empty string at a static C string.
+    assert_eq!(unsafe { *text }, 0);
     assert_eq!(kind_of(sharding.ptr()), NNX_META_TUPLE);
     let mut len = SENTINEL;
     ok!(nnx_meta_len(sharding.ptr(), &mut len));
@@ -2316,7 +2325,6 @@ fn structured_metadata_builds_reads_and_round_trips() {
     ok!(nnx_meta_item(sharding.ptr(), 0, &mut item));
     assert_eq!(kind_of(item), NNX_META_NULL);
     ok!(nnx_meta_item(sharding.ptr(), 1, &mut item));
-    let (mut text, mut text_len) = (null(), 0);
     ok!(nnx_meta_get_str(item, &mut text, &mut text_len));
     assert_eq!(view_text(text, text_len), "model");
 

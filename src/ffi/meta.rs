@@ -111,8 +111,13 @@ pub(crate) unsafe fn utf8_arg<'a>(
     }
 }
 
-/// A C view of a string: its bytes and length, borrowed from `text`.
+/// A C view of a string: its bytes and length, borrowed from `text`. An
+/// empty string points to a static empty C string, not to the dangling
+/// address Rust uses for no bytes, so that C may pass it on anywhere.
 fn str_to_c(text: &str) -> (*const c_char, usize) {
+    if text.is_empty() {
+        return (c"".as_ptr(), 0);
+    }
     (text.as_ptr().cast(), text.len())
 }
 

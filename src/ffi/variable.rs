@@ -413,7 +413,9 @@ pub extern "C" fn nnx_variable_metadata_at(
 
 /// Writes the kind of metadata `name` (one of the `NNX_META_*` values) to
 /// `*out_kind`, so that a caller can pick the right
-/// `nnx_variable_get_metadata_*` without walking the entries.
+/// `nnx_variable_get_metadata_*` without walking the entries
+/// (`nnx_variable_get_metadata` reads any kind, and is the one for
+/// `NNX_META_NULL`, `NNX_META_LIST`, `NNX_META_TUPLE` and `NNX_META_MAP`).
 ///
 /// - `name`: borrowed, NUL-terminated UTF-8; read during the call.
 /// - `out_kind`: written on success only.
