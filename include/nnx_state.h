@@ -11,8 +11,9 @@
  *   nnx_last_error_message() gives a message for this thread.
  *
  * Ownership
- *   - nnx_state, nnx_flat and nnx_filter handles are owned boxes: each one the
- *     library returns is the caller's, freed with its _free function.
+ *   - nnx_state, nnx_flat, nnx_filter and nnx_meta (metadata value) handles
+ *     are owned boxes: each one the library returns is the caller's, freed
+ *     with its _free function.
  *   - nnx_variable and nnx_array are shared: each handle the library returns
  *     as owned holds one reference, given back with _release; _retain takes
  *     another. States, flats and variables hold their own references, so the
@@ -30,8 +31,11 @@
  *   Every handle may be used from several threads at once. Each call is
  *   atomic: a reader sees a state before or after another thread's mutation,
  *   never half of it. Array bytes written in place (nnx_array_data_mut) are
- *   the caller's to synchronise. Callbacks run on the thread that makes the
- *   call; release callbacks on whichever thread drops the last reference.
+ *   the caller's to synchronise, and so is building an nnx_meta value: it
+ *   may be read from several threads at once, but not changed
+ *   (nnx_meta_append, nnx_meta_map_set) while another thread uses it.
+ *   Callbacks run on the thread that makes the call; release callbacks on
+ *   whichever thread drops the last reference.
  */
 
 #ifndef NNX_STATE_H
@@ -188,6 +192,26 @@ typedef struct nnx_filter nnx_filter;
 typedef struct nnx_flat nnx_flat;
 
 /**
+ * A metadata value: `None`, a bool, an int64, a float64, a UTF-8 string, or
+ * a list, a tuple or a map (UTF-8 keys, insertion-ordered) of values,
+ * nested at most `NNX_MAX_DEPTH` levels. Lists and tuples are distinct
+ * kinds, as in Python.
+ *
+ * Owned by the caller when a function returns it as owned (free with
+ * `nnx_meta_free`); the parts of a list, tuple or map are handed out as
+ * borrowed `const nnx_meta *`, valid while their container lives and is not
+ * changed, and never freed. Containers, and variables, keep their own
+ * copies of what is put in them.
+ *
+ * Thread safety: a value may be read from several threads at once; a call
+ * that changes it (`nnx_meta_append`, `nnx_meta_map_set`) must not run
+ * while another thread uses the same value. (A variable's metadata is not
+ * such a value: `nnx_variable_set_metadata` and
+ * `nnx_variable_get_metadata` copy, and are thread-safe.)
+ */
+typedef struct nnx_meta nnx_meta;
+
+/**
  * A nested, ordered mapping from keys to variables, bare arrays and nested
  * states: NNX's `State`. Owned by the caller (free with `nnx_state_free`).
  *
@@ -304,14 +328,14 @@ typedef int (*nnx_filter_fn)(void *user_data,
 typedef uint32_t nnx_load_flags;
 
 /**
- * What a variable's value is: one of the `NNX_VALUE_*` values.
- */
-typedef uint32_t nnx_value_kind;
-
-/**
  * The kind of a metadata value: one of the `NNX_META_*` values.
  */
 typedef uint32_t nnx_meta_kind;
+
+/**
+ * What a variable's value is: one of the `NNX_VALUE_*` values.
+ */
+typedef uint32_t nnx_value_kind;
 
 
 
@@ -395,6 +419,46 @@ typedef uint32_t nnx_meta_kind;
 #define NNX_KEY_INT 1
 
 /**
+ * A UTF-8 string.
+ */
+#define NNX_META_STR 0
+
+/**
+ * A signed 64-bit integer.
+ */
+#define NNX_META_INT 1
+
+/**
+ * A 64-bit float.
+ */
+#define NNX_META_FLOAT 2
+
+/**
+ * A boolean.
+ */
+#define NNX_META_BOOL 3
+
+/**
+ * Python's `None`.
+ */
+#define NNX_META_NULL 4
+
+/**
+ * A list of values.
+ */
+#define NNX_META_LIST 5
+
+/**
+ * A tuple of values.
+ */
+#define NNX_META_TUPLE 6
+
+/**
+ * A map from UTF-8 keys to values, in insertion order.
+ */
+#define NNX_META_MAP 7
+
+/**
  * A nested state.
  */
 #define NNX_KIND_STATE 0
@@ -473,14 +537,6 @@ typedef uint32_t nnx_meta_kind;
  * Not a type: what `nnx_type_parent` gives for `Variable`.
  */
 #define NNX_TYPE_NONE 4294967295
-
-#define NNX_META_STR 0
-
-#define NNX_META_INT 1
-
-#define NNX_META_FLOAT 2
-
-#define NNX_META_BOOL 3
 
 /**
  * No value.
@@ -1336,6 +1392,284 @@ enum nnx_status nnx_safetensors_save_sharded(const struct nnx_state *state,
                                              uint32_t flags);
 
 /**
+ * Creates `None`.
+ *
+ * - `out_meta`: receives a new value, owned by the caller (free with
+ *   `nnx_meta_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_meta_new_null(struct nnx_meta **out_meta);
+
+/**
+ * Creates a boolean. As `nnx_meta_new_null`.
+ */
+enum nnx_status nnx_meta_new_bool(bool value, struct nnx_meta **out_meta);
+
+/**
+ * Creates an integer. As `nnx_meta_new_null`.
+ */
+enum nnx_status nnx_meta_new_int(int64_t value, struct nnx_meta **out_meta);
+
+/**
+ * Creates a float (any bits: NaN and infinities too). As
+ * `nnx_meta_new_null`.
+ */
+enum nnx_status nnx_meta_new_float(double value, struct nnx_meta **out_meta);
+
+/**
+ * Creates a string.
+ *
+ * - `text`: borrowed for the call: `len` bytes of UTF-8, copied (no
+ *   terminator needed, NUL bytes allowed; NULL allowed when `len` is 0).
+ * - `out_meta`: receives a new value, owned by the caller (free with
+ *   `nnx_meta_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`. Thread-safe.
+ */
+enum nnx_status nnx_meta_new_str(const char *text, size_t len, struct nnx_meta **out_meta);
+
+/**
+ * Creates an empty list; fill it with `nnx_meta_append`. As
+ * `nnx_meta_new_null`.
+ */
+enum nnx_status nnx_meta_new_list(struct nnx_meta **out_meta);
+
+/**
+ * Creates an empty tuple; fill it with `nnx_meta_append`. As
+ * `nnx_meta_new_null`.
+ */
+enum nnx_status nnx_meta_new_tuple(struct nnx_meta **out_meta);
+
+/**
+ * Creates an empty map; fill it with `nnx_meta_map_set`. As
+ * `nnx_meta_new_null`.
+ */
+enum nnx_status nnx_meta_new_map(struct nnx_meta **out_meta);
+
+/**
+ * Appends a copy of `item` to the list or tuple `seq`.
+ *
+ * - `seq`: changed; no other thread may use it during the call.
+ * - `item`: borrowed for the call (owned or borrowed, even a part of `seq`
+ *   or `seq` itself); the container keeps a copy, the caller keeps `item`.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (`seq` is not a
+ * list or tuple), `NNX_ERR_TOO_DEEP` (`seq` would nest more than
+ * `NNX_MAX_DEPTH` levels). On failure `seq` is unchanged. Not thread-safe
+ * for `seq`, as above.
+ */
+enum nnx_status nnx_meta_append(struct nnx_meta *seq, const struct nnx_meta *item);
+
+/**
+ * Sets entry `key` of the map `map` to a copy of `value`: a new key goes
+ * last, an existing one keeps its place and takes the new value (as in a
+ * Python dict).
+ *
+ * - `map`: changed; no other thread may use it during the call.
+ * - `key`: borrowed for the call: `key_len` bytes of UTF-8, copied (NULL
+ *   allowed when `key_len` is 0).
+ * - `value`: borrowed for the call (owned or borrowed, even a part of
+ *   `map`); the map keeps a copy, the caller keeps `value`.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_WRONG_KIND` (`map` is not a map), `NNX_ERR_TOO_DEEP` (`map`
+ * would nest more than `NNX_MAX_DEPTH` levels). On failure `map` is
+ * unchanged. Not thread-safe for `map`, as above.
+ */
+enum nnx_status nnx_meta_map_set(struct nnx_meta *map,
+                                 const char *key,
+                                 size_t key_len,
+                                 const struct nnx_meta *value);
+
+/**
+ * Writes the kind of the value (one of the `NNX_META_*` values) to
+ * `*out_kind`.
+ *
+ * - `meta`: borrowed for the call (owned or borrowed).
+ * - `out_kind`: written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_meta_get_kind(const struct nnx_meta *meta, nnx_meta_kind *out_kind);
+
+/**
+ * Reads a boolean into `*out_value`.
+ *
+ * - `meta`: borrowed for the call.
+ * - `out_value`: written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (another kind).
+ * Thread-safe.
+ */
+enum nnx_status nnx_meta_get_bool(const struct nnx_meta *meta, bool *out_value);
+
+/**
+ * Reads an integer into `*out_value`. As `nnx_meta_get_bool`.
+ */
+enum nnx_status nnx_meta_get_int(const struct nnx_meta *meta, int64_t *out_value);
+
+/**
+ * Reads a float into `*out_value`. As `nnx_meta_get_bool`.
+ */
+enum nnx_status nnx_meta_get_float(const struct nnx_meta *meta, double *out_value);
+
+/**
+ * Reads a string: writes its bytes to `*out_text` and their number to
+ * `*out_len`.
+ *
+ * - `meta`: borrowed for the call.
+ * - `out_text`: borrowed from `meta`: UTF-8, not NUL-terminated (it may
+ *   hold NUL bytes), valid while `meta` lives and is not changed; not to be
+ *   freed.
+ * - `out_text`, `out_len`: written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (another kind).
+ * Thread-safe.
+ */
+enum nnx_status nnx_meta_get_str(const struct nnx_meta *meta,
+                                 const char **out_text,
+                                 size_t *out_len);
+
+/**
+ * Writes the number of items of a list or tuple, or of entries of a map,
+ * to `*out_len`.
+ *
+ * - `meta`: borrowed for the call.
+ * - `out_len`: written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (a scalar or
+ * None). Thread-safe.
+ */
+enum nnx_status nnx_meta_len(const struct nnx_meta *meta, size_t *out_len);
+
+/**
+ * Writes item `index` of a list or tuple to `*out_item`.
+ *
+ * - `seq`: borrowed for the call.
+ * - `out_item`: borrowed from `seq`: valid while `seq` lives and is not
+ *   changed; not to be freed (`nnx_meta_clone` makes an owned copy);
+ *   written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (not a list or
+ * tuple), `NNX_ERR_INDEX_OUT_OF_RANGE`. Thread-safe.
+ */
+enum nnx_status nnx_meta_item(const struct nnx_meta *seq,
+                              size_t index,
+                              const struct nnx_meta **out_item);
+
+/**
+ * Writes entry `index` of a map (in insertion order): its key to
+ * `*out_key` and `*out_key_len`, its value to `*out_value`.
+ *
+ * - `map`: borrowed for the call.
+ * - `out_key`: borrowed from `map`: UTF-8, not NUL-terminated, valid while
+ *   `map` lives and is not changed; not to be freed.
+ * - `out_value`: borrowed from `map`, likewise.
+ * - The outs are written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_WRONG_KIND` (not a map),
+ * `NNX_ERR_INDEX_OUT_OF_RANGE`. Thread-safe.
+ */
+enum nnx_status nnx_meta_map_at(const struct nnx_meta *map,
+                                size_t index,
+                                const char **out_key,
+                                size_t *out_key_len,
+                                const struct nnx_meta **out_value);
+
+/**
+ * Looks `key` up in a map and writes its value to `*out_value`.
+ *
+ * - `map`: borrowed for the call.
+ * - `key`: borrowed for the call: `key_len` bytes of UTF-8 (NULL allowed
+ *   when `key_len` is 0).
+ * - `out_value`: borrowed from `map`: valid while `map` lives and is not
+ *   changed; not to be freed; written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_WRONG_KIND` (not a map), `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
+ */
+enum nnx_status nnx_meta_map_get(const struct nnx_meta *map,
+                                 const char *key,
+                                 size_t key_len,
+                                 const struct nnx_meta **out_value);
+
+/**
+ * Writes whether `a` and `b` are the same value to `*out_equal`: the same
+ * kinds all the way down (1 and 1.0 differ, a list and a tuple differ),
+ * maps with the same entries in the same order, floats compared as
+ * numbers (NaN equals nothing).
+ *
+ * - `a`, `b`: borrowed for the call.
+ * - `out_equal`: written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_meta_equal(const struct nnx_meta *a, const struct nnx_meta *b, bool *out_equal);
+
+/**
+ * Writes a copy of the value (owned or borrowed) to `*out_meta`.
+ *
+ * - `meta`: borrowed for the call.
+ * - `out_meta`: receives a new value, owned by the caller (free with
+ *   `nnx_meta_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_meta_clone(const struct nnx_meta *meta, struct nnx_meta **out_meta);
+
+/**
+ * Frees a value the caller owns, with everything in it. NULL is a no-op.
+ * Freeing a borrowed part of a value, or a value twice, is undefined
+ * behaviour the library cannot detect. Thread-safe for distinct values.
+ */
+void nnx_meta_free(struct nnx_meta *meta);
+
+/**
+ * Writes the value as Python's `repr` shows it (`(None, 'model')`,
+ * `{'lr': 0.001}`, `(1,)`, `True`, `nan`) to `*out_text`.
+ *
+ * - `meta`: borrowed for the call.
+ * - `out_text`: a new NUL-terminated string owned by the caller (free with
+ *   `nnx_string_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_meta_to_string(const struct nnx_meta *meta, char **out_text);
+
+/**
+ * Writes the value's JSON form to `*out_text`, the form checkpoints
+ * record: `null`, `true`/`false`, integers, floats with a fraction or an
+ * exponent (`1.0`), strings, and tagged arrays for the rest, one JSON level
+ * per level: `["tuple", null, "model"]`, `["list", 1, 2]`,
+ * `["map", "lr", 0.001, "betas", ["tuple", 0.9, 0.999]]` (keys and values
+ * in turn, in order), `["float", "0x7ff8000000000000"]` (a NaN or an
+ * infinity, by its IEEE bits). `nnx_meta_from_json` reads it back exactly.
+ *
+ * - `meta`: borrowed for the call.
+ * - `out_text`: a new NUL-terminated UTF-8 string owned by the caller (free
+ *   with `nnx_string_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_meta_to_json(const struct nnx_meta *meta, char **out_text);
+
+/**
+ * Reads a value from its JSON form (as `nnx_meta_to_json` writes it).
+ *
+ * - `text`: borrowed for the call: `len` bytes of UTF-8 JSON (NULL allowed
+ *   when `len` is 0, which is not valid JSON).
+ * - `out_meta`: receives a new value, owned by the caller (free with
+ *   `nnx_meta_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_FORMAT` (not JSON, or not the form: a JSON object, an unknown
+ * tag, an integer outside int64, a repeated map key, ...),
+ * `NNX_ERR_TOO_DEEP` (more than `NNX_MAX_DEPTH` levels). Thread-safe.
+ */
+enum nnx_status nnx_meta_from_json(const char *text, size_t len, struct nnx_meta **out_meta);
+
+/**
  * Creates an empty state.
  *
  * - `out_state`: receives a new state owned by the caller (free with
@@ -1973,6 +2307,63 @@ enum nnx_status nnx_variable_set_metadata_bool(const struct nnx_variable *variab
                                                bool value);
 
 /**
+ * Sets metadata `name` to a copy of `value`, of any kind (a tuple such as
+ * `out_sharding=(None, 'model')`, a map of hyper-parameters, None, ...).
+ *
+ * - `name`: borrowed, NUL-terminated UTF-8; copied. Not empty.
+ * - `value`: borrowed for the call (owned or a borrowed part of another
+ *   value); the variable keeps a copy, the caller keeps `value`.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_INVALID_ARGUMENT` (empty name). Thread-safe and atomic.
+ */
+enum nnx_status nnx_variable_set_metadata(const struct nnx_variable *variable,
+                                          const char *name,
+                                          const struct nnx_meta *value);
+
+/**
+ * Reads metadata `name`, of any kind, into `*out_value`: a copy owned by the
+ * caller (free with `nnx_meta_free`), which later changes to the variable
+ * do not touch.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8` (name),
+ * `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+ */
+enum nnx_status nnx_variable_get_metadata(const struct nnx_variable *variable,
+                                          const char *name,
+                                          struct nnx_meta **out_value);
+
+/**
+ * Sets metadata `name` to the value of a JSON text in the form
+ * `nnx_meta_to_json` writes (`["tuple", null, "model"]`), in one call.
+ *
+ * - `name`: borrowed, NUL-terminated UTF-8; copied. Not empty.
+ * - `json`: borrowed for the call: `len` bytes of UTF-8 (NULL allowed when
+ *   `len` is 0, which is not valid JSON).
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_INVALID_ARGUMENT` (empty name), and those of
+ * `nnx_meta_from_json` (`NNX_ERR_FORMAT`, `NNX_ERR_TOO_DEEP`); on failure
+ * the variable is unchanged. Thread-safe and atomic.
+ */
+enum nnx_status nnx_variable_set_metadata_json(const struct nnx_variable *variable,
+                                               const char *name,
+                                               const char *json,
+                                               size_t len);
+
+/**
+ * Reads metadata `name`, of any kind, into `*out_value` as JSON text in the
+ * form `nnx_meta_to_json` writes, in one call: a new NUL-terminated string
+ * owned by the caller (free with `nnx_string_free`).
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8` (name),
+ * `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+ */
+enum nnx_status nnx_variable_get_metadata_json(const struct nnx_variable *variable,
+                                               const char *name,
+                                               char **out_value);
+
+/**
  * Reads string metadata `name` into `*out_value`: a new NUL-terminated
  * string owned by the caller (free with `nnx_string_free`).
  *
@@ -2040,7 +2431,9 @@ enum nnx_status nnx_variable_metadata_at(const struct nnx_variable *variable,
 /**
  * Writes the kind of metadata `name` (one of the `NNX_META_*` values) to
  * `*out_kind`, so that a caller can pick the right
- * `nnx_variable_get_metadata_*` without walking the entries.
+ * `nnx_variable_get_metadata_*` without walking the entries
+ * (`nnx_variable_get_metadata` reads any kind, and is the one for
+ * `NNX_META_NULL`, `NNX_META_LIST`, `NNX_META_TUPLE` and `NNX_META_MAP`).
  *
  * - `name`: borrowed, NUL-terminated UTF-8; read during the call.
  * - `out_kind`: written on success only.

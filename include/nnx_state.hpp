@@ -15,6 +15,9 @@
  *   - State, Filter and Flat own their handle: move-only, freed by the
  *     destructor. A moved-from object holds no handle; using it throws
  *     nnx::Error (NNX_ERR_NULL_ARGUMENT). clone() makes a copy.
+ *   - Meta (a metadata value: None, bool, int, float, string, list, tuple,
+ *     map) owns its nnx_meta; copies are deep. MetaRef is a borrowed view
+ *     of one, as items and map values are handed out.
  *   - Variable and Array are references to shared, reference-counted
  *     objects: copying one takes another reference (retain), destroying it
  *     gives one back (release). Copies refer to the same variable or array,
@@ -901,11 +904,275 @@ inline std::size_t type_count() {
 }
 
 // ---------------------------------------------------------------------------
+// Metadata values
+// ---------------------------------------------------------------------------
+
+class Meta;
+
+/// A borrowed view of a metadata value (an nnx_meta the view does not own):
+/// valid while the value it views lives and is not changed. Every reader of
+/// nnx::Meta is here; a Meta is a MetaRef too.
+class MetaRef {
+public:
+    /// Views a value the caller keeps alive (a borrowed const nnx_meta *).
+    explicit MetaRef(const nnx_meta *handle) noexcept : ptr_(handle) {}
+
+    const nnx_meta *handle() const noexcept { return ptr_; }
+
+    /// NNX_META_NULL, NNX_META_BOOL, ... NNX_META_MAP.
+    nnx_meta_kind kind() const {
+        nnx_meta_kind out = 0;
+        detail::check(nnx_meta_get_kind(ptr_, &out));
+        return out;
+    }
+
+    bool is_none() const { return kind() == NNX_META_NULL; }
+
+    /// The scalar; NNX_ERR_WRONG_KIND for another kind.
+    bool as_bool() const {
+        bool out = false;
+        detail::check(nnx_meta_get_bool(ptr_, &out));
+        return out;
+    }
+    int64_t as_int() const {
+        int64_t out = 0;
+        detail::check(nnx_meta_get_int(ptr_, &out));
+        return out;
+    }
+    double as_float() const {
+        double out = 0;
+        detail::check(nnx_meta_get_float(ptr_, &out));
+        return out;
+    }
+    /// The string, borrowed from the value (it may hold NUL bytes).
+    std::string_view as_str() const {
+        const char *text = nullptr;
+        std::size_t len = 0;
+        detail::check(nnx_meta_get_str(ptr_, &text, &len));
+        return std::string_view(text, len);
+    }
+
+    /// The number of items of a list or tuple, or entries of a map;
+    /// NNX_ERR_WRONG_KIND for a scalar.
+    std::size_t size() const {
+        std::size_t out = 0;
+        detail::check(nnx_meta_len(ptr_, &out));
+        return out;
+    }
+
+    /// Item `index` of a list or tuple, borrowed.
+    MetaRef operator[](std::size_t index) const {
+        const nnx_meta *out = nullptr;
+        detail::check(nnx_meta_item(ptr_, index, &out));
+        return MetaRef(out);
+    }
+
+    /// Entry `index` of a map (in insertion order): key and value, borrowed.
+    std::pair<std::string_view, MetaRef> entry(std::size_t index) const {
+        const char *key = nullptr;
+        std::size_t len = 0;
+        const nnx_meta *value = nullptr;
+        detail::check(nnx_meta_map_at(ptr_, index, &key, &len, &value));
+        return {std::string_view(key, len), MetaRef(value)};
+    }
+
+    /// The value of map key `key`, borrowed; NNX_ERR_KEY_NOT_FOUND when absent.
+    MetaRef at(std::string_view key) const {
+        const nnx_meta *out = nullptr;
+        detail::check(nnx_meta_map_get(ptr_, key.data(), key.size(), &out));
+        return MetaRef(out);
+    }
+
+    /// The value of map key `key`, borrowed, or nothing when absent.
+    std::optional<MetaRef> find(std::string_view key) const {
+        const nnx_meta *out = nullptr;
+        nnx_status status = nnx_meta_map_get(ptr_, key.data(), key.size(), &out);
+        if (status == NNX_ERR_KEY_NOT_FOUND) {
+            return std::nullopt;
+        }
+        detail::check(status);
+        return MetaRef(out);
+    }
+
+    /// An owned copy.
+    Meta copy() const;
+
+    /// Python's repr: "(None, 'model')".
+    std::string to_string() const {
+        char *out = nullptr;
+        detail::check(nnx_meta_to_string(ptr_, &out));
+        return detail::take_string(out);
+    }
+
+    /// The JSON form (nnx_meta_to_json): ["tuple",null,"model"].
+    std::string to_json() const {
+        char *out = nullptr;
+        detail::check(nnx_meta_to_json(ptr_, &out));
+        return detail::take_string(out);
+    }
+
+    /// The same kinds all the way down, maps in the same order (1 != 1.0).
+    friend bool operator==(const MetaRef &a, const MetaRef &b) {
+        bool out = false;
+        detail::check(nnx_meta_equal(a.ptr_, b.ptr_, &out));
+        return out;
+    }
+    friend bool operator!=(const MetaRef &a, const MetaRef &b) { return !(a == b); }
+
+    friend std::ostream &operator<<(std::ostream &os, const MetaRef &value) {
+        return os << value.to_string();
+    }
+
+protected:
+    const nnx_meta *ptr_ = nullptr;
+};
+
+/// A metadata value: None, bool, int64, float64, string, or a list, tuple
+/// or map (string keys, insertion-ordered) of values, nested at most
+/// NNX_MAX_DEPTH levels; an owned nnx_meta. Copies are deep (clone); a
+/// moved-from Meta holds no value and throws NNX_ERR_NULL_ARGUMENT when
+/// used. Built from C++ values:
+///
+///   nnx::Meta sharding = nnx::Meta::tuple({nullptr, "model"});
+///   nnx::Meta adam = nnx::Meta::map({{"lr", 1e-3},
+///                                    {"betas", nnx::Meta::tuple({0.9, 0.999})}});
+///
+/// Building (append, set) is not synchronised: one thread at a time while a
+/// value changes; reading from several threads is safe.
+class Meta : public MetaRef {
+public:
+    /// None.
+    Meta() : MetaRef(nullptr) { make(nnx_meta_new_null(&owned_)); }
+    /// None.
+    Meta(std::nullptr_t) : Meta() {}
+    Meta(bool value) : MetaRef(nullptr) { make(nnx_meta_new_bool(value, &owned_)); }
+    template <typename Int,
+              std::enable_if_t<std::is_integral_v<Int> && !std::is_same_v<Int, bool>, int> = 0>
+    Meta(Int value) : MetaRef(nullptr) {
+        make(nnx_meta_new_int(static_cast<int64_t>(value), &owned_));
+    }
+    Meta(double value) : MetaRef(nullptr) { make(nnx_meta_new_float(value, &owned_)); }
+    Meta(std::string_view text) : MetaRef(nullptr) {
+        make(nnx_meta_new_str(text.data(), text.size(), &owned_));
+    }
+    Meta(const char *text) : Meta(text == nullptr ? Meta::null_text() : std::string_view(text)) {}
+    Meta(const std::string &text) : Meta(std::string_view(text)) {}
+
+    /// A list, tuple or map of copies of the given values.
+    static Meta list(std::initializer_list<Meta> items = {}) {
+        return filled(nnx_meta_new_list, items);
+    }
+    static Meta tuple(std::initializer_list<Meta> items = {}) {
+        return filled(nnx_meta_new_tuple, items);
+    }
+    static Meta map(std::initializer_list<std::pair<std::string_view, Meta>> entries = {}) {
+        Meta out(Adopt{}, nnx_meta_new_map);
+        for (const auto &[key, value] : entries) {
+            out.set(key, value);
+        }
+        return out;
+    }
+
+    /// Reads the JSON form (nnx_meta_from_json).
+    static Meta from_json(std::string_view text) {
+        nnx_meta *out = nullptr;
+        detail::check(nnx_meta_from_json(text.data(), text.size(), &out));
+        return adopt(out);
+    }
+
+    /// Takes over a value the caller owns.
+    static Meta adopt(nnx_meta *handle) noexcept { return Meta(handle); }
+
+    Meta(const Meta &other) : MetaRef(nullptr) {
+        make(nnx_meta_clone(other.ptr_, &owned_));
+    }
+    Meta(Meta &&other) noexcept : MetaRef(nullptr) { swap(other); }
+    Meta &operator=(const Meta &other) {
+        Meta copied(other);
+        swap(copied);
+        return *this;
+    }
+    Meta &operator=(Meta &&other) noexcept {
+        Meta taken(std::move(other));
+        swap(taken);
+        return *this;
+    }
+    ~Meta() { nnx_meta_free(owned_); }
+
+    void swap(Meta &other) noexcept {
+        std::swap(owned_, other.owned_);
+        std::swap(ptr_, other.ptr_);
+    }
+
+    nnx_meta *handle() const noexcept { return owned_; }
+    /// Gives up the value: the caller owns it (free with nnx_meta_free).
+    nnx_meta *release() noexcept {
+        ptr_ = nullptr;
+        return std::exchange(owned_, nullptr);
+    }
+    explicit operator bool() const noexcept { return owned_ != nullptr; }
+
+    /// Appends a copy of `item` to this list or tuple (NNX_ERR_WRONG_KIND
+    /// otherwise, NNX_ERR_TOO_DEEP past NNX_MAX_DEPTH levels).
+    Meta &append(const MetaRef &item) {
+        detail::check(nnx_meta_append(owned_, item.handle()));
+        return *this;
+    }
+    /// As above, from a C++ value: list.append(1), tuple.append("model").
+    Meta &append(const Meta &item) { return append(static_cast<const MetaRef &>(item)); }
+
+    /// Sets map key `key` to a copy of `value` (an existing key keeps its
+    /// place).
+    Meta &set(std::string_view key, const MetaRef &value) {
+        detail::check(nnx_meta_map_set(owned_, key.data(), key.size(), value.handle()));
+        return *this;
+    }
+    /// As above, from a C++ value: map.set("lr", 0.1).
+    Meta &set(std::string_view key, const Meta &value) {
+        return set(key, static_cast<const MetaRef &>(value));
+    }
+
+private:
+    struct Adopt {};
+    explicit Meta(nnx_meta *handle) noexcept : MetaRef(handle), owned_(handle) {}
+    Meta(Adopt, nnx_status (*make_empty)(nnx_meta **)) : MetaRef(nullptr) {
+        make(make_empty(&owned_));
+    }
+
+    static std::string_view null_text() {
+        detail::fail(NNX_ERR_NULL_ARGUMENT, "a metadata string is NULL");
+    }
+
+    static Meta filled(nnx_status (*make_empty)(nnx_meta **), std::initializer_list<Meta> items) {
+        Meta out(Adopt{}, make_empty);
+        for (const Meta &item : items) {
+            out.append(item);
+        }
+        return out;
+    }
+
+    void make(nnx_status status) {
+        detail::check(status);
+        ptr_ = owned_;
+    }
+
+    nnx_meta *owned_ = nullptr;
+};
+
+inline Meta MetaRef::copy() const {
+    nnx_meta *out = nullptr;
+    detail::check(nnx_meta_clone(ptr_, &out));
+    return Meta::adopt(out);
+}
+
+// ---------------------------------------------------------------------------
 // Variables
 // ---------------------------------------------------------------------------
 
-/// A metadata value: string, int64, float64 or bool (in NNX_META_* order).
-using MetaValue = std::variant<std::string, int64_t, double, bool>;
+/// A metadata entry as Variable::metadata() gives it: a string, int64,
+/// float64 or bool (in NNX_META_* order), and an nnx::Meta for None, lists,
+/// tuples and maps.
+using MetaValue = std::variant<std::string, int64_t, double, bool, Meta>;
 
 /// A typed slot holding an optional array and metadata: a shared reference
 /// to an nnx_variable. Copies refer to the same variable (retain).
@@ -1153,6 +1420,16 @@ public:
         detail::check(nnx_variable_set_metadata_bool(handle_, n.c_str(), value));
         return *this;
     }
+    /// Sets metadata `name` to a copy of a value of any kind.
+    Variable &set_metadata(std::string_view name, const MetaRef &value) {
+        std::string n = detail::c_string(name, "a metadata name");
+        detail::check(nnx_variable_set_metadata(handle_, n.c_str(), value.handle()));
+        return *this;
+    }
+    /// Sets metadata `name` to None.
+    Variable &set_metadata(std::string_view name, std::nullptr_t) {
+        return set_metadata(name, Meta());
+    }
     Variable &set_metadata(std::string_view name, const MetaValue &value) {
         return std::visit([&](const auto &v) -> Variable & { return set_metadata(name, v); },
                           value);
@@ -1170,7 +1447,8 @@ public:
         return true;
     }
 
-    /// Metadata `name`, whatever its kind; NNX_ERR_KEY_NOT_FOUND when unset.
+    /// Metadata `name`, whatever its kind (None, lists, tuples and maps as
+    /// nnx::Meta); NNX_ERR_KEY_NOT_FOUND when unset.
     MetaValue metadata(std::string_view name) const {
         std::string n = detail::c_string(name, "a metadata name");
         nnx_meta_kind kind = 0;
@@ -1197,16 +1475,21 @@ public:
             return out;
         }
         default:
-            detail::fail(NNX_ERR_WRONG_KIND, "metadata of unknown kind " + std::to_string(kind));
+            return metadata_as<Meta>(name);
         }
     }
 
-    /// Metadata `name` as T (std::string, an integer type, double or bool);
-    /// NNX_ERR_WRONG_KIND when it is of another kind.
+    /// Metadata `name` as T (std::string, an integer type, double or bool;
+    /// NNX_ERR_WRONG_KIND when it is of another kind), or as nnx::Meta (a
+    /// copy, whatever its kind).
     template <typename T>
     T metadata_as(std::string_view name) const {
         std::string n = detail::c_string(name, "a metadata name");
-        if constexpr (std::is_same_v<T, std::string>) {
+        if constexpr (std::is_same_v<T, Meta>) {
+            nnx_meta *out = nullptr;
+            detail::check(nnx_variable_get_metadata(handle_, n.c_str(), &out));
+            return Meta::adopt(out);
+        } else if constexpr (std::is_same_v<T, std::string>) {
             char *out = nullptr;
             detail::check(nnx_variable_get_metadata_str(handle_, n.c_str(), &out));
             return detail::take_string(out);

@@ -192,7 +192,7 @@ impl fmt::Display for Key {
     }
 }
 
-fn write_python_str_repr(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+pub(crate) fn write_python_str_repr(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
     // Python prefers single quotes unless the text holds one and no double.
     let quote = if text.contains('\'') && !text.contains('"') {
         '"'

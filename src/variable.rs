@@ -1,45 +1,13 @@
 //! Variables: a type, a value (none, an array, a typed PRNG key or an opaque
 //! object) and metadata, shared by reference.
 
-use std::fmt;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::array::Array;
 use crate::error::{bail, Result};
+pub use crate::meta::MetaValue;
 use crate::types::{self, TypeId};
 use crate::value::Value;
-
-/// A metadata value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum MetaValue {
-    Str(String),
-    Int(i64),
-    Float(f64),
-    Bool(bool),
-}
-
-impl MetaValue {
-    pub fn kind_name(&self) -> &'static str {
-        match self {
-            MetaValue::Str(_) => "str",
-            MetaValue::Int(_) => "int",
-            MetaValue::Float(_) => "float",
-            MetaValue::Bool(_) => "bool",
-        }
-    }
-}
-
-/// Writes the value as Python's `repr` would.
-impl fmt::Display for MetaValue {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            MetaValue::Str(s) => write!(f, "{}", crate::key::Key::str(s)),
-            MetaValue::Int(i) => write!(f, "{i}"),
-            MetaValue::Float(x) => write!(f, "{x:?}"),
-            MetaValue::Bool(b) => f.write_str(if *b { "True" } else { "False" }),
-        }
-    }
-}
 
 /// A variable's metadata, in the order entries were first set. Variables
 /// hold a few entries at most (a tag, a sharding hint), so a vector searched

@@ -174,6 +174,9 @@ fn rich_state() -> (State, Arc<Variable>) {
         .unwrap();
     meta.set_metadata("flag", MetaValue::Bool(true)).unwrap();
     meta.set_metadata("a", MetaValue::Str("".into())).unwrap();
+    for (name, value) in structured_metadata() {
+        meta.set_metadata(name, value).unwrap();
+    }
     state.set_variable(&p("no_value"), meta).unwrap();
     state
         .set_array(
@@ -200,15 +203,61 @@ fn rich_state() -> (State, Arc<Variable>) {
     (state, tied)
 }
 
+/// What real models carry, and the corners of each kind: tuples and lists
+/// (of one item too), None, maps in an order that is not sorted, 1 beside
+/// 1.0, floats JSON cannot write, and a value as deep as the library takes.
+fn structured_metadata() -> Vec<(&'static str, MetaValue)> {
+    let t = |items: Vec<MetaValue>| MetaValue::tuple(items).unwrap();
+    let l = |items: Vec<MetaValue>| MetaValue::list(items).unwrap();
+    let mut deepest = MetaValue::Float(f64::from_bits(0xfff8_0000_0000_0042));
+    for level in 0..nnx_state::MAX_DEPTH {
+        deepest = if level % 2 == 0 {
+            t(vec![deepest])
+        } else {
+            l(vec![deepest])
+        };
+    }
+    vec![
+        ("out_sharding", t(vec![MetaValue::Null, "model".into()])),
+        ("mesh", MetaValue::Null),
+        ("one", t(vec![MetaValue::Int(1)])),
+        ("empty", t(vec![])),
+        (
+            "axes",
+            l(vec![MetaValue::Int(1), MetaValue::Float(1.0), l(vec![])]),
+        ),
+        (
+            "optimizer",
+            MetaValue::map([
+                ("lr", MetaValue::Float(1e-3)),
+                ("betas", t(vec![0.9.into(), 0.999.into()])),
+                ("clip", MetaValue::Float(f64::INFINITY)),
+                ("zero", MetaValue::Float(-0.0)),
+                (
+                    "steps",
+                    l(vec![MetaValue::Int(i64::MIN), MetaValue::Int(i64::MAX)]),
+                ),
+                (
+                    "nested",
+                    MetaValue::map([("b", MetaValue::Bool(false)), ("a", MetaValue::Null)])
+                        .unwrap(),
+                ),
+                ("", MetaValue::map::<&str>([]).unwrap()),
+            ])
+            .unwrap(),
+        ),
+        ("deepest", deepest),
+    ]
+}
+
+/// The same entries, in the same order, of the same values: compared in
+/// their JSON form, which keeps every kind apart and floats by their bits
+/// where they are not finite (and `-0.0` from `0.0`).
 fn meta_equal(a: &[(String, MetaValue)], b: &[(String, MetaValue)]) -> bool {
     a.len() == b.len()
-        && a.iter().zip(b).all(|((n1, v1), (n2, v2))| {
-            n1 == n2
-                && match (v1, v2) {
-                    (MetaValue::Float(x), MetaValue::Float(y)) => x.to_bits() == y.to_bits(),
-                    _ => v1 == v2,
-                }
-        })
+        && a.iter()
+            .zip(b)
+            .all(|((n1, v1), (n2, v2))| n1 == n2 && io::meta_to_text(v1) == io::meta_to_text(v2))
 }
 
 fn arrays_equal(a: &Array, b: &Array) -> bool {
@@ -298,6 +347,97 @@ fn files_written_here_round_trip_exactly() {
     )
     .unwrap();
     assert_same_content(&state, &bare.state);
+}
+
+#[test]
+fn structured_metadata_round_trips_exactly() {
+    let dir = Dir::new("structured");
+    let (state, _) = rich_state();
+    let file = dir.path("structured.safetensors");
+    io::save(&state, &file, &SaveOptions::default()).unwrap();
+    let loaded = io::load(&file, &LoadOptions::default()).unwrap();
+    let var = loaded.state.get_variable(&p("no_value")).unwrap();
+    let names: Vec<String> = var.metadata_entries().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "tag",
+            "count",
+            "scale",
+            "nan",
+            "inf",
+            "flag",
+            "a",
+            "out_sharding",
+            "mesh",
+            "one",
+            "empty",
+            "axes",
+            "optimizer",
+            "deepest"
+        ]
+    );
+    let repr = |name: &str| var.metadata(name).unwrap().to_string();
+    assert_eq!(repr("out_sharding"), "(None, 'model')");
+    assert_eq!(repr("mesh"), "None");
+    assert_eq!(repr("one"), "(1,)");
+    assert_eq!(repr("empty"), "()");
+    assert_eq!(repr("axes"), "[1, 1.0, []]");
+    assert_eq!(
+        repr("optimizer"),
+        "{'lr': 0.001, 'betas': (0.9, 0.999), 'clip': inf, 'zero': -0.0, \
+         'steps': [-9223372036854775808, 9223372036854775807], \
+         'nested': {'b': False, 'a': None}, '': {}}"
+    );
+    let deepest = var.metadata("deepest").unwrap();
+    assert_eq!(deepest.levels(), nnx_state::MAX_DEPTH);
+    let mut inner = &deepest;
+    while let Some(seq) = inner.as_seq() {
+        inner = seq.get(0).unwrap();
+    }
+    let MetaValue::Float(x) = inner else {
+        panic!("{inner:?}")
+    };
+    assert_eq!(x.to_bits(), 0xfff8_0000_0000_0042);
+    // The tag is still what tag filters read.
+    assert!(var.has_tag("dropout"));
+
+    // The record holds each entry as [name, kind, value].
+    let bytes = fs::read(&file).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let record = &header.metadata().as_ref().unwrap()[io::FORMAT_KEY];
+    for entry in [
+        r#"["out_sharding","tuple",[null,"model"]]"#,
+        r#"["mesh","null",null]"#,
+        r#"["axes","list",[1,1.0,["list"]]]"#,
+        r#"["optimizer","map",["lr",0.001,"betas",["tuple",0.9,0.999],"clip",["float","0x7ff0000000000000"],"zero",-0.0,"#,
+    ] {
+        assert!(record.contains(entry), "{entry} not in {record}");
+    }
+}
+
+#[test]
+fn records_of_the_first_metadata_kinds_still_load() {
+    // As the first version wrote them: str, int, float (a number, or bits),
+    // bool.
+    let t = format!(r#""w":{{{T4},"data_offsets":[0,4]}}"#);
+    let record = r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["tag","str","x"],["n","int",3],["s","float",0.5],["i","float",1],["nan","float","0x7ff8000000000001"],["b","bool",true]]}]}"#;
+    let loaded = io::load_bytes(
+        with_record(record, &t, &[0; 4]).into(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let var = loaded.state.get_variable(&p("w")).unwrap();
+    let entries = var.metadata_entries();
+    let shown: Vec<String> = entries.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    assert_eq!(
+        shown,
+        ["tag='x'", "n=3", "s=0.5", "i=1.0", "nan=nan", "b=True"]
+    );
+    let MetaValue::Float(nan) = &entries[4].1 else {
+        panic!()
+    };
+    assert_eq!(nan.to_bits(), 0x7ff8_0000_0000_0001);
 }
 
 #[test]
@@ -930,6 +1070,34 @@ fn malformed_records_are_format_errors() {
         (
             r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","float","0xzz"]]}]}"#,
             "not [name, kind, value]",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","null",0]]}]}"#,
+            "not [name, kind, value]",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","tuple",1]]}]}"#,
+            "not [name, kind, value]",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","list",[{"x":1}]]]}]}"#,
+            "metadata \"a\": metadata maps are written [\"map\", key, value, ...]",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","map",["k"]]]}]}"#,
+            "keys and values in turn",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","map",["k",1,"k",2]]]}]}"#,
+            "\"k\" is given twice",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","list",[["set"]]]]}]}"#,
+            "unknown metadata tag \"set\"",
+        ),
+        (
+            r#"{"leaves":[{"path":["w"],"tensor":"w","type":["Param","Variable"],"metadata":[["a","list",[9223372036854775808]]]}]}"#,
+            "outside the int64 range",
         ),
         (
             r#"{"leaves":[{"path":["w"],"tensor":"w","metadata":[]}]}"#,

@@ -2554,3 +2554,517 @@ fn opaque_values_are_released_outside_the_locks() {
     assert_eq!(r.released.get(), 3);
     assert_eq!(leaves(state.ptr()), 1);
 }
+
+// ---------------------------------------------------------------------------
+// Structured metadata
+
+/// A C view of a borrowed string (`nnx_meta_get_str`, `nnx_meta_map_at`).
+fn view_text(text: *const c_char, len: usize) -> String {
+    // SAFETY: the library lends `len` bytes at `text` while the value lives.
+    let bytes = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len) };
+    String::from_utf8(bytes.to_vec()).expect("UTF-8")
+}
+
+fn kind_of(meta: *const nnx_meta) -> nnx_meta_kind {
+    let mut kind = SENTINEL_U32;
+    ok!(nnx_meta_get_kind(meta, &mut kind));
+    kind
+}
+
+fn json_of(meta: *const nnx_meta) -> String {
+    let mut out = null_mut();
+    ok!(nnx_meta_to_json(meta, &mut out));
+    LibStr(out).text()
+}
+
+fn from_json(text: &str) -> (nnx_status, *mut nnx_meta) {
+    let mut out: *mut nnx_meta = sentinel();
+    let status = nnx_meta_from_json(text.as_ptr().cast(), text.len(), &mut out);
+    (status, out)
+}
+
+#[test]
+fn structured_metadata_builds_reads_and_round_trips() {
+    let sharding = meta_seq(true, &[&meta_null(), &meta_str("model")]);
+    let betas = meta_seq(
+        true,
+        &[
+            &meta_made(|o| nnx_meta_new_float(0.9, o)),
+            &meta_made(|o| nnx_meta_new_float(0.999, o)),
+        ],
+    );
+    let hyper = meta_map(&[
+        ("lr", &meta_made(|o| nnx_meta_new_float(1e-3, o))),
+        ("betas", &betas),
+        ("nesterov", &meta_made(|o| nnx_meta_new_bool(false, o))),
+        ("steps", &meta_seq(false, &[&meta_int(1), &meta_int(2)])),
+    ]);
+    assert_eq!(meta_repr(sharding.ptr()), "(None, 'model')");
+    assert_eq!(
+        meta_repr(hyper.ptr()),
+        "{'lr': 0.001, 'betas': (0.9, 0.999), 'nesterov': False, 'steps': [1, 2]}"
+    );
+    assert_eq!(meta_repr(meta_seq(true, &[&meta_int(1)]).ptr()), "(1,)");
+
+    // Parts are borrowed views; an empty string's bytes are a valid pointer.
+    let (mut text, mut text_len) = (null(), SENTINEL);
+    ok!(nnx_meta_get_str(
+        meta_str("").ptr(),
+        &mut text,
+        &mut text_len
+    ));
+    assert_eq!(text_len, 0);
+    // SAFETY: the library points an empty string at a static C string.
+    assert_eq!(unsafe { *text }, 0);
+    assert_eq!(kind_of(sharding.ptr()), NNX_META_TUPLE);
+    let mut len = SENTINEL;
+    ok!(nnx_meta_len(sharding.ptr(), &mut len));
+    assert_eq!(len, 2);
+    let mut item = null();
+    ok!(nnx_meta_item(sharding.ptr(), 0, &mut item));
+    assert_eq!(kind_of(item), NNX_META_NULL);
+    ok!(nnx_meta_item(sharding.ptr(), 1, &mut item));
+    ok!(nnx_meta_get_str(item, &mut text, &mut text_len));
+    assert_eq!(view_text(text, text_len), "model");
+
+    ok!(nnx_meta_len(hyper.ptr(), &mut len));
+    assert_eq!(len, 4);
+    let (mut key, mut key_len, mut value) = (null(), 0, null());
+    ok!(nnx_meta_map_at(
+        hyper.ptr(),
+        1,
+        &mut key,
+        &mut key_len,
+        &mut value
+    ));
+    assert_eq!(view_text(key, key_len), "betas");
+    assert_eq!(kind_of(value), NNX_META_TUPLE);
+    let mut found = null();
+    ok!(nnx_meta_map_get(
+        hyper.ptr(),
+        "lr".as_ptr().cast(),
+        2,
+        &mut found
+    ));
+    let mut x = SENTINEL_F64;
+    ok!(nnx_meta_get_float(found, &mut x));
+    assert_eq!(x, 1e-3);
+    ok!(nnx_meta_map_get(
+        hyper.ptr(),
+        "nesterov".as_ptr().cast(),
+        8,
+        &mut found
+    ));
+    let mut b = BoolOut::new();
+    ok!(nnx_meta_get_bool(found, b.ptr()));
+    assert!(!b.get());
+    ok!(nnx_meta_map_get(
+        hyper.ptr(),
+        "steps".as_ptr().cast(),
+        5,
+        &mut found
+    ));
+    assert_eq!(kind_of(found), NNX_META_LIST);
+    ok!(nnx_meta_item(found, 1, &mut item));
+    let mut i = SENTINEL_I64;
+    ok!(nnx_meta_get_int(item, &mut i));
+    assert_eq!(i, 2);
+
+    // Setting an existing key keeps its place; a container copies what it
+    // is given, even a part of itself, and so do clones.
+    ok!(nnx_meta_map_set(
+        hyper.ptr(),
+        "lr".as_ptr().cast(),
+        2,
+        sharding.ptr()
+    ));
+    ok!(nnx_meta_map_get(
+        hyper.ptr(),
+        "betas".as_ptr().cast(),
+        5,
+        &mut found
+    ));
+    let mut copy = null_mut();
+    ok!(nnx_meta_clone(found, &mut copy));
+    let copy = Meta(copy);
+    ok!(nnx_meta_append(copy.ptr(), copy.ptr()));
+    let mut first = null();
+    ok!(nnx_meta_item(copy.ptr(), 0, &mut first));
+    ok!(nnx_meta_append(copy.ptr(), first));
+    assert_eq!(meta_repr(copy.ptr()), "(0.9, 0.999, (0.9, 0.999), 0.9)");
+    assert_eq!(meta_repr(found), "(0.9, 0.999)");
+    assert!(meta_repr(hyper.ptr()).starts_with("{'lr': (None, 'model'), 'betas'"));
+
+    // Equality keeps kinds; the JSON form gives back the same value.
+    let mut equal = BoolOut::new();
+    ok!(nnx_meta_equal(
+        meta_seq(false, &[&meta_null(), &meta_str("model")]).ptr(),
+        sharding.ptr(),
+        equal.ptr()
+    ));
+    assert!(!equal.get(), "a list equals a tuple");
+    let one_float = meta_made(|o| nnx_meta_new_float(1.0, o));
+    let mut equal = BoolOut::new();
+    ok!(nnx_meta_equal(
+        meta_int(1).ptr(),
+        one_float.ptr(),
+        equal.ptr()
+    ));
+    assert!(!equal.get(), "1 equals 1.0");
+    let nan = meta_made(|o| nnx_meta_new_float(f64::NAN, o));
+    let with_nan = meta_map(&[("x", &nan), ("h", &hyper), ("one", &one_float)]);
+    let json = json_of(with_nan.ptr());
+    assert_eq!(
+        json,
+        r#"["map","x",["float","0x7ff8000000000000"],"h",["map","lr",["tuple",null,"model"],"betas",["tuple",0.9,0.999],"nesterov",false,"steps",["list",1,2]],"one",1.0]"#
+    );
+    let (status, back) = from_json(&json);
+    assert_eq!(status, nnx_status::NNX_OK);
+    let back = Meta(back);
+    assert_eq!(json_of(back.ptr()), json);
+    assert_eq!(meta_repr(back.ptr()), meta_repr(with_nan.ptr()));
+    let mut equal = BoolOut::new();
+    ok!(nnx_meta_equal(back.ptr(), hyper.ptr(), equal.ptr()));
+    assert!(!equal.get());
+
+    // A variable keeps a copy and hands out copies.
+    let v = variable(NNX_TYPE_PARAM, None);
+    let name = cstr("out_sharding");
+    ok!(nnx_variable_set_metadata(
+        v.ptr(),
+        name.as_ptr(),
+        sharding.ptr()
+    ));
+    ok!(nnx_meta_append(sharding.ptr(), meta_int(3).ptr()));
+    let mut got = null_mut();
+    ok!(nnx_variable_get_metadata(v.ptr(), name.as_ptr(), &mut got));
+    let got = Meta(got);
+    assert_eq!(meta_repr(got.ptr()), "(None, 'model')");
+    let mut kind = SENTINEL_U32;
+    ok!(nnx_variable_metadata_kind(
+        v.ptr(),
+        name.as_ptr(),
+        &mut kind
+    ));
+    assert_eq!(kind, NNX_META_TUPLE);
+    // Scalars set either way read either way.
+    let scale = cstr("scale");
+    ok!(nnx_variable_set_metadata(
+        v.ptr(),
+        scale.as_ptr(),
+        meta_int(4).ptr()
+    ));
+    let mut i = SENTINEL_I64;
+    ok!(nnx_variable_get_metadata_int(
+        v.ptr(),
+        scale.as_ptr(),
+        &mut i
+    ));
+    assert_eq!(i, 4);
+    let tag = cstr("tag");
+    let dropout = cstr("dropout");
+    ok!(nnx_variable_set_metadata_str(
+        v.ptr(),
+        tag.as_ptr(),
+        dropout.as_ptr()
+    ));
+    let mut got = null_mut();
+    ok!(nnx_variable_get_metadata(v.ptr(), tag.as_ptr(), &mut got));
+    assert_eq!(meta_repr(Meta(got).ptr()), "'dropout'");
+}
+
+#[test]
+fn structured_metadata_of_the_wrong_kind() {
+    let list = meta_seq(false, &[&meta_int(1)]);
+    let map = meta_map(&[("a", &meta_int(1))]);
+    let scalar = meta_int(5);
+    let (mut b, mut i, mut x) = (BoolOut::new(), SENTINEL_I64, SENTINEL_F64);
+    let (mut text, mut len) = (sentinel_const::<c_char>(), SENTINEL);
+    let m = fails!(nnx_meta_get_bool(list.ptr(), b.ptr()), NNX_ERR_WRONG_KIND);
+    assert_contains!(m, "list");
+    let m = fails!(nnx_meta_get_int(map.ptr(), &mut i), NNX_ERR_WRONG_KIND);
+    assert_contains!(m, "dict");
+    fails!(nnx_meta_get_float(scalar.ptr(), &mut x), NNX_ERR_WRONG_KIND);
+    fails!(
+        nnx_meta_get_str(scalar.ptr(), &mut text, &mut len),
+        NNX_ERR_WRONG_KIND
+    );
+    fails!(
+        nnx_meta_get_int(meta_null().ptr(), &mut i),
+        NNX_ERR_WRONG_KIND
+    );
+    fails!(nnx_meta_len(scalar.ptr(), &mut len), NNX_ERR_WRONG_KIND);
+    let mut item: *const nnx_meta = sentinel_const();
+    fails!(nnx_meta_item(map.ptr(), 0, &mut item), NNX_ERR_WRONG_KIND);
+    let mut key_len = SENTINEL;
+    fails!(
+        nnx_meta_map_at(list.ptr(), 0, &mut text, &mut key_len, &mut item),
+        NNX_ERR_WRONG_KIND
+    );
+    fails!(
+        nnx_meta_map_get(list.ptr(), "a".as_ptr().cast(), 1, &mut item),
+        NNX_ERR_WRONG_KIND
+    );
+    assert!(b.untouched());
+    assert_eq!((i, x.to_bits()), (SENTINEL_I64, SENTINEL_F64.to_bits()));
+    assert_eq!((text, len, key_len), (sentinel_const(), SENTINEL, SENTINEL));
+    assert_eq!(item, sentinel_const());
+
+    let m = fails!(nnx_meta_append(map.ptr(), scalar.ptr()), NNX_ERR_WRONG_KIND);
+    assert_contains!(m, "not a list or tuple");
+    fails!(
+        nnx_meta_append(scalar.ptr(), scalar.ptr()),
+        NNX_ERR_WRONG_KIND
+    );
+    fails!(
+        nnx_meta_map_set(list.ptr(), "k".as_ptr().cast(), 1, scalar.ptr()),
+        NNX_ERR_WRONG_KIND
+    );
+    assert_eq!(meta_repr(list.ptr()), "[1]");
+    assert_eq!(meta_repr(map.ptr()), "{'a': 1}");
+    assert_eq!(meta_repr(scalar.ptr()), "5");
+
+    // The scalar getters of a variable refuse a structured entry.
+    let v = variable(NNX_TYPE_PARAM, None);
+    let name = cstr("axes");
+    ok!(nnx_variable_set_metadata(
+        v.ptr(),
+        name.as_ptr(),
+        list.ptr()
+    ));
+    let mut s: *mut c_char = sentinel();
+    let m = fails!(
+        nnx_variable_get_metadata_str(v.ptr(), name.as_ptr(), &mut s),
+        NNX_ERR_WRONG_KIND
+    );
+    assert_contains!(m, "list ([1])");
+    assert_eq!(s, sentinel());
+    fails!(
+        nnx_variable_get_metadata_int(v.ptr(), name.as_ptr(), &mut i),
+        NNX_ERR_WRONG_KIND
+    );
+    // A tuple "tag" is no tag.
+    let tag = cstr("tag");
+    ok!(nnx_variable_set_metadata(
+        v.ptr(),
+        tag.as_ptr(),
+        meta_seq(true, &[&meta_str("t")]).ptr()
+    ));
+    ok!(nnx_variable_tag(v.ptr(), &mut s));
+    assert!(s.is_null());
+}
+
+#[test]
+fn structured_metadata_indexes_keys_and_names() {
+    let tuple = meta_seq(true, &[&meta_int(1)]);
+    let map = meta_map(&[("a", &meta_int(1))]);
+    let mut item: *const nnx_meta = sentinel_const();
+    let m = fails!(
+        nnx_meta_item(tuple.ptr(), 1, &mut item),
+        NNX_ERR_INDEX_OUT_OF_RANGE
+    );
+    assert_contains!(m, "tuple of 1 items");
+    let (mut key, mut key_len) = (sentinel_const::<c_char>(), SENTINEL);
+    fails!(
+        nnx_meta_map_at(map.ptr(), 1, &mut key, &mut key_len, &mut item),
+        NNX_ERR_INDEX_OUT_OF_RANGE
+    );
+    let m = fails!(
+        nnx_meta_map_get(map.ptr(), "b".as_ptr().cast(), 1, &mut item),
+        NNX_ERR_KEY_NOT_FOUND
+    );
+    assert_contains!(m, "\"b\"");
+    assert_eq!(
+        (key, key_len, item),
+        (sentinel_const(), SENTINEL, sentinel_const())
+    );
+
+    let bad = b"Bad\xffKey";
+    let mut out: *mut nnx_meta = sentinel();
+    fails!(
+        nnx_meta_new_str(bad.as_ptr().cast(), bad.len(), &mut out),
+        NNX_ERR_INVALID_UTF8
+    );
+    let m = fails!(
+        nnx_meta_map_set(map.ptr(), bad.as_ptr().cast(), bad.len(), tuple.ptr()),
+        NNX_ERR_INVALID_UTF8
+    );
+    assert_contains!(m, "key");
+    fails!(
+        nnx_meta_map_get(map.ptr(), bad.as_ptr().cast(), bad.len(), &mut item),
+        NNX_ERR_INVALID_UTF8
+    );
+    fails!(
+        nnx_meta_from_json(bad.as_ptr().cast(), bad.len(), &mut out),
+        NNX_ERR_INVALID_UTF8
+    );
+    assert_eq!(out, sentinel());
+    assert_eq!(meta_repr(map.ptr()), "{'a': 1}");
+
+    let v = variable(NNX_TYPE_PARAM, None);
+    let bad_name = raw_cstr(b"Bad\xffName");
+    let empty = cstr("");
+    let missing = cstr("missing");
+    fails!(
+        nnx_variable_set_metadata(v.ptr(), bad_name.as_ptr(), tuple.ptr()),
+        NNX_ERR_INVALID_UTF8
+    );
+    fails!(
+        nnx_variable_set_metadata(v.ptr(), empty.as_ptr(), tuple.ptr()),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    fails!(
+        nnx_variable_get_metadata(v.ptr(), bad_name.as_ptr(), &mut out),
+        NNX_ERR_INVALID_UTF8
+    );
+    let m = fails!(
+        nnx_variable_get_metadata(v.ptr(), missing.as_ptr(), &mut out),
+        NNX_ERR_KEY_NOT_FOUND
+    );
+    assert_contains!(m, "missing");
+    assert_eq!(out, sentinel());
+    let mut count = SENTINEL;
+    ok!(nnx_variable_metadata_count(v.ptr(), &mut count));
+    assert_eq!(count, 0);
+}
+
+#[test]
+fn structured_metadata_nests_at_most_nnx_max_depth_levels() {
+    let deepest = meta_nested(NNX_MAX_DEPTH);
+    let m = fails!(
+        nnx_meta_append(meta_seq(false, &[]).ptr(), deepest.ptr()),
+        NNX_ERR_TOO_DEEP
+    );
+    assert_contains!(m, "129 levels");
+    let map = meta_map(&[]);
+    fails!(
+        nnx_meta_map_set(map.ptr(), "k".as_ptr().cast(), 1, deepest.ptr()),
+        NNX_ERR_TOO_DEEP
+    );
+    assert_eq!(meta_repr(map.ptr()), "{}");
+    // At the limit everything works: a variable holds it, JSON carries it.
+    let v = variable(NNX_TYPE_PARAM, None);
+    let name = cstr("deep");
+    ok!(nnx_variable_set_metadata(
+        v.ptr(),
+        name.as_ptr(),
+        deepest.ptr()
+    ));
+    let json = json_of(deepest.ptr());
+    let (status, back) = from_json(&json);
+    assert_eq!(status, nnx_status::NNX_OK);
+    let back = Meta(back);
+    let mut equal = BoolOut::new();
+    ok!(nnx_meta_equal(back.ptr(), deepest.ptr(), equal.ptr()));
+    assert!(equal.get());
+    let (status, out) = from_json(&format!("[\"tuple\", {json}]"));
+    assert_eq!(status, nnx_status::NNX_ERR_TOO_DEEP, "{}", last_error());
+    assert_eq!(out, sentinel());
+}
+
+#[test]
+fn metadata_json_that_is_not_the_form() {
+    for text in [
+        "",
+        "{\"a\": 1}",
+        "[1]",
+        "[\"set\", 1]",
+        "[\"map\", \"a\", 1, \"a\", 2]",
+        "[\"map\", 1, 2]",
+        "[\"float\", \"nan\"]",
+        "9223372036854775808",
+        "-99999999999999999999",
+        "[\"list\", 1",
+    ] {
+        let (status, out) = from_json(text);
+        assert_eq!(
+            status,
+            nnx_status::NNX_ERR_FORMAT,
+            "{text:?}: {}",
+            last_error()
+        );
+        assert_eq!(out, sentinel());
+    }
+    let m = fails!(
+        nnx_meta_from_json(
+            "[\"list\", 18446744073709551616]".as_ptr().cast(),
+            30,
+            &mut null_mut()
+        ),
+        NNX_ERR_FORMAT
+    );
+    assert_contains!(m, "int64");
+}
+
+#[test]
+fn variable_metadata_as_json_text() {
+    let v = variable(NNX_TYPE_PARAM, None);
+    let name = cstr("opt");
+    let set = |text: &[u8]| {
+        nnx_variable_set_metadata_json(v.ptr(), name.as_ptr(), text.as_ptr().cast(), text.len())
+    };
+    let form =
+        br#"["map","lr",0.001,"betas",["tuple",0.9,0.999],"clip",["float","0x7ff0000000000000"]]"#;
+    ok!(set(form));
+    let mut text = null_mut();
+    ok!(nnx_variable_get_metadata_json(
+        v.ptr(),
+        name.as_ptr(),
+        &mut text
+    ));
+    assert_eq!(LibStr(text).text().as_bytes(), form);
+    let mut got = null_mut();
+    ok!(nnx_variable_get_metadata(v.ptr(), name.as_ptr(), &mut got));
+    assert_eq!(
+        meta_repr(Meta(got).ptr()),
+        "{'lr': 0.001, 'betas': (0.9, 0.999), 'clip': inf}"
+    );
+    // Scalars set any way read as JSON too.
+    let scale = cstr("scale");
+    ok!(nnx_variable_set_metadata_int(v.ptr(), scale.as_ptr(), 3));
+    ok!(nnx_variable_get_metadata_json(
+        v.ptr(),
+        scale.as_ptr(),
+        &mut text
+    ));
+    assert_eq!(LibStr(text).text(), "3");
+
+    // Errors leave the entry as it was.
+    let m = fails!(set(b"{\"lr\": 1}"), NNX_ERR_FORMAT);
+    assert_contains!(m, "not as JSON objects");
+    fails!(set(b"[\"list\""), NNX_ERR_FORMAT);
+    fails!(set(b"\"\xff\""), NNX_ERR_INVALID_UTF8);
+    let deep = format!(
+        "{}null{}",
+        "[\"list\",".repeat(NNX_MAX_DEPTH + 1),
+        "]".repeat(NNX_MAX_DEPTH + 1)
+    );
+    fails!(set(deep.as_bytes()), NNX_ERR_TOO_DEEP);
+    let empty = cstr("");
+    fails!(
+        nnx_variable_set_metadata_json(v.ptr(), empty.as_ptr(), form.as_ptr().cast(), form.len()),
+        NNX_ERR_INVALID_ARGUMENT
+    );
+    ok!(nnx_variable_get_metadata_json(
+        v.ptr(),
+        name.as_ptr(),
+        &mut text
+    ));
+    assert_eq!(LibStr(text).text().as_bytes(), form);
+    let missing = cstr("missing");
+    let mut untouched: *mut c_char = sentinel();
+    fails!(
+        nnx_variable_get_metadata_json(v.ptr(), missing.as_ptr(), &mut untouched),
+        NNX_ERR_KEY_NOT_FOUND
+    );
+    let bad = raw_cstr(b"Bad\xffName");
+    fails!(
+        nnx_variable_get_metadata_json(v.ptr(), bad.as_ptr(), &mut untouched),
+        NNX_ERR_INVALID_UTF8
+    );
+    fails!(
+        nnx_variable_set_metadata_json(v.ptr(), bad.as_ptr(), form.as_ptr().cast(), form.len()),
+        NNX_ERR_INVALID_UTF8
+    );
+    assert_eq!(untouched, sentinel());
+}

@@ -581,6 +581,242 @@ fn variable_retain_null_and_release_null() {
     assert_no_op(|| nnx_variable_release(null()));
 }
 
+#[test]
+fn variable_structured_metadata_null_arguments() {
+    let v = variable(NNX_TYPE_PARAM, None);
+    let name = cstr("out_sharding");
+    let n = name.as_ptr();
+    let value = meta_seq(true, &[&meta_null(), &meta_str("model")]);
+    null_arg!(
+        nnx_variable_set_metadata(null(), n, value.ptr()),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_set_metadata(v.ptr(), null(), value.ptr()),
+        "name"
+    );
+    null_arg!(nnx_variable_set_metadata(v.ptr(), n, null()), "value");
+    let mut count = SENTINEL;
+    ok!(nnx_variable_metadata_count(v.ptr(), &mut count));
+    assert_eq!(count, 0, "a failed set stored metadata");
+
+    ok!(nnx_variable_set_metadata(v.ptr(), n, value.ptr()));
+    let mut out: *mut nnx_meta = sentinel();
+    null_arg!(nnx_variable_get_metadata(null(), n, &mut out), "variable");
+    null_arg!(nnx_variable_get_metadata(v.ptr(), null(), &mut out), "name");
+    assert_eq!(out, sentinel());
+    null_arg!(
+        nnx_variable_get_metadata(v.ptr(), n, null_mut()),
+        "out_value"
+    );
+    ok!(nnx_variable_get_metadata(v.ptr(), n, &mut out));
+    let out = Meta(out);
+    assert_eq!(meta_repr(out.ptr()), "(None, 'model')");
+
+    let json = r#"["list",1]"#;
+    let (j, len) = (json.as_ptr().cast::<c_char>(), json.len());
+    let axes = cstr("axes");
+    let a = axes.as_ptr();
+    null_arg!(
+        nnx_variable_set_metadata_json(null(), a, j, len),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_set_metadata_json(v.ptr(), null(), j, len),
+        "name"
+    );
+    null_arg!(
+        nnx_variable_set_metadata_json(v.ptr(), a, null(), len),
+        "json"
+    );
+    let mut count = SENTINEL;
+    ok!(nnx_variable_metadata_count(v.ptr(), &mut count));
+    assert_eq!(count, 1, "a failed set stored metadata");
+    let mut text: *mut c_char = sentinel();
+    null_arg!(
+        nnx_variable_get_metadata_json(null(), n, &mut text),
+        "variable"
+    );
+    null_arg!(
+        nnx_variable_get_metadata_json(v.ptr(), null(), &mut text),
+        "name"
+    );
+    assert_eq!(text, sentinel());
+    null_arg!(
+        nnx_variable_get_metadata_json(v.ptr(), n, null_mut()),
+        "out_value"
+    );
+    ok!(nnx_variable_get_metadata_json(v.ptr(), n, &mut text));
+    assert_eq!(LibStr(text).text(), r#"["tuple",null,"model"]"#);
+}
+
+// ---------------------------------------------------------------------------
+// Metadata values
+
+#[test]
+fn meta_constructors_null_outs() {
+    null_arg!(nnx_meta_new_null(null_mut()), "out_meta");
+    null_arg!(nnx_meta_new_bool(true, null_mut()), "out_meta");
+    null_arg!(nnx_meta_new_int(1, null_mut()), "out_meta");
+    null_arg!(nnx_meta_new_float(1.5, null_mut()), "out_meta");
+    null_arg!(nnx_meta_new_list(null_mut()), "out_meta");
+    null_arg!(nnx_meta_new_tuple(null_mut()), "out_meta");
+    null_arg!(nnx_meta_new_map(null_mut()), "out_meta");
+    let text = "model";
+    null_arg!(
+        nnx_meta_new_str(text.as_ptr().cast(), text.len(), null_mut()),
+        "out_meta"
+    );
+    let mut out: *mut nnx_meta = sentinel();
+    null_arg!(nnx_meta_new_str(null(), 3, &mut out), "text");
+    assert_eq!(out, sentinel());
+    // No bytes need no pointer: the empty string.
+    let empty = meta_made(|out| nnx_meta_new_str(null(), 0, out));
+    assert_eq!(meta_repr(empty.ptr()), "''");
+}
+
+#[test]
+fn meta_free_null_is_a_no_op() {
+    assert_no_op(|| nnx_meta_free(null_mut()));
+}
+
+#[test]
+fn meta_append_and_map_set_null_arguments() {
+    let list = meta_seq(false, &[]);
+    let item = meta_int(1);
+    null_arg!(nnx_meta_append(null_mut(), item.ptr()), "seq");
+    null_arg!(nnx_meta_append(list.ptr(), null()), "item");
+    assert_eq!(meta_repr(list.ptr()), "[]");
+
+    let map = meta_map(&[]);
+    let key = "k";
+    let k = key.as_ptr().cast::<c_char>();
+    null_arg!(nnx_meta_map_set(null_mut(), k, 1, item.ptr()), "map");
+    null_arg!(nnx_meta_map_set(map.ptr(), null(), 1, item.ptr()), "key");
+    null_arg!(nnx_meta_map_set(map.ptr(), k, 1, null()), "value");
+    assert_eq!(meta_repr(map.ptr()), "{}");
+    // An empty key needs no pointer.
+    ok!(nnx_meta_map_set(map.ptr(), null(), 0, item.ptr()));
+    assert_eq!(meta_repr(map.ptr()), "{'': 1}");
+}
+
+#[test]
+fn meta_scalar_readers_null_arguments() {
+    let b = meta_made(|out| nnx_meta_new_bool(true, out));
+    let i = meta_int(7);
+    let f = meta_made(|out| nnx_meta_new_float(0.5, out));
+    let s = meta_str("x");
+
+    let mut kind = SENTINEL_U32;
+    null_arg!(nnx_meta_get_kind(null(), &mut kind), "meta");
+    assert_eq!(kind, SENTINEL_U32);
+    null_arg!(nnx_meta_get_kind(b.ptr(), null_mut()), "out_kind");
+
+    let mut bool_out = BoolOut::new();
+    null_arg!(nnx_meta_get_bool(null(), bool_out.ptr()), "meta");
+    assert!(bool_out.untouched());
+    null_arg!(nnx_meta_get_bool(b.ptr(), null_mut()), "out_value");
+
+    let mut int_out = SENTINEL_I64;
+    null_arg!(nnx_meta_get_int(null(), &mut int_out), "meta");
+    assert_eq!(int_out, SENTINEL_I64);
+    null_arg!(nnx_meta_get_int(i.ptr(), null_mut()), "out_value");
+
+    let mut float_out = SENTINEL_F64;
+    null_arg!(nnx_meta_get_float(null(), &mut float_out), "meta");
+    assert_eq!(float_out.to_bits(), SENTINEL_F64.to_bits());
+    null_arg!(nnx_meta_get_float(f.ptr(), null_mut()), "out_value");
+
+    let mut text: *const c_char = sentinel_const();
+    let mut len = SENTINEL;
+    null_arg!(nnx_meta_get_str(null(), &mut text, &mut len), "meta");
+    null_arg!(nnx_meta_get_str(s.ptr(), null_mut(), &mut len), "out_text");
+    assert_eq!(len, SENTINEL);
+    null_arg!(nnx_meta_get_str(s.ptr(), &mut text, null_mut()), "out_len");
+    assert_eq!(text, sentinel_const());
+}
+
+#[test]
+fn meta_container_readers_null_arguments() {
+    let one = meta_int(1);
+    let tuple = meta_seq(true, &[&one]);
+    let map = meta_map(&[("a", &one)]);
+
+    let mut len = SENTINEL;
+    null_arg!(nnx_meta_len(null(), &mut len), "meta");
+    assert_eq!(len, SENTINEL);
+    null_arg!(nnx_meta_len(tuple.ptr(), null_mut()), "out_len");
+
+    let mut item: *const nnx_meta = sentinel_const();
+    null_arg!(nnx_meta_item(null(), 0, &mut item), "seq");
+    assert_eq!(item, sentinel_const());
+    null_arg!(nnx_meta_item(tuple.ptr(), 0, null_mut()), "out_item");
+
+    let mut key: *const c_char = sentinel_const();
+    let mut key_len = SENTINEL;
+    let mut value: *const nnx_meta = sentinel_const();
+    null_arg!(
+        nnx_meta_map_at(null(), 0, &mut key, &mut key_len, &mut value),
+        "map"
+    );
+    null_arg!(
+        nnx_meta_map_at(map.ptr(), 0, null_mut(), &mut key_len, &mut value),
+        "out_key"
+    );
+    null_arg!(
+        nnx_meta_map_at(map.ptr(), 0, &mut key, null_mut(), &mut value),
+        "out_key_len"
+    );
+    null_arg!(
+        nnx_meta_map_at(map.ptr(), 0, &mut key, &mut key_len, null_mut()),
+        "out_value"
+    );
+    assert_eq!(
+        (key, key_len, value),
+        (sentinel_const(), SENTINEL, sentinel_const())
+    );
+
+    let a = "a".as_ptr().cast::<c_char>();
+    null_arg!(nnx_meta_map_get(null(), a, 1, &mut value), "map");
+    null_arg!(nnx_meta_map_get(map.ptr(), null(), 1, &mut value), "key");
+    null_arg!(nnx_meta_map_get(map.ptr(), a, 1, null_mut()), "out_value");
+    assert_eq!(value, sentinel_const());
+}
+
+#[test]
+fn meta_whole_value_functions_null_arguments() {
+    let value = meta_seq(false, &[&meta_int(1)]);
+    let mut equal = BoolOut::new();
+    null_arg!(nnx_meta_equal(null(), value.ptr(), equal.ptr()), "a");
+    null_arg!(nnx_meta_equal(value.ptr(), null(), equal.ptr()), "b");
+    assert!(equal.untouched());
+    null_arg!(
+        nnx_meta_equal(value.ptr(), value.ptr(), null_mut()),
+        "out_equal"
+    );
+
+    let mut copy: *mut nnx_meta = sentinel();
+    null_arg!(nnx_meta_clone(null(), &mut copy), "meta");
+    assert_eq!(copy, sentinel());
+    null_arg!(nnx_meta_clone(value.ptr(), null_mut()), "out_meta");
+
+    let mut text: *mut c_char = sentinel();
+    null_arg!(nnx_meta_to_string(null(), &mut text), "meta");
+    null_arg!(nnx_meta_to_string(value.ptr(), null_mut()), "out_text");
+    null_arg!(nnx_meta_to_json(null(), &mut text), "meta");
+    null_arg!(nnx_meta_to_json(value.ptr(), null_mut()), "out_text");
+    assert_eq!(text, sentinel());
+
+    let json = "[\"list\", 1]";
+    let mut out: *mut nnx_meta = sentinel();
+    null_arg!(nnx_meta_from_json(null(), json.len(), &mut out), "text");
+    assert_eq!(out, sentinel());
+    null_arg!(
+        nnx_meta_from_json(json.as_ptr().cast(), json.len(), null_mut()),
+        "out_meta"
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Variable values: kinds, typed keys, opaque values
 

@@ -73,6 +73,12 @@ NNX_META_STR = 0
 NNX_META_INT = 1
 NNX_META_FLOAT = 2
 NNX_META_BOOL = 3
+NNX_META_NULL = 4
+NNX_META_LIST = 5
+NNX_META_TUPLE = 6
+NNX_META_MAP = 7
+
+NNX_MAX_DEPTH = 128
 
 NNX_TYPE_NONE = 0xFFFFFFFF
 
@@ -218,6 +224,8 @@ _decl("nnx_variable_tag", S, H, PH)
 _decl("nnx_variable_metadata_count", S, H, POINTER(c_size_t))
 _decl("nnx_variable_metadata_at", S, H, c_size_t, PH, POINTER(c_uint32))
 _decl("nnx_variable_remove_metadata", S, H, c_char_p)
+_decl("nnx_variable_set_metadata_json", S, H, c_char_p, c_char_p, c_size_t)
+_decl("nnx_variable_get_metadata_json", S, H, c_char_p, PH)
 _decl("nnx_variable_retain", S, H)
 _decl("nnx_variable_release", None, H)
 

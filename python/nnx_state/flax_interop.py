@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import threading
 import typing as tp
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -149,20 +148,23 @@ def _flax_class(type_id: int, nnx) -> type:
 
 
 def _metadata_from_flax(var, nnx) -> dict:
+    """A Flax variable's metadata as data: every entry (``out_sharding``
+    tuples, ``mesh=None``, ...) but the hooks (``on_get_value``, ...), which
+    are code. An entry that is not data (a ``jax.sharding.Mesh``, a
+    ``PartitionSpec``) fails in ``set_metadata`` with a TypeError naming it."""
     out = {}
     for name, value in var.get_metadata(exclude_required=True).items():
-        if value is None or callable(value):  # absent entries and Flax's hooks
+        if name in _HOOKS and callable(value):
             continue
-        if not isinstance(value, (str, bool, int, float, np.bool_, np.integer, np.floating)):
-            raise TypeError(
-                f"metadata {name!r} of a {type(var).__name__} is a {type(value).__name__}; "
-                "nnx_state stores str, int, float and bool metadata"
-            )
         out[name] = value
     eager = var.get_metadata("eager_sharding", True)
     if eager is not True:
         out["eager_sharding"] = eager
     return out
+
+
+# Flax's variable hooks (deprecated in Flax): functions kept in the metadata.
+_HOOKS = ("on_get_value", "on_set_value", "on_create_value", "on_add_axis", "on_remove_axis")
 
 
 def from_flax(state, *, copy: bool | None = None) -> State:
@@ -205,6 +207,24 @@ def from_flax(state, *, copy: bool | None = None) -> State:
 # nnx_state -> Flax
 # --------------------------------------------------------------------------
 
+def _metadata_to_flax(var: Variable, cls: type) -> dict:
+    """The metadata of the Flax variable standing for ``var``, as Flax's own
+    constructor lays it out: the entries, then ``hijax``, ``ref`` and
+    ``eager_sharding``, and the hooks its class defines. Given to
+    ``from_metadata``, as Flax does when it rebuilds a variable from a
+    pytree, so that nothing runs again: values already sharded are not
+    sharded anew (which needs a mesh), ``on_create_value`` hooks stay
+    unrun."""
+    metadata = var.get_metadata(exclude_required=True)
+    metadata["hijax"] = REQUIRED_METADATA["hijax"]
+    metadata["ref"] = REQUIRED_METADATA["ref"]
+    metadata["eager_sharding"] = var.get_metadata("eager_sharding")
+    for hook in _HOOKS:
+        if hasattr(cls, hook):
+            metadata[hook] = getattr(cls, hook)
+    return metadata
+
+
 def to_flax(state, *, array_fn: tp.Callable | None = None):
     """A ``flax.nnx.State`` holding Flax variables of the paired types,
     metadata and values (numpy arrays over the native buffers, or
@@ -220,14 +240,7 @@ def to_flax(state, *, array_fn: tp.Callable | None = None):
                 return known
             cls = _flax_class(type(value)._type_id, nnx)
             raw = value.get_value()
-            metadata = value.get_metadata(exclude_required=True)
-            eager = value.get_metadata("eager_sharding")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                if eager is not REQUIRED_METADATA["eager_sharding"]:
-                    out = cls(None if raw is None else convert_array(raw), eager_sharding=eager, **metadata)
-                else:
-                    out = cls(None if raw is None else convert_array(raw), **metadata)
+            out = cls.from_metadata(None if raw is None else convert_array(raw), _metadata_to_flax(value, cls))
             memo[value._ptr] = out
             return out
         return convert_array(value)

@@ -14,12 +14,16 @@ native ``nnx_variable`` handles.
   object lives (``state['a'] is state['a']``); its class is the class
   registered for its native type.
 - Values are numpy arrays over the native buffer (no copy); metadata entries
-  are ``str``, ``int``, ``float`` or ``bool``.
+  are ``None``, ``bool``, ``int``, ``float``, ``str``, and lists, tuples and
+  dicts (str keys, in order) of them, nested, and come back as what went in.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
+import math
+import struct
 import threading
 import weakref
 from collections import deque
@@ -428,29 +432,110 @@ def _meta_name(name) -> bytes:
     return name.encode("utf-8")
 
 
+# The JSON text of a form: compact, UTF-8 as is, and never NaN (the form
+# tags floats JSON cannot write).
+_JSON = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_BITS = struct.Struct("<Q")
+_DOUBLE = struct.Struct("<d")
+
+
+def _not_representable(name: str, value, why: str) -> TypeError:
+    return TypeError(
+        f"metadata {name!r}: {why}; nnx_state stores None, bool, int, float, str, and "
+        f"lists, tuples and dicts (with str keys) of them, got {type(value).__name__}: {value!r}"
+    )
+
+
+def _int_value(name: str, value) -> int:
+    number = int(value)
+    if not -(2**63) <= number < 2**63:
+        raise ValueError(f"metadata {name!r}: {number} is outside the signed 64-bit range")
+    return number
+
+
+def _json_form(name: str, value, depth: int = 0):
+    """The JSON form of a metadata value (what ``nnx_meta_from_json`` reads:
+    tagged lists for tuples, lists, dicts and floats JSON cannot write), or
+    TypeError / ValueError naming the entry ``name``. Subclasses (an
+    ``IntEnum``, a ``namedtuple``, an ``OrderedDict``) are stored as their
+    base kind, numpy scalars as Python ones."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return _int_value(name, value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if math.isfinite(number):
+            return number
+        return ["float", f"0x{_BITS.unpack(_DOUBLE.pack(number))[0]:016x}"]
+    if isinstance(value, (list, tuple, dict)):
+        if depth >= L.NNX_MAX_DEPTH:
+            raise ValueError(
+                f"metadata {name!r} is nested deeper than {L.NNX_MAX_DEPTH} levels (NNX_MAX_DEPTH)"
+            )
+        if isinstance(value, dict):
+            out = ["map"]
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise _not_representable(name, value, f"dict key {key!r} is not a str")
+                out.append(key)
+                out.append(_json_form(name, item, depth + 1))
+            return out
+        out = ["tuple" if isinstance(value, tuple) else "list"]
+        out.extend(_json_form(name, item, depth + 1) for item in value)
+        return out
+    raise _not_representable(name, value, "not a metadata value")
+
+
+def _from_json_form(form):
+    """The Python value of a JSON form (the inverse of ``_json_form``)."""
+    if not isinstance(form, list):
+        return form
+    tag = form[0]
+    if tag == "tuple":
+        return tuple(_from_json_form(item) for item in form[1:])
+    if tag == "list":
+        return [_from_json_form(item) for item in form[1:]]
+    if tag == "map":
+        items = iter(form[1:])
+        return {key: _from_json_form(item) for key, item in zip(items, items)}
+    if tag == "float":
+        return _DOUBLE.unpack(_BITS.pack(int(form[1], 16)))[0]
+    raise ValueError(f"unknown metadata JSON tag {tag!r}")  # pragma: no cover - the library writes the form
+
+
+def _utf8(name: str, text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"metadata {name!r}: a string is not valid Unicode ({e})") from e
+
+
 def _meta_setter(name: str, value):
     """Checks a metadata entry and returns a function that stores it on a
     native variable (so that several entries can be checked before any is
-    stored)."""
+    stored). Scalars go in with their typed setters; None, lists, tuples and
+    dicts (and strings holding NUL) as their JSON form
+    (``nnx_variable_set_metadata_json``); both are one call."""
     key = _meta_name(name)
     if isinstance(value, (bool, np.bool_)):
         fn, arg = lib.nnx_variable_set_metadata_bool, bool(value)
     elif isinstance(value, (int, np.integer)):
-        arg = int(value)
-        if not -(2**63) <= arg < 2**63:
-            raise OverflowError(f"metadata {name!r}: {arg} is outside the signed 64-bit range")
-        fn = lib.nnx_variable_set_metadata_int
+        fn, arg = lib.nnx_variable_set_metadata_int, _int_value(name, value)
     elif isinstance(value, (float, np.floating)):
         fn, arg = lib.nnx_variable_set_metadata_float, float(value)
-    elif isinstance(value, str):
-        if "\0" in value:
-            raise ValueError(f"metadata {name!r}: a string value cannot contain NUL")
-        fn, arg = lib.nnx_variable_set_metadata_str, value.encode("utf-8")
+    elif isinstance(value, str) and "\0" not in value:
+        fn, arg = lib.nnx_variable_set_metadata_str, _utf8(name, value)
     else:
-        raise TypeError(
-            f"metadata {name!r}: nnx_state stores str, int, float and bool metadata, "
-            f"got {type(value).__name__}: {value!r}"
-        )
+        fn = lib.nnx_variable_set_metadata_json
+        text = _utf8(name, _JSON.encode(_json_form(name, value)))
+
+        def store_structured(ptr: int) -> None:
+            check(fn(ptr, key, text, len(text)), what=f"metadata {name!r}")
+
+        return store_structured
 
     def store(ptr: int) -> None:
         check(fn(ptr, key, arg), what=f"metadata {name!r}")
@@ -462,10 +547,20 @@ def _set_meta(ptr: int, name: str, value) -> None:
     _meta_setter(name, value)(ptr)
 
 
+def _get_structured(ptr: int, key: bytes):
+    """Any entry, through its JSON form."""
+    text = c_void_p()
+    check(lib.nnx_variable_get_metadata_json(ptr, key, byref(text)))
+    return _from_json_form(json.loads(L.take_string(text.value)))
+
+
 def _get_meta_kind(ptr: int, key: bytes, kind: int):
     if kind == L.NNX_META_STR:
         out = c_void_p()
-        check(lib.nnx_variable_get_metadata_str(ptr, key, byref(out)))
+        status = lib.nnx_variable_get_metadata_str(ptr, key, byref(out))
+        if status == L.NNX_ERR_INVALID_ARGUMENT:  # holds NUL: not a C string
+            return _get_structured(ptr, key)
+        check(status)
         return L.take_string(out.value)
     if kind == L.NNX_META_INT:
         out = c_int64()
@@ -475,9 +570,13 @@ def _get_meta_kind(ptr: int, key: bytes, kind: int):
         out = c_double()
         check(lib.nnx_variable_get_metadata_float(ptr, key, byref(out)))
         return out.value
-    out = c_bool()
-    check(lib.nnx_variable_get_metadata_bool(ptr, key, byref(out)))
-    return out.value
+    if kind == L.NNX_META_BOOL:
+        out = c_bool()
+        check(lib.nnx_variable_get_metadata_bool(ptr, key, byref(out)))
+        return out.value
+    if kind == L.NNX_META_NULL:
+        return None
+    return _get_structured(ptr, key)
 
 
 def _get_meta(ptr: int, name: str, default=MISSING):

@@ -79,6 +79,19 @@ def test_our_files_round_trip_exactly(tmp_path):
     assert path.read_bytes() == again.read_bytes()
 
 
+def test_structured_metadata_survives_our_files(tmp_path):
+    sharding = {"out_sharding": (None, "model"), "mesh": None, "one": (1,), "axes": ["a", 1, 1.0, True],
+                "opt": {"lr": 1e-3, "clip": float("inf"), "b": {"z": (), "a": []}}}
+    state = nnx.State({"kernel": nnx.Param(np.ones((2, 2), np.float32), **sharding)})
+    path = tmp_path / "structured.safetensors"
+    ckpt.save_safetensors(state, path)
+    got = ckpt.load_safetensors(path)["kernel"].get_metadata(exclude_required=True)
+    assert got == sharding and list(got) == list(sharding)
+    assert type(got["out_sharding"]) is tuple and type(got["axes"]) is list
+    assert [type(x) for x in got["axes"]] == [str, int, float, bool]
+    assert list(got["opt"]["b"]) == ["z", "a"] and type(got["opt"]["b"]["z"]) is tuple
+
+
 def test_the_reference_package_reads_our_files(tmp_path):
     state = rich_state()
     path = tmp_path / "ours.safetensors"

@@ -98,3 +98,64 @@ def test_flax_filters_agree_on_converted_state():
             a = nnx.to_flat_state(nnx.filter_state(state, ours_f)).paths
             b = flax_nnx.to_flat_state(flax_nnx.filter_state(flax_state, flax_f)).paths
             assert a == b
+
+
+def _sharded_model():
+    import jax
+
+    init = flax_nnx.with_partitioning(flax_nnx.initializers.lecun_normal(), (None, "model"))
+    mesh = jax.make_mesh((1,), ("model",))
+    with jax.set_mesh(mesh):
+        return flax_nnx.Linear(3, 4, kernel_init=init, rngs=flax_nnx.Rngs(0)), mesh
+
+
+def test_sharding_metadata_travels_both_ways():
+    model, _ = _sharded_model()
+    flax_state = flax_nnx.state(model)
+    flax_kernel = flax_state["kernel"]
+    # What Flax 0.12 keeps: the annotation as a tuple, the mesh as None.
+    assert flax_kernel.get_metadata(exclude_required=True) == {"out_sharding": (None, "model"), "mesh": None}
+    state = nnx.from_flax(flax_state)
+    kernel = state["kernel"]
+    assert kernel.get_metadata(exclude_required=True) == {"out_sharding": (None, "model"), "mesh": None}
+    assert type(kernel.get_metadata("out_sharding")) is tuple and kernel.out_sharding == (None, "model")
+    assert kernel.get_metadata() == flax_kernel.get_metadata()
+    # Back to Flax outside any mesh: no re-sharding, the same metadata.
+    back = nnx.to_flax(state, array_fn=jnp.asarray)
+    for (path, theirs), (_, ours) in zip(flax_nnx.to_flat_state(flax_state), flax_nnx.to_flat_state(back)):
+        assert type(ours) is type(theirs), path
+        assert ours.get_metadata() == theirs.get_metadata(), path
+        assert list(ours.get_metadata()) == list(theirs.get_metadata()), path
+        assert type(ours.get_metadata().get("out_sharding")) is type(theirs.get_metadata().get("out_sharding"))
+        assert np.array_equal(np.asarray(ours[...]), np.asarray(theirs[...])), path
+    flax_nnx.update(model, back)
+
+
+def test_optimizer_state_metadata_travels():
+    import optax
+
+    model, mesh = _sharded_model()
+    import jax
+
+    with jax.set_mesh(mesh):
+        optimizer = flax_nnx.Optimizer(model, optax.adamw(1e-3), wrt=flax_nnx.Param)
+    flax_state = flax_nnx.state(optimizer)
+    state = nnx.from_flax(flax_state)
+    mu = state["opt_state"][0]["mu"]["kernel"]
+    assert type(mu).__name__ == "OptVariable"
+    assert mu.get_metadata(exclude_required=True) == flax_state["opt_state"][0]["mu"]["kernel"].get_metadata(
+        exclude_required=True
+    )
+    back = nnx.to_flax(state)
+    for (path, theirs), (_, ours) in zip(flax_nnx.to_flat_state(flax_state), flax_nnx.to_flat_state(back)):
+        assert ours.get_metadata() == theirs.get_metadata(), path
+
+
+def test_metadata_that_is_not_data_is_refused_by_name():
+    import jax
+
+    mesh = jax.make_mesh((1,), ("model",))
+    init = flax_nnx.with_partitioning(flax_nnx.initializers.lecun_normal(), (None, "model"), mesh=mesh)
+    model = flax_nnx.Linear(3, 4, kernel_init=init, rngs=flax_nnx.Rngs(0))
+    with pytest.raises(TypeError, match="metadata 'mesh'.*Mesh"):
+        nnx.from_flax(flax_nnx.state(model))

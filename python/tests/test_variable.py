@@ -4,8 +4,10 @@ copies, dtypes and metadata."""
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
+import math
 import pickle
 
 import numpy as np
@@ -327,12 +329,116 @@ def test_tag_and_metadata_kinds():
     assert info.value.status_name == "NNX_ERR_KEY_NOT_FOUND"
 
 
+def same(a, b) -> bool:
+    """Equal and of the very same types all the way down (True is not 1, 1 is
+    not 1.0, a tuple is not a list, dict order counts); NaN equals NaN."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, float) and math.isnan(a):
+        return math.isnan(b)
+    return a == b
+
+
+STRUCTURED = {
+    "out_sharding": (None, "model"),
+    "mesh": None,
+    "one": (1,),
+    "empty": (),
+    "axes": ["batch", None, ["inner"]],
+    "optimizer": {"lr": 1e-3, "betas": (0.9, 0.999), "nesterov": False, "steps": [1, 10], "": {}},
+    "flags": [True, False, 1, 0, 1.0, -0.0],
+    "order": {"z": 1, "a": 2, "m": {"y": None, "b": ()}},
+    "floats": (float("inf"), float("-inf"), float("nan"), 5e-324, 1e300),
+    "ints": (-(2**63), 2**63 - 1),
+    "text": ["", "a\0b", "é ☃ 😀", 'quote"s', "back\\slash"],
+    "with_nul": "x\0y",
+}
+
+
+def test_structured_metadata_comes_back_as_it_went_in():
+    v = nnx.Param(np.zeros(1), **STRUCTURED)
+    got = v.get_metadata(exclude_required=True)
+    assert same(got, STRUCTURED), got
+    for name, value in STRUCTURED.items():
+        assert same(v.get_metadata(name), value), name
+        assert same(getattr(v, name), value), name  # metadata reads as attributes
+    # The three ways of set_metadata, and the copies a variable makes.
+    w = nnx.Param(np.zeros(1))
+    w.set_metadata("out_sharding", (None, "model"))
+    w.set_metadata(axes=["a", ("b",)])
+    assert same(w.get_metadata("out_sharding"), (None, "model"))
+    assert same(w.get_metadata("axes"), ["a", ("b",)])
+    w.set_metadata({**STRUCTURED, "hijax": False, "ref": False, "eager_sharding": True})
+    assert same(w.get_metadata(exclude_required=True), STRUCTURED)
+    assert same(w.copy().get_metadata(), v.get_metadata())
+    assert same(copy.deepcopy(v).get_metadata(), v.get_metadata())
+    assert same(pickle.loads(pickle.dumps(v)).get_metadata(), v.get_metadata())
+    assert same(w.replace(value=np.ones(2), one=[1]).get_metadata("one"), [1])
+    # What was put in is copied: changing the Python value changes nothing.
+    axes = ["a"]
+    w.set_metadata(axes=axes)
+    axes.append("b")
+    assert w.get_metadata("axes") == ["a"]
+    # numpy scalars come back as Python ones; subclasses as their base kind.
+    w.set_metadata(np_values=(np.int32(3), np.float32(0.5), np.bool_(True)))
+    assert same(w.get_metadata("np_values"), (3, 0.5, True))
+    w.set_metadata(sub=collections.OrderedDict(b=1, a=2), point=collections.namedtuple("P", "x y")(1, 2))
+    assert same(w.get_metadata("sub"), {"b": 1, "a": 2}) and same(w.get_metadata("point"), (1, 2))
+    # A tuple tag is no tag; repr shows the values as Python does.
+    w.set_metadata(tag=("t",))
+    assert w.tag is None and nnx.WithTag("t")(("w",), w) is False
+    assert "out_sharding=(None, 'model')" in repr(v) and "one=(1,)" in repr(v)
+
+
+def test_metadata_that_is_not_representable():
+    v = nnx.Param(np.zeros(1), keep=(1,))
+    cases = [
+        ({"bad": object()}, TypeError, "metadata 'bad'.*object"),
+        ({"bad": {1: "x"}}, TypeError, "metadata 'bad'.*dict key 1 is not a str"),
+        ({"bad": [{"ok": 1, (1, 2): 2}]}, TypeError, "metadata 'bad'"),
+        ({"bad": {1, 2}}, TypeError, "metadata 'bad'.*set"),
+        ({"bad": np.zeros(2)}, TypeError, "metadata 'bad'.*ndarray"),
+        ({"bad": 2**63}, ValueError, "metadata 'bad'.*64-bit"),
+        ({"bad": (0, [-(2**63) - 1])}, ValueError, "metadata 'bad'.*64-bit"),
+        ({"bad": "\ud800"}, ValueError, "metadata 'bad'"),
+        ({"bad": ("\ud800",)}, ValueError, "metadata 'bad'"),
+    ]
+    for entries, error, match in cases:
+        with pytest.raises(error, match=match):
+            v.set_metadata(**entries)
+        with pytest.raises(error, match=match):
+            v.set_metadata({"ok": 1, **entries})  # checked before anything changes
+        with pytest.raises(error, match=match):
+            nnx.Param(np.zeros(1), **entries)
+    assert v.get_metadata(exclude_required=True) == {"keep": (1,)}
+
+
+def test_metadata_nests_at_most_nnx_max_depth_levels():
+    v = nnx.Param(np.zeros(1))
+    deepest = None
+    for level in range(128):
+        deepest = (deepest,) if level % 2 else [deepest]
+    v.set_metadata(deep=deepest)
+    assert same(v.get_metadata("deep"), deepest)
+    with pytest.raises(ValueError, match="metadata 'deeper' is nested deeper than 128 levels"):
+        v.set_metadata(deeper=[deepest])
+    loop = []
+    loop.append(loop)
+    with pytest.raises(ValueError, match="metadata 'loop'"):
+        v.set_metadata(loop=loop)
+    assert list(v.get_metadata(exclude_required=True)) == ["deep"]
+
+
 def test_metadata_limits():
     v = nnx.Param(np.zeros(1))
-    with pytest.raises(TypeError, match="str, int, float and bool"):
-        v.set_metadata(sharding=("x", None))
+    with pytest.raises(TypeError, match="nnx_state stores None, bool, int, float, str"):
+        v.set_metadata(sharding=("x", object()))
     with pytest.raises(TypeError):
-        v.set_metadata({"ok": 1, "bad": [1]})
+        v.set_metadata({"ok": 1, "bad": [1, object()]})
     assert v.get_metadata(exclude_required=True) == {}  # nothing was changed
     with pytest.raises(ValueError, match="hijax"):
         nnx.Param(np.zeros(1), hijax=True)

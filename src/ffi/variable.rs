@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use super::array::{nnx_array, nnx_release_fn, optional_array, release_callback};
 use super::error::nnx_status;
+use super::meta::{meta_kind, nnx_meta, nnx_meta_kind, utf8_arg};
 use super::types::{nnx_type_id, type_from_c};
 use super::{boundary, c_str, fail, owned_c_string, read_into, ArcHandle, FfiResult, Out};
+use crate::io::{meta_from_text, meta_to_text};
 use crate::value::{Opaque, PrngKey, Value};
 use crate::variable::{MetaValue, Variable};
 
@@ -22,22 +24,6 @@ pub struct nnx_variable {
 
 impl ArcHandle for nnx_variable {
     type Inner = Variable;
-}
-
-/// The kind of a metadata value: one of the `NNX_META_*` values.
-pub type nnx_meta_kind = u32;
-pub const NNX_META_STR: nnx_meta_kind = 0;
-pub const NNX_META_INT: nnx_meta_kind = 1;
-pub const NNX_META_FLOAT: nnx_meta_kind = 2;
-pub const NNX_META_BOOL: nnx_meta_kind = 3;
-
-fn meta_kind(value: &MetaValue) -> nnx_meta_kind {
-    match value {
-        MetaValue::Str(_) => NNX_META_STR,
-        MetaValue::Int(_) => NNX_META_INT,
-        MetaValue::Float(_) => NNX_META_FLOAT,
-        MetaValue::Bool(_) => NNX_META_BOOL,
-    }
 }
 
 /// Creates a variable of a registered type.
@@ -530,6 +516,84 @@ pub extern "C" fn nnx_variable_set_metadata_bool(
     set_metadata(variable, name, || Ok(MetaValue::Bool(value)))
 }
 
+/// Sets metadata `name` to a copy of `value`, of any kind (a tuple such as
+/// `out_sharding=(None, 'model')`, a map of hyper-parameters, None, ...).
+///
+/// - `name`: borrowed, NUL-terminated UTF-8; copied. Not empty.
+/// - `value`: borrowed for the call (owned or a borrowed part of another
+///   value); the variable keeps a copy, the caller keeps `value`.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+/// `NNX_ERR_INVALID_ARGUMENT` (empty name). Thread-safe and atomic.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_metadata(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    value: *const nnx_meta,
+) -> nnx_status {
+    set_metadata(variable, name, || {
+        // SAFETY: a handle argument.
+        Ok(unsafe { nnx_meta::borrow(value, "value") }?.clone())
+    })
+}
+
+/// Reads metadata `name`, of any kind, into `*out_value`: a copy owned by the
+/// caller (free with `nnx_meta_free`), which later changes to the variable
+/// do not touch.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8` (name),
+/// `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_metadata(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_value: *mut *mut nnx_meta,
+) -> nnx_status {
+    get_metadata(variable, name, out_value, |v| Ok(Ok(nnx_meta::into_raw(v))))
+}
+
+/// Sets metadata `name` to the value of a JSON text in the form
+/// `nnx_meta_to_json` writes (`["tuple", null, "model"]`), in one call.
+///
+/// - `name`: borrowed, NUL-terminated UTF-8; copied. Not empty.
+/// - `json`: borrowed for the call: `len` bytes of UTF-8 (NULL allowed when
+///   `len` is 0, which is not valid JSON).
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8`,
+/// `NNX_ERR_INVALID_ARGUMENT` (empty name), and those of
+/// `nnx_meta_from_json` (`NNX_ERR_FORMAT`, `NNX_ERR_TOO_DEEP`); on failure
+/// the variable is unchanged. Thread-safe and atomic.
+#[no_mangle]
+pub extern "C" fn nnx_variable_set_metadata_json(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    json: *const c_char,
+    len: usize,
+) -> nnx_status {
+    set_metadata(variable, name, || {
+        // SAFETY: a text argument of `len` bytes.
+        let text = unsafe { utf8_arg(json, len, "json") }?;
+        Ok(meta_from_text(text)?)
+    })
+}
+
+/// Reads metadata `name`, of any kind, into `*out_value` as JSON text in the
+/// form `nnx_meta_to_json` writes, in one call: a new NUL-terminated string
+/// owned by the caller (free with `nnx_string_free`).
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_UTF8` (name),
+/// `NNX_ERR_KEY_NOT_FOUND` (no such entry). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_get_metadata_json(
+    variable: *const nnx_variable,
+    name: *const c_char,
+    out_value: *mut *mut c_char,
+) -> nnx_status {
+    get_metadata(variable, name, out_value, |v| {
+        Ok(owned_c_string(&meta_to_text(&v)))
+    })
+}
+
 /// Reads string metadata `name` into `*out_value`: a new NUL-terminated
 /// string owned by the caller (free with `nnx_string_free`).
 ///
@@ -655,7 +719,9 @@ pub extern "C" fn nnx_variable_metadata_at(
 
 /// Writes the kind of metadata `name` (one of the `NNX_META_*` values) to
 /// `*out_kind`, so that a caller can pick the right
-/// `nnx_variable_get_metadata_*` without walking the entries.
+/// `nnx_variable_get_metadata_*` without walking the entries
+/// (`nnx_variable_get_metadata` reads any kind, and is the one for
+/// `NNX_META_NULL`, `NNX_META_LIST`, `NNX_META_TUPLE` and `NNX_META_MAP`).
 ///
 /// - `name`: borrowed, NUL-terminated UTF-8; read during the call.
 /// - `out_kind`: written on success only.

@@ -6,6 +6,7 @@ mod json;
 pub mod safetensors;
 pub mod sharded;
 
+pub use json::{meta_from_text, meta_to_text};
 pub use safetensors::{
     load, load_bytes, load_file, parse_header, save, Header, LoadOptions, Loaded, SaveOptions,
     TensorEntry, FORMAT_KEY,

@@ -46,13 +46,26 @@
 //! implementation, and the key loads back as a typed key); the
 //! variable's type and its ancestors up to `Variable` (absent for a bare
 //! array; types not registered yet are registered on load); metadata
-//! entries in order as `[name, kind, value]` with kind `str`, `int`,
-//! `float` (a JSON number, or the IEEE bits as a `"0x..."` string when not
-//! finite) or `bool`; and `same_as` for a variable (or array) held at
-//! several paths, stored once. Opaque values are never written: saving a
-//! state that holds one fails, naming its path, before any file is made.
-//! Tensor names are the dotted paths, made
-//! unique with a `~N` suffix where two paths would give the same name.
+//! entries in order as `[name, kind, value]`; and `same_as` for a variable
+//! (or array) held at several paths, stored once. Opaque values are never
+//! written: saving a state that holds one fails, naming its path, before
+//! any file is made. Tensor names are the dotted paths, made unique with a
+//! `~N` suffix where two paths would give the same name.
+//!
+//! A metadata entry's kind is `str`, `int`, `float` (a JSON number, or the
+//! IEEE bits as a `"0x..."` string when not finite) or `bool`, as in the
+//! first files; or `null` (value `null`), or `list`, `tuple` or `map` with a
+//! JSON array of the contents (a map's keys and values in turn), each item
+//! in the JSON form that `src/io/json.rs` describes:
+//!
+//! ```json
+//! ["out_sharding", "tuple", [null, "model"]]
+//! ["opt", "map", ["lr", 0.001, "betas", ["tuple", 0.9, 0.999], "clip", ["float", "0x7ff0000000000000"]]]
+//! ```
+//!
+//! Files whose metadata has only the first four kinds are what earlier
+//! versions wrote and read.
+//!
 //! A later format gets a new key (`nnx_state.v2`), which this version
 //! refuses rather than misread.
 
@@ -65,7 +78,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::json::parse_strict;
+use super::json::{self, parse_strict};
 use crate::array::{byte_size, Array, DType};
 use crate::buffer::{Buffer, MappedFile};
 use crate::error::{bail, Error, ErrorKind, Result};
@@ -793,16 +806,14 @@ fn meta_from_json(value: &Value, at: &str) -> Result<Vec<(String, MetaValue)>> {
             ("float", Value::Number(n)) if n.as_f64().is_some() => {
                 MetaValue::Float(n.as_f64().expect("checked"))
             }
-            ("float", Value::String(bits)) => {
-                match bits
-                    .strip_prefix("0x")
-                    .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                {
-                    Some(b) => MetaValue::Float(f64::from_bits(b)),
-                    None => return Err(bad()),
-                }
-            }
+            ("float", Value::String(bits)) => match json::float_from_bits(bits) {
+                Some(x) => MetaValue::Float(x),
+                None => return Err(bad()),
+            },
             ("bool", Value::Bool(b)) => MetaValue::Bool(*b),
+            ("null", Value::Null) => MetaValue::Null,
+            ("list" | "tuple" | "map", Value::Array(rest)) => json::tagged_from_json(kind, rest)
+                .map_err(|e| Error::new(e.kind(), format!("{at}: metadata {name:?}: {e}")))?,
             _ => return Err(bad()),
         };
         out.push((name.clone(), meta));
@@ -822,10 +833,16 @@ fn meta_to_json(entries: &[(String, MetaValue)]) -> Value {
                         "float",
                         match serde_json::Number::from_f64(*f) {
                             Some(n) => Value::Number(n),
-                            None => Value::from(format!("0x{:016x}", f.to_bits())),
+                            None => Value::from(json::float_bits(*f)),
                         },
                     ),
                     MetaValue::Bool(b) => ("bool", Value::from(*b)),
+                    MetaValue::Null => ("null", Value::Null),
+                    MetaValue::List(_) | MetaValue::Tuple(_) | MetaValue::Map(_) => {
+                        let mut contents = Vec::new();
+                        let tag = json::container_to_json(value, &mut contents);
+                        (tag, Value::Array(contents))
+                    }
                 };
                 Value::Array(vec![Value::from(name.as_str()), Value::from(kind), v])
             })
@@ -1374,9 +1391,31 @@ mod tests {
             ),
             ("z".to_owned(), MetaValue::Float(-0.0)),
             ("b".to_owned(), MetaValue::Bool(true)),
+            ("none".to_owned(), MetaValue::Null),
+            (
+                "t".to_owned(),
+                MetaValue::tuple([MetaValue::Null, "model".into()]).unwrap(),
+            ),
+            (
+                "m".to_owned(),
+                MetaValue::map([
+                    (
+                        "z",
+                        MetaValue::list([MetaValue::Int(1), 1.0.into()]).unwrap(),
+                    ),
+                    ("a", MetaValue::Float(f64::NEG_INFINITY)),
+                ])
+                .unwrap(),
+            ),
         ];
         let json = meta_to_json(&entries);
         let text = json.to_string();
+        assert!(
+            text.ends_with(
+                r#"["none","null",null],["t","tuple",[null,"model"]],["m","map",["z",["list",1,1.0],"a",["float","0xfff0000000000000"]]]]"#
+            ),
+            "{text}"
+        );
         let back = meta_from_json(&parse_strict(&text).unwrap(), "t").unwrap();
         assert_eq!(back.len(), entries.len());
         for ((n1, v1), (n2, v2)) in entries.iter().zip(&back) {

@@ -12,6 +12,7 @@ pub use ::nnx_state::ffi::error::*;
 pub use ::nnx_state::ffi::filter::*;
 pub use ::nnx_state::ffi::flat::*;
 pub use ::nnx_state::ffi::key::*;
+pub use ::nnx_state::ffi::meta::*;
 pub use ::nnx_state::ffi::state::*;
 pub use ::nnx_state::ffi::types::*;
 pub use ::nnx_state::ffi::variable::*;
@@ -377,6 +378,7 @@ guard!(Var, nnx_variable, nnx_variable_release);
 guard!(Flt, nnx_filter, nnx_filter_free);
 guard!(Flat, nnx_flat, nnx_flat_free);
 guard!(LibStr, c_char, nnx_string_free);
+guard!(Meta, nnx_meta, nnx_meta_free);
 
 impl LibStr {
     pub fn text(&self) -> String {
@@ -493,6 +495,72 @@ pub fn get_opaque(var: *const nnx_variable) -> (*mut c_void, String) {
 pub fn var_with(type_id: nnx_type_id, values: &[f32]) -> Var {
     let array = f32_array(&[values.len() as i64], values);
     variable(type_id, Some(&array))
+}
+
+// ---------------------------------------------------------------------------
+// Metadata values
+
+/// A value made by one of the `nnx_meta_new_*` constructors.
+pub fn meta_made(make: impl FnOnce(*mut *mut nnx_meta) -> nnx_status) -> Meta {
+    let mut out = std::ptr::null_mut();
+    ok!(make(&mut out));
+    assert!(!out.is_null());
+    Meta(out)
+}
+
+pub fn meta_null() -> Meta {
+    meta_made(|out| nnx_meta_new_null(out))
+}
+
+pub fn meta_int(value: i64) -> Meta {
+    meta_made(|out| nnx_meta_new_int(value, out))
+}
+
+pub fn meta_str(text: &str) -> Meta {
+    meta_made(|out| nnx_meta_new_str(text.as_ptr().cast(), text.len(), out))
+}
+
+/// A list (or, with `tuple`, a tuple) of copies of `items`.
+pub fn meta_seq(tuple: bool, items: &[&Meta]) -> Meta {
+    let seq = if tuple {
+        meta_made(|out| nnx_meta_new_tuple(out))
+    } else {
+        meta_made(|out| nnx_meta_new_list(out))
+    };
+    for item in items {
+        ok!(nnx_meta_append(seq.ptr(), item.ptr()));
+    }
+    seq
+}
+
+/// A map of copies of `entries`, in order.
+pub fn meta_map(entries: &[(&str, &Meta)]) -> Meta {
+    let map = meta_made(|out| nnx_meta_new_map(out));
+    for (key, value) in entries {
+        ok!(nnx_meta_map_set(
+            map.ptr(),
+            key.as_ptr().cast(),
+            key.len(),
+            value.ptr()
+        ));
+    }
+    map
+}
+
+/// The value as Python's `repr` shows it (`nnx_meta_to_string`).
+pub fn meta_repr(meta: *const nnx_meta) -> String {
+    let mut out = std::ptr::null_mut();
+    ok!(nnx_meta_to_string(meta, &mut out));
+    LibStr(out).text()
+}
+
+/// `levels` nested lists around `None`.
+pub fn meta_nested(levels: usize) -> Meta {
+    let mut value = meta_null();
+    for _ in 0..levels {
+        value = meta_seq(false, &[&value]);
+    }
+    value
 }
 
 pub fn of_type(type_id: nnx_type_id) -> Flt {

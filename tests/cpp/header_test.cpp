@@ -29,6 +29,9 @@ static_assert(!std::is_copy_constructible_v<nnx::Filter>, "Filter is move-only")
 static_assert(!std::is_copy_constructible_v<nnx::Flat>, "Flat is move-only");
 static_assert(std::is_copy_constructible_v<nnx::Variable>, "Variable copies by retain");
 static_assert(std::is_copy_constructible_v<nnx::Array>, "Array copies by retain");
+static_assert(std::is_copy_constructible_v<nnx::Meta>, "Meta copies by clone");
+static_assert(std::is_nothrow_move_constructible_v<nnx::Meta>, "Meta moves");
+static_assert(std::is_convertible_v<const nnx::Meta &, nnx::MetaRef>, "a Meta is a view too");
 static_assert(std::is_base_of_v<std::runtime_error, nnx::Error>, "Error is a runtime_error");
 static_assert(std::is_convertible_v<const char *, nnx::Key>, "keys from literals");
 static_assert(std::is_convertible_v<std::string_view, nnx::Key>, "keys from string_view");
@@ -353,6 +356,84 @@ void test_keys_and_opaque_values() {
     EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT,
                  plain.set_opaque({std::string("a\0b", 3), &released, [&released] { released++; }}));
     CHECK(released == 1 && plain.value_kind() == nnx::ValueKind::None);
+}
+
+void test_structured_metadata() {
+    // Built from C++ values, shown as Python shows them.
+    nnx::Meta sharding = nnx::Meta::tuple({nullptr, "model"});
+    CHECK(sharding.to_string() == "(None, 'model')");
+    CHECK(sharding.kind() == NNX_META_TUPLE && sharding.size() == 2);
+    CHECK(sharding[0].is_none() && sharding[1].as_str() == "model");
+    EXPECT_ERROR(NNX_ERR_INDEX_OUT_OF_RANGE, sharding[2]);
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, sharding[1].as_int());
+    nnx::Meta adam = nnx::Meta::map({{"lr", 1e-3},
+                                     {"betas", nnx::Meta::tuple({0.9, 0.999})},
+                                     {"steps", nnx::Meta::list({1, int64_t{10}, 100u})},
+                                     {"nesterov", false},
+                                     {"name", std::string("adam")}});
+    CHECK(adam.to_string() ==
+          "{'lr': 0.001, 'betas': (0.9, 0.999), 'steps': [1, 10, 100], 'nesterov': False, "
+          "'name': 'adam'}");
+    CHECK(adam.at("betas")[1].as_float() == 0.999);
+    CHECK(adam.at("steps")[2].as_int() == 100);
+    CHECK(!adam.at("nesterov").as_bool());
+    CHECK(adam.entry(4).first == "name" && adam.entry(4).second.as_str() == "adam");
+    CHECK(!adam.find("eps") && adam.find("lr"));
+    EXPECT_ERROR(NNX_ERR_KEY_NOT_FOUND, adam.at("eps"));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, sharding.at("lr"));
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, adam.append(1));
+    CHECK(nnx::Meta::tuple({1}).to_string() == "(1,)");
+    CHECK(nnx::Meta().to_string() == "None");
+    std::ostringstream shown;
+    shown << nnx::Meta::list({true, 2.5, "x"});
+    CHECK(shown.str() == "[True, 2.5, 'x']");
+
+    // Kinds stay apart; copies are deep; the JSON form reads back equal.
+    CHECK(nnx::Meta(1) != nnx::Meta(1.0));
+    CHECK(nnx::Meta::list({nullptr, "model"}) != sharding);
+    nnx::Meta copy = adam;
+    copy.set("lr", 0.1).set("extra", nnx::Meta::map());
+    CHECK(copy != adam && copy.size() == 6 && adam.size() == 5);
+    CHECK(copy.entry(0).second.as_float() == 0.1);
+    nnx::Meta view_copy = adam.at("betas").copy();
+    view_copy.append(view_copy);
+    CHECK(view_copy.to_string() == "(0.9, 0.999, (0.9, 0.999))");
+    CHECK(nnx::Meta::from_json(adam.to_json()) == adam);
+    CHECK(adam.to_json().rfind("[\"map\",\"lr\",0.001,", 0) == 0);
+    EXPECT_ERROR(NNX_ERR_FORMAT, nnx::Meta::from_json("{\"a\": 1}"));
+    nnx::Meta moved = std::move(copy);
+    CHECK(!copy && moved.size() == 6);  // NOLINT(bugprone-use-after-move)
+    EXPECT_ERROR(NNX_ERR_NULL_ARGUMENT, copy.kind());  // NOLINT(bugprone-use-after-move)
+    nnx_meta *raw = moved.release();
+    nnx::Meta adopted = nnx::Meta::adopt(raw);
+    CHECK(adopted.size() == 6);
+
+    // NNX_MAX_DEPTH levels, and no more.
+    nnx::Meta deep;
+    for (int level = 0; level < NNX_MAX_DEPTH; level++) {
+        deep = nnx::Meta::list({deep});
+    }
+    EXPECT_ERROR(NNX_ERR_TOO_DEEP, nnx::Meta::tuple({deep}));
+    EXPECT_ERROR(NNX_ERR_TOO_DEEP, nnx::Meta::map().set("k", deep));
+
+    // On a variable: copies in, copies out, scalars as before.
+    nnx::Variable v(NNX_TYPE_PARAM);
+    v.set_metadata("out_sharding", sharding).set_metadata("mesh", nullptr).set_metadata("opt", adam);
+    sharding.append("changed");
+    CHECK(v.metadata_as<nnx::Meta>("out_sharding").to_string() == "(None, 'model')");
+    CHECK(std::get<nnx::Meta>(v.metadata("mesh")).is_none());
+    CHECK(std::get<nnx::Meta>(v.metadata("opt")) == adam);
+    EXPECT_ERROR(NNX_ERR_WRONG_KIND, v.metadata_as<std::string>("out_sharding"));
+    v.set_metadata("tag", "t");
+    CHECK(v.metadata_as<nnx::Meta>("tag").as_str() == "t");
+    auto all = v.metadata();
+    CHECK(all.size() == 4 && all[0].first == "out_sharding" && all[3].first == "tag");
+    CHECK(std::get<nnx::Meta>(all[2].second).at("lr").as_float() == 1e-3);
+    nnx::Variable other(NNX_TYPE_PARAM);
+    for (const auto &[name, value] : all) {
+        other.set_metadata(name, value);
+    }
+    CHECK(other.metadata_as<nnx::Meta>("opt") == adam && other.tag() == std::optional<std::string>("t"));
 }
 
 void test_types() {
@@ -846,6 +927,7 @@ int main() {
         test_arrays();
         test_variables_and_metadata();
         test_keys_and_opaque_values();
+        test_structured_metadata();
         test_types();
         test_filters();
         test_callbacks();
