@@ -78,8 +78,6 @@ NNX_META_LIST = 5
 NNX_META_TUPLE = 6
 NNX_META_MAP = 7
 
-NNX_MAX_DEPTH = 128
-
 NNX_TYPE_NONE = 0xFFFFFFFF
 
 # --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import nnx_state as nnx
+from nnx_state import _lib
 from nnx_state import _arrays, variablelib
 
 # --------------------------------------------------------------------------
@@ -420,11 +421,11 @@ def test_metadata_that_is_not_representable():
 def test_metadata_nests_at_most_nnx_max_depth_levels():
     v = nnx.Param(np.zeros(1))
     deepest = None
-    for level in range(128):
+    for level in range(_lib.NNX_MAX_DEPTH):
         deepest = (deepest,) if level % 2 else [deepest]
     v.set_metadata(deep=deepest)
     assert same(v.get_metadata("deep"), deepest)
-    with pytest.raises(ValueError, match="metadata 'deeper' is nested deeper than 128 levels"):
+    with pytest.raises(ValueError, match=f"metadata 'deeper' is nested deeper than {_lib.NNX_MAX_DEPTH} levels"):
         v.set_metadata(deeper=[deepest])
     loop = []
     loop.append(loop)
