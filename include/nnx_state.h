@@ -419,6 +419,21 @@ typedef uint32_t nnx_value_kind;
 #define NNX_KEY_INT 1
 
 /**
+ * A nested state.
+ */
+#define NNX_KIND_STATE 0
+
+/**
+ * A variable.
+ */
+#define NNX_KIND_VARIABLE 1
+
+/**
+ * A bare array.
+ */
+#define NNX_KIND_ARRAY 2
+
+/**
  * A UTF-8 string.
  */
 #define NNX_META_STR 0
@@ -457,21 +472,6 @@ typedef uint32_t nnx_value_kind;
  * A map from UTF-8 keys to values, in insertion order.
  */
 #define NNX_META_MAP 7
-
-/**
- * A nested state.
- */
-#define NNX_KIND_STATE 0
-
-/**
- * A variable.
- */
-#define NNX_KIND_VARIABLE 1
-
-/**
- * A bare array.
- */
-#define NNX_KIND_ARRAY 2
 
 /**
  * `Variable`, the root of the type tree.

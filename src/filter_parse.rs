@@ -41,8 +41,7 @@ use std::str::CharIndices;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::filter::Filter;
-use crate::io::safetensors::component_key;
-use crate::key::{parse_path, Key};
+use crate::key::{parse_component, parse_path, Key};
 use crate::limits::MAX_DEPTH;
 use crate::types;
 
@@ -381,7 +380,7 @@ impl Parser<'_> {
                     let key = if quoted {
                         Key::str(&text)
                     } else {
-                        component_key(&text, false)
+                        parse_component(&text)
                     };
                     Ok(Filter::PathContains { key, exact: true })
                 }

@@ -250,7 +250,11 @@ pub fn parse_path(text: &str) -> Result<Vec<Key>> {
         .collect()
 }
 
-fn parse_component(component: &str) -> Key {
+/// One path component as a key: a canonical decimal integer (`0`, `12`,
+/// `-3`; not `007`, `-0` or `+1`) that fits an i64 is an int key, anything
+/// else a str key. The one rule for `/`-paths, dotted tensor names and
+/// filter text.
+pub fn parse_component(component: &str) -> Key {
     let digits = component.strip_prefix('-').unwrap_or(component);
     let canonical = !digits.is_empty()
         && digits.bytes().all(|b| b.is_ascii_digit())

@@ -51,6 +51,16 @@ pub enum Entry {
     Leaf(Leaf),
 }
 
+impl Entry {
+    /// What kind of child it is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Entry::State(_) => Kind::State,
+            Entry::Leaf(leaf) => leaf.kind(),
+        }
+    }
+}
+
 impl State {
     pub fn new() -> State {
         State::from_node(Node::new())
@@ -127,8 +137,7 @@ impl State {
         let node = self.node()?;
         Ok(match lookup(&node, path)? {
             Found::Node => Kind::State,
-            Found::Leaf(Leaf::Variable(_)) => Kind::Variable,
-            Found::Leaf(Leaf::Array(_)) => Kind::Array,
+            Found::Leaf(leaf) => leaf.kind(),
         })
     }
 

@@ -252,6 +252,14 @@ pub enum Leaf {
 }
 
 impl Leaf {
+    /// What kind of child this leaf is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Leaf::Variable(_) => Kind::Variable,
+            Leaf::Array(_) => Kind::Array,
+        }
+    }
+
     /// Whether both are the very same object.
     pub fn same(&self, other: &Leaf) -> bool {
         match (self, other) {
@@ -299,8 +307,7 @@ impl Child {
     pub fn kind(&self) -> Kind {
         match self {
             Child::Node(_) => Kind::State,
-            Child::Leaf(Leaf::Variable(_)) => Kind::Variable,
-            Child::Leaf(Leaf::Array(_)) => Kind::Array,
+            Child::Leaf(leaf) => leaf.kind(),
         }
     }
 }

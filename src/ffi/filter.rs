@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::array::{nnx_array, nnx_release_fn};
 use super::error::nnx_status;
 use super::key::{key_from_c, key_to_c, nnx_key, nnx_path, path_from_c};
-use super::state::{kind_to_c, nnx_kind};
+use super::kind::{kind_to_c, nnx_kind};
 use super::types::{nnx_type_id, type_from_c};
 use super::variable::nnx_variable;
 use super::{arg, boundary, box_free, box_into_raw, c_str, fail, slice, FfiResult, Out};
@@ -280,10 +280,7 @@ impl Drop for CallbackData {
 impl CallbackData {
     fn call(&self, path: &[&Key], leaf: &Leaf) -> Result<bool, String> {
         let keys: Vec<nnx_key> = path.iter().map(|k| key_to_c(k)).collect();
-        let kind = kind_to_c(match leaf {
-            Leaf::Variable(_) => crate::Kind::Variable,
-            Leaf::Array(_) => crate::Kind::Array,
-        });
+        let kind = kind_to_c(leaf.kind());
         let (variable, array) = match leaf {
             Leaf::Variable(v) => (Arc::as_ptr(v).cast::<nnx_variable>(), std::ptr::null()),
             Leaf::Array(a) => (std::ptr::null(), Arc::as_ptr(a).cast::<nnx_array>()),

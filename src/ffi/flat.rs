@@ -13,7 +13,8 @@ use std::sync::{OnceLock, RwLock};
 use super::array::nnx_array;
 use super::error::nnx_status;
 use super::key::{key_from_c, key_to_c, nnx_key, path_from_c, NNX_KEY_STR};
-use super::state::{kind_to_c, nnx_kind, nnx_state, state_arg};
+use super::kind::{kind_to_c, nnx_kind};
+use super::state::{nnx_state, state_arg};
 use super::types::{nnx_type_id, NNX_TYPE_NONE};
 use super::variable::nnx_variable;
 use super::{
@@ -23,7 +24,7 @@ use super::{
 use crate::key::Key;
 use crate::ops::check_flat_path;
 use crate::state::State;
-use crate::tree::{Kind, Leaf};
+use crate::tree::Leaf;
 
 /// One entry. What it lends out (the key array, key strings, leaves) lives
 /// on the heap, so it stays put when the list grows and entries move.
@@ -234,10 +235,7 @@ pub extern "C" fn nnx_flat_kind(
         let out = Out::new(out_kind, "out_kind")?;
         // SAFETY: `flat` is a handle argument.
         unsafe { arg(flat, "flat") }?.with(index, |entry| {
-            out.write(kind_to_c(match entry.leaf {
-                Leaf::Variable(_) => Kind::Variable,
-                Leaf::Array(_) => Kind::Array,
-            }))
+            out.write(kind_to_c(entry.leaf.kind()))
         })
     })
 }
@@ -389,12 +387,12 @@ pub extern "C" fn nnx_flat_leaves(
         let entries = flat.entries.read().unwrap_or_else(|p| p.into_inner());
         let range = entry_range(entries.len(), start, count)?;
         for (i, entry) in entries[range].iter().enumerate() {
-            let (kind, type_id) = match &entry.leaf {
-                Leaf::Variable(v) => (Kind::Variable, v.type_id().raw()),
-                Leaf::Array(_) => (Kind::Array, NNX_TYPE_NONE),
+            let type_id = match &entry.leaf {
+                Leaf::Variable(v) => v.type_id().raw(),
+                Leaf::Array(_) => NNX_TYPE_NONE,
             };
             if let Some(kinds) = &kinds {
-                kinds.write(i, kind_to_c(kind));
+                kinds.write(i, kind_to_c(entry.leaf.kind()));
             }
             if let Some(types) = &types {
                 types.write(i, type_id);

@@ -23,6 +23,7 @@ pub mod filter_parse;
 pub mod flat;
 pub mod io;
 pub mod key;
+pub mod kind;
 pub mod meta;
 pub mod state;
 pub mod types;

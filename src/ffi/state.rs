@@ -6,6 +6,7 @@ use super::array::nnx_array;
 use super::error::nnx_status;
 use super::filter::{filters_from_c, nnx_filter};
 use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str};
+use super::kind::{kind_to_c, nnx_kind};
 use super::variable::nnx_variable;
 use super::{
     arg, boundary, box_free, box_into_raw, fail, owned_c_string, slice, ArcHandle, FfiResult, Out,
@@ -45,22 +46,6 @@ impl nnx_state {
 pub const NNX_MAX_DEPTH: usize = 64;
 const _: () = assert!(NNX_MAX_DEPTH == crate::limits::MAX_DEPTH);
 
-/// What a path leads to: one of the `NNX_KIND_*` values.
-pub type nnx_kind = u32;
-/// A nested state.
-pub const NNX_KIND_STATE: nnx_kind = 0;
-/// A variable.
-pub const NNX_KIND_VARIABLE: nnx_kind = 1;
-/// A bare array.
-pub const NNX_KIND_ARRAY: nnx_kind = 2;
-
-pub(crate) fn kind_to_c(kind: Kind) -> nnx_kind {
-    match kind {
-        Kind::State => NNX_KIND_STATE,
-        Kind::Variable => NNX_KIND_VARIABLE,
-        Kind::Array => NNX_KIND_ARRAY,
-    }
-}
 
 /// A path argument in either of its two forms.
 #[derive(Clone, Copy)]
@@ -306,16 +291,8 @@ fn get_entry<T>(
     })
 }
 
-fn entry_kind(entry: &Entry) -> Kind {
-    match entry {
-        Entry::State(_) => Kind::State,
-        Entry::Leaf(Leaf::Variable(_)) => Kind::Variable,
-        Entry::Leaf(Leaf::Array(_)) => Kind::Array,
-    }
-}
-
 fn wrong_kind(path: &[Key], entry: &Entry, wanted: &str) -> FfiResult<()> {
-    let found = match entry_kind(entry) {
+    let found = match entry.kind() {
         Kind::State => "a nested state",
         Kind::Variable => "a variable",
         Kind::Array => "a bare array",
@@ -345,7 +322,7 @@ pub extern "C" fn nnx_state_get_kind(
         PathArg::Keys(path, path_len),
         out_kind,
         "out_kind",
-        |_, e| Ok(kind_to_c(entry_kind(&e))),
+        |_, e| Ok(kind_to_c(e.kind())),
     )
 }
 
@@ -357,7 +334,7 @@ pub extern "C" fn nnx_state_get_kind_str(
     out_kind: *mut nnx_kind,
 ) -> nnx_status {
     get_entry(state, PathArg::Text(path), out_kind, "out_kind", |_, e| {
-        Ok(kind_to_c(entry_kind(&e)))
+        Ok(kind_to_c(e.kind()))
     })
 }
 

@@ -82,7 +82,7 @@ use super::json::{self, parse_strict};
 use crate::array::{byte_size, Array, DType};
 use crate::buffer::{Buffer, MappedFile};
 use crate::error::{bail, Error, ErrorKind, Result};
-use crate::key::{compare_paths, format_path, Key};
+use crate::key::{compare_paths, format_path, parse_component, Key};
 use crate::limits::check_depth;
 use crate::state::State;
 use crate::tree::Leaf;
@@ -608,24 +608,6 @@ fn check_paths(mut named: Vec<Named>) -> Result<Vec<(Vec<Key>, Leaf)>> {
     Ok(named.into_iter().map(|(p, l, _)| (p, l)).collect())
 }
 
-/// A name component as a key: canonical decimal integers (`0`, `12`, `-3`;
-/// not `007`, `-0` or `+1`) are int keys.
-pub fn component_key(component: &str, str_keys: bool) -> Key {
-    if !str_keys {
-        let digits = component.strip_prefix('-').unwrap_or(component);
-        let canonical = !digits.is_empty()
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && (digits == "0" || !digits.starts_with('0'))
-            && component != "-0";
-        if canonical {
-            if let Ok(value) = component.parse::<i64>() {
-                return Key::Int(value);
-            }
-        }
-    }
-    Key::str(component)
-}
-
 /// The path a tensor name of a file written by anyone loads to: its
 /// dot-separated components, canonical decimal integers as int keys. A
 /// name with an empty component (`a..b`, `.a`, `a.`, the empty name) is
@@ -650,7 +632,7 @@ pub fn path_of_name(name: &str, str_keys: bool) -> Result<Vec<Key>> {
     }
     Ok(name
         .split('.')
-        .map(|c| component_key(c, str_keys))
+        .map(|c| if str_keys { Key::str(c) } else { parse_component(c) })
         .collect())
 }
 
