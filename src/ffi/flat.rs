@@ -234,9 +234,7 @@ pub extern "C" fn nnx_flat_kind(
     boundary(|| {
         let out = Out::new(out_kind, "out_kind")?;
         // SAFETY: `flat` is a handle argument.
-        unsafe { arg(flat, "flat") }?.with(index, |entry| {
-            out.write(kind_to_c(entry.leaf.kind()))
-        })
+        unsafe { arg(flat, "flat") }?.with(index, |entry| out.write(kind_to_c(entry.leaf.kind())))
     })
 }
 

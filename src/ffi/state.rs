@@ -6,7 +6,9 @@ use super::array::nnx_array;
 use super::error::nnx_status;
 use super::filter::{filters_from_c, nnx_filter};
 use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str};
-use super::kind::{kind_to_c, nnx_kind};
+use super::kind::kind_to_c;
+// Where Rust users of the C layer have always found them.
+pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
 use super::variable::nnx_variable;
 use super::{
     arg, boundary, box_free, box_into_raw, fail, owned_c_string, slice, ArcHandle, FfiResult, Out,
@@ -45,7 +47,6 @@ impl nnx_state {
 /// `NNX_ERR_TOO_DEEP` and writes nothing.
 pub const NNX_MAX_DEPTH: usize = 64;
 const _: () = assert!(NNX_MAX_DEPTH == crate::limits::MAX_DEPTH);
-
 
 /// A path argument in either of its two forms.
 #[derive(Clone, Copy)]
