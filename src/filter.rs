@@ -193,47 +193,6 @@ impl Filter {
         }
     }
 
-    /// Appends a description of this filter to `out` that tells filters
-    /// apart exactly as they select leaves by path and type: equal
-    /// descriptions select the same leaves. Each part starts with a tag and
-    /// says how long it is, so no two filters write the same words; string
-    /// keys are interned, so their address stands for their text. Only for
-    /// filters that [`depend only on structure`](Self::depends_only_on_structure);
-    /// tags and callbacks write a word that no other filter writes, but say
-    /// nothing of their text or code.
-    pub(crate) fn write_identity(&self, out: &mut Vec<u64>) {
-        let key_words = |key: &Key| match key {
-            Key::Int(i) => [0, *i as u64],
-            Key::Str(s) => [1, s.as_bytes_with_nul().as_ptr() as usize as u64],
-        };
-        match self {
-            Filter::OfType(t) => out.extend([1, t.raw() as u64]),
-            Filter::PathContains { key, exact } => {
-                out.extend([2, *exact as u64]);
-                out.extend(key_words(key));
-            }
-            Filter::PathIn(paths) => {
-                out.extend([3, paths.len() as u64]);
-                for path in paths.iter() {
-                    out.push(path.len() as u64);
-                    path.iter().for_each(|k| out.extend(key_words(k)));
-                }
-            }
-            Filter::Any(fs) | Filter::All(fs) | Filter::Not(fs) => {
-                let tag = match self {
-                    Filter::Any(_) => 4,
-                    Filter::All(_) => 5,
-                    _ => 6,
-                };
-                out.extend([tag, fs.len() as u64]);
-                fs.iter().for_each(|f| f.write_identity(out));
-            }
-            Filter::Everything => out.push(7),
-            Filter::Nothing => out.push(8),
-            Filter::WithTag(_) | Filter::Callback(_) => out.push(9),
-        }
-    }
-
     /// Resolves type ids against `registry` into something quick to test.
     pub(crate) fn compile(&self, registry: &Registry) -> Result<Matcher<'_>> {
         Ok(match self {
@@ -265,6 +224,34 @@ impl Filter {
 fn compile_all<'f>(filters: &'f [Filter], registry: &Registry) -> Result<Vec<Matcher<'f>>> {
     filters.iter().map(|f| f.compile(registry)).collect()
 }
+
+/// Filters are equal when they are the same filter: the same kind with
+/// equal parts (type ids, tags, keys, paths, in order), callbacks the very
+/// same callback. Equal filters select the same leaves, which is what the
+/// operations' memo relies on.
+impl PartialEq for Filter {
+    fn eq(&self, other: &Filter) -> bool {
+        match (self, other) {
+            (Filter::OfType(a), Filter::OfType(b)) => a == b,
+            (Filter::WithTag(a), Filter::WithTag(b)) => a == b,
+            (
+                Filter::PathContains { key: a, exact: x },
+                Filter::PathContains { key: b, exact: y },
+            ) => a == b && x == y,
+            (Filter::PathIn(a), Filter::PathIn(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Filter::Any(a), Filter::Any(b))
+            | (Filter::All(a), Filter::All(b))
+            | (Filter::Not(a), Filter::Not(b)) => {
+                Arc::ptr_eq(&a.0, &b.0) || (a.0.size == b.0.size && a[..] == b[..])
+            }
+            (Filter::Everything, Filter::Everything) | (Filter::Nothing, Filter::Nothing) => true,
+            (Filter::Callback(a), Filter::Callback(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Filter {}
 
 /// NNX's rule for filter lists: an Everything filter must be last, unless
 /// every filter after it is Everything too.

@@ -5,7 +5,7 @@
 //! shared `Arc`s, so no operation copies a variable or a tensor byte.
 
 use std::hash::BuildHasherDefault;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use indexmap::IndexMap;
 use rustc_hash::FxHasher;
@@ -427,28 +427,9 @@ struct Derived {
     /// For a large node whose keys are not in order: the entries' indices
     /// in key order (a small node sorts on the stack as it is walked).
     order: OnceLock<Box<[u32]>>,
-    /// The outputs of the last few filters or splits of this node whose
-    /// filters depend only on paths and types, by a key naming those
-    /// filters, most recent first. Held weakly: the node does not keep
-    /// outputs alive that their caller has dropped, so repeating a filter
-    /// is free only while its previous outputs are still held.
-    partition: Mutex<Vec<(PartitionKey, Vec<Weak<Node>>)>>,
-    /// The last merge that began with this node: the other inputs and the
-    /// result, all weakly. A live `Weak` keeps its address from being
-    /// reused, so identity is a sound test.
-    merge: Mutex<Option<MergeRecord>>,
+    /// What the operations remember of this node (see [`Node::memo`]).
+    memo: OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
-
-/// How many filter or split results a node keeps (see `Derived::partition`):
-/// an engine typically alternates a few filter lists on the same state.
-const PARTITIONS_KEPT: usize = 4;
-
-/// What names a filter list for `Derived::partition`: whether the call was
-/// a split, and the filters' identities (see `Filter::write_identity`).
-pub(crate) type PartitionKey = Box<[u64]>;
-
-/// The other inputs of a merge and its result, held weakly.
-type MergeRecord = (Vec<Weak<Node>>, Weak<Node>);
 
 /// Which kinds of leaves lie below a node, in one word: a bit per variable
 /// type id below `LeafTypes::OVERFLOW` (62), that bit when some variable's
@@ -758,61 +739,17 @@ impl Node {
         Sorted(InKeyOrder::Large(self, order.iter()))
     }
 
-    /// The outputs a filter or split with the same `key` gave for this very
-    /// node, if it was one of the last few (see `ops::partition`) and its
-    /// caller still holds them all.
-    pub(crate) fn cached_partition(&self, key: &[u64]) -> Option<Vec<Arc<Node>>> {
-        let upgraded: Vec<Option<Arc<Node>>> = {
-            let cache = self.derived.get()?.partition.lock();
-            let cache = cache.unwrap_or_else(|p| p.into_inner());
-            let (_, outputs) = cache.iter().find(|(k, _)| **k == *key)?;
-            outputs.iter().map(Weak::upgrade).collect()
-        };
-        // When one output is gone, the others upgraded here may be their
-        // last references: they drop (running any release callbacks) only
-        // now, after the lock.
-        upgraded.into_iter().collect()
+    /// What the operations remember about this node (see `ops::memo`),
+    /// made on first need and dropped by any change to it. The tree keeps
+    /// the slot; what goes in it is the operations' business.
+    pub(crate) fn memo<T: std::any::Any + Default + Send + Sync>(&self) -> Option<&T> {
+        let slot = self.derived().memo.get_or_init(|| Box::new(T::default()));
+        slot.downcast_ref()
     }
 
-    pub(crate) fn store_partition(&self, key: PartitionKey, outputs: &[Arc<Node>]) {
-        let mut cache = self
-            .derived()
-            .partition
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        cache.retain(|(k, outputs)| *k != key && outputs.iter().all(|o| o.strong_count() > 0));
-        cache.insert(0, (key, outputs.iter().map(Arc::downgrade).collect()));
-        cache.truncate(PARTITIONS_KEPT);
-    }
-
-    /// The result of merging this node with `others`, if that was the last
-    /// merge to begin with it and the result is still alive (see
-    /// `ops::merge`).
-    pub(crate) fn cached_merge(&self, others: &[Arc<Node>]) -> Option<Arc<Node>> {
-        let cache = self.derived.get()?.merge.lock();
-        let cache = cache.unwrap_or_else(|p| p.into_inner());
-        match &*cache {
-            Some((inputs, result))
-                if inputs.len() == others.len()
-                    && inputs
-                        .iter()
-                        .zip(others)
-                        .all(|(w, a)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(a))) =>
-            {
-                result.upgrade()
-            }
-            _ => None,
-        }
-    }
-
-    pub(crate) fn store_merge(&self, others: &[Arc<Node>], result: &Arc<Node>) {
-        let inputs = others.iter().map(Arc::downgrade).collect();
-        let mut cache = self
-            .derived()
-            .merge
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *cache = Some((inputs, Arc::downgrade(result)));
+    /// The memo if one was made, without making one.
+    pub(crate) fn memo_if_made<T: std::any::Any>(&self) -> Option<&T> {
+        self.derived.get()?.memo.get()?.downcast_ref()
     }
 
     /// The kinds of leaves below this node, or more (see [`Summary`]): lets

@@ -15,6 +15,9 @@ use crate::limits::check_depth;
 use crate::tree::{canonical, prune, Child, Leaf, LeafTypes, Node};
 use crate::types;
 
+mod memo;
+use memo::PartitionKey;
+
 /// The leaves below `node` with their paths, sorted by path as
 /// `nnx.to_flat_state` sorts them. Empty subtrees give nothing.
 pub fn flatten(node: &Node) -> Vec<(Vec<Key>, Leaf)> {
@@ -147,15 +150,11 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
     check_order(filters)?;
     // The same filters on the same, unchanged node give the same outputs:
     // reuse them when the filters look only at paths and types.
-    let cache_key = filters
-        .iter()
-        .all(Filter::depends_only_on_structure)
-        .then(|| {
-            let mut key = vec![exhaustive as u64, filters.len() as u64];
-            filters.iter().for_each(|f| f.write_identity(&mut key));
-            key.into_boxed_slice()
-        });
-    if let Some(outputs) = cache_key.as_deref().and_then(|k| node.cached_partition(k)) {
+    let cache_key = PartitionKey::of(filters, exhaustive);
+    if let Some(outputs) = cache_key
+        .as_ref()
+        .and_then(|k| memo::cached_partition(node, k))
+    {
         return Ok(outputs);
     }
     let registry = types::snapshot();
@@ -195,7 +194,7 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         );
     }
     if let Some(key) = cache_key {
-        node.store_partition(key, &outputs);
+        memo::store_partition(node, key, &outputs);
     }
     Ok(outputs)
 }
@@ -253,7 +252,7 @@ pub fn merge(nodes: &[Arc<Node>]) -> Result<Arc<Node>> {
         [only] => Ok(only.clone()),
         [first, others @ ..] => {
             // Merging the same, unchanged nodes again gives the same result.
-            if let Some(result) = first.cached_merge(others) {
+            if let Some(result) = memo::cached_merge(first, others) {
                 return Ok(result);
             }
             let mut merged = Node::new();
@@ -265,7 +264,7 @@ pub fn merge(nodes: &[Arc<Node>]) -> Result<Arc<Node>> {
                 }
             }
             let result = Arc::new(if conflict { merge_flat(nodes) } else { merged });
-            first.store_merge(others, &result);
+            memo::store_merge(first, others, &result);
             Ok(result)
         }
     }
