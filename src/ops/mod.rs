@@ -9,14 +9,14 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use crate::error::{bail, Result};
-use crate::filter::{check_order, Filter, Matcher};
-use crate::key::{format_path_short, format_path_tuple, Key};
+use crate::key::{format_path_short, Key};
 use crate::limits::check_depth;
-use crate::tree::{canonical, prune, Child, Leaf, LeafTypes, Node};
-use crate::types;
+use crate::tree::{prune, Child, Leaf, Node};
 
 mod memo;
-use memo::PartitionKey;
+mod partition;
+
+pub use partition::{filter, split};
 
 /// The leaves below `node` with their paths, sorted by path as
 /// `nnx.to_flat_state` sorts them. Empty subtrees give nothing.
@@ -53,192 +53,6 @@ fn for_each_leaf_in_order<'a>(
         }
         path.pop();
     }
-}
-
-/// `filter_state`: one output per filter; each leaf goes to the first filter
-/// that matches it, or nowhere.
-pub fn filter(node: &Arc<Node>, filters: &[Filter]) -> Result<Vec<Arc<Node>>> {
-    partition(node, filters, false)
-}
-
-/// `split_state`: like [`filter`], but a leaf that no filter matches is an
-/// error (`NonExhaustive`) and nothing is returned.
-pub fn split(node: &Arc<Node>, filters: &[Filter]) -> Result<Vec<Arc<Node>>> {
-    partition(node, filters, true)
-}
-
-/// The filters of one call, ready to place leaves and, where a node's path
-/// and the kinds of leaves below it decide, whole subtrees.
-struct Placer<'f> {
-    matchers: Vec<Matcher<'f>>,
-    /// Whether some leaf went to no output.
-    unmatched: bool,
-    /// Emptied output vectors to reuse for nested nodes (one per depth).
-    spare: Vec<Vec<Node>>,
-}
-
-impl<'f> Placer<'f> {
-    /// The output every leaf below a node at `prefix` goes to (`Some(None)`:
-    /// none), when the path and `kinds` decide it for all of them.
-    fn subtree_target(&self, prefix: &[&Key], kinds: LeafTypes) -> Option<Option<usize>> {
-        for (i, m) in self.matchers.iter().enumerate() {
-            if m.decide(prefix, kinds)? {
-                return Some(Some(i));
-            }
-        }
-        Some(None)
-    }
-
-    fn leaf_target(&self, path: &[&Key], leaf: &Leaf) -> Result<Option<usize>> {
-        for (i, m) in self.matchers.iter().enumerate() {
-            if m.matches(path, leaf)? {
-                return Ok(Some(i));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Puts the leaves below `node` (at `path`) into `outs`, the node's
-    /// counterpart in each output. A nested node whose leaves all go to one
-    /// output is shared (in its canonical form), not rebuilt; the others are
-    /// built in key order, so every output is canonical.
-    fn place<'a>(
-        &mut self,
-        node: &'a Node,
-        path: &mut Vec<&'a Key>,
-        outs: &mut [Node],
-    ) -> Result<()> {
-        for (key, child) in node.sorted() {
-            path.push(key);
-            match child {
-                Child::Leaf(leaf) => match self.leaf_target(path, leaf)? {
-                    Some(i) => {
-                        outs[i].insert(*key, child.clone());
-                    }
-                    None => self.unmatched = true,
-                },
-                Child::Node(n) if !n.has_leaves() => {}
-                Child::Node(n) => match self.subtree_target(path, n.leaf_types()) {
-                    Some(Some(i)) => {
-                        let shared = canonical(n).expect("a node with leaves");
-                        outs[i].insert(*key, Child::Node(shared));
-                    }
-                    Some(None) => self.unmatched = true,
-                    None => {
-                        let mut subs = self.spare.pop().unwrap_or_default();
-                        subs.resize_with(outs.len(), Node::new);
-                        self.place(n, path, &mut subs)?;
-                        for (out, sub) in outs.iter_mut().zip(subs.drain(..)) {
-                            if !sub.is_empty() {
-                                out.insert(*key, Child::Node(Arc::new(sub)));
-                            }
-                        }
-                        self.spare.push(subs);
-                    }
-                },
-            }
-            path.pop();
-        }
-        Ok(())
-    }
-}
-
-fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<Vec<Arc<Node>>> {
-    if filters.is_empty() {
-        bail!(InvalidArgument, "at least one filter is required");
-    }
-    check_order(filters)?;
-    // The same filters on the same, unchanged node give the same outputs:
-    // reuse them when the filters look only at paths and types.
-    let cache_key = PartitionKey::of(filters, exhaustive);
-    if let Some(outputs) = cache_key
-        .as_ref()
-        .and_then(|k| memo::cached_partition(node, k))
-    {
-        return Ok(outputs);
-    }
-    let registry = types::snapshot();
-    let matchers = filters
-        .iter()
-        .map(|f| f.compile(&registry))
-        .collect::<Result<Vec<_>>>()?;
-    let mut placer = Placer {
-        matchers,
-        unmatched: false,
-        spare: Vec::new(),
-    };
-    let outputs: Vec<Arc<Node>> = match placer.subtree_target(&[], node.leaf_types()) {
-        _ if !node.has_leaves() => (0..filters.len()).map(|_| Arc::new(Node::new())).collect(),
-        Some(target) => {
-            placer.unmatched = target.is_none();
-            let shared = target.and_then(|_| canonical(node));
-            (0..filters.len())
-                .map(|i| match &shared {
-                    Some(shared) if Some(i) == target => shared.clone(),
-                    _ => Arc::new(Node::new()),
-                })
-                .collect()
-        }
-        None => {
-            let mut outs: Vec<Node> = (0..filters.len()).map(|_| Node::new()).collect();
-            placer.place(node, &mut Vec::new(), &mut outs)?;
-            outs.into_iter().map(Arc::new).collect()
-        }
-    };
-    if exhaustive && placer.unmatched {
-        let (count, first) = remainder(node, &placer)?;
-        bail!(
-            NonExhaustive,
-            "Non-exhaustive filters, got a non-empty remainder: {count} leaf(s) matched no filter, \
-             the first at {first}.\nUse `...` to match all remaining elements."
-        );
-    }
-    if let Some(key) = cache_key {
-        memo::store_partition(node, key, &outputs);
-    }
-    Ok(outputs)
-}
-
-/// The number of leaves no filter matches, and the first of them in sorted
-/// order: for the message of a failed split.
-fn remainder(node: &Node, placer: &Placer<'_>) -> Result<(usize, String)> {
-    let mut count = 0;
-    let mut first = None;
-    let mut path = Vec::new();
-    let mut error = None;
-    for_each_leaf_sorted(node, &mut path, &mut |p, leaf| {
-        if error.is_some() {
-            return;
-        }
-        match placer.leaf_target(p, leaf) {
-            Ok(None) => {
-                count += 1;
-                first.get_or_insert_with(|| format_path_tuple(p));
-            }
-            Ok(Some(_)) => {}
-            Err(e) => error = Some(e),
-        }
-    })?;
-    match error {
-        Some(e) => Err(e),
-        None => Ok((count, first.unwrap_or_default())),
-    }
-}
-
-fn for_each_leaf_sorted<'a>(
-    node: &'a Node,
-    path: &mut Vec<&'a Key>,
-    f: &mut impl FnMut(&[&'a Key], &'a Leaf),
-) -> Result<()> {
-    for (key, child) in node.sorted() {
-        path.push(key);
-        match child {
-            Child::Leaf(leaf) => f(path, leaf),
-            Child::Node(n) => for_each_leaf_sorted(n, path, f)?,
-        }
-        path.pop();
-    }
-    Ok(())
 }
 
 /// `merge_state`: the union of the states' leaves; at the same path the later

@@ -102,14 +102,6 @@ impl Entries {
         }
     }
 
-    pub(crate) fn position(&self, key: &Key) -> Option<usize> {
-        match self {
-            Entries::Small(v) => v.iter().position(|(k, _)| k == key),
-            Entries::Large(m) => m.get_index_of(key),
-            Entries::Picked(..) => self.iter().position(|(k, _)| k == key),
-        }
-    }
-
     pub(crate) fn get(&self, key: &Key) -> Option<&Child> {
         match self {
             Entries::Small(v) => v.iter().find(|(k, _)| k == key).map(|(_, c)| c),

@@ -357,11 +357,6 @@ impl Node {
         self.entries.iter().map(|(k, _)| k)
     }
 
-    /// The position of `key` in insertion order.
-    pub fn index_of(&self, key: &Key) -> Option<usize> {
-        self.entries.position(key)
-    }
-
     /// Children in key order. A small unsorted node sorts its few indices on
     /// the stack; a large one sorts once and keeps the order until it
     /// changes.

@@ -116,13 +116,6 @@ impl LeafTypes {
         self.bits & (1 << Self::OVERFLOW) != 0
     }
 
-    /// The type ids present (and `LeafTypes::ARRAY` (63) for bare arrays), or
-    /// `None` when the set overflowed and cannot tell.
-    pub fn members(self) -> Option<impl Iterator<Item = u32>> {
-        let bits = self.bits()?;
-        Some((0..=Self::ARRAY).filter(move |i| bits & (1 << i) != 0))
-    }
-
     pub fn is_empty(self) -> bool {
         self.bits == 0
     }
