@@ -2274,6 +2274,21 @@ enum nnx_status nnx_variable_get_opaque(const struct nnx_variable *variable,
                                         const char **out_type_name);
 
 /**
+ * Takes one more reference to the variable; give it back with
+ * `nnx_variable_release`.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_variable_retain(const struct nnx_variable *variable);
+
+/**
+ * Gives back one reference to the variable; the last one frees it. NULL is
+ * a no-op. Releasing more references than the caller owns is undefined
+ * behaviour the library cannot detect. Thread-safe.
+ */
+void nnx_variable_release(const struct nnx_variable *variable);
+
+/**
  * Sets metadata `name` to a string (`"tag"` is what tag filters read).
  *
  * - `name`, `value`: borrowed, NUL-terminated UTF-8; copied. `name` not empty.
@@ -2452,21 +2467,6 @@ enum nnx_status nnx_variable_metadata_kind(const struct nnx_variable *variable,
  * `NNX_ERR_KEY_NOT_FOUND`. Thread-safe.
  */
 enum nnx_status nnx_variable_remove_metadata(const struct nnx_variable *variable, const char *name);
-
-/**
- * Takes one more reference to the variable; give it back with
- * `nnx_variable_release`.
- *
- * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
- */
-enum nnx_status nnx_variable_retain(const struct nnx_variable *variable);
-
-/**
- * Gives back one reference to the variable; the last one frees it. NULL is
- * a no-op. Releasing more references than the caller owns is undefined
- * behaviour the library cannot detect. Thread-safe.
- */
-void nnx_variable_release(const struct nnx_variable *variable);
 
 #ifdef __cplusplus
 }  // extern "C"
