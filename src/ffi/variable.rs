@@ -407,6 +407,7 @@ pub extern "C" fn nnx_variable_get_opaque(
 }
 
 mod metadata;
+pub use metadata::*;
 
 /// Takes one more reference to the variable; give it back with
 /// `nnx_variable_release`.
