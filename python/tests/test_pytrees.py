@@ -239,7 +239,6 @@ def _params(ns):
     return ns.State({"w": ns.Param(np.ones((2, 2), np.float32)), "s": ns.BatchStat(np.full((2, 2), 2.0, np.float32))})
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_jit_with_filter_split_merge_inside():
     def step(ns):
         def f(state):
@@ -252,7 +251,6 @@ def test_jit_with_filter_split_merge_inside():
     assert _describe(step(nnx)) == _describe(step(flax_nnx))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_grad():
     def grads(ns):
         return jax.grad(lambda s: jnp.sum(s["w"][...] * s["s"][...]))(_params(ns))
@@ -261,7 +259,6 @@ def test_grad():
     assert isinstance(ours, nnx.State) and _describe(ours) == _describe(grads(flax_nnx))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_eval_shape():
     ours = jax.eval_shape(lambda s: s, _params(nnx))
     theirs = jax.eval_shape(lambda s: s, _params(flax_nnx))
@@ -269,13 +266,11 @@ def test_eval_shape():
     assert [(p, v.get_value()) for p, v in nnx.to_flat_state(ours)] == [(p, v.get_value()) for p, v in flax_nnx.to_flat_state(theirs)]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_vmap():
     ours = jax.vmap(lambda s: jax.tree.map(lambda x: x + 1, s))(_params(nnx))
     assert _describe(ours) == _describe(jax.vmap(lambda s: jax.tree.map(lambda x: x + 1, s))(_params(flax_nnx)))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE + " (optax's adam jits its bias correction)")
 def test_optax_adam_as_flax():
     optax = pytest.importorskip("optax")
     _compare_optax(optax.adam(0.1))
