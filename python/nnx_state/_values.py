@@ -31,7 +31,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
-from ctypes import byref, c_uint32, c_void_p, py_object
+from ctypes import byref, c_void_p, py_object
 
 import numpy as np
 
@@ -78,8 +78,10 @@ def _release_object(address):
 class ForeignValue:
     """An opaque value that other code (C, C++) put into a variable: its
     type name and address. The library holds it; Python only describes it.
-    ``Variable.copy`` and the state operations share it as they share any
-    value; it cannot be stored from Python or pickled."""
+    The state operations (filter, split, merge, flatten, ``deep_copy``)
+    carry it as any value; it cannot be stored from Python, copied into
+    another variable (``Variable.copy``) or pickled: Python has no
+    reference of its own to give."""
 
     __slots__ = ("type_name", "address")
 
@@ -224,15 +226,17 @@ def _is_python(name: int) -> bool:
     return ours
 
 
+_NOT_OPAQUE = object()
+
+
 def _opaque(ptr: int, *, share: bool):
     """The opaque value of variable ``ptr`` as a Python object (a new
-    reference), or None when its kind is not opaque (any more). Call under
-    ``lock``."""
+    reference), or ``_NOT_OPAQUE``. Call under ``lock``."""
     obj = c_void_p()
     name = c_void_p()
     status = lib.nnx_variable_get_opaque(ptr, byref(obj), byref(name))
     if status == L.NNX_ERR_WRONG_KIND:
-        return None
+        return _NOT_OPAQUE
     check(status)
     if obj.value and _is_python(name.value):
         return _new_ref(obj.value)
@@ -240,12 +244,6 @@ def _opaque(ptr: int, *, share: bool):
     if share:
         raise TypeError(f"the opaque value {type_name} of another library cannot be shared from Python")
     return ForeignValue(type_name, obj.value or 0)
-
-
-def _kind(ptr: int) -> int:
-    kind = c_uint32()
-    check(lib.nnx_variable_value_kind(ptr, byref(kind)))
-    return kind.value
 
 
 def _key_of(data: int, impl: bytes):
@@ -279,19 +277,16 @@ def read(ptr: int, *, share: bool = True) -> tuple:
     if status != L.NNX_ERR_WRONG_KIND:
         L.fail(status)
     with lock:
-        kind = _kind(ptr)
-        if kind == OPAQUE:
-            value = _opaque(ptr, share=share)
-            if value is not None:
-                return (OPAQUE, value)
-    if kind == KEY:
-        data = c_void_p()
-        name = c_void_p()
-        status = lib.nnx_variable_get_key(ptr, byref(data), byref(name))
-        if not status:
-            return (KEY, data.value, ctypes.string_at(name.value))
-        if status != L.NNX_ERR_WRONG_KIND:
-            L.fail(status)
+        value = _opaque(ptr, share=share)
+    if value is not _NOT_OPAQUE:
+        return (OPAQUE, value)
+    data = c_void_p()
+    name = c_void_p()
+    status = lib.nnx_variable_get_key(ptr, byref(data), byref(name))
+    if not status:
+        return (KEY, data.value, ctypes.string_at(name.value))
+    if status != L.NNX_ERR_WRONG_KIND:
+        L.fail(status)
     return read(ptr, share=share)  # replaced by another thread meanwhile: read again
 
 
@@ -306,9 +301,3 @@ def load(ptr: int):
     if kind == KEY:
         return _key_of(native[1], native[2])
     return native[1]
-
-
-def kind_of(ptr: int) -> int:
-    """The kind of variable ``ptr``'s value (``NONE``, ``ARRAY``, ``KEY``,
-    ``OPAQUE``)."""
-    return _kind(ptr)

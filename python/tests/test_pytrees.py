@@ -18,11 +18,6 @@ flax_nnx = pytest.importorskip("flax.nnx")
 
 pytestmark = pytest.mark.flax
 
-OPAQUE = (
-    "needs opaque values: the library cannot hold tracers, ShapeDtypeStruct or other "
-    "non-array objects as variable values yet"
-)
-
 
 def _class_in(module: str, name: str, base: type) -> type:
     namespace: dict = {"base": base, "__name__": module}
@@ -231,7 +226,7 @@ def test_optax_sgd_with_momentum_as_flax():
 
 
 # --------------------------------------------------------------------------
-# Transformations: need opaque values (tracers, ShapeDtypeStruct)
+# Transformations: tracers and ShapeDtypeStruct held as opaque values
 # --------------------------------------------------------------------------
 
 
@@ -276,7 +271,12 @@ def test_optax_adam_as_flax():
     _compare_optax(optax.adam(0.1))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE + " (here None as a bare leaf)")
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="a bare leaf is an array in the library's data model (a Variable holds None as no value, "
+    "and any other object opaquely, but a bare leaf cannot be None or an opaque object)",
+)
 def test_none_for_a_bare_array():
     mapped = jax.tree.map(lambda x: None, nnx.State({"x": np.ones(1)}))
     assert mapped["x"] is None
