@@ -333,10 +333,9 @@ def jax_to_native(x, stands_for=None) -> int | None:
     if code is None or not _on_one_cpu(x):
         return None
     try:
-        capsule = x.__dlpack__()
-    except Exception:  # a layout or state DLPack cannot carry
+        inner = D.take_capsule(x.__dlpack__())
+    except Exception:  # a layout DLPack or the library's arrays cannot carry
         return None
-    inner = D.take_capsule(capsule)
     hold = _JaxHold()
     hold.obj = x if stands_for is None else stands_for
     hold.inner = inner
@@ -377,11 +376,14 @@ def to_native(value, *, copy: bool | None = None) -> int:
                 return native
         elif kind == JAX_TRACER:
             raise TypeError(
-                f"a bare leaf must be an array; a jax tracer ({type(value).__name__}) can be held "
-                "only as the value of a Variable"
+                f"a jax tracer ({type(value).__name__}) is not a concrete array: the library holds it "
+                "only as the value of a Variable, never as a bare leaf"
             )
         elif kind == JAX_KEY:
-            raise TypeError("a bare leaf must be an array; a typed PRNG key can be held only as the value of a Variable")
+            raise TypeError(
+                "a typed PRNG key is not an array (its data is jax.random.key_data(key)): the library "
+                "holds it only as the value of a Variable, never as a bare leaf"
+            )
     arr = as_numpy(value)
     code = dtype_code(arr.dtype)
     if copy is not True:
