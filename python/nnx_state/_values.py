@@ -162,7 +162,7 @@ def native_of(value, copy: bool | None = None) -> tuple:
     elif isinstance(value, ForeignValue):
         raise TypeError(
             f"{value!r} belongs to another library and cannot be stored from Python; "
-            "share the variable that holds it (Variable.copy shares its value)"
+            "put the variable that holds it into states instead"
         )
     return (OPAQUE, value)
 

@@ -568,11 +568,15 @@ def _size_bytes(value) -> tuple[int, int]:
 
 
 def variable_repr(var: "Variable", indent: str = "") -> str:
-    value = var.get_value()
+    try:
+        value = var.get_value()
+        text = repr(value)
+    except TypeError as e:  # a typed key where jax cannot be imported
+        value, text = None, f"<{e}>"
     size, nbytes = _size_bytes(value)
     comment = f" # {size:,} ({_bytes_repr(nbytes)})" if size else ""
     inner = indent + "  "
-    lines = [f"value={indent_lines(repr(value), inner)}"]
+    lines = [f"value={indent_lines(text, inner)}"]
     for name, meta in _meta_dict(var._ptr).items():
         lines.append(f"{name}={indent_lines(repr(meta), inner)}")
     body = ",\n".join(inner + line for line in lines)

@@ -441,6 +441,24 @@ def test_keys_and_jax_arrays_round_trip_through_safetensors(tmp_path):
     assert isinstance(loaded["w"].get_value(), np.ndarray)  # read from the file: numpy over the mapping
 
 
+def test_keys_without_jax(tmp_path):
+    nnx.save_safetensors(nnx.State({"k": nnx.RngKey(jax.random.key(3)), "w": nnx.Param(np.ones(2))}), tmp_path / "m.safetensors")
+    code = f"""
+import sys
+sys.modules["jax"] = None
+import nnx_state as nnx
+s = nnx.load_safetensors({str(tmp_path / "m.safetensors")!r})
+assert "needs jax" in repr(s) and "key<fry>[]" in s.to_string()
+try:
+    s["k"].get_value()
+except TypeError as e:
+    print(e)
+"""
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "this variable holds a typed PRNG key (threefry2x32); reading it needs jax"
+
+
 class Dropper(flax_nnx.Module):
     def __init__(self):
         self.linear = flax_nnx.Linear(2, 3, rngs=flax_nnx.Rngs(0))
