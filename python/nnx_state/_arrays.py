@@ -1,24 +1,30 @@
-"""numpy arrays to and from native ``nnx_array`` handles, without copies
-where memory allows.
+"""numpy and jax arrays to and from native ``nnx_array`` handles, without
+copies where memory allows.
 
 Into the library: a C-contiguous, aligned, writable numpy array in a dtype
 the library knows is lent to it (``nnx_array_wrap``) with a release callback
 that drops the Python reference; anything else is copied (``nnx_array_new``).
 A numpy array that is exactly a view of a native array already (what
 ``v[...]`` returns) is not wrapped again: the native array itself is reused.
+A jax array on one CPU device is taken through DLPack (its buffer, no copy,
+read-only) and the native array remembers it (``origins``), so that it comes
+back as that very jax array.
 
-Out of the library: a numpy array over the native buffer, whose base is an
-owner object holding one reference to the native array, given back when the
-last numpy view of it goes.
+Out of the library (``value_of``): the jax array a native array was made
+from, or a numpy array over the native buffer, whose base is an owner
+object holding one reference to the native array, given back when the last
+numpy view of it goes.
 """
 
 from __future__ import annotations
 
 import itertools
+import sys
 from ctypes import POINTER, byref, c_bool, c_int64, c_size_t, c_uint32, c_void_p
 
 import numpy as np
 
+from . import _dlpack as D
 from . import _lib as L
 from ._lib import check, lib
 
@@ -161,6 +167,29 @@ def borrowed_view(ptr: int) -> np.ndarray:
     return view_of(ptr)
 
 
+def value_of(ptr: int):
+    """The Python value of a native array; takes over one reference of
+    ``ptr``: the jax array it was made from (see ``jax_to_native``), else a
+    numpy view (:func:`view_of`)."""
+    origin = origins.get(ptr)
+    if origin is None:
+        return view_of(ptr)
+    lib.nnx_array_release(ptr)
+    obj, is_key = origin
+    if is_key:  # key data read as an array (only C code can get there)
+        return obj._base_array if hasattr(obj, "_base_array") else sys.modules["jax"].random.key_data(obj)
+    return obj
+
+
+def borrowed_value(ptr: int):
+    """As :func:`value_of` for a borrowed handle."""
+    origin = origins.get(ptr)
+    if origin is not None and not origin[1]:
+        return origin[0]
+    check(lib.nnx_array_retain(ptr))
+    return value_of(ptr)
+
+
 def owner_of(arr: np.ndarray) -> ArrayOwner | None:
     base = arr.base
     while base is not None:
@@ -196,12 +225,30 @@ _lent: dict[int, object] = {}
 _tokens = itertools.count(1)
 
 
+class _JaxHold:
+    """What a native array over a jax buffer keeps: the object it stands
+    for (the jax array, or the typed key whose data it is), the native
+    array DLPack imported (which holds jax's buffer), and its own handle."""
+
+    __slots__ = ("obj", "inner", "ptr")
+
+
+# Native arrays made by `jax_to_native`, by handle -> (the object they stand
+# for, whether it is a typed key). An entry lives exactly as long as its
+# native array: the release callback removes it before the library frees
+# the array, so a handle found here is never a reused address.
+origins: dict[int, tuple] = {}
+
+
 @L.release_fn
 def _release_lent(token):
     # May run on any thread that drops the last reference (ctypes takes
     # the GIL); never raises into C.
     try:
-        _lent.pop(token, None)
+        held = _lent.pop(token, None)
+        if type(held) is _JaxHold:
+            origins.pop(held.ptr, None)
+            lib.nnx_array_release(held.inner)
     except Exception:  # pragma: no cover - interpreter shutdown
         pass
 
@@ -233,14 +280,110 @@ def as_numpy(value) -> np.ndarray:
     return arr
 
 
+# --------------------------------------------------------------------------
+# jax arrays
+# --------------------------------------------------------------------------
+
+NOT_JAX = 0
+JAX_ARRAY = 1  # a concrete jax array (or a typed key of one, by its dtype)
+JAX_KEY = 2  # a typed PRNG key array
+JAX_TRACER = 3  # a tracer (under jit, grad, vmap, ...)
+
+_jax_kinds: dict[type, int] = {}
+
+
+def jax_kind(value) -> int:
+    """Which kind of jax object ``value`` is (``NOT_JAX`` when jax is not
+    imported: nothing here imports it). Decided once per type."""
+    kind = _jax_kinds.get(type(value))
+    if kind is not None:
+        return kind
+    jax = sys.modules.get("jax")
+    if jax is None:
+        return NOT_JAX
+    try:
+        if isinstance(value, jax.core.Tracer):
+            kind = JAX_TRACER
+        elif isinstance(value, jax.Array):
+            kind = JAX_KEY if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key) else JAX_ARRAY
+        else:
+            kind = NOT_JAX
+    except AttributeError:  # jax half imported
+        return NOT_JAX
+    _jax_kinds[type(value)] = kind
+    return kind
+
+
+def _on_one_cpu(x) -> bool:
+    try:
+        devices = x.sharding.device_set
+        return len(devices) == 1 and next(iter(devices)).platform == "cpu" and not x.is_deleted()
+    except Exception:  # no sharding: not a concrete array
+        return False
+
+
+def jax_to_native(x, stands_for=None) -> int | None:
+    """A new native array over the buffer of the jax array ``x``, taken
+    through DLPack (no copy; read-only, as jax buffers are), that comes back
+    from :func:`value_of` as ``stands_for`` (default ``x``; a typed key for
+    its data, marked so). None when ``x`` cannot be held that way: on
+    several devices or off the CPU, deleted, of a dtype the library has no
+    arrays for, or not exportable."""
+    code = DTYPE_TO_CODE.get(x.dtype)
+    if code is None or not _on_one_cpu(x):
+        return None
+    try:
+        inner = D.take_capsule(x.__dlpack__())
+    except Exception:  # a layout DLPack or the library's arrays cannot carry
+        return None
+    hold = _JaxHold()
+    hold.obj = x if stands_for is None else stands_for
+    hold.inner = inner
+    token = next(_tokens)
+    _lent[token] = hold
+    out = c_void_p()
+    data = c_void_p()
+    shape = x.shape
+    status = lib.nnx_array_data(inner, byref(data))
+    if not status:
+        status = lib.nnx_array_wrap(
+            code, _shape_arg(shape), len(shape), data.value, x.nbytes, False, _release_lent, token, byref(out)
+        )
+    if status:  # the library keeps nothing
+        _lent.pop(token, None)
+        lib.nnx_array_release(inner)
+        L.fail(status)
+    hold.ptr = out.value
+    origins[out.value] = (hold.obj, stands_for is not None)
+    return out.value
+
+
 def to_native(value, *, copy: bool | None = None) -> int:
     """A new native array (an owned handle) holding ``value``.
 
-    copy=None: lend the memory of a C-contiguous, aligned, writable numpy
-    array; copy anything else. copy=True: always copy. copy=False: lend
-    whenever the layout allows, read-only memory included (the native array
-    is then read-only).
+    A jax array on one CPU device is held without a copy (see
+    :func:`jax_to_native`); a tracer is refused (``TypeError``); other jax
+    arrays are copied through numpy. For the rest, copy=None: lend the
+    memory of a C-contiguous, aligned, writable numpy array; copy anything
+    else. copy=True: always copy. copy=False: lend whenever the layout
+    allows, read-only memory included (the native array is then read-only).
     """
+    if type(value) is not np.ndarray:
+        kind = jax_kind(value)
+        if kind == JAX_ARRAY:
+            native = jax_to_native(value)
+            if native is not None:
+                return native
+        elif kind == JAX_TRACER:
+            raise TypeError(
+                f"a jax tracer ({type(value).__name__}) is not a concrete array: the library holds it "
+                "only as the value of a Variable, never as a bare leaf"
+            )
+        elif kind == JAX_KEY:
+            raise TypeError(
+                "a typed PRNG key is not an array (its data is jax.random.key_data(key)): the library "
+                "holds it only as the value of a Variable, never as a bare leaf"
+            )
     arr = as_numpy(value)
     code = dtype_code(arr.dtype)
     if copy is not True:

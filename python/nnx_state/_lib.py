@@ -78,6 +78,12 @@ NNX_META_LIST = 5
 NNX_META_TUPLE = 6
 NNX_META_MAP = 7
 
+# What a variable's value is (nnx_value_kind)
+NNX_VALUE_NONE = 0
+NNX_VALUE_ARRAY = 1
+NNX_VALUE_KEY = 2
+NNX_VALUE_OPAQUE = 3
+
 NNX_TYPE_NONE = 0xFFFFFFFF
 
 # --------------------------------------------------------------------------
@@ -209,6 +215,13 @@ _decl("nnx_variable_new", S, c_uint32, H, PH)
 _decl("nnx_variable_type", S, H, POINTER(c_uint32))
 _decl("nnx_variable_get_value", S, H, PH)
 _decl("nnx_variable_set_value", S, H, H)
+_decl("nnx_variable_value_kind", S, H, POINTER(c_uint32))
+_decl("nnx_variable_new_key", S, c_uint32, H, c_char_p, PH)
+_decl("nnx_variable_set_key", S, H, H, c_char_p)
+_decl("nnx_variable_get_key", S, H, PH, PH)
+_decl("nnx_variable_new_opaque", S, c_uint32, c_char_p, c_void_p, release_fn, c_void_p, PH)
+_decl("nnx_variable_set_opaque", S, H, c_char_p, c_void_p, release_fn, c_void_p)
+_decl("nnx_variable_get_opaque", S, H, PH, PH)
 _decl("nnx_variable_set_metadata_str", S, H, c_char_p, c_char_p)
 _decl("nnx_variable_set_metadata_int", S, H, c_char_p, c_int64)
 _decl("nnx_variable_set_metadata_float", S, H, c_char_p, c_double)

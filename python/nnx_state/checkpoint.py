@@ -35,15 +35,15 @@ the syntax of the ``nnx-state`` tool.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import typing as tp
-from ctypes import CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int32, c_int64, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p
+from ctypes import POINTER, byref, c_char_p, c_int32, c_uint32, c_uint64, c_void_p
 
 import numpy as np
 
 from . import _arrays as A
+from . import _dlpack as D
 from . import _lib as L
 from ._lib import check, lib
 from .errors import NnxFormatError, NnxIOError
@@ -72,11 +72,6 @@ L._decl("nnx_safetensors_load", _S, c_char_p, c_uint32, c_uint32, _PH)
 L._decl("nnx_safetensors_save", _S, _H, c_char_p, c_uint32)
 L._decl("nnx_safetensors_save_sharded", _S, _H, c_char_p, c_char_p, c_uint64, c_uint32)
 L._decl("nnx_filter_parse", _S, c_char_p, _PH)
-L._decl("nnx_array_to_dlpack", _S, _H, _PH)
-L._decl("nnx_array_to_dlpack_legacy", _S, _H, _PH)
-L._decl("nnx_array_from_dlpack", _S, _H, _PH)
-L._decl("nnx_array_from_dlpack_legacy", _S, _H, _PH)
-L._decl("nnx_array_device", _S, _H, POINTER(c_int32), POINTER(c_int32))
 
 
 def _path_arg(path) -> bytes:
@@ -224,78 +219,6 @@ def parse_filter(text: str) -> Parsed:
 # --------------------------------------------------------------------------
 
 
-class _DLDevice(Structure):
-    _fields_ = [("device_type", c_int32), ("device_id", c_int32)]
-
-
-class _DLDataType(Structure):
-    _fields_ = [("code", c_uint8), ("bits", c_uint8), ("lanes", c_uint16)]
-
-
-class _DLTensor(Structure):
-    _fields_ = [
-        ("data", c_void_p), ("device", _DLDevice), ("ndim", c_int32), ("dtype", _DLDataType),
-        ("shape", POINTER(c_int64)), ("strides", POINTER(c_int64)), ("byte_offset", c_uint64),
-    ]
-
-
-_deleter_fn = CFUNCTYPE(None, c_void_p)
-
-
-class _DLManagedTensorVersioned(Structure):
-    _fields_ = [
-        ("major", c_uint32), ("minor", c_uint32), ("manager_ctx", c_void_p),
-        ("deleter", _deleter_fn), ("flags", c_uint64), ("dl_tensor", _DLTensor),
-    ]
-
-
-class _DLManagedTensor(Structure):
-    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", c_void_p), ("deleter", _deleter_fn)]
-
-
-# Capsule names: static strings, alive as long as this module.
-_VERSIONED = b"dltensor_versioned"
-_USED_VERSIONED = b"used_dltensor_versioned"
-_LEGACY = b"dltensor"
-_USED_LEGACY = b"used_dltensor"
-
-_api = ctypes.pythonapi
-_capsule_destructor = CFUNCTYPE(None, c_void_p)
-_api.PyCapsule_New.restype = ctypes.py_object
-_api.PyCapsule_New.argtypes = [c_void_p, c_char_p, _capsule_destructor]
-_api.PyCapsule_IsValid.restype = ctypes.c_int
-_api.PyCapsule_IsValid.argtypes = [c_void_p, c_char_p]
-_api.PyCapsule_GetPointer.restype = c_void_p
-_api.PyCapsule_GetPointer.argtypes = [c_void_p, c_char_p]
-_api.PyCapsule_SetName.restype = ctypes.c_int
-_api.PyCapsule_SetName.argtypes = [c_void_p, c_char_p]
-_api.PyCapsule_GetName.restype = c_char_p
-_api.PyCapsule_GetName.argtypes = [c_void_p]
-
-
-@_capsule_destructor
-def _destroy_capsule(capsule):
-    # Runs when a capsule we made dies. A consumer that took the tensor has
-    # renamed the capsule ("used_..."); otherwise nobody will call the
-    # deleter, so we do. The capsule is passed as a raw pointer: no
-    # reference counting on an object being destroyed.
-    try:
-        for name, struct in ((_VERSIONED, _DLManagedTensorVersioned), (_LEGACY, _DLManagedTensor)):
-            if _api.PyCapsule_IsValid(capsule, name):
-                ptr = _api.PyCapsule_GetPointer(capsule, name)
-                if ptr:
-                    deleter = struct.from_address(ptr).deleter
-                    if deleter:
-                        deleter(ptr)
-                return
-    except Exception:  # pragma: no cover - never raise into the interpreter
-        pass
-
-
-def _id_of(obj) -> int:
-    return id(obj)  # the PyObject* of a live object (CPython)
-
-
 class DLPackArray:
     """A native array as a DLPack producer: ``__dlpack__`` and
     ``__dlpack_device__``, without copies. Holds one reference to the native
@@ -322,9 +245,7 @@ class DLPackArray:
                 pass
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        t, i = c_int32(), c_int32()
-        check(lib.nnx_array_device(self._ptr, byref(t), byref(i)))
-        return (t.value, i.value)
+        return D.device_of(self._ptr)
 
     def __dlpack__(self, *, stream=None, max_version=None, dl_device=None, copy=None):
         device = self.__dlpack_device__()
@@ -343,17 +264,17 @@ class DLPackArray:
                 check(lib.nnx_array_to_dlpack(ptr, byref(out)))
                 if tuple(max_version) < (1, 1):
                     # Same layout; say the version the consumer asked for.
-                    _DLManagedTensorVersioned.from_address(out.value).minor = max_version[1]
+                    D.DLManagedTensorVersioned.from_address(out.value).minor = max_version[1]
                 if copy:
-                    _DLManagedTensorVersioned.from_address(out.value).flags |= 2  # IS_COPIED
-                name = _VERSIONED
+                    D.DLManagedTensorVersioned.from_address(out.value).flags |= 2  # IS_COPIED
+                name = D.VERSIONED
             else:
                 check(lib.nnx_array_to_dlpack_legacy(ptr, byref(out)))
-                name = _LEGACY
+                name = D.LEGACY
         finally:
             if copied is not None:
                 lib.nnx_array_release(copied)
-        return _api.PyCapsule_New(out.value, name, _destroy_capsule)
+        return D.new_capsule(out.value, name)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -381,32 +302,6 @@ def dlpack(value) -> DLPackArray:
     return DLPackArray(value)
 
 
-def _take_capsule(capsule) -> int:
-    """Takes the tensor out of a DLPack capsule: a new native array handle.
-    The capsule is renamed as consumed first, since the library owns the
-    tensor from then on, on failure too."""
-    raw = _id_of(capsule)
-    if _api.PyCapsule_IsValid(raw, _VERSIONED):
-        ptr = _api.PyCapsule_GetPointer(raw, _VERSIONED)
-        if _api.PyCapsule_SetName(raw, _USED_VERSIONED):
-            raise RuntimeError("cannot mark the DLPack capsule as consumed")
-        out = c_void_p()
-        check(lib.nnx_array_from_dlpack(ptr, byref(out)), "importing a DLPack tensor")
-        return out.value
-    if _api.PyCapsule_IsValid(raw, _LEGACY):
-        ptr = _api.PyCapsule_GetPointer(raw, _LEGACY)
-        if _api.PyCapsule_SetName(raw, _USED_LEGACY):
-            raise RuntimeError("cannot mark the DLPack capsule as consumed")
-        out = c_void_p()
-        check(lib.nnx_array_from_dlpack_legacy(ptr, byref(out)), "importing a DLPack tensor")
-        return out.value
-    raise TypeError("expected an object with __dlpack__ or an unconsumed DLPack capsule")
-
-
-def _is_capsule(obj) -> bool:
-    return type(obj).__name__ == "PyCapsule"
-
-
 def from_dlpack(obj) -> np.ndarray:
     """Imports a DLPack tensor without copying: ``obj`` has ``__dlpack__``
     (numpy, jax, torch, ...) or is a DLPack capsule. Returns a numpy array
@@ -415,7 +310,7 @@ def from_dlpack(obj) -> np.ndarray:
     used as it is. Only CPU tensors: others raise ``BufferError``. Raises
     :class:`NnxFormatError` for a tensor the library cannot hold (a dtype it
     has no arrays for, strides that are not C order)."""
-    if _is_capsule(obj):
+    if D.is_capsule(obj):
         capsule = obj
     else:
         device = obj.__dlpack_device__() if hasattr(obj, "__dlpack_device__") else (1, 0)
@@ -425,11 +320,13 @@ def from_dlpack(obj) -> np.ndarray:
             capsule = obj.__dlpack__(max_version=(1, 1))
         except TypeError:  # a producer that predates the max_version keyword
             capsule = obj.__dlpack__()
-    ptr = _take_capsule(capsule)
-    t, i = c_int32(), c_int32()
-    status = lib.nnx_array_device(ptr, byref(t), byref(i))
-    if status or t.value != 1:
+    ptr = D.take_capsule(capsule)
+    try:
+        device = D.device_of(ptr)
+    except BaseException:
         lib.nnx_array_release(ptr)
-        check(status)
-        raise BufferError(f"from_dlpack takes CPU tensors, this one is on device {(t.value, i.value)}")
+        raise
+    if device[0] != D.KDL_CPU:
+        lib.nnx_array_release(ptr)
+        raise BufferError(f"from_dlpack takes CPU tensors, this one is on device {device}")
     return A.view_of(ptr)

@@ -319,7 +319,7 @@ def _trampoline(token, keys, n, kind, variable, array):
         if kind == L.NNX_KIND_VARIABLE:
             leaf = wrap_variable(variable, owned=False)
         else:
-            leaf = A.borrowed_view(array)
+            leaf = A.borrowed_value(array)
         return 1 if predicate(path, leaf) else 0
     except BaseException as e:  # re-raised by the caller of the operation
         L.pending.exc = e

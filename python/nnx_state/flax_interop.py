@@ -19,12 +19,16 @@ A pair is made on first sight:
 
 A variable held at several paths stays one variable.
 
-Arrays are not copied where memory allows: a C-contiguous writable numpy
-array is lent to the library; a read-only buffer (a jax array on the CPU
-seen through ``numpy.asarray``) is copied unless ``copy=False``, so that the
-values stay writable in place (``v[...] += 1``). Going back, Flax variables
-receive numpy arrays over the native buffers (``array_fn`` can convert them,
-for example ``jax.numpy.asarray``).
+Values travel as what they are, both ways and without copies: a jax array
+on the CPU is held through DLPack over its own buffer and goes back to Flax
+as that very jax array; a typed PRNG key (an ``RngKey``'s value) is a
+native key and goes back as that key; a C-contiguous writable numpy array
+is lent to the library (``copy=True`` copies numpy arrays, ``copy=False``
+lends read-only ones too); anything else (sharded or device arrays,
+``ShapeDtypeStruct``, Python scalars) is held as the object itself. Going
+back, values read from the library as numpy arrays (a loaded checkpoint,
+say) can be converted with ``array_fn``, for example ``jax.numpy.asarray``;
+jax arrays, keys and other objects are given as they are.
 """
 
 from __future__ import annotations
@@ -192,7 +196,7 @@ def from_flax(state, *, copy: bool | None = None) -> State:
             elif isinstance(value, nnx.Variable):
                 out[key] = leaf(value)
             else:
-                array = A.to_native(np.asarray(value), copy=copy)
+                array = A.to_native(value, copy=copy)
                 try:
                     out._put_native_array(key, array)
                 finally:
@@ -227,10 +231,13 @@ def _metadata_to_flax(var: Variable, cls: type) -> dict:
 
 def to_flax(state, *, array_fn: tp.Callable | None = None):
     """A ``flax.nnx.State`` holding Flax variables of the paired types,
-    metadata and values (numpy arrays over the native buffers, or
-    ``array_fn(value)``)."""
+    metadata and values: each value as it comes back from the library (the
+    jax array, key or object it was given), numpy arrays over the native
+    buffers passed through ``array_fn`` when given."""
     nnx = _flax()
-    convert_array = array_fn or (lambda x: x)
+
+    def convert_array(x):
+        return array_fn(x) if array_fn is not None and isinstance(x, np.ndarray) else x
     memo: dict[int, object] = {}
 
     def leaf(value):

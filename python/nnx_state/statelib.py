@@ -63,7 +63,7 @@ def _leaf_from(kind: int, ptr: int):
     """A Python leaf for an owned native leaf handle."""
     if kind == L.NNX_KIND_VARIABLE:
         return wrap_variable(ptr, owned=True)
-    return A.view_of(ptr)
+    return A.value_of(ptr)
 
 
 # Called with every new State subclass (the pytree registration adds itself).
@@ -149,7 +149,7 @@ class State(MutableMapping):
             return wrap_variable(out.value, owned=True)
         if kind.value == L.NNX_KIND_ARRAY:
             check(lib.nnx_state_get_array(h, keys, n, byref(out)), what=f"key {key!r}")
-            return A.view_of(out.value)
+            return A.value_of(out.value)
         check(lib.nnx_state_get_state(h, keys, n, byref(out)), what=f"key {key!r}")
         return State._from_handle(out.value)
 
@@ -331,10 +331,36 @@ def _leaf_eq(a, b) -> bool:
 
 
 def _values_eq(x, y) -> bool:
+    if x is y:
+        return True
     if x is None or y is None:
-        return x is None and y is None
-    x, y = np.asarray(x), np.asarray(y)
-    return x.shape == y.shape and x.dtype == y.dtype and bool(np.array_equal(x, y))
+        return False
+    keys = _key_data(x), _key_data(y)
+    if keys != (None, None):  # typed keys: the same implementation and data
+        if None in keys or keys[0][0] != keys[1][0]:
+            return False
+        x, y = keys[0][1], keys[1][1]
+    if _is_array(x) and _is_array(y):
+        x, y = np.asarray(x), np.asarray(y)
+        return x.shape == y.shape and x.dtype == y.dtype and bool(np.array_equal(x, y))
+    if _is_array(x) or _is_array(y):
+        return False
+    try:  # objects held as they are: their own ==
+        return bool(x == y)
+    except Exception:  # no truth value (a tracer, an array-like)
+        return False
+
+
+def _is_array(x) -> bool:
+    return isinstance(x, (np.ndarray, np.generic)) or A.jax_kind(x) == A.JAX_ARRAY
+
+
+def _key_data(x):
+    """(implementation, data) of a typed key; None for anything else."""
+    if A.jax_kind(x) != A.JAX_KEY:
+        return None
+    jax = sys.modules["jax"]
+    return str(jax.random.key_impl(x)), jax.random.key_data(x)
 
 
 def _mapping_eq(a: Mapping, b: Mapping) -> bool:
@@ -531,7 +557,7 @@ def _flat_objects(flat, n, keys, offsets, kinds, types, variables, arrays) -> tu
         for i, obj in zip(positions, var_objs):
             leaves[i] = obj
         for i in np.flatnonzero(~is_var).tolist():
-            leaves[i] = A.borrowed_view(int(arrays[i]))
+            leaves[i] = A.borrowed_value(int(arrays[i]))
     return paths, leaves
 
 

@@ -13,13 +13,19 @@ native ``nnx_variable`` handles.
   native variable always comes back as the same Python object while that
   object lives (``state['a'] is state['a']``); its class is the class
   registered for its native type.
-- Values are numpy arrays over the native buffer (no copy); metadata entries
-  are ``None``, ``bool``, ``int``, ``float``, ``str``, and lists, tuples and
-  dicts (str keys, in order) of them, nested, and come back as what went in.
+- A value comes back as what it was (``_values`` converts both ways): a
+  numpy array as a numpy array over the native buffer (no copy), a jax
+  array or a typed PRNG key as that very object (its buffer held through
+  DLPack), anything else (tracers, ``ShapeDtypeStruct``, Python scalars,
+  sharded arrays) as the object the library holds opaquely. Metadata
+  entries are ``None``, ``bool``, ``int``, ``float``, ``str``, and lists,
+  tuples and dicts (str keys, in order) of them, nested, and come back as
+  what went in.
 """
 
 from __future__ import annotations
 
+import copy as _copy
 import itertools
 import json
 import math
@@ -34,6 +40,7 @@ import numpy as np
 
 from . import _arrays as A
 from . import _lib as L
+from . import _values
 from ._lib import check, lib
 from .errors import NnxValueError
 
@@ -372,23 +379,14 @@ def store_value(value, *, type_id: int | None = None, ptr: int | None = None, co
 
     The one place where a Python value becomes a variable's native value:
     ``Variable(...)``, ``set_value``, ``copy(value)``, ``from_flax`` and the
-    pytree unflatten all come here. Today a value is None (no value) or
-    anything ``numpy.asarray`` takes (a jax array on the CPU is copied
-    through numpy; ``copy`` as for ``_arrays.to_native``). What the library
-    cannot hold yet (a tracer under ``jax.jit``, a ``ShapeDtypeStruct``, a
-    ``PartitionSpec``, any other object) fails here; such values are to be
-    held as opaque values, a branch of this function."""
-    array = None if value is None else A.to_native(value, copy=copy)
-    try:
-        if ptr is None:
-            out = c_void_p()
-            check(lib.nnx_variable_new(type_id, array, byref(out)))
-            return out.value
-        check(lib.nnx_variable_set_value(ptr, array))
-        return None
-    finally:
-        if array:
-            lib.nnx_array_release(array)
+    pytree unflatten all come here. None is no value; a numpy array (or
+    numpy scalar) is a native array (``copy`` as for
+    ``_arrays.to_native``); a jax array on one CPU device is a native array
+    over its buffer and a typed PRNG key a native key, both given back as
+    themselves; anything else (a tracer under ``jax.jit``, a
+    ``ShapeDtypeStruct``, a ``PartitionSpec``, a Python scalar, a sharded or
+    device array, any other object) is held opaquely (see ``_values``)."""
+    return _values.store(value, type_id=type_id, ptr=ptr, copy=copy)
 
 
 def rebuild_variable(cls: type, value, metadata: dict, *, copy: bool | None = None) -> "Variable":
@@ -636,16 +634,6 @@ def _set_entry(ptr: int, name: str, value) -> None:
         _set_meta(ptr, name, value)
 
 
-def _native_value(ptr: int) -> int | None:
-    out = c_void_p()
-    check(lib.nnx_variable_get_value(ptr, byref(out)))
-    return out.value
-
-
-def _set_native_value(ptr: int, array: int | None) -> None:
-    check(lib.nnx_variable_set_value(ptr, array))
-
-
 # --------------------------------------------------------------------------
 # repr helpers (Flax's style)
 # --------------------------------------------------------------------------
@@ -665,13 +653,30 @@ def indent_lines(text: str, indent: str) -> str:
     return text.replace("\n", "\n" + indent)
 
 
+def _size_bytes(value) -> tuple[int, int]:
+    """(elements, bytes) of a value with a shape and a dtype (an array, a
+    typed key, a ``ShapeDtypeStruct``), as Flax counts them; (0, 0) else."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    if shape is None or dtype is None:
+        return 0, 0
+    try:
+        size = int(np.prod(shape, dtype=np.int64))
+        return size, size * dtype.itemsize
+    except (TypeError, AttributeError, ValueError):
+        return 0, 0
+
+
 def variable_repr(var: "Variable", indent: str = "") -> str:
-    value = var.get_value()
-    comment = ""
-    if value is not None:
-        comment = f" # {value.size:,} ({_bytes_repr(value.nbytes)})"
+    try:
+        value = var.get_value()
+        text = repr(value)
+    except TypeError as e:  # a typed key where jax cannot be imported
+        value, text = None, f"<{e}>"
+    size, nbytes = _size_bytes(value)
+    comment = f" # {size:,} ({_bytes_repr(nbytes)})" if size else ""
     inner = indent + "  "
-    lines = [f"value={indent_lines(repr(value), inner)}"]
+    lines = [f"value={indent_lines(text, inner)}"]
     for name, meta in _meta_dict(var._ptr).items():
         lines.append(f"{name}={indent_lines(repr(meta), inner)}")
     body = ",\n".join(inner + line for line in lines)
@@ -681,6 +686,12 @@ def variable_repr(var: "Variable", indent: str = "") -> str:
 # --------------------------------------------------------------------------
 # The classes
 # --------------------------------------------------------------------------
+
+
+def _is_jax_array(value) -> bool:
+    """``isinstance(value, jax.Array)`` (tracers and keys included), without
+    importing jax."""
+    return A.jax_kind(value) != A.NOT_JAX
 
 
 def _binary(name: str):
@@ -714,12 +725,15 @@ def _no_inplace(name: str, hint: str):
 
 
 class Variable(metaclass=VariableMeta):
-    """The base of all variable types: a native variable with a value (a
-    numpy array, or None) and metadata.
+    """The base of all variable types: a native variable with a value and
+    metadata.
 
-    ``Variable(value, **metadata)``; ``value`` is anything ``numpy.asarray``
-    takes. A C-contiguous writable numpy array is shared with the library,
-    not copied, as Flax keeps the very array it is given.
+    ``Variable(value, **metadata)``. The value comes back as what it was,
+    as in Flax: a C-contiguous writable numpy array is shared with the
+    library, not copied, as Flax keeps the very array it is given; a jax
+    array or typed key comes back as itself (its CPU buffer held through
+    DLPack); any other object (a tracer, a ``ShapeDtypeStruct``, a Python
+    scalar, None) is held as it is.
     """
 
     __slots__ = ("_ptr", "__weakref__")
@@ -773,15 +787,10 @@ class Variable(metaclass=VariableMeta):
         ``value`` is given, and this one's metadata updated with ``updates``."""
         if value is MISSING and "value" in updates:
             value = updates.pop("value")
+        obj = object.__new__(type(self))
         if value is MISSING:
-            array = _native_value(self._ptr)
-            try:
-                obj = new_variable(type(self), array)
-            finally:
-                if array:
-                    lib.nnx_array_release(array)
+            _adopt(obj, _values.put(_values.read(self._ptr), type_id=type(self)._type_id))
         else:
-            obj = object.__new__(type(self))
             _adopt(obj, store_value(value, type_id=type(self)._type_id))
         for name, entry in _meta_dict(self._ptr).items():
             _set_meta(obj._ptr, name, entry)
@@ -804,12 +813,7 @@ class Variable(metaclass=VariableMeta):
         self.update_from_state(other)
 
     def update_from_state(self, variable_state: "Variable") -> None:
-        array = _native_value(variable_state._ptr)
-        try:
-            _set_native_value(self._ptr, array)
-        finally:
-            if array:
-                lib.nnx_array_release(array)
+        _values.put(_values.read(variable_state._ptr), ptr=self._ptr)
         if _meta_dict(self._ptr) != _meta_dict(variable_state._ptr):
             self.set_metadata(variable_state.get_metadata(exclude_required=True))
 
@@ -839,22 +843,24 @@ class Variable(metaclass=VariableMeta):
     # -- value -----------------------------------------------------------------
 
     def get_value(self, *, index=MISSING):
-        """The value: a numpy array over the native buffer (no copy), or None.
-        With ``index``, ``value[index]``."""
-        array = _native_value(self._ptr)
-        if array is None:
-            value = None
-        else:
-            value = A.view_of(array)
-        if index is not MISSING:
-            return value[index]
-        return value
+        """The value, as it was given: a numpy array over the native buffer
+        (no copy), the jax array or typed key itself, the object held
+        (a tracer, a ``ShapeDtypeStruct``, a Python scalar...), or None.
+        With ``index``, ``value[index]`` (a jax array's ``[...]`` is the
+        array itself, as in Flax)."""
+        value = _values.load(self._ptr)
+        if index is MISSING or (index is Ellipsis and _is_jax_array(value)):
+            return value
+        return value[index]
 
     def set_value(self, value, *, index=MISSING) -> None:
         """Without ``index``: replaces the value (every state holding this
-        variable sees the new one). With ``index``: writes ``value`` into
-        ``self[index]``, in place, as ``numpy`` does (a read-only value is
-        copied first)."""
+        variable sees the new one). With ``index``, as Flax: a numpy value
+        takes ``value`` at ``index`` in place (a read-only one is copied
+        first); a jax value is replaced by ``value`` itself when ``index``
+        is ``...`` and ``value`` is a jax array of the same shape, dtype
+        and sharding, else by ``current.at[index].set(value)``; any other
+        value is written with ``current[index] = value``."""
         if index is MISSING:
             store_value(value, ptr=self._ptr)
             return
@@ -864,12 +870,26 @@ class Variable(metaclass=VariableMeta):
                 self.set_value(value)
                 return
             raise TypeError("this variable has no value to index")
-        if current.flags.writeable:
-            current[index] = value
+        if isinstance(current, np.ndarray):
+            if current.flags.writeable:
+                current[index] = value
+            else:
+                fresh = np.array(current)
+                fresh[index] = value
+                self.set_value(fresh)
+        elif _is_jax_array(current):
+            if (
+                index is Ellipsis
+                and _is_jax_array(value)
+                and value.shape == current.shape
+                and value.dtype == current.dtype
+                and getattr(value, "sharding", None) == getattr(current, "sharding", None)
+            ):
+                self.set_value(value)
+            else:
+                self.set_value(current.at[index].set(value))
         else:
-            fresh = np.array(current)
-            fresh[index] = value
-            self.set_value(fresh)
+            current[index] = value  # in place, on the object held
 
     def get_raw_value(self):
         return self.get_value()
@@ -1132,17 +1152,29 @@ class Variable(metaclass=VariableMeta):
         return self.copy()
 
     def __deepcopy__(self, memo):
+        # As copy.deepcopy of a Flax variable: the value deep-copied as
+        # Python copies it (a numpy array into new memory, a jax array or
+        # key into a new buffer, any other object by its own rules).
         value = self.get_value()
-        return self.copy(None if value is None else np.array(value, copy=True))
+        if isinstance(value, np.ndarray):
+            value = np.array(value, copy=True)
+        else:
+            value = _copy.deepcopy(value, memo)
+        return self.copy(value)
 
     def __reduce__(self):
+        # The value is pickled as what it is (a numpy array by its bytes, a
+        # jax array or key by jax's pickling, any other object by its own;
+        # a tracer or a foreign opaque value refuses), as Flax pickles its
+        # variables' values.
         chain = []
         tid: int | None = type(self)._type_id
         while tid is not None and tid != Variable._type_id:
             chain.append(type_name(tid))
             tid = type_parent(tid)
         value = self.get_value()
-        value = None if value is None else np.array(value, copy=True)
+        if isinstance(value, np.ndarray):
+            value = np.array(value, copy=True)
         return (_unpickle_variable, (tuple(reversed(chain)), value, _meta_dict(self._ptr)))
 
 

@@ -19,6 +19,7 @@ import pytest
 import nnx_state as nnx
 from nnx_state import checkpoint as ckpt
 from nnx_state import _arrays
+from nnx_state import _dlpack as dl
 
 safetensors = pytest.importorskip("safetensors")
 from safetensors.numpy import load_file, save_file  # noqa: E402
@@ -353,18 +354,19 @@ def _hand_made_capsule(data: int, shape, *, byte_offset=0, legacy=False, device=
 
     deleted = []
     shape_array = (ctypes.c_int64 * max(len(shape), 1))(*shape)
-    deleter = ckpt._deleter_fn(lambda ptr: deleted.append(ptr))
-    tensor = ckpt._DLTensor(
-        data=data, device=ckpt._DLDevice(device, 0), ndim=len(shape),
-        dtype=ckpt._DLDataType(2, 32, 1), shape=shape_array, strides=None, byte_offset=byte_offset,
+    deleter = dl.deleter_fn(lambda ptr: deleted.append(ptr))
+    tensor = dl.DLTensor(
+        data=data, device=dl.DLDevice(device, 0), ndim=len(shape),
+        dtype=dl.DLDataType(2, 32, 1), shape=shape_array, strides=None, byte_offset=byte_offset,
     )
     if legacy:
-        managed = ckpt._DLManagedTensor(dl_tensor=tensor, deleter=deleter)
-        name = ckpt._LEGACY
+        managed = dl.DLManagedTensor(dl_tensor=tensor, deleter=deleter)
+        name = dl.LEGACY
     else:
-        managed = ckpt._DLManagedTensorVersioned(major=1, minor=1, deleter=deleter, dl_tensor=tensor)
-        name = ckpt._VERSIONED
-    capsule = ckpt._api.PyCapsule_New(ctypes.addressof(managed), name, ckpt._capsule_destructor())
+        managed = dl.DLManagedTensorVersioned(major=1, minor=1, deleter=deleter, dl_tensor=tensor)
+        name = dl.VERSIONED
+    # A capsule without a destructor: the test owns the struct.
+    capsule = dl._api.PyCapsule_New(ctypes.addressof(managed), name, dl._capsule_destructor())
     # The struct, the shape and the deleter must outlive the import: the
     # caller keeps the third item.
     return capsule, deleted, (managed, shape_array, deleter)

@@ -241,7 +241,7 @@ def test_a_class_takes_over_a_type_registered_before_it():
 
     out = c_uint32()
     nnx._lib.lib.nnx_type_register(b"IdFromC", nnx.Param._type_id, byref(out))
-    holder = variablelib.new_variable(variablelib.class_for_type(out.value), None)
+    holder = variablelib.rebuild_variable(variablelib.class_for_type(out.value), None, {})
     placeholder = type(holder)
     assert placeholder.__name__ == "IdFromC"
 

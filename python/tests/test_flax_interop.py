@@ -75,13 +75,27 @@ def test_types_made_here_go_to_flax_by_name():
     assert type(again["y"]) is cls
 
 
-def test_copy_false_lends_read_only_memory():
+def test_jax_arrays_are_held_as_themselves():
     value = jnp.arange(4.0)
+    for copy in (None, True, False):
+        state = nnx.from_flax(flax_nnx.State({"p": flax_nnx.Param(value), "raw": value}), copy=copy)
+        held = state.p[...]
+        assert held is value and state.raw is value  # no copy: jax's own buffer, through DLPack
+        native = nnx.dlpack(state.p)
+        assert np.from_dlpack(native).ctypes.data == value.unsafe_buffer_pointer()
+        state.p[...] = 5.0  # a new jax array, as Flax sets one
+        assert isinstance(state.p[...], type(value)) and list(state.p[...]) == [5.0] * 4
+        assert list(np.asarray(value)) == [0, 1, 2, 3]
+
+
+def test_copy_false_lends_read_only_numpy_memory():
+    value = np.arange(4.0)
+    value.flags.writeable = False
     state = nnx.from_flax(flax_nnx.State({"p": flax_nnx.Param(value)}), copy=False)
     view = state.p[...]
-    assert not view.flags.writeable and np.shares_memory(view, np.asarray(value))
+    assert not view.flags.writeable and np.shares_memory(view, value)
     state.p[...] = 5.0  # a read-only value is copied on write
-    assert list(state.p[...]) == [5.0] * 4 and list(np.asarray(value)) == [0, 1, 2, 3]
+    assert list(state.p[...]) == [5.0] * 4 and list(value) == [0, 1, 2, 3]
 
 
 def test_flax_filters_agree_on_converted_state():

@@ -18,11 +18,6 @@ flax_nnx = pytest.importorskip("flax.nnx")
 
 pytestmark = pytest.mark.flax
 
-OPAQUE = (
-    "needs opaque values: the library cannot hold tracers, ShapeDtypeStruct or other "
-    "non-array objects as variable values yet"
-)
-
 
 def _class_in(module: str, name: str, base: type) -> type:
     namespace: dict = {"base": base, "__name__": module}
@@ -231,7 +226,7 @@ def test_optax_sgd_with_momentum_as_flax():
 
 
 # --------------------------------------------------------------------------
-# Transformations: need opaque values (tracers, ShapeDtypeStruct)
+# Transformations: tracers and ShapeDtypeStruct held as opaque values
 # --------------------------------------------------------------------------
 
 
@@ -239,7 +234,6 @@ def _params(ns):
     return ns.State({"w": ns.Param(np.ones((2, 2), np.float32)), "s": ns.BatchStat(np.full((2, 2), 2.0, np.float32))})
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_jit_with_filter_split_merge_inside():
     def step(ns):
         def f(state):
@@ -252,7 +246,6 @@ def test_jit_with_filter_split_merge_inside():
     assert _describe(step(nnx)) == _describe(step(flax_nnx))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_grad():
     def grads(ns):
         return jax.grad(lambda s: jnp.sum(s["w"][...] * s["s"][...]))(_params(ns))
@@ -261,7 +254,6 @@ def test_grad():
     assert isinstance(ours, nnx.State) and _describe(ours) == _describe(grads(flax_nnx))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_eval_shape():
     ours = jax.eval_shape(lambda s: s, _params(nnx))
     theirs = jax.eval_shape(lambda s: s, _params(flax_nnx))
@@ -269,19 +261,22 @@ def test_eval_shape():
     assert [(p, v.get_value()) for p, v in nnx.to_flat_state(ours)] == [(p, v.get_value()) for p, v in flax_nnx.to_flat_state(theirs)]
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE)
 def test_vmap():
     ours = jax.vmap(lambda s: jax.tree.map(lambda x: x + 1, s))(_params(nnx))
     assert _describe(ours) == _describe(jax.vmap(lambda s: jax.tree.map(lambda x: x + 1, s))(_params(flax_nnx)))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE + " (optax's adam jits its bias correction)")
 def test_optax_adam_as_flax():
     optax = pytest.importorskip("optax")
     _compare_optax(optax.adam(0.1))
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=OPAQUE + " (here None as a bare leaf)")
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="a bare leaf is an array in the library's data model (a Variable holds None as no value, "
+    "and any other object opaquely, but a bare leaf cannot be None or an opaque object)",
+)
 def test_none_for_a_bare_array():
     mapped = jax.tree.map(lambda x: None, nnx.State({"x": np.ones(1)}))
     assert mapped["x"] is None
