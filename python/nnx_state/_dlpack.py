@@ -13,18 +13,7 @@ from __future__ import annotations
 import ctypes
 from ctypes import CFUNCTYPE, POINTER, Structure, byref, c_char_p, c_int32, c_int64, c_uint8, c_uint16, c_uint32, c_uint64, c_void_p
 
-from . import _lib as L
 from ._lib import check, lib
-
-_S = c_int32
-_H = c_void_p
-_PH = POINTER(c_void_p)
-
-L._decl("nnx_array_to_dlpack", _S, _H, _PH)
-L._decl("nnx_array_to_dlpack_legacy", _S, _H, _PH)
-L._decl("nnx_array_from_dlpack", _S, _H, _PH)
-L._decl("nnx_array_from_dlpack_legacy", _S, _H, _PH)
-L._decl("nnx_array_device", _S, _H, POINTER(c_int32), POINTER(c_int32))
 
 KDL_CPU = 1
 

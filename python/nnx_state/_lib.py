@@ -28,6 +28,7 @@ from ctypes import (
     c_int64,
     c_size_t,
     c_uint32,
+    c_uint64,
     c_void_p,
 )
 from pathlib import Path
@@ -85,6 +86,10 @@ NNX_VALUE_KEY = 2
 NNX_VALUE_OPAQUE = 3
 
 NNX_TYPE_NONE = 0xFFFFFFFF
+
+# Flags of nnx_safetensors_load.
+NNX_LOAD_COPY = 1
+NNX_LOAD_STR_KEYS = 2
 
 # --------------------------------------------------------------------------
 # Structures and callback types
@@ -293,6 +298,17 @@ _decl("nnx_state_merge", S, POINTER(c_void_p), c_size_t, PH)
 _decl("nnx_state_diff", S, H, H, PH)
 _decl("nnx_state_update", S, H, H)
 _decl("nnx_state_to_string", S, H, PH)
+
+# Checkpoints and exchange: safetensors, the filter parser, DLPack.
+_decl("nnx_safetensors_load", S, c_char_p, c_uint32, c_uint32, PH)
+_decl("nnx_safetensors_save", S, H, c_char_p, c_uint32)
+_decl("nnx_safetensors_save_sharded", S, H, c_char_p, c_char_p, c_uint64, c_uint32)
+_decl("nnx_filter_parse", S, c_char_p, PH)
+_decl("nnx_array_to_dlpack", S, H, PH)
+_decl("nnx_array_to_dlpack_legacy", S, H, PH)
+_decl("nnx_array_from_dlpack", S, H, PH)
+_decl("nnx_array_from_dlpack_legacy", S, H, PH)
+_decl("nnx_array_device", S, H, POINTER(c_int32), POINTER(c_int32))
 
 VERSION = lib.nnx_version().decode()
 
