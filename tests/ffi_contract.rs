@@ -7,7 +7,7 @@
 //!
 //! - the valid call succeeds, and what it hands out is freed again;
 //! - NULL in each required pointer, one at a time, fails with
-//!   `NNX_ERR_NULL_ARGUMENT` and a message naming the argument;
+//!   `NULL_ARG` and a message naming the argument;
 //! - each listed case (some arguments given other values) gives its status,
 //!   and a message of its own that holds the case's needles (`a|b`: both;
 //!   `^a`: starts with `a`).
@@ -1280,7 +1280,7 @@ impl Row {
                 for name in self.run(call, &base) {
                     let null = Case {
                         over: vec![(name, Null)],
-                        want: NNX_ERR_NULL_ARGUMENT,
+                        want: NULL_ARG,
                         needle: format!("`{name}`|NULL"),
                         check: None,
                     };
@@ -1357,6 +1357,25 @@ fn check(rows: Vec<Row>) {
 // ---------------------------------------------------------------------------
 // Cases shared by families of functions
 
+const NULL_ARG: nnx_status = NNX_ERR_NULL_ARGUMENT;
+const INVALID: nnx_status = NNX_ERR_INVALID_ARGUMENT;
+const UTF8: nnx_status = NNX_ERR_INVALID_UTF8;
+const NOT_FOUND: nnx_status = NNX_ERR_KEY_NOT_FOUND;
+const WRONG_KIND: nnx_status = NNX_ERR_WRONG_KIND;
+const THROUGH_LEAF: nnx_status = NNX_ERR_PATH_THROUGH_LEAF;
+const SHAPE: nnx_status = NNX_ERR_SHAPE_MISMATCH;
+const UNKNOWN: nnx_status = NNX_ERR_UNKNOWN_TYPE;
+const CONFLICT: nnx_status = NNX_ERR_TYPE_CONFLICT;
+const NON_EXHAUSTIVE: nnx_status = NNX_ERR_NON_EXHAUSTIVE;
+const ORDER: nnx_status = NNX_ERR_FILTER_ORDER;
+const RANGE: nnx_status = NNX_ERR_INDEX_OUT_OF_RANGE;
+const CALLBACK: nnx_status = NNX_ERR_CALLBACK;
+const READ_ONLY: nnx_status = NNX_ERR_READ_ONLY;
+const OOM: nnx_status = NNX_ERR_OUT_OF_MEMORY;
+const FORMAT: nnx_status = NNX_ERR_FORMAT;
+const IO: nnx_status = NNX_ERR_IO;
+const TOO_DEEP: nnx_status = NNX_ERR_TOO_DEEP;
+
 const F32: i128 = NNX_DTYPE_F32 as i128;
 const U8: i128 = NNX_DTYPE_U8 as i128;
 
@@ -1386,7 +1405,7 @@ fn bad_shapes(mut r: Row, with_bytes: bool) -> Row {
         if with_bytes {
             over.push(("nbytes", num(64)));
         }
-        r = r.bads(&over, NNX_ERR_INVALID_ARGUMENT, needle);
+        r = r.bads(&over, INVALID, needle);
     }
     r
 }
@@ -1394,7 +1413,7 @@ fn bad_shapes(mut r: Row, with_bytes: bool) -> Row {
 /// Byte counts that disagree with the shape `[2, 3]` of f32.
 fn mismatched_bytes(mut r: Row, counts: &[usize]) -> Row {
     for n in counts {
-        r = r.bad("nbytes", num(*n), NNX_ERR_SHAPE_MISMATCH, format!("24|{n}"));
+        r = r.bad("nbytes", num(*n), SHAPE, format!("24|{n}"));
     }
     r
 }
@@ -1403,66 +1422,45 @@ fn mismatched_bytes(mut r: Row, counts: &[usize]) -> Row {
 /// a NULL string with a length (alone, and after keys that would make new
 /// nested states), a NULL or absurdly long key array.
 fn bad_keys(mut r: Row) -> Row {
+    let mut cases = vec![
+        (k(&[S("b"), NullStr(3)]), NULL_ARG, "`key.str`".to_owned()),
+        (k(&[NullStr(1)]), NULL_ARG, "`key.str`".to_owned()),
+    ];
     for bad in BAD_UTF8 {
-        r = r
-            .bad("path", k(&[Raw(bad)]), NNX_ERR_INVALID_UTF8, "UTF-8")
-            .bad(
-                "path",
-                k(&[S("b"), S("new"), Raw(bad)]),
-                NNX_ERR_INVALID_UTF8,
-                "UTF-8",
-            );
+        for keys in [vec![Raw(bad)], vec![S("b"), S("new"), Raw(bad)]] {
+            cases.push((Keys(keys), UTF8, "UTF-8".to_owned()));
+        }
     }
     for kind in [2, 7, u32::MAX] {
-        let needle = format!("key kind {kind}");
-        r = r
-            .bad("path", k(&[Kind(kind)]), NNX_ERR_INVALID_ARGUMENT, &needle)
-            .bad(
-                "path",
-                k(&[S("brand"), S("new"), Kind(kind)]),
-                NNX_ERR_INVALID_ARGUMENT,
-                needle,
-            );
+        let after = [
+            vec![S("b"), Kind(kind)],
+            vec![S("brand"), S("new"), Kind(kind)],
+        ];
+        for keys in [vec![Kind(kind)], after[0].clone(), after[1].clone()] {
+            cases.push((Keys(keys), INVALID, format!("key kind {kind}")));
+        }
     }
-    r.bad(
-        "path",
-        k(&[S("b"), NullStr(3)]),
-        NNX_ERR_NULL_ARGUMENT,
-        "`key.str`",
-    )
-    .bad("path", k(&[NullStr(1)]), NNX_ERR_NULL_ARGUMENT, "`key.str`")
-    .bads(
-        &[("path", Null), ("path_len", num(3))],
-        NNX_ERR_NULL_ARGUMENT,
-        "`path`",
-    )
-    .bad(
-        "path_len",
-        num(usize::MAX / 8),
-        NNX_ERR_INVALID_ARGUMENT,
-        "too large",
-    )
+    for (v, want, needle) in cases {
+        r = r.bad("path", v, want, needle);
+    }
+    r.bads(&[("path", Null), ("path_len", num(3))], NULL_ARG, "`path`")
+        .bad("path_len", num(usize::MAX / 8), INVALID, "too large")
 }
 
 /// `/`-separated paths that are wrong wherever one goes.
 fn bad_texts(mut r: Row) -> Row {
-    r = r.bad(
-        "path",
-        txt(b"b/\xe2\x82"),
-        NNX_ERR_INVALID_UTF8,
-        "UTF-8|path",
-    );
+    r = r.bad("path", txt(b"b/\xe2\x82"), UTF8, "UTF-8|path");
     for bad in BAD_UTF8 {
-        r = r.bad("path", txt(bad), NNX_ERR_INVALID_UTF8, "UTF-8").bad(
+        r = r.bad("path", txt(bad), UTF8, "UTF-8").bad(
             "path",
             txt([b"b/new/", bad].concat()),
-            NNX_ERR_INVALID_UTF8,
+            UTF8,
             "UTF-8",
         );
     }
     for text in ["a//b", "/a", "a/", "/", "b//x", "new//x", "//"] {
         let needle = format!("empty component|{text}");
-        r = r.bad("path", txt(text), NNX_ERR_INVALID_ARGUMENT, needle);
+        r = r.bad("path", txt(text), INVALID, needle);
     }
     r
 }
@@ -1492,12 +1490,7 @@ const THROUGH: [(&[K<'static>], &str, &str); 5] = [
 fn through(mut r: Row, keyed: bool) -> Row {
     for (keys, text, leaf) in THROUGH {
         let needle = format!("path '{text}' runs through the leaf at '{leaf}'");
-        r = r.bad(
-            "path",
-            at(keyed, keys, text),
-            NNX_ERR_PATH_THROUGH_LEAF,
-            needle,
-        );
+        r = r.bad("path", at(keyed, keys, text), THROUGH_LEAF, needle);
     }
     r
 }
@@ -1514,7 +1507,7 @@ const MISSING: [(&[K<'static>], &str); 5] = [
 fn missing(mut r: Row, keyed: bool) -> Row {
     for (keys, text) in MISSING.into_iter().filter(|m| keyed || !m.1.is_empty()) {
         let needle = format!("nothing at|{text}");
-        r = r.bad("path", at(keyed, keys, text), NNX_ERR_KEY_NOT_FOUND, needle);
+        r = r.bad("path", at(keyed, keys, text), NOT_FOUND, needle);
     }
     r
 }
@@ -1532,46 +1525,46 @@ fn absent(mut r: Row, keyed: bool) -> Row {
 
 /// The state argument a view whose place is gone or holds a leaf.
 fn views(r: Row, arg: &'static str) -> Row {
-    r.bad(arg, Hd(Dead), NNX_ERR_KEY_NOT_FOUND, "no longer exists")
-        .bad(arg, Hd(LeafView), NNX_ERR_WRONG_KIND, "'b'|leaf")
+    r.bad(arg, Hd(Dead), NOT_FOUND, "no longer exists").bad(
+        arg,
+        Hd(LeafView),
+        WRONG_KIND,
+        "'b'|leaf",
+    )
 }
 
 /// The empty path for a function that needs a place: as NULL and as a
 /// pointer, each with length 0.
 fn no_place(r: Row, keyed: bool, needle: &str) -> Row {
     if keyed {
-        r.bads(
-            &[("path", Null), ("path_len", num(0))],
-            NNX_ERR_INVALID_ARGUMENT,
-            needle,
-        )
-        .bad("path_len", num(0), NNX_ERR_INVALID_ARGUMENT, needle)
+        r.bads(&[("path", Null), ("path_len", num(0))], INVALID, needle)
+            .bad("path_len", num(0), INVALID, needle)
     } else {
-        r.bad("path", txt(""), NNX_ERR_INVALID_ARGUMENT, needle)
+        r.bad("path", txt(""), INVALID, needle)
     }
 }
 
 /// Metadata and type names that are not UTF-8, or empty.
 fn bad_names(mut r: Row) -> Row {
     for bad in BAD_UTF8 {
-        r = r.bad("name", txt(bad), NNX_ERR_INVALID_UTF8, "name");
+        r = r.bad("name", txt(bad), UTF8, "name");
     }
-    r.bad("name", txt(""), NNX_ERR_INVALID_ARGUMENT, "empty")
+    r.bad("name", txt(""), INVALID, "empty")
 }
 
 /// Metadata names a reader does not find.
 fn absent_names(mut r: Row) -> Row {
     for bad in BAD_UTF8 {
-        r = r.bad("name", txt(bad), NNX_ERR_INVALID_UTF8, "name");
+        r = r.bad("name", txt(bad), UTF8, "name");
     }
-    r.bad("name", txt("absent"), NNX_ERR_KEY_NOT_FOUND, "absent")
-        .bad("name", txt(""), NNX_ERR_KEY_NOT_FOUND, "")
+    r.bad("name", txt("absent"), NOT_FOUND, "absent")
+        .bad("name", txt(""), NOT_FOUND, "")
 }
 
 /// Type ids the registry does not have.
 fn unknown_ids(mut r: Row, arg: &'static str) -> Row {
     for id in UNKNOWN_IDS {
-        r = r.bad(arg, num(id), NNX_ERR_UNKNOWN_TYPE, id.to_string());
+        r = r.bad(arg, num(id), UNKNOWN, id.to_string());
     }
     r
 }
@@ -1579,12 +1572,7 @@ fn unknown_ids(mut r: Row, arg: &'static str) -> Row {
 /// Indexes out of range for a list of `len` entries.
 fn past_end(mut r: Row, len: usize) -> Row {
     for index in [len, len + 1, len + 7, usize::MAX] {
-        r = r.bad(
-            "index",
-            num(index),
-            NNX_ERR_INDEX_OUT_OF_RANGE,
-            index.to_string(),
-        );
+        r = r.bad("index", num(index), RANGE, index.to_string());
     }
     r
 }
@@ -1649,21 +1637,21 @@ fn array_rows() -> Vec<Row> {
             assert_eq!(nbytes(c.got_own("out_array")), 0, "no bytes need no data pointer")
         })
         .bads(&[("shape", Null), ("ndim", num(0)), ("data", Null), ("nbytes", num(0))],
-            NNX_ERR_SHAPE_MISMATCH, "")
-        .bad("ndim", num(usize::MAX / 4), NNX_ERR_INVALID_ARGUMENT, "too large")
+            SHAPE, "")
+        .bad("ndim", num(usize::MAX / 4), INVALID, "too large")
         .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1])), ("nbytes", num(usize::MAX))],
-            NNX_ERR_INVALID_ARGUMENT, "data"),
+            INVALID, "data"),
         row!(nnx_array_zeros(dtype: n(NNX_DTYPE_I32), shape: ints(&[4]), ndim: len, out_array: own))
         .with(|r| bad_shapes(r, false))
         .good(&[("dtype", num(NNX_DTYPE_I64)), ("shape", Null), ("ndim", num(0))], |c| {
             assert_eq!(nbytes(c.got_own("out_array")), 8)
         })
-        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![i64::MAX]))], NNX_ERR_OUT_OF_MEMORY,
+        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![i64::MAX]))], OOM,
             "cannot allocate")
-        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1 << 46]))], NNX_ERR_OUT_OF_MEMORY, "")
-        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1 << 62]))], NNX_ERR_OUT_OF_MEMORY, "")
-        .bad("ndim", num(usize::MAX), NNX_ERR_INVALID_ARGUMENT, "too large")
-        .bad("ndim", num(usize::MAX / 8 + 1), NNX_ERR_INVALID_ARGUMENT, "too large"),
+        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1 << 46]))], OOM, "")
+        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1 << 62]))], OOM, "")
+        .bad("ndim", num(usize::MAX), INVALID, "too large")
+        .bad("ndim", num(usize::MAX / 8 + 1), INVALID, "too large"),
         row!(nnx_array_wrap(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len, data: buf,
             nbytes: n(24usize), writable: b(true), release: rel, user_data: ud, out_array: own))
         .with(shape_23)
@@ -1690,7 +1678,7 @@ fn array_rows() -> Vec<Row> {
                 assert_eq!(data, c.f.memory_of(ReadOnly), "read-only memory reads")
             }),
         row!(nnx_array_data_mut(array: arr, out_data: out))
-            .bad("array", Hd(ReadOnly), NNX_ERR_READ_ONLY, "read-only")
+            .bad("array", Hd(ReadOnly), READ_ONLY, "read-only")
             .good(&[], |c| {
                 let data = c.got::<*mut c_void>("out_data");
                 assert_eq!(data.cast_const(), c.f.memory_of(Lent), "the lent memory")
@@ -1698,7 +1686,8 @@ fn array_rows() -> Vec<Row> {
             .good(&[("array", Hd(KeyData))], |c| assert!(!c.got::<*mut c_void>("out_data").is_null())),
         row!(nnx_array_is_writable(array: arr, out_writable: outb))
             .good(&[], |c| assert!(c.got_bool("out_writable")))
-            .good(&[("array", Hd(ReadOnly))], |c| assert!(!c.got_bool("out_writable"))),
+            .good(&[("array", Hd(ReadOnly))], |c| assert!(!c.got_bool("out_writable")))
+            .good(&[("array", Hd(KeyData))], |c| assert!(c.got_bool("out_writable"))),
         row!(nnx_array_retain(array: arr)).after(|c| nnx_array_release(c.f.raw(Lent))),
         noop!(nnx_array_release),
         row!(nnx_array_device(array: arr, out_device_type: out, out_device_id: out))
@@ -1719,9 +1708,9 @@ fn type_rows() -> Vec<Row> {
             .with(bad_names)
             .with(|r| unknown_ids(r, "parent"))
             .bads(&[("name", txt("ContractType")), ("parent", num(NNX_TYPE_BATCH_STAT))],
-                NNX_ERR_TYPE_CONFLICT, "ContractType|Param|BatchStat")
-            .bads(&[("name", txt("Param")), ("parent", num(NNX_TYPE_CACHE))], NNX_ERR_TYPE_CONFLICT, "")
-            .bads(&[("name", txt("Variable")), ("parent", num(NNX_TYPE_PARAM))], NNX_ERR_TYPE_CONFLICT, "")
+                CONFLICT, "ContractType|Param|BatchStat")
+            .bads(&[("name", txt("Param")), ("parent", num(NNX_TYPE_CACHE))], CONFLICT, "")
+            .bads(&[("name", txt("Variable")), ("parent", num(NNX_TYPE_PARAM))], CONFLICT, "")
             .good(&[("name", txt("Param")), ("parent", num(NNX_TYPE_VARIABLE))], |c| {
                 assert_eq!(c.got::<u32>("out_type"), NNX_TYPE_PARAM, "built-ins keep their ids")
             })
@@ -1732,11 +1721,15 @@ fn type_rows() -> Vec<Row> {
                 let mut parent = SENTINEL_U32;
                 ok!(nnx_type_parent(id, &mut parent));
                 assert_eq!(parent, NNX_TYPE_PARAM, "a conflict changed the parent");
+                let (mut name, mut sub) = (null(), BoolOut::new());
+                ok!(nnx_type_name(id, &mut name));
+                ok!(nnx_type_is_subtype(id, NNX_TYPE_VARIABLE, sub.ptr()));
+                assert_eq!((text_of(name).as_str(), sub.get()), ("ContractType", true));
             })
             .also(failed_registrations_register_nothing),
         row!(nnx_type_lookup(name: text("Param"), out_type: out))
             .with(absent_names)
-            .bad("name", txt("param"), NNX_ERR_KEY_NOT_FOUND, "param")
+            .bad("name", txt("param"), NOT_FOUND, "param")
             .good(&[], |c| assert_eq!(c.got::<u32>("out_type"), NNX_TYPE_PARAM)),
         row!(nnx_type_name(type_id: n(NNX_TYPE_PARAM), out_name: out))
             .with(|r| unknown_ids(r, "type_id"))
@@ -1751,7 +1744,7 @@ fn type_rows() -> Vec<Row> {
             .with(|r| unknown_ids(r, "type_id"))
             .with(|r| unknown_ids(r, "ancestor"))
             .bads(&[("type_id", num(UNKNOWN_TYPE)), ("ancestor", num(UNKNOWN_TYPE))],
-                NNX_ERR_UNKNOWN_TYPE, "")
+                UNKNOWN, "")
             .good(&[], |c| assert!(c.got_bool("out_result"))),
         row!(nnx_type_count(out_count: out)).good(&[], |c| assert!(c.got::<usize>("out_count") >= 12)),
     ]
@@ -1781,30 +1774,20 @@ fn failed_registrations_register_nothing() {
 fn bad_key_data(mut r: Row, which: fn(&Call) -> *mut nnx_variable) -> Row {
     let u32s = |shape: &[i64]| Zeros(NNX_DTYPE_U32, shape.to_vec());
     r = r
-        .bad(
-            "key_data",
-            Zeros(NNX_DTYPE_F32, vec![2]),
-            NNX_ERR_INVALID_ARGUMENT,
-            "uint32",
-        )
+        .bad("key_data", Zeros(NNX_DTYPE_F32, vec![2]), INVALID, "uint32")
         .bad(
             "key_data",
             Zeros(NNX_DTYPE_U64, vec![2]),
-            NNX_ERR_INVALID_ARGUMENT,
+            INVALID,
             "got uint64",
         )
         .bads(
             &[("key_data", u32s(&[])), ("impl_name", txt("my_prng"))],
-            NNX_ERR_INVALID_ARGUMENT,
+            INVALID,
             "scalar",
         )
-        .bad("impl_name", txt(""), NNX_ERR_INVALID_ARGUMENT, "empty")
-        .bad(
-            "impl_name",
-            txt(b"fry\xff"),
-            NNX_ERR_INVALID_UTF8,
-            "impl_name",
-        );
+        .bad("impl_name", txt(""), INVALID, "empty")
+        .bad("impl_name", txt(b"fry\xff"), UTF8, "impl_name");
     // jax's own implementations have their key shape last.
     for (name, shape, want) in [
         ("threefry2x32", &[4][..], "[..., 2]"),
@@ -1817,7 +1800,7 @@ fn bad_key_data(mut r: Row, which: fn(&Call) -> *mut nnx_variable) -> Row {
     ] {
         r = r.bads(
             &[("key_data", u32s(shape)), ("impl_name", txt(name))],
-            NNX_ERR_INVALID_ARGUMENT,
+            INVALID,
             want,
         );
     }
@@ -1834,21 +1817,31 @@ fn bad_key_data(mut r: Row, which: fn(&Call) -> *mut nnx_variable) -> Row {
 
 /// Opaque type names the library refuses.
 fn bad_type_names(r: Row) -> Row {
-    r.bad("type_name", txt(""), NNX_ERR_INVALID_ARGUMENT, "empty")
-        .bad(
-            "type_name",
-            txt(b"py\xc3"),
-            NNX_ERR_INVALID_UTF8,
-            "type_name",
-        )
+    r.bad("type_name", txt(""), INVALID, "empty").bad(
+        "type_name",
+        txt(b"py\xc3"),
+        UTF8,
+        "type_name",
+    )
 }
 
 /// A getter of one kind on `WithMeta`'s entries of other kinds.
 fn other_kinds(mut r: Row, entries: &[(&'static str, &'static str)]) -> Row {
     for (name, needle) in entries {
-        r = r.bad("name", txt(name), NNX_ERR_WRONG_KIND, *needle);
+        r = r.bad("name", txt(name), WRONG_KIND, *needle);
     }
     r
+}
+
+/// A variable's metadata entry as JSON.
+fn entry_json(var: *const nnx_variable, name: &str) -> String {
+    let mut json = null_mut();
+    ok!(nnx_variable_get_metadata_json(
+        var,
+        cstr(name).as_ptr(),
+        &mut json
+    ));
+    LibStr(json).text()
 }
 
 /// A variable's metadata entry as its repr.
@@ -1874,15 +1867,20 @@ fn variable_rows() -> Vec<Row> {
     vec![
         row!(nnx_variable_new(type_id: n(NNX_TYPE_PARAM), value: opt(Lent), out_variable: own))
             .with(|r| unknown_ids(r, "type_id"))
-            .bads(&[("type_id", num(UNKNOWN_TYPE)), ("value", Null)], NNX_ERR_UNKNOWN_TYPE, "")
+            .with(|mut r| {
+                for id in UNKNOWN_IDS {
+                    r = r.bads(&[("type_id", num(id)), ("value", Null)], UNKNOWN, "");
+                }
+                r
+            })
             .good(&[("value", Null)], |c| {
                 assert_eq!(value_kind(c.got_own("out_variable")), NNX_VALUE_NONE)
             }),
         row!(nnx_variable_type(variable: var, out_type: out)),
         row!(nnx_variable_get_value(variable: var, out_value: own))
-            .bad("variable", Hd(KeyVar), NNX_ERR_WRONG_KIND,
+            .bad("variable", Hd(KeyVar), WRONG_KIND,
                 "typed PRNG key (threefry2x32)|nnx_variable_get_key")
-            .bad("variable", Hd(Opaque), NNX_ERR_WRONG_KIND,
+            .bad("variable", Hd(Opaque), WRONG_KIND,
                 "opaque value (test:thing)|nnx_variable_get_opaque")
             .good(&[("variable", Hd(NoValue))], |c| {
                 assert!(c.got_own::<nnx_array>("out_value").is_null())
@@ -1898,15 +1896,15 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_new_key(type_id: n(NNX_TYPE_RNG_KEY), key_data: h(KeyData),
             impl_name: text("threefry2x32"), out_variable: own))
             .with(|r| bad_key_data(r, |c| c.got_own("out_variable")))
-            .bad("type_id", num(UNKNOWN_TYPE), NNX_ERR_UNKNOWN_TYPE, ""),
+            .bad("type_id", num(UNKNOWN_TYPE), UNKNOWN, ""),
         row!(nnx_variable_set_key(variable: h(KeyVar), key_data: h(KeyData),
             impl_name: text("threefry2x32")))
             .with(|r| bad_key_data(r, |c| c.f.raw(KeyVar)))
             .good(&[("variable", Hd(Plain))], |c| assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_KEY)),
         row!(nnx_variable_get_key(variable: h(KeyVar), out_key_data: own, out_impl_name: out))
-            .bad("variable", Hd(Plain), NNX_ERR_WRONG_KIND, "an array|not a typed PRNG key")
-            .bad("variable", Hd(NoValue), NNX_ERR_WRONG_KIND, "no value|not a typed PRNG key")
-            .bad("variable", Hd(Opaque), NNX_ERR_WRONG_KIND, "an opaque value|not a typed PRNG key")
+            .bad("variable", Hd(Plain), WRONG_KIND, "an array|not a typed PRNG key")
+            .bad("variable", Hd(NoValue), WRONG_KIND, "no value|not a typed PRNG key")
+            .bad("variable", Hd(Opaque), WRONG_KIND, "an opaque value|not a typed PRNG key")
             .good(&[], |c| {
                 assert_eq!(c.got_own::<nnx_array>("out_key_data"), c.f.raw(KeyData), "the very array");
                 let name = c.got::<*const c_char>("out_impl_name");
@@ -1920,7 +1918,7 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_new_opaque(type_id: n(NNX_TYPE_PARAM), type_name: text("test:thing"),
             object: any, release: rel, user_data: ud, out_variable: own))
             .with(bad_type_names)
-            .bad("type_id", num(UNKNOWN_TYPE), NNX_ERR_UNKNOWN_TYPE, "")
+            .bad("type_id", num(UNKNOWN_TYPE), UNKNOWN, "")
             .good(&[("object", Null), ("release", Null), ("user_data", Null)], |c| {
                 let got = get_opaque(c.got_own("out_variable"));
                 assert_eq!(got, (null_mut(), "test:thing".to_owned()))
@@ -1932,13 +1930,18 @@ fn variable_rows() -> Vec<Row> {
                 assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_OPAQUE)
             }),
         row!(nnx_variable_get_opaque(variable: h(Opaque), out_object: out, out_type_name: out))
-            .bad("variable", Hd(Plain), NNX_ERR_WRONG_KIND, "an array|not an opaque value")
-            .bad("variable", Hd(NoValue), NNX_ERR_WRONG_KIND, "no value|not an opaque value")
-            .bad("variable", Hd(KeyVar), NNX_ERR_WRONG_KIND, "a typed PRNG key|not an opaque value")
+            .bad("variable", Hd(Plain), WRONG_KIND, "an array|not an opaque value")
+            .bad("variable", Hd(NoValue), WRONG_KIND, "no value|not an opaque value")
+            .bad("variable", Hd(KeyVar), WRONG_KIND, "a typed PRNG key|not an opaque value")
             .good(&[], |c| assert_eq!(c.got::<*mut c_void>("out_object"), sentinel())),
         row!(nnx_variable_set_metadata_str(variable: var, name: text("tag"), value: text("x")))
             .with(bad_names)
-            .bad("value", txt(b"Bad\xffValue"), NNX_ERR_INVALID_UTF8, "value")
+            .with(|mut r| {
+                for bad in BAD_UTF8 {
+                    r = r.bad("value", txt(bad), UTF8, "value");
+                }
+                r
+            })
             .good(&[], |c| assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "'x'"))
             .good(&[("value", txt(""))], |c| {
                 assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "''", "an empty value is a value");
@@ -1949,7 +1952,8 @@ fn variable_rows() -> Vec<Row> {
                 assert_eq!(leaves(part.ptr()), 1, "the empty tag selects it");
             }),
         row!(nnx_variable_set_metadata_int(variable: var, name: text("n"), value: n(1i64)))
-            .with(bad_names),
+            .with(bad_names)
+            .good(&[], |c| assert_eq!(entry_json(c.f.raw(Plain), "n"), "1", "read as JSON too")),
         row!(nnx_variable_set_metadata_float(variable: var, name: text("n"), value: x(1.5)))
             .with(bad_names),
         row!(nnx_variable_set_metadata_bool(variable: var, name: text("n"), value: b(true)))
@@ -1965,23 +1969,23 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_get_metadata(variable: h(WithMeta), name: text("t"), out_value: own))
             .with(absent_names)
             .good(&[], |c| assert_eq!(meta_repr(c.got_own("out_value")), "(None, 'model')")),
-        row!(nnx_variable_set_metadata_json(variable: var, name: text("opt"), json: bytes(FORM),
+        // Failures leave the entry `t` as it was.
+        row!(nnx_variable_set_metadata_json(variable: h(WithMeta), name: text("t"), json: bytes(FORM),
             len: len))
             .with(bad_names)
-            .bad("json", txt(b"{\"lr\": 1}"), NNX_ERR_FORMAT, "not as JSON objects")
-            .bad("json", txt(b"[\"list\""), NNX_ERR_FORMAT, "")
-            .bad("json", txt(b"\"\xff\""), NNX_ERR_INVALID_UTF8, "")
-            .bad("json", txt(deep_json(NNX_MAX_DEPTH + 1)), NNX_ERR_TOO_DEEP, "")
+            .bad("json", txt(b"{\"lr\": 1}"), FORMAT, "not as JSON objects")
+            .bad("json", txt(b"[\"list\""), FORMAT, "")
+            .bad("json", txt(b"\"\xff\""), UTF8, "")
+            .bad("json", txt(deep_json(NNX_MAX_DEPTH + 1)), TOO_DEEP, "")
             .good(&[], |c| {
-                let var = c.f.raw(Plain);
-                let mut json = null_mut();
-                ok!(nnx_variable_get_metadata_json(var, cstr("opt").as_ptr(), &mut json));
-                assert_eq!(LibStr(json).text(), FORM);
-                let repr = entry_repr(var, "opt");
+                let var = c.f.raw(WithMeta);
+                assert_eq!(entry_json(var, "t"), FORM);
+                let repr = entry_repr(var, "t");
                 assert_eq!(repr, "{'lr': 0.001, 'betas': (0.9, 0.999), 'clip': inf}");
             }),
         row!(nnx_variable_get_metadata_json(variable: h(WithMeta), name: text("t"), out_value: own))
             .with(absent_names)
+            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), META[4].1))
             .good(&[("name", txt("i"))], |c| assert_eq!(text_of(c.got_own("out_value")), "3")),
         row!(nnx_variable_get_metadata_str(variable: h(WithMeta), name: text("s"), out_value: own))
             .with(absent_names)
@@ -2008,7 +2012,7 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_metadata_at(variable: h(WithMeta), index: n(0usize), out_name: own,
             out_kind: out))
             .with(|r| past_end(r, 7))
-            .bad("variable", Hd(Plain), NNX_ERR_INDEX_OUT_OF_RANGE, "0")
+            .bad("variable", Hd(Plain), RANGE, "0")
             .good(&[("index", num(6))], |c| {
                 assert_eq!(text_of(c.got_own("out_name")), "tag");
                 assert_eq!(c.got::<u32>("out_kind"), NNX_META_TUPLE);
@@ -2052,7 +2056,7 @@ fn meta_rows() -> Vec<Row> {
         row!(nnx_meta_new_tuple(out_meta: own)),
         row!(nnx_meta_new_map(out_meta: own)),
         row!(nnx_meta_new_str(text: bytes("model"), len: len, out_meta: own))
-            .bad("text", txt(b"Bad\xffKey"), NNX_ERR_INVALID_UTF8, "")
+            .bad("text", txt(b"Bad\xffKey"), UTF8, "")
             .good(&[("text", Null), ("len", num(0))], |c| {
                 assert_eq!(
                     meta_repr(c.got_own("out_meta")),
@@ -2061,14 +2065,14 @@ fn meta_rows() -> Vec<Row> {
                 )
             }),
         row!(nnx_meta_append(seq: h(MList), item: h(MInt)))
-            .bad("seq", Hd(MMap), NNX_ERR_WRONG_KIND, "not a list or tuple")
-            .bad("seq", Hd(MInt), NNX_ERR_WRONG_KIND, "not a list or tuple")
-            .bad("item", Hd(MDeep), NNX_ERR_TOO_DEEP, &too_deep)
+            .bad("seq", Hd(MMap), WRONG_KIND, "not a list or tuple")
+            .bad("seq", Hd(MInt), WRONG_KIND, "not a list or tuple")
+            .bad("item", Hd(MDeep), TOO_DEEP, &too_deep)
             .good(&[], |c| assert_eq!(meta_repr(c.f.raw(MList)), "[1, 5]")),
         row!(nnx_meta_map_set(map: h(MMap), key: bytes("k"), key_len: len, value: h(MInt)))
-            .bad("map", Hd(MList), NNX_ERR_WRONG_KIND, "")
-            .bad("key", txt(b"Bad\xffKey"), NNX_ERR_INVALID_UTF8, "key")
-            .bad("value", Hd(MDeep), NNX_ERR_TOO_DEEP, &too_deep)
+            .bad("map", Hd(MList), WRONG_KIND, "")
+            .bad("key", txt(b"Bad\xffKey"), UTF8, "key")
+            .bad("value", Hd(MDeep), TOO_DEEP, &too_deep)
             .good(&[("key", Null), ("key_len", num(0))], |c| {
                 assert_eq!(
                     meta_repr(c.f.raw(MMap)),
@@ -2086,20 +2090,20 @@ fn meta_rows() -> Vec<Row> {
         row!(nnx_meta_get_kind(meta: h(MInt), out_kind: out))
             .good(&[], |c| assert_eq!(c.got::<u32>("out_kind"), NNX_META_INT)),
         row!(nnx_meta_get_bool(meta: h(MBool), out_value: outb))
-            .bad("meta", Hd(MList), NNX_ERR_WRONG_KIND, "list")
+            .bad("meta", Hd(MList), WRONG_KIND, "list")
             .good(&[], |c| assert!(c.got_bool("out_value"))),
         row!(nnx_meta_get_int(meta: h(MInt), out_value: out))
-            .bad("meta", Hd(MMap), NNX_ERR_WRONG_KIND, "dict")
-            .bad("meta", Hd(MNull), NNX_ERR_WRONG_KIND, "")
-            .bad("meta", Hd(MFloat), NNX_ERR_WRONG_KIND, ""),
+            .bad("meta", Hd(MMap), WRONG_KIND, "dict")
+            .bad("meta", Hd(MNull), WRONG_KIND, "")
+            .bad("meta", Hd(MFloat), WRONG_KIND, ""),
         row!(nnx_meta_get_float(meta: h(MFloat), out_value: out)).bad(
             "meta",
             Hd(MInt),
-            NNX_ERR_WRONG_KIND,
+            WRONG_KIND,
             "",
         ),
         row!(nnx_meta_get_str(meta: h(MStr), out_text: out, out_len: out))
-            .bad("meta", Hd(MInt), NNX_ERR_WRONG_KIND, "")
+            .bad("meta", Hd(MInt), WRONG_KIND, "")
             .good(&[("meta", Json("\"\""))], |c| {
                 let text = c.got::<*const c_char>("out_text");
                 assert_eq!(c.got::<usize>("out_len"), 0);
@@ -2107,29 +2111,24 @@ fn meta_rows() -> Vec<Row> {
                 assert_eq!(unsafe { *text }, 0);
             }),
         row!(nnx_meta_len(meta: h(MTuple), out_len: out))
-            .bad("meta", Hd(MInt), NNX_ERR_WRONG_KIND, "")
+            .bad("meta", Hd(MInt), WRONG_KIND, "")
             .good(&[], |c| assert_eq!(c.got::<usize>("out_len"), 2)),
         row!(nnx_meta_item(seq: h(MTuple), index: n(1usize), out_item: out))
-            .bad("seq", Hd(MMap), NNX_ERR_WRONG_KIND, "")
-            .bad(
-                "index",
-                num(2),
-                NNX_ERR_INDEX_OUT_OF_RANGE,
-                "tuple of 2 items",
-            )
+            .bad("seq", Hd(MMap), WRONG_KIND, "")
+            .bad("index", num(2), RANGE, "tuple of 2 items")
             .good(&[], |c| assert_eq!(meta_repr(c.got("out_item")), "'model'")),
         row!(nnx_meta_map_at(map: h(MMap), index: n(0usize), out_key: out, out_key_len: out,
             out_value: out))
-        .bad("map", Hd(MList), NNX_ERR_WRONG_KIND, "")
-        .bad("index", num(1), NNX_ERR_INDEX_OUT_OF_RANGE, "")
+        .bad("map", Hd(MList), WRONG_KIND, "")
+        .bad("index", num(1), RANGE, "")
         .good(&[], |c| {
             assert_eq!(lent_text(c.got("out_key"), c.got("out_key_len")), "a");
             assert_eq!(meta_repr(c.got("out_value")), "1");
         }),
         row!(nnx_meta_map_get(map: h(MMap), key: bytes("a"), key_len: len, out_value: out))
-            .bad("map", Hd(MList), NNX_ERR_WRONG_KIND, "")
-            .bad("key", txt("b"), NNX_ERR_KEY_NOT_FOUND, "\"b\"")
-            .bad("key", txt(b"Bad\xffKey"), NNX_ERR_INVALID_UTF8, ""),
+            .bad("map", Hd(MList), WRONG_KIND, "")
+            .bad("key", txt("b"), NOT_FOUND, "\"b\"")
+            .bad("key", txt(b"Bad\xffKey"), UTF8, ""),
         row!(nnx_meta_equal(a: h(MList), b: h(MList), out_equal: outb))
             .good(&[], |c| assert!(c.got_bool("out_equal")))
             .good(
@@ -2144,23 +2143,26 @@ fn meta_rows() -> Vec<Row> {
         row!(nnx_meta_to_string(meta: h(MMap), out_text: own)).good(&[("meta", Hd(MTuple))], |c| {
             assert_eq!(text_of(c.got_own("out_text")), "(None, 'model')")
         }),
-        row!(nnx_meta_to_json(meta: h(MMap), out_text: own)).good(&[], |c| {
-            assert_eq!(text_of(c.got_own("out_text")), r#"["map","a",1]"#)
-        }),
+        row!(nnx_meta_to_json(meta: h(MMap), out_text: own))
+            .good(&[], |c| {
+                assert_eq!(text_of(c.got_own("out_text")), r#"["map","a",1]"#)
+            })
+            .good(&[("meta", Hd(MDeep))], |c| {
+                assert_eq!(
+                    text_of(c.got_own("out_text")),
+                    deep_json(NNX_MAX_DEPTH),
+                    "at the limit"
+                )
+            }),
         row!(nnx_meta_from_json(text: bytes("[\"list\", 1]"), len: len, out_meta: own))
-            .bad("text", txt(b"Bad\xffKey"), NNX_ERR_INVALID_UTF8, "")
+            .bad("text", txt(b"Bad\xffKey"), UTF8, "")
             .bad(
                 "text",
                 txt("[\"list\", 18446744073709551616]"),
-                NNX_ERR_FORMAT,
+                FORMAT,
                 "int64",
             )
-            .bad(
-                "text",
-                txt(deep_json(NNX_MAX_DEPTH + 1)),
-                NNX_ERR_TOO_DEEP,
-                "",
-            )
+            .bad("text", txt(deep_json(NNX_MAX_DEPTH + 1)), TOO_DEEP, "")
             .with(not_the_form)
             .good(&[("text", txt(deep_json(NNX_MAX_DEPTH)))], |c| {
                 let mut equal = BoolOut::new();
@@ -2188,7 +2190,7 @@ fn not_the_form(mut r: Row) -> Row {
         "-99999999999999999999",
         "[\"list\", 1",
     ] {
-        r = r.bad("text", txt(text), NNX_ERR_FORMAT, "");
+        r = r.bad("text", txt(text), FORMAT, "");
     }
     r
 }
@@ -2198,21 +2200,16 @@ fn combined(r: Row) -> Row {
     r.bad(
         "filters",
         List(vec![Some(Param), None]),
-        NNX_ERR_NULL_ARGUMENT,
+        NULL_ARG,
         "`filters[1]`",
     )
     .bad(
         "filters",
         List(vec![None, Some(Param)]),
-        NNX_ERR_NULL_ARGUMENT,
+        NULL_ARG,
         "`filters[0]`",
     )
-    .bad(
-        "count",
-        num(usize::MAX / 2),
-        NNX_ERR_INVALID_ARGUMENT,
-        "too large",
-    )
+    .bad("count", num(usize::MAX / 2), INVALID, "too large")
 }
 
 fn filter_rows() -> Vec<Row> {
@@ -2223,7 +2220,7 @@ fn filter_rows() -> Vec<Row> {
         row!(nnx_filter_with_tag(tag: text("stats"), out_filter: own))
             .with(|mut r| {
                 for bad in BAD_UTF8 {
-                    r = r.bad("tag", txt(bad), NNX_ERR_INVALID_UTF8, "tag");
+                    r = r.bad("tag", txt(bad), UTF8, "tag");
                 }
                 r
             })
@@ -2232,29 +2229,42 @@ fn filter_rows() -> Vec<Row> {
                 assert_eq!(selected(c), 0, "the empty tag is a tag")
             }),
         row!(nnx_filter_path_contains(key: keys(&[S("b")]), exact: b(true), out_filter: own))
-            .bad("key", k(&[NullStr(2)]), NNX_ERR_NULL_ARGUMENT, "`key.str`")
+            .bad("key", k(&[NullStr(2)]), NULL_ARG, "`key.str`")
             .bads(
                 &[("key", k(&[Raw(b"\x80abc")])), ("exact", B(false))],
-                NNX_ERR_INVALID_UTF8,
+                UTF8,
                 "",
             )
             .with(|mut r| {
                 for bad in BAD_UTF8 {
-                    r = r.bad("key", k(&[Raw(bad)]), NNX_ERR_INVALID_UTF8, "UTF-8");
+                    r = r.bad("key", k(&[Raw(bad)]), UTF8, "UTF-8");
                 }
                 for kind in [2, 7, u32::MAX] {
-                    r = r.bad(
-                        "key",
-                        k(&[Kind(kind)]),
-                        NNX_ERR_INVALID_ARGUMENT,
-                        kind.to_string(),
-                    );
+                    r = r.bad("key", k(&[Kind(kind)]), INVALID, kind.to_string());
                 }
                 r
             })
             .good(&[], |c| assert_eq!(selected(c), 2))
             .good(&[("key", k(&[NullStr(0)]))], |c| {
-                assert_eq!(selected(c), 0, "the key \"\"")
+                let state = new_state();
+                set_var(&state, "a/b", &variable(NNX_TYPE_PARAM, None));
+                let empty = path![""];
+                ok!(nnx_state_set_variable(
+                    state.ptr(),
+                    empty.ptr(),
+                    1,
+                    c.f.raw(Plain)
+                ));
+                let filter = c.got_own::<nnx_filter>("out_filter");
+                let part = St(made(|out| nnx_state_filter(state.ptr(), &filter, 1, out)));
+                assert_eq!(
+                    identities(part.ptr()),
+                    [(
+                        String::new(),
+                        NNX_KIND_VARIABLE,
+                        c.f.raw::<nnx_variable>(Plain) as usize
+                    )]
+                );
             })
             .good(&[("key", k(&[K::IntJunk(1, 5)]))], |c| {
                 assert_eq!(selected(c), 1, "an int key ignores `str` and `str_len`")
@@ -2264,35 +2274,33 @@ fn filter_rows() -> Vec<Row> {
         .bad(
             "paths",
             Paths(vec![Some(vec![S("a")]), None]),
-            NNX_ERR_NULL_ARGUMENT,
+            NULL_ARG,
             "`path`",
         )
         .bad(
             "paths",
             Paths(vec![Some(vec![S("a"), NullStr(4)])]),
-            NNX_ERR_NULL_ARGUMENT,
+            NULL_ARG,
             "`key.str`",
         )
         .with(|mut r| {
             for bad in BAD_UTF8 {
                 let paths = Paths(vec![Some(vec![S("a")]), Some(vec![S("b"), Raw(bad)])]);
-                r = r.bad("paths", paths, NNX_ERR_INVALID_UTF8, "UTF-8");
+                r = r.bad("paths", paths, UTF8, "UTF-8");
             }
             for kind in [2, 7, u32::MAX] {
                 let alone = Paths(vec![Some(vec![S("a")]), Some(vec![Kind(kind)])]);
                 let after = Paths(vec![Some(vec![S("b"), Kind(kind)])]);
-                r = r
-                    .bad("paths", alone, NNX_ERR_INVALID_ARGUMENT, kind.to_string())
-                    .bad("paths", after, NNX_ERR_INVALID_ARGUMENT, kind.to_string());
+                r = r.bad("paths", alone, INVALID, kind.to_string()).bad(
+                    "paths",
+                    after,
+                    INVALID,
+                    kind.to_string(),
+                );
             }
             r
         })
-        .bad(
-            "count",
-            num(usize::MAX / 4),
-            NNX_ERR_INVALID_ARGUMENT,
-            "too large",
-        )
+        .bad("count", num(usize::MAX / 4), INVALID, "too large")
         .good(&[], |c| assert_eq!(selected(c), 2))
         .good(&[("paths", Null), ("count", num(0))], |c| {
             assert_eq!(selected(c), 0)
@@ -2323,14 +2331,9 @@ fn filter_rows() -> Vec<Row> {
         row!(nnx_filter_clone(filter: flt, out_filter: own)),
         noop!(nnx_filter_free),
         row!(nnx_filter_parse(text: text("Param | tag:x & ~none"), out_filter: own))
-            .bad("text", txt("(Param"), NNX_ERR_INVALID_ARGUMENT, "column 7")
-            .bad(
-                "text",
-                txt("Param & NoSuchType"),
-                NNX_ERR_UNKNOWN_TYPE,
-                "column 9",
-            )
-            .bad("text", txt(b"P\xff"), NNX_ERR_INVALID_UTF8, "")
+            .bad("text", txt("(Param"), INVALID, "column 7")
+            .bad("text", txt("Param & NoSuchType"), UNKNOWN, "column 9")
+            .bad("text", txt(b"P\xff"), UTF8, "")
             .good(&[], |c| assert_eq!(selected(c), 2)),
     ]
 }
@@ -2339,18 +2342,14 @@ fn filter_rows() -> Vec<Row> {
 fn flat_ranges(mut r: Row) -> Row {
     for (start, count) in [(0, 6), (5, 1), (6, 0), (1, 13), (usize::MAX, 2)] {
         let over = [("start", num(start)), ("count", num(count))];
-        r = r.bads(&over, NNX_ERR_INDEX_OUT_OF_RANGE, start.to_string());
+        r = r.bads(&over, RANGE, start.to_string());
     }
     r
 }
 
 /// Indexes past the end of `Entries`, and index 0 of an empty list.
 fn flat_indexes(r: Row) -> Row {
-    past_end(r, 5).bads(
-        &[("flat", Hd(NoEntries)), ("index", num(0))],
-        NNX_ERR_INDEX_OUT_OF_RANGE,
-        "0",
-    )
+    past_end(r, 5).bads(&[("flat", Hd(NoEntries)), ("index", num(0))], RANGE, "0")
 }
 
 fn flat_rows() -> Vec<Row> {
@@ -2391,12 +2390,12 @@ fn flat_rows() -> Vec<Row> {
             .good(&[], |c| assert_eq!(c.got::<u32>("out_kind"), NNX_KIND_ARRAY)),
         row!(nnx_flat_variable(flat: h(Entries), index: n(0usize), out_variable: out))
             .with(flat_indexes)
-            .bad("index", num(2), NNX_ERR_WRONG_KIND, "2"),
+            .bad("index", num(2), WRONG_KIND, "2"),
         row!(nnx_flat_array(flat: h(Entries), index: n(2usize), out_array: out))
             .with(flat_indexes)
             .with(|mut r| {
                 for index in [0, 1, 3, 4] {
-                    r = r.bad("index", num(index), NNX_ERR_WRONG_KIND, index.to_string());
+                    r = r.bad("index", num(index), WRONG_KIND, index.to_string());
                 }
                 r
             }),
@@ -2413,25 +2412,25 @@ fn flat_rows() -> Vec<Row> {
             out_key_offsets: outv(14), out_keys: optv(64), keys_capacity: n(64usize)))
             .with(flat_ranges)
             .bads(&[("count", num(usize::MAX)), ("out_keys", Null), ("keys_capacity", num(0))],
-                NNX_ERR_INVALID_ARGUMENT, "")
-            .bad("keys_capacity", num(7), NNX_ERR_INVALID_ARGUMENT, "keys_capacity 7|8")
+                INVALID, "")
+            .bad("keys_capacity", num(7), INVALID, "keys_capacity 7|8")
             .good(&[("out_keys", Null), ("keys_capacity", num(99))], |c| {
                 assert_eq!(c.gotv::<usize>("out_key_offsets")[..6], [0, 1, 3, 5, 7, 8])
             }),
         row!(nnx_flat_push_many(flat: h(NoEntries), count: n(1usize), key_offsets: ints(&[0, 2]),
             keys: keys(&[S("a"), S("b")]), variables: optl(&[Plain]), arrays: optl(&[])))
-            .bad("keys", k(&[S("a"), NullStr(2)]), NNX_ERR_NULL_ARGUMENT, "`key.str`")
-            .bad("variables", Null, NNX_ERR_NULL_ARGUMENT, "`variables`")
+            .bad("keys", k(&[S("a"), NullStr(2)]), NULL_ARG, "`key.str`")
+            .bad("variables", Null, NULL_ARG, "`variables`")
             .bads(&[("variables", List(vec![None])), ("arrays", List(vec![None]))],
-                NNX_ERR_NULL_ARGUMENT, "`arrays`")
-            .bads(&bulk(&five, &[0, 2, 1]), NNX_ERR_INVALID_ARGUMENT, "must not decrease")
-            .bads(&bulk(&five, &[0, 2, 2]), NNX_ERR_INVALID_ARGUMENT, "entry 1 of 2|non-empty path")
-            .bads(&bulk(&[S("ok"), I(1), Raw(b"\xff")], &[0, 1, 3]), NNX_ERR_INVALID_UTF8,
+                NULL_ARG, "`arrays`")
+            .bads(&bulk(&five, &[0, 2, 1]), INVALID, "must not decrease")
+            .bads(&bulk(&five, &[0, 2, 2]), INVALID, "entry 1 of 2|non-empty path")
+            .bads(&bulk(&[S("ok"), I(1), Raw(b"\xff")], &[0, 1, 3]), UTF8,
                 "entry 1 of 2")
-            .bads(&bulk(&[S("ok"), I(1), Kind(7)], &[0, 1, 3]), NNX_ERR_INVALID_ARGUMENT,
+            .bads(&bulk(&[S("ok"), I(1), Kind(7)], &[0, 1, 3]), INVALID,
                 "entry 1 of 2")
             .bads(&[&bulk(&five, &[0, 2, 3])[..], &[("arrays", List(vec![Some(Lent), None]))]].concat(),
-                NNX_ERR_INVALID_ARGUMENT, "entry 0 of 2|both a variable and an array")
+                INVALID, "entry 0 of 2|both a variable and an array")
             .good(&bulk(&five, &[0, 2, 3]), |c| assert_eq!(flat_entries(c.f.raw(NoEntries)).len(), 2))
             .good(&[("count", num(0)), ("key_offsets", Null), ("keys", Null), ("variables", Null)],
                 |c| assert_eq!(flat_entries(c.f.raw(NoEntries)).len(), 0)),
@@ -2447,36 +2446,22 @@ fn partition(mut r: Row) -> Row {
         .bad(
             "filters",
             List(vec![None, Some(All)]),
-            NNX_ERR_NULL_ARGUMENT,
+            NULL_ARG,
             "`filters[0]`",
         )
         .bad(
             "filters",
             List(vec![Some(Param), None]),
-            NNX_ERR_NULL_ARGUMENT,
+            NULL_ARG,
             "`filters[1]`",
         )
-        .bads(
-            &[("filters", Null), ("count", num(0))],
-            NNX_ERR_INVALID_ARGUMENT,
-            "filter",
-        )
-        .bad("count", num(0), NNX_ERR_INVALID_ARGUMENT, "filter")
-        .bad(
-            "count",
-            num(usize::MAX / 2),
-            NNX_ERR_INVALID_ARGUMENT,
-            "too large",
-        )
+        .bads(&[("filters", Null), ("count", num(0))], INVALID, "filter")
+        .bad("count", num(0), INVALID, "filter")
+        .bad("count", num(usize::MAX / 2), INVALID, "too large")
         // The first leaf asked about, in sorted order, is `a`.
-        .bad(
-            "filters",
-            list(&[Seven]),
-            NNX_ERR_CALLBACK,
-            "7|callback|'a'",
-        );
+        .bad("filters", list(&[Seven]), CALLBACK, "7|callback|'a'");
     for filters in [&[Param, Seven][..], &[AnySeven], &[Param, Seven, All]] {
-        r = r.bad("filters", list(filters), NNX_ERR_CALLBACK, "7|callback");
+        r = r.bad("filters", list(filters), CALLBACK, "7|callback");
     }
     // A callback failing midway, first (asked about all 5 leaves) or behind
     // a type filter (asked about the 4 that are no BatchStat).
@@ -2493,13 +2478,13 @@ fn partition(mut r: Row) -> Row {
         } else {
             [Stats, FailAfter(n), All]
         };
-        r = r.bad("filters", list(&filters), NNX_ERR_CALLBACK, "7");
+        r = r.bad("filters", list(&filters), CALLBACK, "7");
     }
     for answer in [-1, 2, c_int::MAX, c_int::MIN] {
         r = r.bad(
             "filters",
             list(&[Answer(answer)]),
-            NNX_ERR_CALLBACK,
+            CALLBACK,
             answer.to_string(),
         );
     }
@@ -2515,11 +2500,11 @@ fn partition(mut r: Row) -> Row {
         (&[AllClone, Param], 0),
     ] {
         let needle = format!("{order}|index {index}");
-        r = r.bad("filters", list(filters), NNX_ERR_FILTER_ORDER, needle);
+        r = r.bad("filters", list(filters), ORDER, needle);
     }
     r = r.bads(
         &[("state", Hd(Empty)), ("filters", list(&[All, Param]))],
-        NNX_ERR_FILTER_ORDER,
+        ORDER,
         format!("{order}|index 0"),
     );
     for (filters, want) in [
@@ -2552,11 +2537,7 @@ fn whole(keyed: bool) -> Vec<(&'static str, V)> {
 fn reader(r: Row, keyed: bool) -> Row {
     let r = if keyed { bad_keys(r) } else { bad_texts(r) };
     let dead = [&whole(keyed)[..], &[("state", Hd(Dead))]].concat();
-    missing(through(views(r, "state"), keyed), keyed).bads(
-        &dead,
-        NNX_ERR_KEY_NOT_FOUND,
-        "no longer exists",
-    )
+    missing(through(views(r, "state"), keyed), keyed).bads(&dead, NOT_FOUND, "no longer exists")
 }
 
 /// What a writer at a path shares.
@@ -2568,12 +2549,7 @@ fn writer(r: Row, keyed: bool) -> Row {
 /// A getter at a path finding a leaf of another kind.
 fn other_leaves(mut r: Row, keyed: bool, at: &[(&[K<'static>], &str, &'static str)]) -> Row {
     for (keys, text, needle) in at {
-        r = r.bad(
-            "path",
-            self::at(keyed, keys, text),
-            NNX_ERR_WRONG_KIND,
-            *needle,
-        );
+        r = r.bad("path", self::at(keyed, keys, text), WRONG_KIND, *needle);
     }
     r
 }
@@ -2623,8 +2599,12 @@ fn state_rows() -> Vec<Row> {
     const BX: &[K<'static>] = &[S("b"), S("x")];
     const Z: &[K<'static>] = &[S("z")];
     let state_value = |r: Row| {
-        r.bad("value", Hd(Dead), NNX_ERR_KEY_NOT_FOUND, "no longer exists")
-            .bad("value", Hd(LeafView), NNX_ERR_WRONG_KIND, "leaf")
+        r.bad("value", Hd(Dead), NOT_FOUND, "no longer exists").bad(
+            "value",
+            Hd(LeafView),
+            WRONG_KIND,
+            "leaf",
+        )
     };
     vec![
         row!(nnx_state_new(out_state: own)),
@@ -2632,13 +2612,14 @@ fn state_rows() -> Vec<Row> {
         row!(nnx_state_clone(state: st, out_state: own)).with(|r| views(r, "state")),
         row!(nnx_state_deep_copy(state: st, out_state: own))
             .with(|r| views(r, "state"))
-            .bad("state", Hd(OnDevice), NNX_ERR_INVALID_ARGUMENT, "device"),
+            .bad("state", Hd(OnDevice), INVALID, "device"),
         row!(nnx_state_set_variable(state: st, path: keys(&[S("new"), I(0)]), path_len: len,
             variable: var))
             .with(|r| writer(r, true))
             .good(&[("path", k(&[NullStr(0)]))], the_empty_key_is_a_key),
         row!(nnx_state_set_variable_str(state: st, path: text("new/0"), variable: var))
-            .with(|r| writer(r, false)),
+            .with(|r| writer(r, false))
+            .bads(&[("state", Hd(View)), ("path", txt("x/y"))], THROUGH_LEAF, "'x'"),
         row!(nnx_state_set_array(state: st, path: keys(&[S("new")]), path_len: len, array: arr))
             .with(|r| writer(r, true)),
         row!(nnx_state_set_array_str(state: st, path: text("new"), array: arr))
@@ -2660,14 +2641,16 @@ fn state_rows() -> Vec<Row> {
         row!(nnx_state_contains(state: st, path: keys(&[S("a")]), path_len: len,
             out_contains: outb))
             .with(|r| views(absent(bad_keys(r), true), "state"))
+            .bads(&[&whole(true)[..], &[("state", Hd(Dead))]].concat(), NOT_FOUND, "no longer exists")
             .good(&whole(true), |c| assert!(c.got_bool("out_contains")))
             .good(&[], |c| assert!(c.got_bool("out_contains"))),
         row!(nnx_state_contains_str(state: st, path: text("a"), out_contains: outb))
             .with(|r| views(absent(bad_texts(r), false), "state"))
+            .bads(&[&whole(false)[..], &[("state", Hd(Dead))]].concat(), NOT_FOUND, "no longer exists")
             .good(&[], |c| assert!(c.got_bool("out_contains"))),
         row!(nnx_state_get_variable(state: st, path: keys(A), path_len: len, out_variable: own))
             .with(|r| reader(r, true))
-            .bads(&whole(true), NNX_ERR_WRONG_KIND, "")
+            .bads(&whole(true), WRONG_KIND, "")
             .with(|r| other_leaves(r, true, &[(BX, "", "bare array"), (B, "", "nested state")])),
         row!(nnx_state_get_variable_str(state: st, path: text("b/1"), out_variable: own))
             .with(|r| reader(r, false))
@@ -2675,7 +2658,7 @@ fn state_rows() -> Vec<Row> {
                 &[(&[], "b/x", "'b/x'|bare array"), (&[], "b", "'b'|nested state")])),
         row!(nnx_state_get_array(state: st, path: keys(BX), path_len: len, out_array: own))
             .with(|r| reader(r, true))
-            .bads(&whole(true), NNX_ERR_WRONG_KIND, "")
+            .bads(&whole(true), WRONG_KIND, "")
             .with(|r| other_leaves(r, true, &[(A, "", "variable"), (Z, "", "variable"),
                 (B, "", "nested state")])),
         row!(nnx_state_get_array_str(state: st, path: text("b/x"), out_array: own))
@@ -2714,21 +2697,21 @@ fn state_rows() -> Vec<Row> {
             .good(&[("filters", list(&[Param, Stats]))], |c| assert_eq!(counts(c), [2, 1])),
         row!(nnx_state_split(state: st, filters: list(&[Param, All]), count: len, out_states: owns))
             .with(partition)
-            .bad("filters", list(&[Param]), NNX_ERR_NON_EXHAUSTIVE,
+            .bad("filters", list(&[Param]), NON_EXHAUSTIVE,
                 "^Non-exhaustive filters|('b', 1)")
-            .bad("filters", list(&[Param, Stats]), NNX_ERR_NON_EXHAUSTIVE, "('b', 'x')")
+            .bad("filters", list(&[Param, Stats]), NON_EXHAUSTIVE, "('b', 'x')")
             // Sorted order, not insertion order.
-            .bads(&[("state", Hd(Other)), ("filters", list(&[Param]))], NNX_ERR_NON_EXHAUSTIVE,
+            .bads(&[("state", Hd(Other)), ("filters", list(&[Param]))], NON_EXHAUSTIVE,
                 "('aa', 9)"),
         row!(nnx_state_merge(states: list(&[Main, Other]), count: len, out_state: own))
-            .bad("states", List(vec![Some(Main), None]), NNX_ERR_NULL_ARGUMENT, "`states[1]`")
-            .bad("states", List(vec![None]), NNX_ERR_NULL_ARGUMENT, "`states[0]`")
-            .bads(&[("states", Null), ("count", num(0))], NNX_ERR_INVALID_ARGUMENT, "at least one")
-            .bad("count", num(0), NNX_ERR_INVALID_ARGUMENT, "at least one")
-            .bad("count", num(usize::MAX / 2), NNX_ERR_INVALID_ARGUMENT, "too large")
-            .bad("states", list(&[Other, Dead]), NNX_ERR_KEY_NOT_FOUND, "no longer exists")
-            .bad("states", list(&[Dead]), NNX_ERR_KEY_NOT_FOUND, "no longer exists")
-            .bad("states", list(&[Main, LeafView]), NNX_ERR_WRONG_KIND, "leaf")
+            .bad("states", List(vec![Some(Main), None]), NULL_ARG, "`states[1]`")
+            .bad("states", List(vec![None]), NULL_ARG, "`states[0]`")
+            .bads(&[("states", Null), ("count", num(0))], INVALID, "at least one")
+            .bad("count", num(0), INVALID, "at least one")
+            .bad("count", num(usize::MAX / 2), INVALID, "too large")
+            .bad("states", list(&[Other, Dead]), NOT_FOUND, "no longer exists")
+            .bad("states", list(&[Dead]), NOT_FOUND, "no longer exists")
+            .bad("states", list(&[Main, LeafView]), WRONG_KIND, "leaf")
             .good(&[], |c| assert_eq!(leaves(c.got_own("out_state")), 8)),
         row!(nnx_state_diff(state: st, other: h(Other), out_state: own))
             .with(|r| views(views(r, "state"), "other"))
@@ -2746,59 +2729,34 @@ fn checkpoint_rows() -> Vec<Row> {
         .bad(
             "path",
             txt("missing.safetensors"),
-            NNX_ERR_IO,
+            IO,
             "missing.safetensors",
         )
-        .bad(
-            "path",
-            txt("bad.safetensors"),
-            NNX_ERR_FORMAT,
-            "bad.safetensors",
-        )
-        .bad(
-            "path",
-            txt("short.safetensors"),
-            NNX_ERR_FORMAT,
-            "truncated",
-        )
-        .bad("flags", num(4), NNX_ERR_INVALID_ARGUMENT, "")
+        .bad("path", txt("bad.safetensors"), FORMAT, "bad.safetensors")
+        .bad("path", txt("short.safetensors"), FORMAT, "truncated")
+        .bad("flags", num(4), INVALID, "")
         .bads(
             &[
                 ("path", txt("bad.safetensors")),
                 ("leaf_type", num(UNKNOWN_TYPE)),
             ],
-            NNX_ERR_UNKNOWN_TYPE,
+            UNKNOWN,
             "",
         )
         .good(&[], |c| assert_eq!(leaves(c.got_own("out_state")), 5)),
         row!(nnx_safetensors_save(state: st, path: file("out.safetensors"), flags: n(0u32)))
             .with(|r| views(r, "state"))
-            .bad("flags", num(1), NNX_ERR_INVALID_ARGUMENT, "")
-            .bad(
-                "path",
-                txt("no/such/dir/x.safetensors"),
-                NNX_ERR_IO,
-                "no/such/dir",
-            )
-            .bad(
-                "state",
-                Hd(OnDevice),
-                NNX_ERR_INVALID_ARGUMENT,
-                "device 2:3",
-            ),
+            .bad("flags", num(1), INVALID, "")
+            .bad("path", txt("no/such/dir/x.safetensors"), IO, "no/such/dir")
+            .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
         row!(nnx_safetensors_save_sharded(state: st, directory: file(""), name: text("model"),
             max_shard_size: n(1u64 << 20), flags: n(0u32)))
         .with(|r| views(r, "state"))
-        .bad("max_shard_size", num(0), NNX_ERR_INVALID_ARGUMENT, "")
-        .bad("name", txt("a/b"), NNX_ERR_INVALID_ARGUMENT, "")
-        .bad("flags", num(2), NNX_ERR_INVALID_ARGUMENT, "")
-        .bad("name", txt(b"\xff"), NNX_ERR_INVALID_UTF8, "")
-        .bad(
-            "state",
-            Hd(OnDevice),
-            NNX_ERR_INVALID_ARGUMENT,
-            "device 2:3",
-        ),
+        .bad("max_shard_size", num(0), INVALID, "")
+        .bad("name", txt("a/b"), INVALID, "")
+        .bad("flags", num(2), INVALID, "")
+        .bad("name", txt(b"\xff"), UTF8, "")
+        .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
     ]
 }
 
@@ -2874,7 +2832,7 @@ fn last_error_message() {
         .unwrap();
     assert_eq!(fresh, "");
     let mut name: *const c_char = sentinel_const();
-    assert_eq!(nnx_type_name(UNKNOWN_TYPE, &mut name), NNX_ERR_UNKNOWN_TYPE);
+    assert_eq!(nnx_type_name(UNKNOWN_TYPE, &mut name), UNKNOWN);
     let ptr = nnx_last_error_message();
     let mine = text_of(ptr);
     assert_contains!(mine, "unknown variable type");
@@ -2887,10 +2845,7 @@ fn last_error_message() {
             assert_eq!(last_error(), "", "saw another thread's message");
             let mut out = SENTINEL_U32;
             let name = cstr("NoSuchTypeOnThisThread");
-            assert_eq!(
-                nnx_type_lookup(name.as_ptr(), &mut out),
-                NNX_ERR_KEY_NOT_FOUND
-            );
+            assert_eq!(nnx_type_lookup(name.as_ptr(), &mut out), NOT_FOUND);
             assert_contains!(last_error(), "NoSuchTypeOnThisThread");
             barrier.wait();
         })
