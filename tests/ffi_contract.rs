@@ -7,7 +7,7 @@
 //!
 //! - the valid call succeeds, and what it hands out is freed again;
 //! - NULL in each required pointer, one at a time, fails with
-//!   `NULL_ARG` and a message naming the argument;
+//!   `NNX_ERR_NULL_ARGUMENT` and a message naming the argument;
 //! - each listed case (some arguments given other values) gives its status,
 //!   and a message of its own that holds the case's needles (`a|b`: both;
 //!   `^a`: starts with `a`).
@@ -103,47 +103,15 @@ trait Sentinel: Copy + 'static {
 }
 
 macro_rules! sentinel_value {
-    ($($t:ty = $v:expr),*) => {$(
+    ($($t:ty => $v:expr),*) => {$(
         impl Sentinel for $t {
             fn sentinel() -> Self { $v }
             fn same(&self, other: &Self) -> bool { self == other }
         }
     )*};
 }
-sentinel_value!(
-    u32 = SENTINEL_U32,
-    i32 = -7,
-    usize = SENTINEL,
-    i64 = SENTINEL_I64,
-    u8 = SENTINEL_BOOL_BYTE
-);
-
-impl Sentinel for f64 {
-    fn sentinel() -> Self {
-        SENTINEL_F64
-    }
-    fn same(&self, other: &Self) -> bool {
-        self.to_bits() == other.to_bits()
-    }
-}
-
-impl<T: 'static> Sentinel for *mut T {
-    fn sentinel() -> Self {
-        sentinel()
-    }
-    fn same(&self, other: &Self) -> bool {
-        self == other
-    }
-}
-
-impl<T: 'static> Sentinel for *const T {
-    fn sentinel() -> Self {
-        sentinel_const()
-    }
-    fn same(&self, other: &Self) -> bool {
-        self == other
-    }
-}
+sentinel_value!(u32 => SENTINEL_U32, i32 => -7, usize => SENTINEL, i64 => SENTINEL_I64,
+    u8 => SENTINEL_BOOL_BYTE, f64 => SENTINEL_F64);
 
 impl Sentinel for nnx_key {
     fn sentinel() -> Self {
@@ -154,41 +122,48 @@ impl Sentinel for nnx_key {
     }
 }
 
+/// A handle argument: `*const T` or `*mut T`.
+trait Handle: Copy {
+    type T: 'static;
+    fn from_raw(ptr: *mut Self::T) -> Self;
+    fn null() -> Self;
+}
+
+/// Pointers are handle arguments, and outs pre-filled with `SENTINEL`.
+macro_rules! pointers {
+    ($($p:ty => $null:ident, $sentinel:ident);*) => {$(
+        impl<T: 'static> Handle for $p {
+            type T = T;
+            fn from_raw(ptr: *mut T) -> Self { ptr as _ }
+            fn null() -> Self { $null() }
+        }
+        impl<T: 'static> Sentinel for $p {
+            fn sentinel() -> Self { $sentinel() }
+            fn same(&self, other: &Self) -> bool { self == other }
+        }
+    )*};
+}
+pointers!(*mut T => null_mut, sentinel; *const T => null, sentinel_const);
+
 /// How the caller lets go of a handle the library hands out.
 trait Free: 'static {
     fn free(ptr: *mut Self);
 }
 
 macro_rules! free_with {
-    ($($t:ty = $f:ident),*) => {$(
+    ($($t:ty => $f:expr),*) => {$(
         impl Free for $t {
-            fn free(ptr: *mut Self) { $f(ptr) }
+            fn free(ptr: *mut Self) { ($f)(ptr) }
         }
     )*};
 }
-free_with!(
-    nnx_array = nnx_array_release,
-    nnx_variable = nnx_variable_release,
-    nnx_state = nnx_state_free,
-    nnx_filter = nnx_filter_free,
-    nnx_flat = nnx_flat_free,
-    nnx_meta = nnx_meta_free,
-    c_char = nnx_string_free
-);
-
-impl Free for DLManagedTensorVersioned {
-    fn free(ptr: *mut Self) {
-        // SAFETY: a tensor the library exported, deleted once.
-        unsafe { ((*ptr).deleter.expect("a deleter"))(ptr) }
-    }
-}
-
-impl Free for DLManagedTensor {
-    fn free(ptr: *mut Self) {
-        // SAFETY: a tensor the library exported, deleted once.
-        unsafe { ((*ptr).deleter.expect("a deleter"))(ptr) }
-    }
-}
+// SAFETY (the tensors): exported by the library, deleted once.
+free_with!(nnx_array => nnx_array_release, nnx_variable => nnx_variable_release,
+    nnx_state => nnx_state_free, nnx_filter => nnx_filter_free, nnx_flat => nnx_flat_free,
+    nnx_meta => nnx_meta_free, c_char => nnx_string_free,
+    // SAFETY: tensors the library exported, each deleted once.
+    DLManagedTensorVersioned => |t: *mut Self| unsafe { ((*t).deleter.unwrap())(t) },
+    DLManagedTensor => |t: *mut Self| unsafe { ((*t).deleter.unwrap())(t) });
 
 /// Storage behind an out-pointer.
 trait Slot {
@@ -305,21 +280,15 @@ trait Guard: 'static {
 }
 
 macro_rules! guards {
-    ($($g:ident = $t:ty),*) => {$(
+    ($($g:ident => $t:ty),*) => {$(
         impl Guard for $g {
             type T = $t;
             fn raw(&self) -> *mut $t { self.0 }
         }
     )*};
 }
-guards!(
-    St = nnx_state,
-    Var = nnx_variable,
-    Arr = nnx_array,
-    Flt = nnx_filter,
-    Flat = nnx_flat,
-    Meta = nnx_meta
-);
+guards!(St => nnx_state, Var => nnx_variable, Arr => nnx_array, Flt => nnx_filter,
+    Flat => nnx_flat, Meta => nnx_meta);
 
 /// A handle of the fixture: its name, type, address and guard.
 type Entry = (H, TypeId, *mut c_void, Box<dyn Any>);
@@ -696,33 +665,6 @@ struct Call<'f> {
     len: Cell<usize>,
     /// Release callbacks handed to the library by this call.
     lends: Cell<usize>,
-}
-
-/// A handle argument: `*const T` or `*mut T`.
-trait Handle: Copy {
-    type T: 'static;
-    fn from_raw(ptr: *mut Self::T) -> Self;
-    fn null() -> Self;
-}
-
-impl<T: 'static> Handle for *mut T {
-    type T = T;
-    fn from_raw(ptr: *mut T) -> Self {
-        ptr
-    }
-    fn null() -> Self {
-        null_mut()
-    }
-}
-
-impl<T: 'static> Handle for *const T {
-    type T = T;
-    fn from_raw(ptr: *mut T) -> Self {
-        ptr
-    }
-    fn null() -> Self {
-        null()
-    }
 }
 
 impl<'f> Call<'f> {
@@ -1160,6 +1102,18 @@ struct Case {
     check: Option<Check>,
 }
 
+impl Case {
+    fn new(over: &[(&'static str, V)], want: nnx_status, needle: &str) -> Case {
+        let (over, needle) = (over.to_vec(), needle.to_owned());
+        Case {
+            over,
+            want,
+            needle,
+            check: None,
+        }
+    }
+}
+
 enum Body {
     /// A call described by its arguments (see `row!`).
     Call(CallFn),
@@ -1209,35 +1163,26 @@ impl Row {
         }
     }
 
-    fn case(
-        mut self,
-        over: &[(&'static str, V)],
-        want: nnx_status,
-        needle: impl Into<String>,
-        check: Option<Check>,
-    ) -> Row {
-        self.cases.push(Case {
-            over: over.to_vec(),
-            want,
-            needle: needle.into(),
-            check,
-        });
+    fn case(mut self, over: &[(&'static str, V)], want: nnx_status, needle: &str) -> Row {
+        self.cases.push(Case::new(over, want, needle));
         self
     }
 
     /// One argument given `v` fails with `want` and a message holding
     /// `needle`.
-    fn bad(self, name: &'static str, v: V, want: nnx_status, needle: impl Into<String>) -> Row {
-        self.case(&[(name, v)], want, needle, None)
+    fn bad(self, name: &'static str, v: V, want: nnx_status, needle: impl AsRef<str>) -> Row {
+        self.case(&[(name, v)], want, needle.as_ref())
     }
 
-    fn bads(self, over: &[(&'static str, V)], want: nnx_status, needle: impl Into<String>) -> Row {
-        self.case(over, want, needle, None)
+    fn bads(self, over: &[(&'static str, V)], want: nnx_status, needle: impl AsRef<str>) -> Row {
+        self.case(over, want, needle.as_ref())
     }
 
     /// The call with these arguments succeeds, and `check` holds of it.
-    fn good(self, over: &[(&'static str, V)], check: impl Fn(&Call) + 'static) -> Row {
-        self.case(over, NNX_OK, "", Some(Box::new(check)))
+    fn good(mut self, over: &[(&'static str, V)], check: impl Fn(&Call) + 'static) -> Row {
+        self = self.case(over, NNX_OK, "");
+        self.cases.last_mut().unwrap().check = Some(Box::new(check));
+        self
     }
 
     fn with(self, cases: impl FnOnce(Row) -> Row) -> Row {
@@ -1271,20 +1216,9 @@ impl Row {
             }
             Body::Custom(f) => f(),
             Body::Call(call) => {
-                let base = Case {
-                    over: Vec::new(),
-                    want: NNX_OK,
-                    needle: String::new(),
-                    check: None,
-                };
-                for name in self.run(call, &base) {
-                    let null = Case {
-                        over: vec![(name, Null)],
-                        want: NULL_ARG,
-                        needle: format!("`{name}`|NULL"),
-                        check: None,
-                    };
-                    self.run(call, &null);
+                for name in self.run(call, &Case::new(&[], NNX_OK, "")) {
+                    let needle = format!("`{name}`|NULL");
+                    self.run(call, &Case::new(&[(name, Null)], NULL_ARG, &needle));
                 }
                 for case in &self.cases {
                     self.run(call, case);

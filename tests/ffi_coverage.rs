@@ -3,10 +3,9 @@
 //! Parses `include/nnx_state.h` for its function declarations and looks for
 //! each name, as a whole word, in the tests (`tests/`, without this file and
 //! `tests/data/`), the C examples (`examples-c/`) and the Python package
-//! (`python/`). The C API tests of this crate (`ffi_null.rs`,
-//! `ffi_errors.rs`, and `checkpoint_ffi.rs` for checkpoints and DLPack)
-//! must cover every function on their own as well, so that coverage does
-//! not hang on tests written elsewhere.
+//! (`python/`). The C-ABI contract table (`ffi_contract.rs`) must call every
+//! function on its own as well, so that coverage does not hang on tests
+//! written elsewhere (its own test also checks there is one row for each).
 
 mod common;
 
@@ -154,21 +153,12 @@ fn every_header_function_is_exercised_by_some_test() {
 }
 
 #[test]
-fn the_c_api_tests_alone_call_every_function() {
-    let tests = root().join("tests");
-    // The checkpoint, filter-parsing and DLPack functions are covered by
-    // their own C API test file (NULLs and every error status).
-    let files = [
-        tests.join("ffi_null.rs"),
-        tests.join("ffi_errors.rs"),
-        tests.join("checkpoint_ffi.rs"),
-    ];
-    let declared = header_functions();
-    let missing = missing(&declared, &names_used_in(&files));
+fn the_contract_table_alone_calls_every_function() {
+    let files = [root().join("tests").join("ffi_contract.rs")];
+    let missing = missing(&header_functions(), &names_used_in(&files));
     assert!(
         missing.is_empty(),
-        "{} functions of include/nnx_state.h are not called by tests/ffi_null.rs, \
-         tests/ffi_errors.rs or tests/checkpoint_ffi.rs:\n  {}",
+        "{} functions of include/nnx_state.h are not called by tests/ffi_contract.rs:\n  {}",
         missing.len(),
         missing.join("\n  ")
     );
