@@ -450,6 +450,7 @@ impl Fix {
         f.put(KeyVar, key_var(&key_data, "threefry2x32"));
         f.put(KeyData, key_data);
         f.put(Opaque, opaque_var("test:thing", sentinel(), &f.counter));
+        f.lent += 1;
         f.put(NoValue, variable(NNX_TYPE_CACHE, None));
         let lent = f.lend(&[1.0, 2.0], true);
         f.put(Lent, lent);
@@ -463,7 +464,7 @@ impl Fix {
         }));
         let not_seven = Flt(made(|out| nnx_filter_not(seven.ptr(), out)));
         let not_all = Flt(made(|out| nnx_filter_not(all.ptr(), out)));
-        f.lent += 2;
+        f.lent += 1;
         f.put(AnySeven, any_of(&[&param, &not_seven]));
         f.put(Stats, of_type(NNX_TYPE_BATCH_STAT));
         f.put(Nothing, nothing());
