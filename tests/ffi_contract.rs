@@ -300,7 +300,7 @@ struct Fix {
     counter: Box<Counter>,
     /// Release callbacks the fixture handed to the library.
     lent: usize,
-    /// Caller memory: 128 zero bytes.
+    /// Caller memory: 128 bytes, the first 4 the f32 2.5, the rest 0.
     buf: Box<[u64; 16]>,
     memory: RefCell<Vec<Box<[f32]>>>,
     dir: RefCell<Option<PathBuf>>,
@@ -369,11 +369,14 @@ const META: [(&str, &str); 7] = [
 
 impl Fix {
     fn new() -> Fix {
+        let mut buf = Box::new([0u64; 16]);
+        let [a, b, c, d] = 2.5f32.to_ne_bytes();
+        buf[0] = u64::from_ne_bytes([a, b, c, d, 0, 0, 0, 0]);
         let mut f = Fix {
             handles: RefCell::default(),
             counter: Counter::new(),
             lent: 0,
-            buf: Box::new([0; 16]),
+            buf,
             memory: RefCell::default(),
             dir: RefCell::default(),
         };
@@ -922,7 +925,7 @@ impl<'f> Call<'f> {
         }
     }
 
-    /// The fixture's 128 bytes of caller memory.
+    /// The fixture's 128 bytes of caller memory (see `Fix::buf`).
     fn buf(&self, name: &'static str) -> *mut c_void {
         self.ptr(
             name,
@@ -1566,7 +1569,10 @@ fn array_rows() -> Vec<Row> {
         .with(shape_23)
         .with(|r| bad_shapes(r, true))
         .good(&[("shape", Null), ("ndim", num(0)), ("nbytes", num(4))], |c| {
-            assert_eq!(nbytes(c.got_own("out_array")), 4, "a scalar needs no shape pointer")
+            let data = data_ptr(c.got_own("out_array"));
+            assert_ne!(data, c.f.buf.as_ptr().cast(), "a copy");
+            // SAFETY: the 4 bytes of a scalar f32, read while the array lives.
+            assert_eq!(unsafe { data.cast::<f32>().read_unaligned() }, 2.5, "a scalar needs no shape");
         })
         .good(&[("shape", Ints(vec![0, 5])), ("data", Null), ("nbytes", num(0))], |c| {
             assert_eq!(nbytes(c.got_own("out_array")), 0, "no bytes need no data pointer")
