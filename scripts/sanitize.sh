@@ -19,8 +19,8 @@
 #    as well. Skipped, with a note, where that build cannot be made.
 # 3. valgrind: each program built plainly, run under memcheck with
 #    --leak-check=full --errors-for-leak-kinds=definite,indirect,possible.
-# 4. (--rust-tests) the Rust tests of the C API and of misuse and stress
-#    (tests/misuse.rs, tests/stress.rs, tests/ffi_*.rs) built with
+# 4. (--rust-tests) the Rust tests of the C API (contract, behaviour) and stress
+#    (tests/stress.rs, tests/ffi_*.rs) built with
 #    -Zsanitizer=address.
 #
 # Options for the runs: ASAN_OPTIONS=detect_leaks=1 (and
@@ -133,9 +133,9 @@ if [ "$valgrind" = 1 ]; then
 fi
 
 if [ "$rust_tests" = 1 ]; then
-  step "4. the Rust C-API, misuse and stress tests with -Zsanitizer=address"
+  step "4. the Rust C-API contract, behaviour and stress tests with -Zsanitizer=address"
   tests=()
-  for t in tests/misuse.rs tests/stress.rs tests/ffi_*.rs; do
+  for t in tests/stress.rs tests/ffi_*.rs; do
     [ -f "$t" ] && tests+=(--test "$(basename "$t" .rs)")
   done
   if RUSTC_BOOTSTRAP=1 RUSTFLAGS="-Zsanitizer=address -Cforce-frame-pointers=yes" \

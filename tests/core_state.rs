@@ -1,12 +1,14 @@
 //! The Rust core through its public API: handles, live views, mutation,
 //! sharing, and the operations' documented edge cases.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
 use nnx_state::{
-    parse_path, Array, Entry, ErrorKind, Filter, Key, Kind, Leaf, MetaValue, State, TypeId,
-    Variable,
+    parse_path, Array, Buffer, DType, Device, Entry, ErrorKind, Filter, Key, Kind, Leaf, MetaValue,
+    State, TypeId, Variable,
 };
 
 fn p(text: &str) -> Vec<Key> {
@@ -231,6 +233,11 @@ fn merge_where_flax_fails_lets_the_later_entry_replace() {
     d.set_variable(&p("k"), leaf.clone()).unwrap();
     let m = State::merge(&[&c, &d, &b]).unwrap();
     assert!(Arc::ptr_eq(&m.get_variable(&p("k")).unwrap(), &leaf));
+
+    // {k}, {k/x}, {k}: the flat dict is {k: first, k/x: deep}; k/x runs
+    // through the leaf k, which it replaces.
+    let m = State::merge(&[&a, &b, &a]).unwrap();
+    assert!(Arc::ptr_eq(&m.get_variable(&p("k/x")).unwrap(), &deep));
 }
 
 #[test]
@@ -631,4 +638,153 @@ fn keys_and_opaque_values_go_through_every_operation_as_variables() {
     assert!(matches!(copied_kernel.value(), Value::Opaque(_)));
     drop((copy, copied_kernel));
     assert_eq!(released.load(Ordering::SeqCst), 1);
+}
+
+/// An array over static bytes lent with a release that counts in `released`.
+fn counted_array(released: &Arc<AtomicUsize>) -> Arc<Array> {
+    static DATA: [f32; 4] = [1.0, 2.0, 3.0, 4.0];
+    let counter = released.clone();
+    let release = Box::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    // SAFETY: `DATA` is static, and the buffer is read-only.
+    let buffer = unsafe {
+        Buffer::from_foreign(
+            DATA.as_ptr().cast_mut().cast(),
+            16,
+            false,
+            Device::CPU,
+            Some(release),
+        )
+    };
+    Arc::new(Array::from_buffer(DType::F32, &[4], buffer).unwrap())
+}
+
+/// The listing and the (path, leaf identity) list of a state.
+fn snapshot(state: &State) -> (String, Vec<(Vec<Key>, usize)>) {
+    let leaves = state.flatten().unwrap().into_iter().map(|(path, leaf)| {
+        let id = match leaf {
+            Leaf::Variable(v) => Arc::as_ptr(&v) as usize,
+            Leaf::Array(a) => Arc::as_ptr(&a) as usize,
+        };
+        (path, id)
+    });
+    (state.to_string_tree().unwrap(), leaves.collect())
+}
+
+#[test]
+fn a_split_failing_midway_loses_nothing() {
+    let released = Arc::new(AtomicUsize::new(0));
+    let state = State::new();
+    let mut vars = Vec::new();
+    for (path, type_id) in [
+        ("layers/0/kernel", TypeId::PARAM),
+        ("layers/0/bias", TypeId::PARAM),
+        ("layers/1/kernel", TypeId::PARAM),
+        ("bn/mean", TypeId::BATCH_STAT),
+        ("bn/var", TypeId::BATCH_STAT),
+    ] {
+        let var = Arc::new(Variable::new(type_id, Some(counted_array(&released))).unwrap());
+        state.set_variable(&p(path), var.clone()).unwrap();
+        vars.push(var);
+    }
+    state
+        .set_array(&p("embed"), counted_array(&released))
+        .unwrap();
+    let view = state.view(&p("layers")).unwrap();
+    let before = snapshot(&state);
+    let counts = || vars.iter().map(Arc::strong_count).collect::<Vec<_>>();
+    let at_start = counts();
+    // 6 leaves; the view has 3, about all of which the callback is asked
+    // in both filter lists.
+    for fail_after in [0, 1, 2] {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        let failing = Filter::callback(move |_, leaf| {
+            if seen.fetch_add(1, Ordering::SeqCst) >= fail_after {
+                return Err("told to fail".into());
+            }
+            Ok(matches!(leaf, Leaf::Variable(v) if v.type_id() == TypeId::PARAM))
+        });
+        let stats = Filter::of_type(TypeId::BATCH_STAT);
+        for filters in [
+            vec![failing.clone(), Filter::Everything],
+            vec![stats, failing.clone(), Filter::Everything],
+        ] {
+            for split in [true, false] {
+                calls.store(0, Ordering::SeqCst);
+                let result = if split {
+                    state.split(&filters)
+                } else {
+                    view.filter(&filters)
+                };
+                let err = result.expect_err("the callback fails");
+                assert_eq!(err.kind(), ErrorKind::Callback);
+                assert!(err.message().contains("told to fail"), "{err}");
+                assert_eq!(snapshot(&state), before);
+                assert_eq!(counts(), at_start, "a failed split kept references");
+            }
+        }
+    }
+
+    // A callback that panics: the panic reaches the caller, and the state
+    // is as it was and still usable (no lock poisoned, nothing held).
+    let panicking = Filter::callback(|_, _| {
+        panic!("a deliberate panic in a caller's callback (this test expects it)")
+    });
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        state.split(&[Filter::of_type(TypeId::BATCH_STAT), panicking])
+    }));
+    assert!(outcome.is_err(), "the panic was swallowed");
+    assert_eq!(snapshot(&state), before);
+    assert_eq!(counts(), at_start);
+    let parts = state
+        .split(&[Filter::of_type(TypeId::PARAM), Filter::Everything])
+        .unwrap();
+    assert_eq!(parts[0].num_leaves().unwrap(), 3);
+    drop(parts);
+
+    // A failed from_flat keeps none of the leaves it was given.
+    let extra = counted_array(&released);
+    let err = State::from_flat(vec![
+        (p("a"), Leaf::Array(extra.clone())),
+        (Vec::new(), Leaf::Array(extra.clone())),
+    ])
+    .expect_err("an empty path");
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert_eq!(Arc::strong_count(&extra), 1);
+    drop(extra);
+    assert_eq!(released.load(Ordering::SeqCst), 1);
+    drop((view, vars, state));
+    assert_eq!(
+        released.load(Ordering::SeqCst),
+        7,
+        "every array given back once"
+    );
+}
+
+/// NNX evaluates `Any(f1, f2, ...)` in order, so a callback placed before a
+/// type filter is asked for every leaf it is reached for, and its failure
+/// fails the operation, even where the library could place a subtree by
+/// its types alone (an earlier version skipped the callback).
+#[test]
+fn callbacks_are_asked_in_order_before_a_type_filter() {
+    let state = State::new();
+    state
+        .set_variable(&p("ab/a"), var(TypeId::PARAM, &[1.0]))
+        .unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let failing = Filter::callback(move |_, _| {
+        seen.fetch_add(1, Ordering::SeqCst);
+        Err("told to fail".into())
+    });
+    let either = Filter::any(vec![failing, Filter::of_type(TypeId::VARIABLE)]).unwrap();
+    let result = state.filter(&[either]);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the callback was not asked"
+    );
+    assert_eq!(result.err().map(|e| e.kind()), Some(ErrorKind::Callback));
 }

@@ -3,106 +3,17 @@
 //! Parses `include/nnx_state.h` for its function declarations and looks for
 //! each name, as a whole word, in the tests (`tests/`, without this file and
 //! `tests/data/`), the C examples (`examples-c/`) and the Python package
-//! (`python/`). The C API tests of this crate (`ffi_null.rs`,
-//! `ffi_errors.rs`, and `checkpoint_ffi.rs` for checkpoints and DLPack)
-//! must cover every function on their own as well, so that coverage does
-//! not hang on tests written elsewhere.
+//! (`python/`). The C-ABI contract table (`ffi_contract.rs`) must call every
+//! function on its own as well, so that coverage does not hang on tests
+//! written elsewhere (its own test also checks there is one row for each).
+
+mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// The text with C comments blanked out (string literals kept as they are).
-fn strip_c_comments(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match (bytes[i], bytes.get(i + 1)) {
-            (b'/', Some(b'*')) => {
-                i += 2;
-                while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/')) {
-                    if bytes[i] == b'\n' {
-                        out.push(b'\n');
-                    }
-                    i += 1;
-                }
-                i += 2;
-                out.push(b' ');
-            }
-            (b'/', Some(b'/')) => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            (b'"', _) => {
-                out.push(b'"');
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    if bytes[i] == b'\\' {
-                        out.push(bytes[i]);
-                        i += 1;
-                    }
-                    if i < bytes.len() {
-                        out.push(bytes[i]);
-                        i += 1;
-                    }
-                }
-                if i < bytes.len() {
-                    out.push(b'"');
-                    i += 1;
-                }
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).expect("the header is UTF-8")
-}
-
-fn is_ident_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
-/// The identifiers of `text`, each once.
-fn identifiers(text: &str) -> BTreeSet<&str> {
-    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-        .filter(|w| !w.is_empty())
-        .collect()
-}
-
-/// The names of the functions `include/nnx_state.h` declares: identifiers
-/// starting with `nnx_` followed by `(` outside comments. Function pointer
-/// typedefs (`(*nnx_filter_fn)(`) are not declarations and do not match.
-fn header_functions() -> BTreeSet<String> {
-    let path = root().join("include").join("nnx_state.h");
-    let text =
-        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let code = strip_c_comments(&text);
-    let bytes = code.as_bytes();
-    let mut names = BTreeSet::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let starts_word = i == 0 || !is_ident_byte(bytes[i - 1]);
-        if starts_word && code[i..].starts_with("nnx_") {
-            let end = i + code[i..].bytes().take_while(|&b| is_ident_byte(b)).count();
-            let next = code[end..].bytes().find(|b| !b.is_ascii_whitespace());
-            if next == Some(b'(') {
-                names.insert(code[i..end].to_owned());
-            }
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-    names
-}
+use common::header::{header_functions, identifiers, root, strip_c_comments};
 
 /// The `pub extern "C" fn` names of `src/ffi/`, to check the header parser.
 fn source_functions() -> BTreeSet<String> {
@@ -242,21 +153,12 @@ fn every_header_function_is_exercised_by_some_test() {
 }
 
 #[test]
-fn the_c_api_tests_alone_call_every_function() {
-    let tests = root().join("tests");
-    // The checkpoint, filter-parsing and DLPack functions are covered by
-    // their own C API test file (NULLs and every error status).
-    let files = [
-        tests.join("ffi_null.rs"),
-        tests.join("ffi_errors.rs"),
-        tests.join("checkpoint_ffi.rs"),
-    ];
-    let declared = header_functions();
-    let missing = missing(&declared, &names_used_in(&files));
+fn the_contract_table_alone_calls_every_function() {
+    let files = [root().join("tests").join("ffi_contract.rs")];
+    let missing = missing(&header_functions(), &names_used_in(&files));
     assert!(
         missing.is_empty(),
-        "{} functions of include/nnx_state.h are not called by tests/ffi_null.rs, \
-         tests/ffi_errors.rs or tests/checkpoint_ffi.rs:\n  {}",
+        "{} functions of include/nnx_state.h are not called by tests/ffi_contract.rs:\n  {}",
         missing.len(),
         missing.join("\n  ")
     );

@@ -1,6 +1,6 @@
 //! The bulk flat functions (`nnx_flat_leaves`, `nnx_flat_paths`,
 //! `nnx_flat_push_many`) agree with the entry-by-entry ones, in whole and in
-//! chunks; NULL and error cases are in `ffi_null.rs` and `ffi_errors.rs`.
+//! chunks; NULL and error cases are rows of `ffi_contract.rs`.
 
 #[macro_use]
 mod common;

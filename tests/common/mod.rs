@@ -1,8 +1,12 @@
-//! Helpers shared by the C API tests (`ffi_null.rs`, `ffi_errors.rs`):
+//! Helpers shared by the C API tests (`ffi_contract.rs`,
+//! `ffi_behaviour.rs` and the other `tests/*.rs` that call the C functions):
 //! paths with owned key storage, status assertions, sentinels for
-//! out-pointers and RAII guards that free handles.
+//! out-pointers, RAII guards that free handles, counted release callbacks,
+//! and (in `header`) the function list of `include/nnx_state.h`.
 
 #![allow(dead_code)]
+
+pub mod header;
 
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -232,6 +236,8 @@ pub enum K<'a> {
     NullStr(usize),
     /// A key of this (invalid) kind.
     Kind(u32),
+    /// An int key whose unused `str` is NULL and `str_len` is not 0.
+    IntJunk(i64, usize),
 }
 
 impl<'a> From<&'a str> for K<'a> {
@@ -283,6 +289,12 @@ impl Path {
                     str: std::ptr::null(),
                     str_len: 0,
                     int_value: 0,
+                },
+                K::IntJunk(value, len) => nnx_key {
+                    kind: NNX_KEY_INT,
+                    str: std::ptr::null(),
+                    str_len: *len,
+                    int_value: *value,
                 },
             };
             keys.push(key);
@@ -348,6 +360,21 @@ macro_rules! path {
 pub fn cstr(text: &str) -> CString {
     CString::new(text).expect("no NUL in test strings")
 }
+
+/// A C string of any bytes but NUL (for invalid UTF-8).
+pub fn raw_cstr(bytes: &[u8]) -> CString {
+    CString::new(bytes).expect("no NUL in test bytes")
+}
+
+/// Byte strings that are not UTF-8: a stray byte, a cut sequence, a
+/// surrogate, an overlong form, a bad continuation.
+pub const BAD_UTF8: [&[u8]; 5] = [
+    b"Bad\xffName",
+    b"\xc3",
+    b"\xed\xa0\x80",
+    b"\xc0\xaf",
+    b"\xc3\x28",
+];
 
 // ---------------------------------------------------------------------------
 // Handle guards
@@ -629,6 +656,51 @@ pub fn leaves(state: *const nnx_state) -> usize {
     let mut count = usize::MAX;
     ok!(nnx_state_num_leaves(state, &mut count));
     count
+}
+
+/// A key as text: an int as `#N`, a string as itself.
+pub fn key_text(key: &nnx_key) -> String {
+    if key.kind == NNX_KEY_INT {
+        return format!("#{}", key.int_value);
+    }
+    // SAFETY: `str_len` bytes lent by the library with the key.
+    let bytes = unsafe { std::slice::from_raw_parts(key.str.cast::<u8>(), key.str_len) };
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A flat list's (path, kind, leaf address) entries, in order.
+pub fn flat_entries(flat: *const nnx_flat) -> Vec<(String, u32, usize)> {
+    let mut len = 0;
+    ok!(nnx_flat_len(flat, &mut len));
+    (0..len)
+        .map(|i| {
+            let (mut keys, mut n, mut kind) = (std::ptr::null(), 0, 0);
+            ok!(nnx_flat_path(flat, i, &mut keys, &mut n));
+            ok!(nnx_flat_kind(flat, i, &mut kind));
+            // SAFETY: `n` keys lent by the list while it lives.
+            let keys = unsafe { std::slice::from_raw_parts(keys, n) };
+            let path: Vec<String> = keys.iter().map(key_text).collect();
+            let leaf = if kind == NNX_KIND_VARIABLE {
+                let mut v = std::ptr::null_mut();
+                ok!(nnx_flat_variable(flat, i, &mut v));
+                v as usize
+            } else {
+                let mut a = std::ptr::null_mut();
+                ok!(nnx_flat_array(flat, i, &mut a));
+                a as usize
+            };
+            (path.join("/"), kind, leaf)
+        })
+        .collect()
+}
+
+/// The state's (path, kind, leaf address) entries: what a failed call must
+/// leave as it was, down to the identity of every leaf.
+pub fn identities(state: *const nnx_state) -> Vec<(String, u32, usize)> {
+    let mut flat = std::ptr::null_mut();
+    ok!(nnx_state_flatten(state, &mut flat));
+    let flat = Flat(flat);
+    flat_entries(flat.ptr())
 }
 
 pub fn top_len(state: *const nnx_state) -> usize {
