@@ -232,7 +232,7 @@ impl Array {
         let Some(bytes) = self.bytes() else {
             bail!(
                 InvalidArgument,
-                "cannot copy an array on device {:?}",
+                "cannot copy an array on device {}: its memory is not the CPU's",
                 self.device()
             );
         };

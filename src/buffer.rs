@@ -26,6 +26,13 @@ pub struct Device {
     pub id: i32,
 }
 
+/// Written as DLPack names it, `type:id` (`1:0` is the CPU), for messages.
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.kind, self.id)
+    }
+}
+
 impl Device {
     pub const CPU: Device = Device { kind: 1, id: 0 };
 

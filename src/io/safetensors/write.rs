@@ -98,13 +98,11 @@ pub(crate) fn plan(state: &State) -> Result<Vec<Planned>> {
             }
             Some(array) => {
                 if array.bytes().is_none() {
-                    let d = array.device();
                     bail!(
                         InvalidArgument,
-                        "cannot save '{}': its array lives on device {}:{}, not in CPU memory",
+                        "cannot save '{}': its array lives on device {}, not in CPU memory",
                         format_path(&path),
-                        d.kind,
-                        d.id
+                        array.device()
                     );
                 }
                 let name = unique_name(&path, &mut names);
