@@ -6,7 +6,7 @@ decode caches, sharding annotations, custom Variable classes): the state
 merged here, comes back through ``to_flax`` and goes into a model with
 ``nnx.update`` and ``nnx.merge``; at every step it is compared with what
 Flax itself gives for the same steps: the same paths, the very Flax classes,
-equal metadata (in the same order), values bit for bit (typed keys as keys
+equal metadata (entries in the same order), values bit for bit (typed keys as keys
 of the same implementation), one variable where Flax has one, and models
 that compute the same outputs afterwards. Then through a safetensors file.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -86,6 +87,12 @@ def lineage(cls) -> list[str]:
     return [c.__name__ for c in cls.__mro__ if isinstance(c, type) and issubclass(c, root)]
 
 
+def _held(var):
+    """What a Flax variable holds, no hook run: the array in a ``jax.Ref``."""
+    raw = var.get_raw_value()
+    return raw[...] if var.get_metadata("ref", False) else raw
+
+
 def assert_ours_match(state: nnx.State, flax_state):
     """``state`` (nnx_state) holds what the Flax state holds: the same paths,
     classes standing for the Flax classes, the same metadata and values, one
@@ -99,10 +106,9 @@ def assert_ours_match(state: nnx.State, flax_state):
             assert lineage(type(a)) == lineage(b.var_type), path
             assert a.get_metadata() == _without_hooks(b.get_metadata()), path
             assert pairs.setdefault(id(b), id(a)) == id(a), f"{path}: one Flax variable, two here"
-            assert_bits(jnp.asarray(a.get_value()) if isinstance(a.get_value(), np.ndarray) else a.get_value(),
-                        b.get_value(), path)
+            assert_bits(a.get_value(), _held(b), path)
         else:
-            assert_bits(jnp.asarray(a), b, path)
+            assert_bits(a, b, path)
     assert len(set(pairs.values())) == len(pairs), "two Flax variables became one here"
 
 
@@ -117,8 +123,7 @@ def assert_same_flax(back, flax_state, *, placement=True):
     """``back`` (what ``to_flax`` gave) is what Flax has: a ``flax.nnx.State``
     with the same paths, the very Flax classes, equal metadata (its own
     entries in the same order), values bit for bit (``placement`` as for
-    ``assert_bits``), and
-    the same sharing."""
+    ``assert_bits``), and the same sharing."""
     assert isinstance(back, F.State)
     ours, theirs = F.to_flat_state(back), F.to_flat_state(flax_state)
     assert list(ours.paths) == list(theirs.paths)
@@ -629,7 +634,9 @@ def test_hijax_and_ref_variables_come_back_as_such():
 
 MESH_SCRIPT = textwrap.dedent(
     """
+    import json
     import sys
+    import traceback
     import jax
     jax.config.update("jax_num_cpu_devices", 4)
     import jax.numpy as jnp
@@ -638,7 +645,7 @@ MESH_SCRIPT = textwrap.dedent(
     import nnx_state as nnx
     from test_real_models import assert_ours_match, assert_same_flax
 
-    what, path = sys.argv[1:]
+    path = sys.argv[1]
     assert len(jax.devices()) == 4
     mesh = jax.make_mesh((2, 2), ("data", "model"))
 
@@ -650,61 +657,75 @@ MESH_SCRIPT = textwrap.dedent(
             self.down = F.Linear(8, 4, rngs=rngs, kernel_init=F.with_partitioning(
                 F.initializers.lecun_normal(), ("model", "data"), mesh=mesh))
 
+    def metadata(model, flax_state, state, back):
+        assert state["down"]["kernel"].get_metadata("mesh") is mesh
+        assert F.get_partition_spec(back) == F.get_partition_spec(flax_state)
+        for p, v in F.to_flat_state(back):
+            assert v.get_metadata() == flax_state[p[0]][p[1]].get_metadata(), p
+
+    def values(model, flax_state, state, back):
+        # The sharded arrays are held as themselves, and come back so.
+        kernel = flax_state["up"]["kernel"].get_value()
+        assert kernel.sharding.spec == jax.P(None, "model") and len(kernel.sharding.device_set) == 4
+        assert state["up"]["kernel"].get_value() is kernel and back["up"]["kernel"].get_value() is kernel
+        assert_ours_match(state, flax_state)
+        assert_same_flax(back, flax_state)
+        twin = Block(1)
+        F.update(twin, nnx.to_flax(nnx.filter_state(state, nnx.Param)))
+        assert_same_flax(F.state(twin), flax_state)
+        x = jnp.ones((2, 4))
+        assert (np.asarray(twin.up(x)) == np.asarray(model.up(x))).all()
+
+    def file(model, flax_state, state, back):
+        # A sharded array is not for a file; gathered, it is, and comes back
+        # placed as its annotations say (under the mesh).
+        try:
+            nnx.save_safetensors(state, path)
+        except ValueError as e:
+            assert "cannot save 'down/bias'" in str(e), e
+        else:
+            raise AssertionError("a sharded array was saved")
+        nnx.save_safetensors(jax.device_get(state), path)
+        loaded = nnx.to_flax(nnx.load_safetensors(path), array_fn=jnp.asarray)
+        for p in (("up", "kernel"), ("down", "kernel")):
+            a, b = loaded[p[0]][p[1]].get_value(), flax_state[p[0]][p[1]].get_value()
+            assert a.sharding == b.sharding, (p, a.sharding, b.sharding)
+        # A tree map sorts the metadata entries, in Flax too.
+        assert_same_flax(loaded, jax.tree.map(lambda x: x, flax_state), placement=False)
+
+    results = {}
     with jax.set_mesh(mesh):
         model = Block(0)
         flax_state = F.state(model)
-        spec = F.get_partition_spec(flax_state)
-        assert flax_state["up"]["kernel"].get_value().sharding.spec == jax.P(None, "model")
         state = nnx.from_flax(flax_state)
         back = nnx.to_flax(state, array_fn=jnp.asarray)
-        if what == "metadata":
-            assert state["down"]["kernel"].get_metadata("mesh") is mesh
-            assert F.get_partition_spec(back) == spec
-            for p, v in F.to_flat_state(back):
-                assert v.get_metadata() == flax_state[p[0]][p[1]].get_metadata(), p
-        elif what == "values":
-            # The sharded arrays are held as themselves, and come back so.
-            assert_ours_match(state, flax_state)
-            assert_same_flax(back, flax_state)
-            twin = Block(1)
-            F.update(twin, nnx.to_flax(nnx.filter_state(state, nnx.Param)))
-            assert_same_flax(F.state(twin), flax_state)
-            x = jnp.ones((2, 4))
-            assert (np.asarray(twin.up(x)) == np.asarray(model.up(x))).all()
-        else:
-            # A sharded array is not for a file; gathered, it is, and comes
-            # back placed as its annotations say (under the mesh).
+        for check in (metadata, values, file):
             try:
-                nnx.save_safetensors(state, path)
-            except ValueError as e:
-                assert "cannot save 'down/bias'" in str(e), e
-            else:
-                raise AssertionError("a sharded array was saved")
-            nnx.save_safetensors(jax.device_get(state), path)
-            loaded = nnx.to_flax(nnx.load_safetensors(path), array_fn=jnp.asarray)
-            for p in (("up", "kernel"), ("down", "kernel")):
-                a, b = loaded[p[0]][p[1]].get_value(), flax_state[p[0]][p[1]].get_value()
-                assert a.sharding == b.sharding, (p, a.sharding, b.sharding)
-            # A tree map sorts the metadata entries, in Flax too.
-            assert_same_flax(loaded, jax.tree.map(lambda x: x, flax_state), placement=False)
-    print("ok")
+                check(model, flax_state, state, back)
+                results[check.__name__] = "ok"
+            except Exception:
+                results[check.__name__] = traceback.format_exc()
+    print(json.dumps(results))
     """
 )
 
 
-def _run_mesh(what: str, tmp_path: Path):
+@pytest.fixture(scope="module")
+def under_four_devices(tmp_path_factory):
+    """What the checks of MESH_SCRIPT found, by name: "ok" or the traceback."""
     here = Path(__file__).resolve().parent
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=os.pathsep.join([str(here.parent), str(here)]))
+    path = tmp_path_factory.mktemp("mesh") / "sharded.safetensors"
     result = subprocess.run(
-        [sys.executable, "-c", MESH_SCRIPT, what, str(tmp_path / "sharded.safetensors")],
-        capture_output=True, text=True, env=env, timeout=300,
+        [sys.executable, "-c", MESH_SCRIPT, str(path)], capture_output=True, text=True, env=env, timeout=300
     )
-    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("what", ["metadata", "values", "file"])
-def test_under_a_mesh_of_four_devices(what, tmp_path):
+@pytest.mark.parametrize("check", ["metadata", "values", "file"])
+def test_under_a_mesh_of_four_devices(check, under_four_devices):
     """Under a real ``jax.sharding.Mesh`` of 4 CPU devices: the metadata (the
     Mesh itself, partition specs), the sharded arrays as themselves, and a
     gathered checkpoint placed again when it comes back."""
-    _run_mesh(what, tmp_path)
+    assert under_four_devices[check] == "ok", under_four_devices[check]
