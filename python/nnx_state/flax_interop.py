@@ -17,7 +17,16 @@ A pair is made on first sight:
   qualified name the native name records), the one defined last when
   several match (a class redefined in a notebook); else a new Flax class.
 
-A variable held at several paths stays one variable.
+A variable held at several paths stays one variable. A Flax
+``HijaxVariable`` stands for its ``var_type`` and comes back as a hijax
+variable; one over a ``jax.Ref`` comes back over a new ``jax.Ref``.
+
+Metadata travels entry by entry, Flax's required entries included (see
+``variablelib``: ``Mesh``, ``AbstractMesh`` and ``PartitionSpec`` are kept
+as data). Hooks (``on_get_value``, ...) that the Flax class defines stay
+with the class; a hook given to one variable, and any other entry that is
+code or an object, is refused with an error naming its path: nothing is
+dropped.
 
 Values travel as what they are, both ways and without copies: a jax array
 on the CPU is held through DLPack over its own buffer and goes back to Flax
@@ -27,8 +36,11 @@ is lent to the library (``copy=True`` copies numpy arrays, ``copy=False``
 lends read-only ones too); anything else (sharded or device arrays,
 ``ShapeDtypeStruct``, Python scalars) is held as the object itself. Going
 back, values read from the library as numpy arrays (a loaded checkpoint,
-say) can be converted with ``array_fn``, for example ``jax.numpy.asarray``;
-jax arrays, keys and other objects are given as they are.
+say) can be converted with ``array_fn``, for example ``jax.numpy.asarray``,
+and are placed by their ``out_sharding`` when a mesh is known (their
+``mesh`` entry or ``jax.set_mesh``), as Flax places the value of a new
+variable; jax arrays, keys and other objects are given as they are.
+Values are read raw: a class's ``on_get_value`` runs in Flax, not here.
 """
 
 from __future__ import annotations
