@@ -62,6 +62,7 @@ from .statelib import (
     merge_state,
     replace_by_pure_dict,
     restore_int_paths,
+    set_metadata,
     split_state,
     to_flat_state,
     to_pure_dict,
@@ -80,7 +81,11 @@ from .variablelib import (
     RngKey,
     RngState,
     Variable,
+    VarDefaults,
     VariableMeta,
+    use_eager_sharding,
+    using_eager_sharding,
+    var_defaults,
     variable_type,
 )
 
@@ -105,11 +110,13 @@ __all__ = [
     # variables
     "Variable", "Param", "BatchStat", "Cache", "Intermediate", "Perturbation",
     "RngState", "RngKey", "RngCount", "OptState", "OptArray", "OptVariable",
-    "VariableMeta", "variable_type",
+    "VariableMeta", "variable_type", "var_defaults", "VarDefaults", "use_eager_sharding",
+    "using_eager_sharding",
     # states
     "State", "FlatState", "state", "to_flat_state", "from_flat_state",
     "filter_state", "split_state", "merge_state", "map_state", "diff",
     "to_pure_dict", "replace_by_pure_dict", "restore_int_paths", "update",
+    "set_metadata",
     # filters
     "OfType", "WithTag", "PathContains", "PathIn", "Any", "All", "Not",
     "Everything", "Nothing",

@@ -17,7 +17,16 @@ A pair is made on first sight:
   qualified name the native name records), the one defined last when
   several match (a class redefined in a notebook); else a new Flax class.
 
-A variable held at several paths stays one variable.
+A variable held at several paths stays one variable. A Flax
+``HijaxVariable`` stands for its ``var_type`` and comes back as a hijax
+variable; one over a ``jax.Ref`` comes back over a new ``jax.Ref``.
+
+Metadata travels entry by entry, Flax's required entries included (see
+``variablelib``: ``Mesh``, ``AbstractMesh`` and ``PartitionSpec`` are kept
+as data). Hooks (``on_get_value``, ...) that the Flax class defines stay
+with the class; a hook given to one variable, and any other entry that is
+code or an object, is refused with an error naming its path: nothing is
+dropped.
 
 Values travel as what they are, both ways and without copies: a jax array
 on the CPU is held through DLPack over its own buffer and goes back to Flax
@@ -27,8 +36,11 @@ is lent to the library (``copy=True`` copies numpy arrays, ``copy=False``
 lends read-only ones too); anything else (sharded or device arrays,
 ``ShapeDtypeStruct``, Python scalars) is held as the object itself. Going
 back, values read from the library as numpy arrays (a loaded checkpoint,
-say) can be converted with ``array_fn``, for example ``jax.numpy.asarray``;
-jax arrays, keys and other objects are given as they are.
+say) can be converted with ``array_fn``, for example ``jax.numpy.asarray``,
+and are placed by their ``out_sharding`` when a mesh is known (their
+``mesh`` entry or ``jax.set_mesh``), as Flax places the value of a new
+variable; jax arrays, keys and other objects are given as they are.
+Values are read raw: a class's ``on_get_value`` runs in Flax, not here.
 """
 
 from __future__ import annotations
@@ -42,7 +54,6 @@ import numpy as np
 from . import _arrays as A
 from .statelib import State
 from .variablelib import (
-    REQUIRED_METADATA,
     Variable,
     VariableMeta,
     candidate_names,
@@ -151,50 +162,74 @@ def _flax_class(type_id: int, nnx) -> type:
 # --------------------------------------------------------------------------
 
 
-def _metadata_from_flax(var, nnx) -> dict:
-    """A Flax variable's metadata as data: every entry (``out_sharding``
-    tuples, ``mesh=None``, ...) but the hooks (``on_get_value``, ...), which
-    are code. An entry that is not data (a ``jax.sharding.Mesh``, a
-    ``PartitionSpec``) fails in ``set_metadata`` with a TypeError naming it."""
-    out = {}
-    for name, value in var.get_metadata(exclude_required=True).items():
-        if name in _HOOKS and callable(value):
-            continue
-        out[name] = value
-    eager = var.get_metadata("eager_sharding", True)
-    if eager is not True:
-        out["eager_sharding"] = eager
-    return out
-
-
 # Flax's variable hooks (deprecated in Flax): functions kept in the metadata.
 _HOOKS = ("on_get_value", "on_set_value", "on_create_value", "on_add_axis", "on_remove_axis")
 
 
+def _path_text(path: tuple) -> str:
+    return "/".join(str(k) for k in path)
+
+
+def _metadata_from_flax(var, flax_cls: type, where: str) -> dict:
+    """A Flax variable's metadata as data: every entry, Flax's required ones
+    included (``eager_sharding``, and ``hijax`` / ``ref``, recorded). Hooks
+    that the class defines are left out (``to_flax`` gives them back with the
+    class); a hook given to this one variable is code and is refused, naming
+    the path ``where``."""
+    out = {}
+    for name, value in var.get_metadata().items():
+        if name in _HOOKS:
+            if value is getattr(flax_cls, name, None):
+                continue
+            raise TypeError(
+                f"from_flax: {where!r}: metadata {name!r} is a hook given to this variable ({value!r}); "
+                "nnx_state keeps data only: define the hook as a method of a Variable subclass"
+            )
+        out[name] = value
+    return out
+
+
+def _raw_value(var):
+    """What a Flax variable holds, without running ``on_get_value`` hooks
+    (``to_flax`` gives the class back, which runs them again); the array in
+    a ``jax.Ref``."""
+    raw = var.get_raw_value()
+    if var.get_metadata("ref", False):
+        raw = raw[...]
+    return raw
+
+
 def from_flax(state, *, copy: bool | None = None) -> State:
     """An nnx_state ``State`` holding the leaves of a ``flax.nnx.State`` (or a
-    nested mapping of Flax variables and arrays)."""
+    nested mapping of Flax variables and arrays). A metadata entry that
+    cannot be stored (code, an object that is not data) fails with a
+    ``TypeError`` or ``ValueError`` naming its path."""
     nnx = _flax()
     memo: dict[int, Variable] = {}
 
-    def leaf(value):
-        if isinstance(value, nnx.Variable):
-            known = memo.get(id(value))
-            if known is not None:
-                return known
-            cls = _our_class(type(value), nnx)
-            obj = rebuild_variable(cls, value.get_value(), _metadata_from_flax(value, nnx), copy=copy)
-            memo[id(value)] = obj
-            return obj
-        return value
+    def leaf(value, path: tuple):
+        known = memo.get(id(value))
+        if known is not None:
+            return known
+        flax_cls = value.var_type  # a HijaxVariable stands for its var_type
+        where = _path_text(path)
+        metadata = _metadata_from_flax(value, flax_cls, where)
+        try:
+            obj = rebuild_variable(_our_class(flax_cls, nnx), _raw_value(value), metadata, copy=copy)
+        except TypeError as e:
+            raise TypeError(f"from_flax: {where!r}: {e}") from e
+        except ValueError as e:
+            raise ValueError(f"from_flax: {where!r}: {e}") from e
+        memo[id(value)] = obj
+        return obj
 
-    def convert(mapping) -> State:
+    def convert(mapping, prefix: tuple) -> State:
         out = State()
         for key, value in mapping.items():
             if isinstance(value, (Mapping, nnx.State)):
-                out[key] = convert(value)
+                out[key] = convert(value, (*prefix, key))
             elif isinstance(value, nnx.Variable):
-                out[key] = leaf(value)
+                out[key] = leaf(value, (*prefix, key))
             else:
                 array = A.to_native(value, copy=copy)
                 try:
@@ -204,7 +239,7 @@ def from_flax(state, *, copy: bool | None = None) -> State:
         return out
 
     mapping = state.raw_mapping if isinstance(state, nnx.State) else state
-    return convert(mapping)
+    return convert(mapping, ())
 
 
 # --------------------------------------------------------------------------
@@ -219,21 +254,36 @@ def _metadata_to_flax(var: Variable, cls: type) -> dict:
     pytree, so that nothing runs again: values already sharded are not
     sharded anew (which needs a mesh), ``on_create_value`` hooks stay
     unrun."""
-    metadata = var.get_metadata(exclude_required=True)
-    metadata["hijax"] = REQUIRED_METADATA["hijax"]
-    metadata["ref"] = REQUIRED_METADATA["ref"]
-    metadata["eager_sharding"] = var.get_metadata("eager_sharding")
+    metadata = var.get_metadata()
     for hook in _HOOKS:
         if hasattr(cls, hook):
             metadata[hook] = getattr(cls, hook)
     return metadata
 
 
+def _placed(value, metadata: dict):
+    """A value that is not yet a placed jax array, placed as Flax's own
+    constructor places the value of a new variable: by its ``out_sharding``
+    (with its ``sharding_rules``) over its ``mesh`` or the mesh of
+    ``jax.set_mesh``, when ``eager_sharding`` is on. Without a mesh, or
+    without an annotation, the value stays as it is."""
+    sharding = metadata.get("out_sharding")
+    if not sharding or not metadata.get("eager_sharding", True):
+        return value
+    from flax.core import meta, spmd
+
+    if metadata.get("mesh") is None and meta.get_global_mesh() is None:
+        return value
+    return spmd.shard_value(value, sharding, metadata.get("sharding_rules"), metadata.get("mesh"))
+
+
 def to_flax(state, *, array_fn: tp.Callable | None = None):
     """A ``flax.nnx.State`` holding Flax variables of the paired types,
     metadata and values: each value as it comes back from the library (the
-    jax array, key or object it was given), numpy arrays over the native
-    buffers passed through ``array_fn`` when given."""
+    jax array, key or object it was given); numpy arrays over the native
+    buffers (what a loaded file holds) passed through ``array_fn`` when
+    given, and placed by their sharding annotations when a mesh is known
+    (see ``_placed``)."""
     nnx = _flax()
 
     def convert_array(x):
@@ -246,8 +296,15 @@ def to_flax(state, *, array_fn: tp.Callable | None = None):
             if known is not None:
                 return known
             cls = _flax_class(type(value)._type_id, nnx)
+            metadata = _metadata_to_flax(value, cls)
             raw = value.get_value()
-            out = cls.from_metadata(None if raw is None else convert_array(raw), _metadata_to_flax(value, cls))
+            if isinstance(raw, np.ndarray):  # read from a file, or numpy all along
+                raw = _placed(convert_array(raw), metadata)
+            if metadata["ref"]:  # a Flax variable over a jax.Ref, as Flax's copy() makes one
+                import jax
+
+                raw = jax.new_ref(raw)
+            out = cls.from_metadata(raw, metadata)
             memo[value._ptr] = out
             return out
         return convert_array(value)

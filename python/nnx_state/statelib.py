@@ -40,7 +40,7 @@ from .variablelib import (
 __all__ = [
     "State", "FlatState", "to_flat_state", "from_flat_state", "filter_state",
     "split_state", "merge_state", "map_state", "diff", "to_pure_dict",
-    "replace_by_pure_dict", "restore_int_paths", "update",
+    "replace_by_pure_dict", "restore_int_paths", "update", "set_metadata",
 ]
 
 
@@ -796,6 +796,20 @@ def update(target, state, /, *states) -> None:
             )
     merged = sources[0] if len(sources) == 1 else merge_state(*sources)
     _update_node(target, merged)
+
+
+def set_metadata(node, /, *, only=Variable, **metadata) -> None:
+    """In place, as ``flax.nnx.set_metadata``: every variable of ``node`` (a
+    ``State``, a nested mapping of variables, or a variable) that the filter
+    ``only`` matches takes ``metadata`` (``set_metadata(**metadata)``); a
+    variable held at several paths is set once."""
+    if isinstance(node, Variable):
+        node = State({"": node})
+    done = set()
+    for variable in to_flat_state(filter_state(_as_state(node), only)).leaves:
+        if isinstance(variable, Variable) and variable._ptr not in done:
+            done.add(variable._ptr)
+            variable.set_metadata(**metadata)
 
 
 def map_state(f: tp.Callable[[tuple, tp.Any], tp.Any], state) -> State:

@@ -26,19 +26,24 @@ native ``nnx_variable`` handles.
 from __future__ import annotations
 
 import copy as _copy
+import dataclasses
+import functools
 import itertools
 import json
 import math
 import struct
 import threading
+import warnings
 import weakref
 from collections import deque
+from collections.abc import Mapping
 from ctypes import byref, c_bool, c_double, c_int64, c_size_t, c_uint32, c_void_p
 from itertools import repeat
 
 import numpy as np
 
 from . import _arrays as A
+from . import _jax_meta
 from . import _lib as L
 from . import _values
 from ._lib import check, lib
@@ -47,7 +52,8 @@ from .errors import NnxValueError
 __all__ = [
     "Variable", "Param", "BatchStat", "Cache", "Intermediate", "Perturbation",
     "RngState", "RngKey", "RngCount", "OptState", "OptArray", "OptVariable",
-    "variable_type", "class_for_type",
+    "variable_type", "class_for_type", "var_defaults", "VarDefaults", "use_eager_sharding",
+    "using_eager_sharding",
 ]
 
 
@@ -58,10 +64,110 @@ class _Missing:
 
 MISSING = _Missing()
 
-# Flax's required metadata: every Flax variable has these entries. We show
-# them with Flax's defaults (nnx_state variables are never hijax or refs);
-# eager_sharding is stored natively only when it is set to False.
+# Flax's required metadata: every Flax variable has these entries. They are
+# stored natively only where they differ from these values (hijax and ref
+# when true, eager_sharding when not True).
 REQUIRED_METADATA = {"hijax": False, "ref": False, "eager_sharding": True}
+
+# --------------------------------------------------------------------------
+# Defaults for new variables: var_defaults, use_eager_sharding
+# --------------------------------------------------------------------------
+
+
+class _Default(threading.local):
+    """A default for new variables, per thread: ``base`` unless set."""
+
+    def __init__(self, base: bool):
+        self.base = base
+        self.stack: list = []
+
+    def get(self) -> bool:
+        return self.stack[-1] if self.stack else self.base
+
+    def set(self, value: bool):
+        """Sets the default; returns what ``restore`` needs to undo it."""
+        if self.stack:
+            previous, self.stack[-1] = self.stack[-1], value
+            return previous
+        self.stack.append(value)
+        return MISSING
+
+    def restore(self, previous) -> None:
+        if previous is MISSING:
+            self.stack.pop()
+        else:
+            self.stack[-1] = previous
+
+
+_HIJAX, _REF, _EAGER = _Default(False), _Default(False), _Default(True)
+
+
+class DefaultsContext:
+    """What ``var_defaults(...)`` and ``use_eager_sharding(...)`` return: the
+    new defaults hold from the call on; used as a context manager, the old
+    ones come back at its end; used as a decorator, the new ones hold only
+    while the decorated function runs."""
+
+    def __init__(self, changes: list):
+        self._changes = changes  # (default, new value)
+        self._undo = [(d, d.set(v)) for d, v in changes]
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for default, previous in reversed(self._undo):
+            default.restore(previous)
+
+    def __call__(self, f):
+        self.__exit__(None, None, None)
+        changes = self._changes
+
+        @functools.wraps(f)
+        def with_defaults(*args, **kwargs):
+            with DefaultsContext(changes):
+                return f(*args, **kwargs)
+
+        return with_defaults
+
+
+@dataclasses.dataclass(frozen=True)
+class VarDefaults(Mapping):
+    """The defaults of ``hijax`` and ``ref`` for new variables."""
+
+    hijax: bool
+    ref: bool
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(("hijax", "ref"))
+
+    def __len__(self) -> int:
+        return 2
+
+
+def var_defaults(*, hijax: bool | None = None, ref: bool | None = None):
+    """As ``flax.nnx.var_defaults``: without arguments, the current defaults
+    (a ``VarDefaults``); with them, sets the defaults of ``hijax`` / ``ref``
+    for new variables (recorded flags here, see ``Variable``) and returns a
+    ``DefaultsContext``."""
+    if hijax is None and ref is None:
+        return VarDefaults(hijax=_HIJAX.get(), ref=_REF.get())
+    return DefaultsContext([(d, v) for d, v in ((_HIJAX, hijax), (_REF, ref)) if v is not None])
+
+
+def use_eager_sharding(value: bool) -> DefaultsContext:
+    """As ``flax.nnx.use_eager_sharding``: sets the ``eager_sharding`` default
+    of new variables (recorded here: ``to_flax`` places values by it)."""
+    return DefaultsContext([(_EAGER, bool(value))])
+
+
+def using_eager_sharding() -> bool:
+    """The ``eager_sharding`` default of new variables."""
+    return _EAGER.get()
+
 
 # --------------------------------------------------------------------------
 # The type registry, seen from Python
@@ -451,12 +557,14 @@ def _int_value(name: str, value) -> int:
     return number
 
 
-def _json_form(name: str, value, depth: int = 0):
+def _json_form(name: str, value, depth: int = 0, *, jax_form: bool = False):
     """The JSON form of a metadata value (what ``nnx_meta_from_json`` reads:
     tagged lists for tuples, lists, dicts and floats JSON cannot write), or
     TypeError / ValueError naming the entry ``name``. Subclasses (an
     ``IntEnum``, a ``namedtuple``, an ``OrderedDict``) are stored as their
-    base kind, numpy scalars as Python ones."""
+    base kind, numpy scalars as Python ones; a jax ``Mesh``,
+    ``AbstractMesh`` or ``PartitionSpec`` as the map ``_jax_meta`` makes of
+    it (``jax_form``: ``value`` is such a map or a part of one)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, (bool, np.bool_)):
@@ -468,21 +576,33 @@ def _json_form(name: str, value, depth: int = 0):
         if math.isfinite(number):
             return number
         return ["float", f"0x{_BITS.unpack(_DOUBLE.pack(number))[0]:016x}"]
+    if type(value) not in (list, tuple, dict):  # first: a PartitionSpec was once a tuple
+        try:
+            form = _jax_meta.encode(value)
+        except TypeError as e:
+            raise _not_representable(name, value, str(e)) from None
+        if form is not None:
+            return _json_form(name, form, depth, jax_form=True)
     if isinstance(value, (list, tuple, dict)):
         if depth >= L.NNX_MAX_DEPTH:
             raise ValueError(
                 f"metadata {name!r} is nested deeper than {L.NNX_MAX_DEPTH} levels (NNX_MAX_DEPTH)"
             )
         if isinstance(value, dict):
+            if not jax_form and next(iter(value), None) == _jax_meta.MARK:
+                raise ValueError(
+                    f"metadata {name!r}: a dict whose first key is {_jax_meta.MARK!r} stands for a jax "
+                    "object (a Mesh, a PartitionSpec) and cannot be stored as it is"
+                )
             out = ["map"]
             for key, item in value.items():
                 if not isinstance(key, str):
                     raise _not_representable(name, value, f"dict key {key!r} is not a str")
                 out.append(key)
-                out.append(_json_form(name, item, depth + 1))
+                out.append(_json_form(name, item, depth + 1, jax_form=jax_form))
             return out
         out = ["tuple" if isinstance(value, tuple) else "list"]
-        out.extend(_json_form(name, item, depth + 1) for item in value)
+        out.extend(_json_form(name, item, depth + 1, jax_form=jax_form) for item in value)
         return out
     raise _not_representable(name, value, "not a metadata value")
 
@@ -498,7 +618,10 @@ def _from_json_form(form):
         return [_from_json_form(item) for item in form[1:]]
     if tag == "map":
         items = iter(form[1:])
-        return {key: _from_json_form(item) for key, item in zip(items, items)}
+        out = {key: _from_json_form(item) for key, item in zip(items, items)}
+        if next(iter(out), None) == _jax_meta.MARK:
+            return _jax_meta.decode(out)
+        return out
     if tag == "float":
         return _DOUBLE.unpack(_BITS.pack(int(form[1], 16)))[0]
     raise ValueError(f"unknown metadata JSON tag {tag!r}")  # pragma: no cover - the library writes the form
@@ -545,11 +668,15 @@ def _set_meta(ptr: int, name: str, value) -> None:
     _meta_setter(name, value)(ptr)
 
 
-def _get_structured(ptr: int, key: bytes):
-    """Any entry, through its JSON form."""
+def _json_text(ptr: int, key: bytes) -> str:
     text = c_void_p()
     check(lib.nnx_variable_get_metadata_json(ptr, key, byref(text)))
-    return _from_json_form(json.loads(L.take_string(text.value)))
+    return L.take_string(text.value)
+
+
+def _get_structured(ptr: int, key: bytes):
+    """Any entry, through its JSON form."""
+    return _from_json_form(json.loads(_json_text(ptr, key)))
 
 
 def _get_meta_kind(ptr: int, key: bytes, kind: int):
@@ -587,17 +714,31 @@ def _get_meta(ptr: int, name: str, default=MISSING):
     return _get_meta_kind(ptr, key, kind.value)
 
 
-def _meta_dict(ptr: int) -> dict:
+def _meta_entries(ptr: int):
+    """(name, kind) of every native entry, in order."""
     count = c_size_t()
     check(lib.nnx_variable_metadata_count(ptr, byref(count)))
-    out = {}
     for i in range(count.value):
         name_ptr = c_void_p()
         kind = c_uint32()
         check(lib.nnx_variable_metadata_at(ptr, i, byref(name_ptr), byref(kind)))
-        name = L.take_string(name_ptr.value)
-        out[name] = _get_meta_kind(ptr, name.encode("utf-8"), kind.value)
-    return out
+        yield L.take_string(name_ptr.value), kind.value
+
+
+def _meta_dict(ptr: int) -> dict:
+    return {name: _get_meta_kind(ptr, name.encode("utf-8"), kind) for name, kind in _meta_entries(ptr)}
+
+
+def _meta_forms(ptr: int) -> dict[str, str]:
+    """Every native entry as its stored JSON form (jax objects stay data:
+    what a pickle and a copy carry)."""
+    return {name: _json_text(ptr, name.encode("utf-8")) for name, _ in _meta_entries(ptr)}
+
+
+def _set_meta_forms(ptr: int, forms: dict[str, str]) -> None:
+    for name, text in forms.items():
+        data = text.encode("utf-8")
+        check(lib.nnx_variable_set_metadata_json(ptr, _meta_name(name), data, len(data)), what=f"metadata {name!r}")
 
 
 def _has_meta(ptr: int, name: str) -> bool:
@@ -613,14 +754,22 @@ def _del_meta(ptr: int, name: str) -> None:
     check(lib.nnx_variable_remove_metadata(ptr, _meta_name(name)), what=f"metadata {name!r}")
 
 
+# hijax and ref: recorded when a variable is made (from Flax, by a pytree
+# unflatten, or given to the constructor), never changed afterwards, as in
+# Flax. They change nothing here: a native variable is already a shared,
+# mutable cell. They let to_flax give back hijax and ref variables.
+_FLAGS = ("hijax", "ref")
+
+
 def _set_required(ptr: int, name: str, value) -> None:
-    """Flax's required entries: hijax and ref cannot change (nnx_state
-    variables are plain); eager_sharding is stored only when not True."""
-    if name in ("hijax", "ref"):
-        if value:
-            raise ValueError(f"Cannot change `{name}` metadata, expected False, got {value}")
-        return
-    if value is True or value is np.True_:
+    """Flax's required entries, stored natively only when they differ from
+    Flax's defaults (hijax and ref when true, eager_sharding when not
+    True)."""
+    if name in _FLAGS:
+        default, value = False, bool(value)
+    else:
+        default = True
+    if value is default or (value is np.True_ and default is True):
         if _has_meta(ptr, name):
             _del_meta(ptr, name)
     else:
@@ -628,10 +777,21 @@ def _set_required(ptr: int, name: str, value) -> None:
 
 
 def _set_entry(ptr: int, name: str, value) -> None:
+    """Sets one entry of a variable being made (any entry, the flags too)."""
     if name in REQUIRED_METADATA:
         _set_required(ptr, name, value)
     else:
         _set_meta(ptr, name, value)
+
+
+def _remap_sharding(metadata: dict) -> dict:
+    """Flax's deprecated names of ``out_sharding`` (``sharding_names``,
+    ``sharding``) renamed, with Flax's DeprecationWarning."""
+    for old in ("sharding", "sharding_names"):
+        if old in metadata:
+            warnings.warn(f"'{old}' is deprecated, use 'out_sharding' instead.", DeprecationWarning, stacklevel=3)
+            metadata["out_sharding"] = metadata.pop(old)
+    return metadata
 
 
 # --------------------------------------------------------------------------
@@ -766,15 +926,20 @@ class Variable(metaclass=VariableMeta):
     ):
         if getattr(self, "_ptr", None) is not None:
             raise RuntimeError("this variable is already initialised")
-        if hijax:
-            raise ValueError("nnx_state variables cannot be hijax variables (hijax=True)")
-        if ref:
-            raise ValueError("nnx_state variables cannot be refs (ref=True)")
+        _remap_sharding(metadata)
+        for name in metadata:  # check every entry before making anything
+            _meta_setter(name, metadata[name])
         _adopt(self, store_value(value, type_id=type(self)._type_id))
-        if eager_sharding is not None:
-            _set_required(self._ptr, "eager_sharding", eager_sharding)
         for name, entry in metadata.items():
-            _set_entry(self._ptr, name, entry)
+            _set_meta(self._ptr, name, entry)
+        if hijax is None:
+            hijax = _HIJAX.get()
+        if ref is None:
+            ref = _REF.get()
+        if eager_sharding is None:
+            eager_sharding = _EAGER.get()
+        for name, flag in (("hijax", hijax), ("ref", ref), ("eager_sharding", eager_sharding)):
+            _set_required(self._ptr, name, flag)
 
     # -- construction helpers ------------------------------------------------
 
@@ -792,8 +957,7 @@ class Variable(metaclass=VariableMeta):
             _adopt(obj, _values.put(_values.read(self._ptr), type_id=type(self)._type_id))
         else:
             _adopt(obj, store_value(value, type_id=type(self)._type_id))
-        for name, entry in _meta_dict(self._ptr).items():
-            _set_meta(obj._ptr, name, entry)
+        _set_meta_forms(obj._ptr, _meta_forms(self._ptr))
         for name, entry in updates.items():
             _set_entry(obj._ptr, name, entry)
         return obj
@@ -813,9 +977,25 @@ class Variable(metaclass=VariableMeta):
         self.update_from_state(other)
 
     def update_from_state(self, variable_state: "Variable") -> None:
+        """Takes ``variable_state``'s value (shared) and metadata, keeping its
+        own hijax and ref flags."""
         _values.put(_values.read(variable_state._ptr), ptr=self._ptr)
         if _meta_dict(self._ptr) != _meta_dict(variable_state._ptr):
-            self.set_metadata(variable_state.get_metadata(exclude_required=True))
+            metadata = variable_state.get_metadata()
+            for key in _FLAGS:
+                metadata[key] = getattr(self, key)
+            self._replace_metadata(metadata)
+
+    def _replace_metadata(self, metadata: dict) -> None:
+        """All metadata becomes ``metadata`` (checked before anything
+        changes; the required entries as in ``_set_required``)."""
+        for name, entry in metadata.items():
+            if name not in REQUIRED_METADATA:
+                _meta_setter(name, entry)
+        for name in list(_meta_dict(self._ptr)):
+            _del_meta(self._ptr, name)
+        for name, entry in metadata.items():
+            _set_entry(self._ptr, name, entry)
 
     # -- identity and type -----------------------------------------------------
 
@@ -834,11 +1014,21 @@ class Variable(metaclass=VariableMeta):
 
     @property
     def hijax(self) -> bool:
-        return False
+        """Whether the variable stands for a Flax hijax variable (recorded;
+        nothing changes here)."""
+        return _get_meta(self._ptr, "hijax", False)
 
     @property
     def ref(self) -> bool:
-        return False
+        """Whether the variable stands for a Flax variable over a ``jax.Ref``
+        (recorded; nothing changes here)."""
+        return _get_meta(self._ptr, "ref", False)
+
+    @property
+    def sharding_names(self):
+        """Flax's deprecated name of the ``out_sharding`` entry."""
+        warnings.warn("'sharding_names' is deprecated, use 'out_sharding' instead.", DeprecationWarning, stacklevel=2)
+        return self.get_metadata("out_sharding", None)
 
     # -- value -----------------------------------------------------------------
 
@@ -951,12 +1141,11 @@ class Variable(metaclass=VariableMeta):
                     f"Cannot provide a default value when 'name' is not provided. Got default={default}"
                 )
             metadata = _meta_dict(self._ptr)
-            if exclude_required:
-                for key in REQUIRED_METADATA:
-                    metadata.pop(key, None)
-            else:
-                for key, entry in REQUIRED_METADATA.items():
-                    metadata.setdefault(key, entry)
+            # The required entries last, in the order Flax's constructor
+            # adds them.
+            required = {key: metadata.pop(key, entry) for key, entry in REQUIRED_METADATA.items()}
+            if not exclude_required:
+                metadata.update(required)
             return metadata
         if name in REQUIRED_METADATA:
             return _get_meta(self._ptr, name, REQUIRED_METADATA[name])
@@ -968,27 +1157,29 @@ class Variable(metaclass=VariableMeta):
         if args and kwargs:
             raise TypeError("Cannot mix positional and keyword arguments in set_metadata")
         if len(args) == 1:
-            metadata = dict(args[0])
-            for key in ("hijax", "ref"):
-                if metadata.get(key):
-                    raise ValueError(f"Cannot change `{key}` metadata, expected False, got {metadata[key]}")
-            for name, entry in metadata.items():  # check every entry before changing anything
-                if name not in REQUIRED_METADATA:
-                    _meta_setter(name, entry)
-            for name in list(_meta_dict(self._ptr)):
-                _del_meta(self._ptr, name)
-            for name, entry in metadata.items():
-                _set_entry(self._ptr, name, entry)
+            metadata = _remap_sharding(dict(args[0]))
+            for key in REQUIRED_METADATA:  # missing: as they are; given: unchanged
+                current = getattr(self, key)
+                if metadata.setdefault(key, current) != current:
+                    raise ValueError(f"Cannot change `{key}` metadata, expected {current}, got {metadata[key]}")
+            self._replace_metadata(metadata)
         elif len(args) == 2:
-            _set_entry(self._ptr, args[0], args[1])
+            self._set_entries(_remap_sharding({args[0]: args[1]}))
         elif kwargs:
-            for name, entry in kwargs.items():
-                _set_entry(self._ptr, name, entry)
+            self._set_entries(_remap_sharding(kwargs))
         else:
             raise TypeError(
                 "set_metadata takes either 1 or 2 arguments, or at least 1 keyword argument, "
                 f"got args={args}, kwargs={kwargs}"
             )
+
+    def _set_entries(self, entries: dict) -> None:
+        for key in _FLAGS:
+            if key in entries and bool(entries[key]) != getattr(self, key):
+                raise ValueError(f"Cannot change `{key}` metadata, expected {getattr(self, key)}, got {entries[key]}")
+        for name, entry in entries.items():
+            if name not in _FLAGS:
+                _set_entry(self._ptr, name, entry)
 
     def has_metadata(self, name: str) -> bool:
         return name in REQUIRED_METADATA or _has_meta(self._ptr, name)
@@ -1175,18 +1366,21 @@ class Variable(metaclass=VariableMeta):
         value = self.get_value()
         if isinstance(value, np.ndarray):
             value = np.array(value, copy=True)
-        return (_unpickle_variable, (tuple(reversed(chain)), value, _meta_dict(self._ptr)))
+        return (_unpickle_variable, (tuple(reversed(chain)), value, {}, _meta_forms(self._ptr)))
 
 
-def _unpickle_variable(chain, value, metadata):
+def _unpickle_variable(chain, value, metadata, forms=None):
+    """A pickled variable again: its metadata as stored JSON forms (``forms``),
+    or, from pickles of before, as Python values (``metadata``)."""
     tid = Variable._type_id
     for name in chain:
         tid = register_type(name, tid)
     cls = class_for_type(tid)
     obj = object.__new__(cls)
-    Variable.__init__(obj, value)
+    _adopt(obj, store_value(value, type_id=tid))
     for name, entry in metadata.items():
         _set_meta(obj._ptr, name, entry)
+    _set_meta_forms(obj._ptr, forms or {})
     return obj
 
 

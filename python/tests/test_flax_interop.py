@@ -163,13 +163,3 @@ def test_optimizer_state_metadata_travels():
     back = nnx.to_flax(state)
     for (path, theirs), (_, ours) in zip(flax_nnx.to_flat_state(flax_state), flax_nnx.to_flat_state(back)):
         assert ours.get_metadata() == theirs.get_metadata(), path
-
-
-def test_metadata_that_is_not_data_is_refused_by_name():
-    import jax
-
-    mesh = jax.make_mesh((1,), ("model",))
-    init = flax_nnx.with_partitioning(flax_nnx.initializers.lecun_normal(), (None, "model"), mesh=mesh)
-    model = flax_nnx.Linear(3, 4, kernel_init=init, rngs=flax_nnx.Rngs(0))
-    with pytest.raises(TypeError, match="metadata 'mesh'.*Mesh"):
-        nnx.from_flax(flax_nnx.state(model))

@@ -1,6 +1,5 @@
-"""State: Flax's own State tests (tests/nnx/state_test.py) re-expressed for
-nnx_state with hand-built states in place of Modules, then the mapping
-protocol, live views, flat states, pure dicts and errors."""
+"""State: the mapping protocol, live views, flat states, pure dicts and
+errors (Flax's own State tests, re-expressed, are in test_flax_bar.py)."""
 
 from __future__ import annotations
 
@@ -18,61 +17,8 @@ def simple():
 
 
 # --------------------------------------------------------------------------
-# Flax's tests, re-expressed
+# Flax's State tests are in test_flax_bar.py; here, filters on a model
 # --------------------------------------------------------------------------
-
-
-def test_create_state():
-    state = simple()
-    assert state["a"][...] == 1
-    assert state["b"]["c"][...] == 2
-
-
-def test_get_attr():
-    state = simple()
-    assert state.a[...] == 1
-    assert state.b.c[...] == 2
-
-
-def test_set_attr():
-    state = simple()
-    state.a[...] = 3
-    state.b.c[...] = 4
-    assert state["a"][...] == 3
-    assert state["b"]["c"][...] == 4
-
-
-def test_set_attr_variables():
-    state = simple()
-    state.a[...] = 3
-    state.b.c[...] = 4
-    assert isinstance(state.a, nnx.Param) and state.a[...] == 3
-    assert isinstance(state.b.c, nnx.Param) and state.b.c[...] == 4
-
-
-def test_add_nested_attr():
-    state = simple()
-    state.b.d = nnx.Param(np.array(5))
-    assert state["b"]["d"][...] == 5
-
-
-def test_delete_nested_attr():
-    state = simple()
-    del state["b"]["c"]
-    assert "c" not in state["b"]
-
-
-def test_integer_access():
-    # nnx.state(Foo) with layers = nnx.List([Linear(1, 2), Linear(2, 3)])
-    state = nnx.State({
-        "layers": {
-            0: {"bias": nnx.Param(np.zeros(2)), "kernel": nnx.Param(np.zeros((1, 2)))},
-            1: {"bias": nnx.Param(np.zeros(3)), "kernel": nnx.Param(np.zeros((2, 3)))},
-        }
-    })
-    assert state.layers[0].kernel.shape == (1, 2)
-    assert state.layers[1].kernel.shape == (2, 3)
-    assert "0" not in state.layers and 0 in state.layers
 
 
 def linear_state(din=4, dout=5, seed=0):
@@ -81,33 +27,6 @@ def linear_state(din=4, dout=5, seed=0):
         "bias": nnx.Param(np.zeros(dout, np.float32)),
         "kernel": nnx.Param(rng.normal(size=(din, dout)).astype(np.float32)),
     })
-
-
-def test_pure_dict():
-    state = linear_state()
-    pure = nnx.to_pure_dict(state)
-    assert isinstance(pure, dict)
-    assert isinstance(pure["kernel"], np.ndarray) and isinstance(pure["bias"], np.ndarray)
-    nnx.replace_by_pure_dict(state, {k: np.zeros_like(v) for k, v in pure.items()})
-    assert isinstance(state, nnx.State)
-    assert isinstance(state["kernel"], nnx.Variable)
-    assert np.array_equal(state["kernel"][...], np.zeros((4, 5)))
-    assert type(state["kernel"]) is nnx.Param
-    x = np.ones((3, 4), np.float32)
-    assert np.array_equal(x @ state["kernel"][...] + state["bias"][...], np.zeros((3, 5)))
-
-
-def mlps(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    return nnx.State({"layers": {i: {"kernel": nnx.Param(rng.normal(size=(4, 4)))} for i in range(n)}})
-
-
-def test_diff():
-    model1, model2, model3 = mlps(4, 0), mlps(4, 1), mlps(5, 1)
-    assert nnx.statelib.diff(model2, model1) == nnx.State({})
-    assert nnx.statelib.diff(model3, model1) != nnx.State({})
-    assert nnx.statelib.diff(model1, model3) == nnx.State({})
-    assert nnx.to_flat_state(nnx.diff(model3, model1)).paths == (("layers", 4, "kernel"),)
 
 
 def test_path_contains_filters_a_model():

@@ -1,12 +1,11 @@
-"""Variables: Flax's own Variable tests (tests/nnx/variable_test.py) re-expressed
-for nnx_state where they need no Module, then the registry, values without
-copies, dtypes and metadata."""
+"""Variables: the registry, values without copies, dtypes and metadata
+(Flax's own Variable tests, re-expressed, are in test_flax_bar.py)."""
 
 from __future__ import annotations
 
 import collections
 import copy
-import itertools
+import json
 import math
 import pickle
 
@@ -17,8 +16,10 @@ import nnx_state as nnx
 from nnx_state import _lib
 from nnx_state import _arrays, variablelib
 
+from test_library import run_python
+
 # --------------------------------------------------------------------------
-# Flax's tests, re-expressed
+# Values of every kind
 # --------------------------------------------------------------------------
 
 
@@ -27,70 +28,6 @@ def test_value_of_a_python_scalar():
     assert r1.get_value() == 1
     r1.set_value(2)
     assert r1.get_value() == 2
-
-
-def test_proxy_access():
-    v = nnx.Param(np.ones((2, 3)))
-    t = v.T
-    assert t.shape == (3, 2)
-    assert v.ndim == 2 and v.size == 6
-
-
-def test_binary_ops():
-    v1 = nnx.Param(np.array(2))
-    v2 = nnx.Param(np.array(3))
-    result = v1 + v2
-    assert result == 5
-    assert not (v1 == v2)
-    v1[...] += v2
-    assert v1[...] == 5
-
-
-@pytest.mark.parametrize(
-    "v1,v2",
-    list(itertools.product([np.array([1, 2]), np.array(2), 3], repeat=2)),
-)
-def test_eq_op(v1, v2):
-    p1, p2 = nnx.Param(v1), nnx.Param(v2)
-    if isinstance(v1, np.ndarray) or isinstance(v2, np.ndarray):
-        assert (p1 == p2).all() == (v1 == v2).all()
-    else:
-        assert (p1 == p2) == (v1 == v2)
-
-
-def test_get_set_metadata():
-    v = nnx.Variable(np.array(1.0))
-    assert v.get_metadata() == {"hijax": False, "ref": False, "eager_sharding": True}
-    v.set_metadata(a=1, b=2)
-    assert v.get_metadata("a") == 1
-    assert v.get_metadata("b") == 2
-    v.set_metadata({"b": 3, "c": 4, "hijax": False, "ref": False, "eager_sharding": True})
-    assert v.get_metadata() == {"b": 3, "c": 4, "hijax": False, "ref": False, "eager_sharding": True}
-    assert v.get_metadata("b") == 3
-    assert v.get_metadata("c") == 4
-    assert v.get_metadata("x", default=10) == 10
-
-
-def test_set_metadata_three_ways():
-    v = nnx.Variable(np.array(1.0))
-    v.set_metadata(out_sharding="model")
-    assert v.get_metadata("out_sharding") == "model"
-    v.set_metadata("out_sharding", "data")
-    assert v.get_metadata("out_sharding") == "data"
-    v.set_metadata({"out_sharding": "y", "hijax": False, "ref": False, "eager_sharding": True})
-    assert v.get_metadata("out_sharding") == "y"
-    assert v.out_sharding == "y"  # metadata reads as attributes, as in Flax
-
-
-def test_jax_values():
-    jnp = pytest.importorskip("jax.numpy")
-    v = nnx.Param(jnp.ones((2, 3)))
-    assert v.T.shape == (3, 2)
-    assert jnp.dot(jnp.ones((2,)), jnp.asarray(v)).shape == (3,)
-    assert (jnp.asarray(v) == 1).all()
-    v1, v2 = nnx.Param(jnp.array(2)), nnx.Param(jnp.array(3))
-    v1[...] += v2  # a jax buffer is read-only: the variable holds a writable copy
-    assert v1[...] == 5
 
 
 # --------------------------------------------------------------------------
@@ -434,17 +371,108 @@ def test_metadata_nests_at_most_nnx_max_depth_levels():
     assert list(v.get_metadata(exclude_required=True)) == ["deep"]
 
 
+def test_jax_sharding_objects_are_metadata(tmp_path):
+    """A Mesh, an AbstractMesh and a PartitionSpec (what Flax keeps in
+    sharding metadata) are stored as data and read back as equal jax
+    objects: the very Mesh in the same process; through copies, pickles and
+    a safetensors file."""
+    jax = pytest.importorskip("jax")
+    P = jax.sharding.PartitionSpec
+    mesh = jax.make_mesh((1,), ("model",))
+    entries = {
+        "mesh": mesh,
+        "abstract": mesh.abstract_mesh,
+        "spec": P(None, "model", ("a", "b"), P.UNCONSTRAINED),
+        "unreduced": P("x", unreduced={"y"}),
+        "nested": {"specs": [P("model"), P()], "mesh": mesh},
+    }
+    v = nnx.Param(np.zeros(2), **entries)
+    assert v.get_metadata("mesh") is mesh and v.mesh is mesh
+    assert v.get_metadata(exclude_required=True) == entries
+    for other in (v.copy(), copy.deepcopy(v), pickle.loads(pickle.dumps(v))):
+        assert other.get_metadata(exclude_required=True) == entries
+    path = tmp_path / "mesh.safetensors"
+    nnx.save_safetensors(nnx.State({"v": v}), path)
+    assert nnx.load_safetensors(path)["v"].get_metadata(exclude_required=True) == entries
+    # What C and the file see: a map naming the kind.
+    form = json.loads(variablelib._JSON.encode(variablelib._json_form("mesh", mesh)))
+    assert form[:3] == ["map", "__jax__", "Mesh"] and "device_ids" in form
+    with pytest.raises(ValueError, match="first key is '__jax__'"):
+        v.set_metadata(mine={"__jax__": "Mesh"})
+    with pytest.raises(TypeError, match="axis names must be str"):
+        v.set_metadata(bad=P(("x", 1)))
+
+
+def test_a_mesh_on_devices_that_are_not_here_is_an_abstract_mesh():
+    jax = pytest.importorskip("jax")
+    mesh = jax.make_mesh((1,), ("model",))
+    form = variablelib._jax_meta.encode(mesh)
+    assert variablelib._jax_meta.decode(form) is mesh
+    elsewhere = variablelib._jax_meta.decode({**form, "device_ids": (10_000,)})
+    assert elsewhere == mesh.abstract_mesh
+
+
+def test_sharding_metadata_without_jax_is_the_map(tmp_path):
+    jax = pytest.importorskip("jax")
+    path = tmp_path / "mesh.safetensors"
+    nnx.save_safetensors(nnx.State({"v": nnx.Param(np.zeros(1), spec=jax.sharding.PartitionSpec("x"))}), path)
+    out = run_python(
+        "import sys; sys.modules['jax'] = None\n"
+        "import nnx_state as nnx\n"
+        f"print(nnx.load_safetensors({str(path)!r})['v'].get_metadata('spec'))"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "{'__jax__': 'PartitionSpec', 'parts': ('x',)}"
+
+
+def test_flax_names_of_out_sharding_are_renamed_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'sharding_names' is deprecated"):
+        v = nnx.Param(np.zeros(1), sharding_names=("x",))
+    assert v.get_metadata(exclude_required=True) == {"out_sharding": ("x",)}
+    with pytest.warns(DeprecationWarning, match="'sharding' is deprecated"):
+        v.set_metadata(sharding=("y",))
+    with pytest.warns(DeprecationWarning):
+        v.set_metadata("sharding_names", ("z",))
+    with pytest.warns(DeprecationWarning):
+        assert v.sharding_names == ("z",)
+    assert v.get_metadata(exclude_required=True) == {"out_sharding": ("z",)}
+
+
+def test_defaults_for_new_variables():
+    assert nnx.var_defaults() == nnx.VarDefaults(hijax=False, ref=False)
+    assert dict(nnx.var_defaults()) == {"hijax": False, "ref": False}
+    with nnx.var_defaults(ref=True):
+        assert nnx.Param(np.zeros(1)).ref is True
+        assert nnx.Param(np.zeros(1), ref=False).ref is False
+    assert nnx.Param(np.zeros(1)).ref is False
+
+    @nnx.use_eager_sharding(False)
+    def make():
+        return nnx.Param(np.zeros(1))
+
+    assert nnx.using_eager_sharding() is True  # a decorator sets nothing now
+    assert make().eager_sharding is False and nnx.Param(np.zeros(1)).eager_sharding is True
+    with nnx.use_eager_sharding(False):
+        assert nnx.using_eager_sharding() is False
+    assert nnx.using_eager_sharding() is True
+
+
 def test_metadata_limits():
     v = nnx.Param(np.zeros(1))
     with pytest.raises(TypeError, match="nnx_state stores None, bool, int, float, str"):
-        v.set_metadata(sharding=("x", object()))
+        v.set_metadata(axes=("x", object()))
     with pytest.raises(TypeError):
         v.set_metadata({"ok": 1, "bad": [1, object()]})
     assert v.get_metadata(exclude_required=True) == {}  # nothing was changed
-    with pytest.raises(ValueError, match="hijax"):
-        nnx.Param(np.zeros(1), hijax=True)
+    # hijax and ref are recorded when a variable is made and never change.
+    h = nnx.Param(np.zeros(1), hijax=True)
+    assert h.hijax is True and h.get_metadata("hijax") is True and not h.ref
+    with pytest.raises(ValueError, match="Cannot change `hijax` metadata, expected True, got False"):
+        h.set_metadata(hijax=False)
     with pytest.raises(ValueError, match="Cannot change `ref`"):
         v.set_metadata(ref=True)
+    with pytest.raises(ValueError, match="Cannot change `ref`"):
+        v.set_metadata({"ref": True})
     v.set_metadata(eager_sharding=False)
     assert v.get_metadata("eager_sharding") is False
     v.set_metadata(eager_sharding=True)
