@@ -51,6 +51,7 @@ from .checkpoint import (
     parse_filter,
     save_safetensors,
 )
+from ._values import KeyData
 from .flax_interop import from_flax, to_flax
 from .statelib import (
     FlatState,
@@ -111,7 +112,7 @@ __all__ = [
     "Variable", "Param", "BatchStat", "Cache", "Intermediate", "Perturbation",
     "RngState", "RngKey", "RngCount", "OptState", "OptArray", "OptVariable",
     "VariableMeta", "variable_type", "var_defaults", "VarDefaults", "use_eager_sharding",
-    "using_eager_sharding",
+    "using_eager_sharding", "KeyData",
     # states
     "State", "FlatState", "state", "to_flat_state", "from_flat_state",
     "filter_state", "split_state", "merge_state", "map_state", "diff",

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import sys
 import threading
+import typing as tp
 from ctypes import byref, c_void_p, py_object
 
 import numpy as np
@@ -73,6 +74,17 @@ def _release_object(address):
     # The library let go of the last holder of an opaque value we made.
     # ctypes holds the GIL for the callback; Py_DecRef never raises.
     _decref(address)
+
+
+class KeyData(tp.NamedTuple):
+    """A typed PRNG key read where jax cannot be imported: its key data (a
+    numpy ``uint32`` array over the native buffer, key shape last) and the
+    name of its implementation (``'threefry2x32'``). Put into a variable it
+    is a typed key again, so a state loaded and saved without jax keeps its
+    keys."""
+
+    data: np.ndarray
+    impl: str
 
 
 class ForeignValue:
@@ -159,6 +171,8 @@ def native_of(value, copy: bool | None = None) -> tuple:
         native = _key_native(value)
         if native is not None:
             return native
+    elif isinstance(value, KeyData):
+        return (KEY, A.to_native(np.asarray(value.data, dtype=np.uint32), copy=copy), value.impl.encode("utf-8"))
     elif isinstance(value, ForeignValue):
         raise TypeError(
             f"{value!r} belongs to another library and cannot be stored from Python; "
@@ -260,7 +274,7 @@ def _key_of(data: int, impl: bytes):
         try:
             import jax
         except ImportError:
-            raise TypeError(f"this variable holds a typed PRNG key ({name}); reading it needs jax") from None
+            return KeyData(value, name)
     return jax.random.wrap_key_data(value, impl=name)
 
 
