@@ -926,12 +926,11 @@ class Variable(metaclass=VariableMeta):
     ):
         if getattr(self, "_ptr", None) is not None:
             raise RuntimeError("this variable is already initialised")
-        _remap_sharding(metadata)
-        for name in metadata:  # check every entry before making anything
-            _meta_setter(name, metadata[name])
+        # Every entry checked before anything is made.
+        setters = [_meta_setter(name, entry) for name, entry in _remap_sharding(metadata).items()]
         _adopt(self, store_value(value, type_id=type(self)._type_id))
-        for name, entry in metadata.items():
-            _set_meta(self._ptr, name, entry)
+        for store in setters:
+            store(self._ptr)
         if hijax is None:
             hijax = _HIJAX.get()
         if ref is None:
@@ -989,13 +988,16 @@ class Variable(metaclass=VariableMeta):
     def _replace_metadata(self, metadata: dict) -> None:
         """All metadata becomes ``metadata`` (checked before anything
         changes; the required entries as in ``_set_required``)."""
-        for name, entry in metadata.items():
-            if name not in REQUIRED_METADATA:
-                _meta_setter(name, entry)
-        for name in list(_meta_dict(self._ptr)):
+        setters = {
+            name: _meta_setter(name, entry) for name, entry in metadata.items() if name not in REQUIRED_METADATA
+        }
+        for name, _ in list(_meta_entries(self._ptr)):
             _del_meta(self._ptr, name)
         for name, entry in metadata.items():
-            _set_entry(self._ptr, name, entry)
+            if name in REQUIRED_METADATA:
+                _set_required(self._ptr, name, entry)
+            else:
+                setters[name](self._ptr)
 
     # -- identity and type -----------------------------------------------------
 
