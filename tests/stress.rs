@@ -772,14 +772,19 @@ impl CMade {
 
     /// An owned array handle over `DATA`, counted.
     fn array(&mut self) -> Result<*mut c::nnx_array, String> {
+        self.wrap(c::NNX_DTYPE_F32, &[4])
+    }
+
+    /// An owned array handle over `DATA` seen as `dtype` of `shape`,
+    /// counted.
+    fn wrap(&mut self, dtype: c::nnx_dtype, shape: &[i64]) -> Result<*mut c::nnx_array, String> {
         let mut array = std::ptr::null_mut();
-        let shape = [4i64];
         let user_data = self.counter();
         ok(
             c::nnx_array_wrap(
-                c::NNX_DTYPE_F32,
+                dtype,
                 shape.as_ptr(),
-                1,
+                shape.len(),
                 DATA.as_ptr().cast_mut().cast(),
                 DATA.len(),
                 false,
@@ -1306,23 +1311,7 @@ impl CMade {
     /// An owned `RngKey` variable holding a typed key whose data is a
     /// counted array (`DATA` as uint32[2, 2]).
     fn key(&mut self) -> Result<*mut c::nnx_variable, String> {
-        let mut data = std::ptr::null_mut();
-        let shape = [2i64, 2];
-        let user_data = self.counter();
-        ok(
-            c::nnx_array_wrap(
-                c::NNX_DTYPE_U32,
-                shape.as_ptr(),
-                2,
-                DATA.as_ptr().cast_mut().cast(),
-                DATA.len(),
-                false,
-                Some(count_release),
-                user_data,
-                &mut data,
-            ),
-            "array_wrap",
-        )?;
+        let data = self.wrap(c::NNX_DTYPE_U32, &[2, 2])?;
         let mut var = std::ptr::null_mut();
         let status = c::nnx_variable_new_key(
             c::NNX_TYPE_RNG_KEY,
