@@ -6,6 +6,8 @@
 
 use std::sync::{Arc, OnceLock};
 
+use smallvec::SmallVec;
+
 mod canonical;
 mod entries;
 mod summary;
@@ -149,8 +151,9 @@ struct Detached<'a> {
     root: &'a mut Node,
     path: &'a [Key],
     /// The node at each level so far, with what its parent's summary
-    /// counted for it.
-    taken: Vec<(Arc<Node>, Summary)>,
+    /// counted for it: on the stack for paths of up to 8 keys, as model
+    /// paths are, since every set goes through here.
+    taken: SmallVec<[(Arc<Node>, Summary); 8]>,
 }
 
 impl Detached<'_> {
@@ -278,7 +281,7 @@ impl Node {
         let mut way = Detached {
             root: self,
             path,
-            taken: Vec::with_capacity(path.len()),
+            taken: SmallVec::new(),
         };
         for key in path {
             let parent = way.last();
