@@ -33,7 +33,8 @@ use crate::meta::{MetaMap, MetaSeq, MetaValue};
 /// [`MAX_DEPTH`] levels (one more for a tagged float at the bottom) inside
 /// the five levels of a checkpoint record
 /// (`{"leaves": [{"metadata": [[name, kind, value]]}]}`), with a margin.
-/// serde_json's own limit (128) would refuse such a record.
+/// Counted here rather than left to serde_json's fixed limit (128), so
+/// that it follows [`MAX_DEPTH`].
 pub(crate) const JSON_MAX_DEPTH: usize = MAX_DEPTH + 8;
 
 /// A JSON value parsed with every object's names checked to be distinct,
