@@ -1016,6 +1016,36 @@ enum nnx_status nnx_filter_callback(nnx_filter_fn callback,
 enum nnx_status nnx_filter_clone(const struct nnx_filter *filter, struct nnx_filter **out_filter);
 
 /**
+ * Whether `filter` selects `variable` at `path`, as `nnx_state_filter`
+ * would decide for that leaf in a state; writes 1 or 0 to `*out_matches`.
+ * Cheaper than building a one-leaf state to ask.
+ *
+ * - `path`: `path_len` keys, borrowed for the call (the leaf's full path,
+ *   root first).
+ * - `variable`: borrowed for the call.
+ *
+ * A callback filter runs its callback on this thread. Errors:
+ * `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (a key of unknown
+ * kind), `NNX_ERR_INVALID_UTF8`, `NNX_ERR_UNKNOWN_TYPE` (a type filter on a
+ * type that was never registered), `NNX_ERR_CALLBACK`. Thread-safe.
+ */
+enum nnx_status nnx_filter_matches_variable(const struct nnx_filter *filter,
+                                            const struct nnx_key *path,
+                                            size_t path_len,
+                                            const struct nnx_variable *variable,
+                                            bool *out_matches);
+
+/**
+ * Whether `filter` selects the bare array `array` at `path`. As
+ * `nnx_filter_matches_variable`.
+ */
+enum nnx_status nnx_filter_matches_array(const struct nnx_filter *filter,
+                                         const struct nnx_key *path,
+                                         size_t path_len,
+                                         const struct nnx_array *array,
+                                         bool *out_matches);
+
+/**
  * Frees a filter. NULL is a no-op. Filters made from it keep their copies.
  * Freeing twice is undefined behaviour the library cannot detect.
  */
@@ -1390,6 +1420,31 @@ enum nnx_status nnx_safetensors_save_sharded(const struct nnx_state *state,
                                              const char *name,
                                              uint64_t max_shard_size,
                                              uint32_t flags);
+
+/**
+ * Parses a `/`-separated path such as `"layers/0/kernel"` by the rule of
+ * every `_str` function: a component that is a canonical decimal integer
+ * that fits in 64 bits (`0`, `12`, `-3`; not `007`, `-0` or `+1`) is an int
+ * key, any other component a string key. `""` is the empty path.
+ *
+ * - `text`: `text_len` bytes of UTF-8 (no terminator needed; NULL allowed
+ *   when `text_len` is 0), read during the call only.
+ * - `out_keys`: room for `keys_capacity` keys; or NULL to learn the number
+ *   of keys only. A string key's `str` is the interned, NUL-terminated
+ *   text, valid for the life of the process.
+ * - `out_len`: required; receives the number of keys.
+ *
+ * All outputs are written on success only. Errors: `NNX_ERR_NULL_ARGUMENT`
+ * (out_len; text with a nonzero length), `NNX_ERR_INVALID_UTF8`,
+ * `NNX_ERR_INVALID_ARGUMENT` (an empty component, as in `a//b` or a leading
+ * or trailing `/`; `keys_capacity` smaller than the number of keys, the
+ * message naming both). Thread-safe.
+ */
+enum nnx_status nnx_path_parse(const char *text,
+                               size_t text_len,
+                               struct nnx_key *out_keys,
+                               size_t keys_capacity,
+                               size_t *out_len);
 
 /**
  * Creates `None`.

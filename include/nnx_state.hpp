@@ -300,58 +300,6 @@ inline std::string path_to_string(const Path &path) {
     return text;
 }
 
-/// Parses "layers/0/kernel" as the C API's `_str` functions do: components
-/// separated by '/', a component that is a canonical decimal integer ("0",
-/// "12", "-3"; not "007" or "-0") is an int key. "" is the empty path; an
-/// empty component fails with NNX_ERR_INVALID_ARGUMENT.
-inline Path parse_path(std::string_view text) {
-    Path path;
-    if (text.empty()) {
-        return path;
-    }
-    std::size_t start = 0;
-    while (true) {
-        std::size_t slash = text.find('/', start);
-        std::string_view part =
-            text.substr(start, slash == std::string_view::npos ? std::string_view::npos
-                                                               : slash - start);
-        if (part.empty()) {
-            detail::fail(NNX_ERR_INVALID_ARGUMENT,
-                         "path \"" + std::string(text) + "\" has an empty component");
-        }
-        std::string_view digits = part.substr(part[0] == '-' ? 1 : 0);
-        bool canonical = !digits.empty() && part != "-0" &&
-                         (digits == "0" || digits[0] != '0') &&
-                         digits.find_first_not_of("0123456789") == std::string_view::npos;
-        bool is_int = false;
-        int64_t value = 0;
-        if (canonical) {
-            // Accumulate towards the sign, so INT64_MIN parses.
-            is_int = true;
-            bool negative = part[0] == '-';
-            for (char c : digits) {
-                int d = c - '0';
-                if (negative ? value < (std::numeric_limits<int64_t>::min() + d) / 10
-                             : value > (std::numeric_limits<int64_t>::max() - d) / 10) {
-                    is_int = false;  // out of range: a string key, as in the library
-                    break;
-                }
-                value = value * 10 + (negative ? -d : d);
-            }
-        }
-        if (is_int) {
-            path.emplace_back(value);
-        } else {
-            path.emplace_back(part);
-        }
-        if (slash == std::string_view::npos) {
-            break;
-        }
-        start = slash + 1;
-    }
-    return path;
-}
-
 namespace detail {
 
 /// A path as C keys, pointing into the caller's keys for the call.
@@ -392,6 +340,25 @@ inline Path path_from_c(const nnx_key *keys, std::size_t len) {
 }
 
 }  // namespace detail
+
+/// Parses "layers/0/kernel" as the C API's `_str` functions do (the
+/// library's own parser, nnx_path_parse): components separated by '/', a
+/// component that is a canonical decimal integer ("0", "12", "-3"; not
+/// "007" or "-0") is an int key. "" is the empty path; an empty component
+/// fails with NNX_ERR_INVALID_ARGUMENT.
+inline Path parse_path(std::string_view text) {
+    std::array<nnx_key, 8> small{};
+    std::size_t len = 0;
+    if (nnx_path_parse(text.data(), text.size(), small.data(), small.size(), &len) == NNX_OK) {
+        return detail::path_from_c(small.data(), len);
+    }
+    // More keys than `small` holds, or an error: count, then parse.
+    detail::check(nnx_path_parse(text.data(), text.size(), nullptr, 0, &len));
+    std::vector<nnx_key> keys(len);
+    detail::check(nnx_path_parse(text.data(), text.size(), keys.data(), keys.size(), &len));
+    return detail::path_from_c(keys.data(), len);
+}
+
 
 // ---------------------------------------------------------------------------
 // Arrays
@@ -1598,12 +1565,37 @@ public:
         return Filter(out);
     }
 
+    /// Whether this filter selects `variable` at `path`, as filter() would
+    /// decide for that leaf in a state (nnx_filter_matches_variable). A
+    /// callback filter's exception is rethrown.
+    bool matches(const Path &path, const Variable &variable) const {
+        return ask([&](const nnx_key *keys, std::size_t len, bool *out) {
+            return nnx_filter_matches_variable(handle_, keys, len, variable.handle(), out);
+        }, path);
+    }
+
+    /// Whether this filter selects the bare array `array` at `path`.
+    bool matches(const Path &path, const Array &array) const {
+        return ask([&](const nnx_key *keys, std::size_t len, bool *out) {
+            return nnx_filter_matches_array(handle_, keys, len, array.handle(), out);
+        }, path);
+    }
+
     nnx_filter *handle() const noexcept { return handle_; }
     nnx_filter *release() noexcept { return std::exchange(handle_, nullptr); }
     explicit operator bool() const noexcept { return handle_ != nullptr; }
 
 private:
     explicit Filter(nnx_filter *handle) noexcept : handle_(handle) {}
+
+    template <typename F>
+    static bool ask(F query, const Path &path) {
+        detail::CPath c_path(path.data(), path.size());
+        bool out = false;
+        detail::pending_exception() = nullptr;
+        detail::check_with_callbacks(query(c_path.data(), c_path.size(), &out));
+        return out;
+    }
 
     nnx_filter *handle_ = nullptr;
 };

@@ -1386,11 +1386,16 @@ fn bad_keys(mut r: Row) -> Row {
 }
 
 /// `/`-separated paths that are wrong wherever one goes.
-fn bad_texts(mut r: Row) -> Row {
-    r = r.bad("path", txt(b"b/\xe2\x82"), UTF8, "UTF-8|path");
+fn bad_texts(r: Row) -> Row {
+    bad_texts_in(r, "path")
+}
+
+/// The same, given to the text argument `name`.
+fn bad_texts_in(mut r: Row, name: &'static str) -> Row {
+    r = r.bad(name, txt(b"b/\xe2\x82"), UTF8, "UTF-8|path");
     for bad in BAD_UTF8 {
-        r = r.bad("path", txt(bad), UTF8, "UTF-8").bad(
-            "path",
+        r = r.bad(name, txt(bad), UTF8, "UTF-8").bad(
+            name,
             txt([b"b/new/", bad].concat()),
             UTF8,
             "UTF-8",
@@ -1398,7 +1403,7 @@ fn bad_texts(mut r: Row) -> Row {
     }
     for text in ["a//b", "/a", "a/", "/", "b//x", "new//x", "//"] {
         let needle = format!("empty component|{text}");
-        r = r.bad("path", txt(text), INVALID, needle);
+        r = r.bad(name, txt(text), INVALID, needle);
     }
     r
 }
@@ -2269,6 +2274,26 @@ fn filter_rows() -> Vec<Row> {
             .good(&[("user_data", Null), ("release", Null)], |c| {
                 assert_eq!(selected(c), 5)
             }),
+        row!(nnx_filter_matches_variable(filter: flt, path: keys(&[S("z")]), path_len: len,
+            variable: var, out_matches: outb))
+        .with(bad_keys)
+        .bad("filter", Hd(Seven), CALLBACK, "7|callback|'z'")
+        .good(&[], |c| assert!(c.got_bool("out_matches")))
+        .good(&[("filter", Hd(Stats))], |c| {
+            assert!(!c.got_bool("out_matches"))
+        })
+        .good(&[("filter", Hd(Nothing))], |c| {
+            assert!(!c.got_bool("out_matches"))
+        }),
+        row!(nnx_filter_matches_array(filter: flt, path: keys(&[S("b"), S("x")]), path_len: len,
+            array: arr, out_matches: outb))
+        .with(bad_keys)
+        .good(&[], |c| {
+            assert!(!c.got_bool("out_matches"), "a bare array is no Param")
+        })
+        .good(&[("filter", Hd(All))], |c| {
+            assert!(c.got_bool("out_matches"))
+        }),
         row!(nnx_filter_clone(filter: flt, out_filter: own)),
         noop!(nnx_filter_free),
         row!(nnx_filter_parse(text: text("Param | tag:x & ~none"), out_filter: own))
@@ -2305,6 +2330,22 @@ fn flat_rows() -> Vec<Row> {
     };
     let five = [S("a"), S("b"), I(3), Raw(b"\xff"), Kind(7)];
     vec![
+        row!(nnx_path_parse(text: bytes("b/1/-3/007"), text_len: len, out_keys: optv(8),
+            keys_capacity: n(8usize), out_len: out))
+            .with(|r| bad_texts_in(r, "text"))
+            .bad("keys_capacity", num(3), INVALID, "keys_capacity 3|4 keys")
+            .good(&[], |c| {
+                let keys = c.gotv::<nnx_key>("out_keys");
+                let texts: Vec<String> = keys[..c.got::<usize>("out_len")].iter().map(key_text).collect();
+                assert_eq!(texts, ["b", "#1", "#-3", "007"]);
+            })
+            .good(&[("out_keys", Null)], |c| assert_eq!(c.got::<usize>("out_len"), 4))
+            .good(&[("text", txt(""))], |c| assert_eq!(c.got::<usize>("out_len"), 0))
+            .good(&[("text", txt("-9223372036854775808/9223372036854775808"))], |c| {
+                let keys = c.gotv::<nnx_key>("out_keys");
+                assert_eq!(keys[..2].iter().map(key_text).collect::<Vec<_>>(),
+                    ["#-9223372036854775808", "9223372036854775808"]);
+            }),
         row!(nnx_state_flatten(state: st, out_flat: own))
             .with(|r| views(r, "state"))
             .good(&[], |c| assert_eq!(flat_entries(c.got_own("out_flat")).len(), 5)),

@@ -51,6 +51,7 @@ from .checkpoint import (
     parse_filter,
     save_safetensors,
 )
+from ._keys import parse_path
 from ._values import KeyData
 from .flax_interop import from_flax, to_flax
 from .statelib import (
@@ -117,7 +118,7 @@ __all__ = [
     "State", "FlatState", "state", "to_flat_state", "from_flat_state",
     "filter_state", "split_state", "merge_state", "map_state", "diff",
     "to_pure_dict", "replace_by_pure_dict", "restore_int_paths", "update",
-    "set_metadata",
+    "set_metadata", "parse_path",
     # filters
     "OfType", "WithTag", "PathContains", "PathIn", "Any", "All", "Not",
     "Everything", "Nothing",

@@ -11,7 +11,7 @@ import operator
 
 import numpy as np
 
-from ._lib import NNX_KEY_INT, NNX_KEY_STR, nnx_key, nnx_path
+from ._lib import NNX_KEY_INT, NNX_KEY_STR, NNX_MAX_DEPTH, check, lib, nnx_key, nnx_path
 
 _I64_MIN = -(2**63)
 _I64_MAX = 2**63 - 1
@@ -102,6 +102,23 @@ def read_key(key: nnx_key):
 
 def read_path(keys, n: int) -> tuple:
     return tuple(read_key(keys[i]) for i in range(n))
+
+
+def parse_path(text: str) -> tuple:
+    """A path from text, as the library and the ``nnx-state`` tool read one:
+    ``"layers/0/kernel"`` is ``('layers', 0, 'kernel')``. A component that
+    is a canonical decimal integer (``0``, ``12``, ``-3``; not ``007`` or
+    ``-0``) is an int key. ``""`` is the empty path; an empty component
+    (``a//b``) raises ``ValueError``."""
+    data = text.encode("utf-8")
+    n = ctypes.c_size_t()
+    keys = (nnx_key * NNX_MAX_DEPTH)()
+    if lib.nnx_path_parse(data, len(data), keys, NNX_MAX_DEPTH, ctypes.byref(n)) != 0:
+        # An error, or more keys than any state nests: count, then parse.
+        check(lib.nnx_path_parse(data, len(data), None, 0, ctypes.byref(n)), f"path {text!r}")
+        keys = (nnx_key * n.value)()
+        check(lib.nnx_path_parse(data, len(data), keys, n.value, ctypes.byref(n)), f"path {text!r}")
+    return read_path(keys, n.value)
 
 
 # --------------------------------------------------------------------------

@@ -199,6 +199,24 @@ def _raw_value(var):
     return raw
 
 
+def _variable_from_flax(value, path: tuple, nnx, copy: bool | None) -> Variable:
+    flax_cls = value.var_type  # a HijaxVariable stands for its var_type
+    where = _path_text(path)
+    metadata = _metadata_from_flax(value, flax_cls, where)
+    try:
+        return rebuild_variable(_our_class(flax_cls, nnx), _raw_value(value), metadata, copy=copy)
+    except TypeError as e:
+        raise TypeError(f"from_flax: {where!r}: {e}") from e
+    except ValueError as e:
+        raise ValueError(f"from_flax: {where!r}: {e}") from e
+
+
+def from_flax_variable(value, path: tuple = ()) -> Variable:
+    """The nnx_state twin of one Flax variable (``path`` names it in
+    errors), its value shared where it can be, as :func:`from_flax` does."""
+    return _variable_from_flax(value, path, _flax(), None)
+
+
 def from_flax(state, *, copy: bool | None = None) -> State:
     """An nnx_state ``State`` holding the leaves of a ``flax.nnx.State`` (or a
     nested mapping of Flax variables and arrays). A metadata entry that
@@ -209,19 +227,9 @@ def from_flax(state, *, copy: bool | None = None) -> State:
 
     def leaf(value, path: tuple):
         known = memo.get(id(value))
-        if known is not None:
-            return known
-        flax_cls = value.var_type  # a HijaxVariable stands for its var_type
-        where = _path_text(path)
-        metadata = _metadata_from_flax(value, flax_cls, where)
-        try:
-            obj = rebuild_variable(_our_class(flax_cls, nnx), _raw_value(value), metadata, copy=copy)
-        except TypeError as e:
-            raise TypeError(f"from_flax: {where!r}: {e}") from e
-        except ValueError as e:
-            raise ValueError(f"from_flax: {where!r}: {e}") from e
-        memo[id(value)] = obj
-        return obj
+        if known is None:
+            known = memo[id(value)] = _variable_from_flax(value, path, nnx, copy)
+        return known
 
     def convert(mapping, prefix: tuple) -> State:
         out = State()

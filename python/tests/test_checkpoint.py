@@ -5,9 +5,11 @@ files, DLPack both ways with numpy, jax and torch, and filters from text."""
 
 from __future__ import annotations
 
+import copy
 import glob
 import hashlib
 import os
+import pickle
 import subprocess
 import sys
 import zipfile
@@ -441,3 +443,45 @@ def test_filters_from_text():
         ckpt.parse_filter("(Param")
     with pytest.raises(TypeError, match="NoSuchType"):
         ckpt.parse_filter("NoSuchType")
+
+
+@pytest.mark.parametrize(
+    "text", ["Param", "BatchStat | Quant", "~Param", "tag:stats", "path:0", "path~:able", "at:layers/0/bias", "..."]
+)
+def test_a_parsed_filter_asked_about_one_leaf_agrees_with_filter_state(text):
+    state = rich_state()
+    parsed = ckpt.parse_filter(text)
+    chosen = set(flat(nnx.filter_state(state, parsed)))
+    asked = {path for path, leaf in flat(state).items() if parsed(path, leaf)}
+    assert asked == chosen
+    assert pickle.loads(pickle.dumps(parsed)) == parsed
+    assert copy.deepcopy(parsed)(("embed",), state["embed"]) == parsed(("embed",), state["embed"])
+
+
+def test_a_parsed_filter_selects_in_flax_as_the_class_does():
+    from flax import nnx as fnnx
+
+    model = fnnx.Sequential(fnnx.Linear(2, 3, rngs=fnnx.Rngs(0)), fnnx.BatchNorm(3, rngs=fnnx.Rngs(0)))
+    for text, cls in [("Param", fnnx.Param), ("BatchStat", fnnx.BatchStat)]:
+        got = fnnx.state(model, ckpt.parse_filter(text))
+        want = fnnx.state(model, cls)
+        assert set(dict(fnnx.to_flat_state(got))) == set(dict(fnnx.to_flat_state(want)))
+    assert set(dict(fnnx.to_flat_state(fnnx.state(model, ckpt.parse_filter("path:bias"))))) == {
+        ("layers", 0, "bias"),
+        ("layers", 1, "bias"),
+    }
+
+
+def test_parse_path_is_the_library_rule():
+    assert nnx.parse_path("layers/0/kernel") == ("layers", 0, "kernel")
+    assert nnx.parse_path("007/-3/-0/+1/-9223372036854775808/9223372036854775808") == (
+        "007", -3, "-0", "+1", -(2**63), "9223372036854775808",
+    )
+    assert nnx.parse_path("") == ()
+    long = "/".join(str(i) for i in range(100))
+    assert nnx.parse_path(long) == tuple(range(100))
+    for bad in ["a//b", "/a", "a/", "/"]:
+        with pytest.raises(ValueError, match="empty component"):
+            nnx.parse_path(bad)
+    state = nnx.State({"layers": {0: {"kernel": nnx.Param(np.zeros(2))}}})
+    assert [path for path, _ in nnx.to_flat_state(state)] == [nnx.parse_path("layers/0/kernel")]

@@ -9,7 +9,7 @@ use super::key::{key_from_c, key_to_c, nnx_key, nnx_path, path_from_c};
 use super::kind::{kind_to_c, nnx_kind};
 use super::types::{nnx_type_id, type_from_c};
 use super::variable::nnx_variable;
-use super::{arg, boundary, box_free, box_into_raw, c_str, fail, slice, FfiResult, Out};
+use super::{arg, boundary, box_free, box_into_raw, c_str, fail, slice, ArcHandle, FfiResult, Out};
 use crate::filter::Filter;
 use crate::key::Key;
 use crate::tree::Leaf;
@@ -347,6 +347,66 @@ pub extern "C" fn nnx_filter_clone(
     new_filter(out_filter, || {
         // SAFETY: `filter` is a handle argument.
         Ok(unsafe { arg(filter, "filter") }?.filter.clone())
+    })
+}
+
+fn leaf_matches(
+    filter: *const nnx_filter,
+    path: *const nnx_key,
+    path_len: usize,
+    out_matches: *mut bool,
+    leaf: impl FnOnce() -> FfiResult<Leaf>,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_matches, "out_matches")?;
+        // SAFETY: handle and path arguments of the public functions.
+        let (filter, path) = unsafe { (arg(filter, "filter")?, path_from_c(path, path_len)?) };
+        out.write(crate::ops::matches(&filter.filter, &path, &leaf()?)?);
+        Ok(())
+    })
+}
+
+/// Whether `filter` selects `variable` at `path`, as `nnx_state_filter`
+/// would decide for that leaf in a state; writes 1 or 0 to `*out_matches`.
+/// Cheaper than building a one-leaf state to ask.
+///
+/// - `path`: `path_len` keys, borrowed for the call (the leaf's full path,
+///   root first).
+/// - `variable`: borrowed for the call.
+///
+/// A callback filter runs its callback on this thread. Errors:
+/// `NNX_ERR_NULL_ARGUMENT`, `NNX_ERR_INVALID_ARGUMENT` (a key of unknown
+/// kind), `NNX_ERR_INVALID_UTF8`, `NNX_ERR_UNKNOWN_TYPE` (a type filter on a
+/// type that was never registered), `NNX_ERR_CALLBACK`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_filter_matches_variable(
+    filter: *const nnx_filter,
+    path: *const nnx_key,
+    path_len: usize,
+    variable: *const nnx_variable,
+    out_matches: *mut bool,
+) -> nnx_status {
+    leaf_matches(filter, path, path_len, out_matches, || {
+        // SAFETY: `variable` is a handle argument, shared for the call.
+        Ok(Leaf::Variable(unsafe {
+            nnx_variable::to_arc(variable, "variable")
+        }?))
+    })
+}
+
+/// Whether `filter` selects the bare array `array` at `path`. As
+/// `nnx_filter_matches_variable`.
+#[no_mangle]
+pub extern "C" fn nnx_filter_matches_array(
+    filter: *const nnx_filter,
+    path: *const nnx_key,
+    path_len: usize,
+    array: *const nnx_array,
+    out_matches: *mut bool,
+) -> nnx_status {
+    leaf_matches(filter, path, path_len, out_matches, || {
+        // SAFETY: `array` is a handle argument, shared for the call.
+        Ok(Leaf::Array(unsafe { nnx_array::to_arc(array, "array") }?))
     })
 }
 

@@ -18,8 +18,8 @@ use super::state::{nnx_state, state_arg};
 use super::types::{nnx_type_id, NNX_TYPE_NONE};
 use super::variable::nnx_variable;
 use super::{
-    arg, boundary, box_free, box_into_raw, check_array, fail, slice, ArcHandle, FfiError,
-    FfiResult, Out,
+    arg, boundary, box_free, box_into_raw, fail, slice, ArcHandle, FfiError, FfiResult, Out,
+    OutArray,
 };
 use crate::key::Key;
 use crate::ops::check_flat_path;
@@ -300,36 +300,6 @@ pub extern "C" fn nnx_flat_array(
 
 // ---------------------------------------------------------------------------
 // Many entries at once
-
-/// An optional caller array of `len` elements that a bulk reader fills. It
-/// is written through its raw pointer, element by element, so that two
-/// output arrays the caller happens to overlap are never two live `&mut`.
-struct OutArray<T> {
-    ptr: *mut T,
-    len: usize,
-}
-
-impl<T> OutArray<T> {
-    /// NULL gives `None` (the caller does not want this output).
-    fn optional(ptr: *mut T, len: usize, name: &str) -> FfiResult<Option<OutArray<T>>> {
-        if ptr.is_null() {
-            return Ok(None);
-        }
-        OutArray::required(ptr, len, name).map(Some)
-    }
-
-    fn required(ptr: *mut T, len: usize, name: &str) -> FfiResult<OutArray<T>> {
-        check_array(ptr.cast_const(), len, name)?;
-        Ok(OutArray { ptr, len })
-    }
-
-    fn write(&self, index: usize, value: T) {
-        assert!(index < self.len, "bulk output index out of its array");
-        // SAFETY: in bounds (checked above) of an array of `len` writable
-        // elements, by the caller's contract; `write` drops nothing.
-        unsafe { self.ptr.add(index).write(value) }
-    }
-}
 
 /// Checks that entries `start .. start + count` exist in a list of `len`.
 fn entry_range(len: usize, start: usize, count: usize) -> FfiResult<Range<usize>> {

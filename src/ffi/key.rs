@@ -2,7 +2,8 @@
 
 use std::ffi::c_char;
 
-use super::{c_str, fail, slice, FfiResult};
+use super::error::nnx_status;
+use super::{boundary, c_str, fail, slice, FfiResult, Out, OutArray};
 use crate::key::{parse_path, Key};
 
 /// What an `nnx_key` holds: `NNX_KEY_STR` or `NNX_KEY_INT`.
@@ -102,4 +103,55 @@ pub(crate) fn key_to_c(key: &Key) -> nnx_key {
             int_value: 0,
         },
     }
+}
+
+/// Parses a `/`-separated path such as `"layers/0/kernel"` by the rule of
+/// every `_str` function: a component that is a canonical decimal integer
+/// that fits in 64 bits (`0`, `12`, `-3`; not `007`, `-0` or `+1`) is an int
+/// key, any other component a string key. `""` is the empty path.
+///
+/// - `text`: `text_len` bytes of UTF-8 (no terminator needed; NULL allowed
+///   when `text_len` is 0), read during the call only.
+/// - `out_keys`: room for `keys_capacity` keys; or NULL to learn the number
+///   of keys only. A string key's `str` is the interned, NUL-terminated
+///   text, valid for the life of the process.
+/// - `out_len`: required; receives the number of keys.
+///
+/// All outputs are written on success only. Errors: `NNX_ERR_NULL_ARGUMENT`
+/// (out_len; text with a nonzero length), `NNX_ERR_INVALID_UTF8`,
+/// `NNX_ERR_INVALID_ARGUMENT` (an empty component, as in `a//b` or a leading
+/// or trailing `/`; `keys_capacity` smaller than the number of keys, the
+/// message naming both). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_path_parse(
+    text: *const c_char,
+    text_len: usize,
+    out_keys: *mut nnx_key,
+    keys_capacity: usize,
+    out_len: *mut usize,
+) -> nnx_status {
+    boundary(|| {
+        let len_out = Out::new(out_len, "out_len")?;
+        let keys_out = OutArray::optional(out_keys, keys_capacity, "out_keys")?;
+        // SAFETY: the caller's text of `text_len` bytes, read for the call.
+        let bytes = unsafe { slice(text.cast::<u8>(), text_len, "text") }?;
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            fail!(NNX_ERR_INVALID_UTF8, "path text is not valid UTF-8");
+        };
+        let path = parse_path(text)?;
+        if let Some(keys_out) = keys_out {
+            if path.len() > keys_capacity {
+                fail!(
+                    NNX_ERR_INVALID_ARGUMENT,
+                    "keys_capacity {keys_capacity} is less than the {} keys of path {text:?}",
+                    path.len()
+                );
+            }
+            for (i, key) in path.iter().enumerate() {
+                keys_out.write(i, key_to_c(key));
+            }
+        }
+        len_out.write(path.len());
+        Ok(())
+    })
 }

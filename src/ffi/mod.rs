@@ -179,6 +179,36 @@ pub(crate) fn check_array<T>(ptr: *const T, len: usize, name: &str) -> FfiResult
     })?)
 }
 
+/// An optional caller array of `len` elements that a bulk reader fills. It
+/// is written through its raw pointer, element by element, so that two
+/// output arrays the caller happens to overlap are never two live `&mut`.
+pub(crate) struct OutArray<T> {
+    ptr: *mut T,
+    len: usize,
+}
+
+impl<T> OutArray<T> {
+    /// NULL gives `None` (the caller does not want this output).
+    pub(crate) fn optional(ptr: *mut T, len: usize, name: &str) -> FfiResult<Option<OutArray<T>>> {
+        if ptr.is_null() {
+            return Ok(None);
+        }
+        OutArray::required(ptr, len, name).map(Some)
+    }
+
+    pub(crate) fn required(ptr: *mut T, len: usize, name: &str) -> FfiResult<OutArray<T>> {
+        check_array(ptr.cast_const(), len, name)?;
+        Ok(OutArray { ptr, len })
+    }
+
+    pub(crate) fn write(&self, index: usize, value: T) {
+        assert!(index < self.len, "bulk output index out of its array");
+        // SAFETY: in bounds (checked above) of an array of `len` writable
+        // elements, by the caller's contract; `write` drops nothing.
+        unsafe { self.ptr.add(index).write(value) }
+    }
+}
+
 /// Reads a NUL-terminated UTF-8 string argument.
 ///
 /// # Safety

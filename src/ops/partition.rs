@@ -22,6 +22,14 @@ pub fn split(node: &Arc<Node>, filters: &[Filter]) -> Result<Vec<Arc<Node>>> {
     partition(node, filters, true)
 }
 
+/// Whether `filter` selects the leaf at `path`, as `filter_state` would
+/// decide for that leaf in a state.
+pub fn matches(filter: &Filter, path: &[Key], leaf: &Leaf) -> Result<bool> {
+    let registry = types::snapshot();
+    let path: Vec<&Key> = path.iter().collect();
+    filter.compile(&registry)?.matches(&path, leaf)
+}
+
 /// The filters of one call, ready to place leaves and, where a node's path
 /// and the kinds of leaves below it decide, whole subtrees.
 struct Placer<'f> {

@@ -118,6 +118,9 @@ void test_keys_and_paths() {
     CHECK(nnx::parse_path("").empty());
     EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::parse_path("a//b"));
     EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, nnx::parse_path("/a"));
+    EXPECT_ERROR(NNX_ERR_INVALID_UTF8, nnx::parse_path("a/\xff"));
+    nnx::Path twelve = nnx::parse_path("a/1/b/2/c/3/d/4/e/5/f/6");  // past the 8 on the stack
+    CHECK(twelve.size() == 12 && twelve[11] == 6 && twelve[10] == "f");
 
     // parse_path agrees with the library's own "/" parsing.
     nnx::State state;
@@ -502,6 +505,15 @@ void test_filters() {
     CHECK(state.filter(nnx::all()).num_leaves() == 7);
     CHECK(state.filter(p.clone()).num_leaves() == 4);
 
+    // One leaf asked directly, as filter() decides it in a state.
+    nnx::Variable kernel = state.get({"linear", "kernel"});
+    nnx::Array embedding = state.get_array({"embedding"});
+    CHECK(p.matches({"linear", "kernel"}, kernel) && !b.matches({"linear", "kernel"}, kernel));
+    CHECK(nnx::with_tag("weights").matches({"x"}, kernel));
+    CHECK(!p.matches({"embedding"}, embedding) && (~p).matches({"embedding"}, embedding));
+    CHECK(nnx::path_contains("linear").matches({"linear", "kernel"}, kernel));
+    CHECK(!nnx::path_contains("linear").matches({"other"}, kernel));
+
     // Composite filters keep copies: the parts may go first.
     nnx::Filter composite = [] {
         nnx::Filter a = nnx::of_type(NNX_TYPE_PARAM);
@@ -565,6 +577,13 @@ void test_callbacks() {
     caught = false;
     try {
         state.split(throwing, nnx::everything());
+    } catch (const Boom &) {
+        caught = true;
+    }
+    CHECK(caught);
+    caught = false;
+    try {
+        throwing.matches({"x"}, state.get({"linear", "kernel"}));
     } catch (const Boom &) {
         caught = true;
     }
