@@ -81,7 +81,7 @@ class State(MutableMapping):
         for hook in state_class_hooks:
             hook(cls)
 
-    def __init__(self, mapping: tp.Mapping | tp.Iterable | None = None, /, *, _copy: bool = True):
+    def __init__(self, mapping: tp.Mapping | tp.Iterable | None = None, /):
         if isinstance(mapping, State):
             out = c_void_p()
             check(lib.nnx_state_clone(mapping._h, byref(out)))

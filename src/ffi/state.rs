@@ -275,23 +275,6 @@ pub extern "C" fn nnx_state_set_state_str(
     set_child(state, PathArg::Text(path), || state_child(value))
 }
 
-fn get_entry<T>(
-    state: *const nnx_state,
-    path: PathArg,
-    out: *mut T,
-    out_name: &str,
-    convert: impl FnOnce(&State, Entry) -> FfiResult<T>,
-) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out, out_name)?;
-        // SAFETY: handle and path arguments of the public getters.
-        let (state, path) = unsafe { (state_arg(state, "state")?, path.resolve()?) };
-        let entry = state.get(&path)?;
-        out.write(convert(state, entry)?);
-        Ok(())
-    })
-}
-
 fn wrong_kind(path: &[Key], entry: &Entry, wanted: &str) -> FfiResult<()> {
     let found = match entry.kind() {
         Kind::State => "a nested state",
@@ -323,7 +306,7 @@ pub extern "C" fn nnx_state_get_kind(
         PathArg::Keys(path, path_len),
         out_kind,
         "out_kind",
-        |_, e| Ok(kind_to_c(e.kind())),
+        kind_out,
     )
 }
 
@@ -334,9 +317,7 @@ pub extern "C" fn nnx_state_get_kind_str(
     path: *const c_char,
     out_kind: *mut nnx_kind,
 ) -> nnx_status {
-    get_entry(state, PathArg::Text(path), out_kind, "out_kind", |_, e| {
-        Ok(kind_to_c(e.kind()))
-    })
+    get_entry(state, PathArg::Text(path), out_kind, "out_kind", kind_out)
 }
 
 /// Writes to `*out_contains` whether something is at `path`. A path that
@@ -375,6 +356,10 @@ fn contains(state: *const nnx_state, path: PathArg, out_contains: *mut bool) -> 
     })
 }
 
+fn kind_out(_: &[Key], entry: Entry) -> FfiResult<nnx_kind> {
+    Ok(kind_to_c(entry.kind()))
+}
+
 fn variable_out(path: &[Key], entry: Entry) -> FfiResult<*mut nnx_variable> {
     match entry {
         Entry::Leaf(Leaf::Variable(v)) => Ok(nnx_variable::into_raw(v)),
@@ -408,7 +393,7 @@ pub extern "C" fn nnx_state_get_variable(
     path_len: usize,
     out_variable: *mut *mut nnx_variable,
 ) -> nnx_status {
-    get_path_entry(
+    get_entry(
         state,
         PathArg::Keys(path, path_len),
         out_variable,
@@ -424,7 +409,7 @@ pub extern "C" fn nnx_state_get_variable_str(
     path: *const c_char,
     out_variable: *mut *mut nnx_variable,
 ) -> nnx_status {
-    get_path_entry(
+    get_entry(
         state,
         PathArg::Text(path),
         out_variable,
@@ -443,7 +428,7 @@ pub extern "C" fn nnx_state_get_array(
     path_len: usize,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
-    get_path_entry(
+    get_entry(
         state,
         PathArg::Keys(path, path_len),
         out_array,
@@ -459,7 +444,7 @@ pub extern "C" fn nnx_state_get_array_str(
     path: *const c_char,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
-    get_path_entry(
+    get_entry(
         state,
         PathArg::Text(path),
         out_array,
@@ -483,7 +468,7 @@ pub extern "C" fn nnx_state_get_state(
     path_len: usize,
     out_state: *mut *mut nnx_state,
 ) -> nnx_status {
-    get_path_entry(
+    get_entry(
         state,
         PathArg::Keys(path, path_len),
         out_state,
@@ -499,10 +484,11 @@ pub extern "C" fn nnx_state_get_state_str(
     path: *const c_char,
     out_state: *mut *mut nnx_state,
 ) -> nnx_status {
-    get_path_entry(state, PathArg::Text(path), out_state, "out_state", view_out)
+    get_entry(state, PathArg::Text(path), out_state, "out_state", view_out)
 }
 
-fn get_path_entry<T>(
+/// The one path lookup of the getters: what is at `path`, converted.
+fn get_entry<T>(
     state: *const nnx_state,
     path: PathArg,
     out: *mut T,
