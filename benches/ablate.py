@@ -1,0 +1,185 @@
+#!/usr/bin/env python3
+"""What each cache buys: the benchmarks run on the library as it is and on
+copies of it with one cache taken out, interleaved, and the medians set side
+by side.
+
+    python3 benches/ablate.py                      # every patch, 3 rounds
+    python3 benches/ablate.py --only memo,twin --rounds 5
+
+Each `benches/ablations/NAME.patch` takes one cache out (the text above its
+diff says which, and which benchmark shows what it buys: `bench: ops` is
+`cargo bench --bench ops`, `bench: flat` is `benches/flat_side_by_side.py`
+and `bench: access` is `benches/python_access.py`, both in target/pyvenv,
+the virtual environment of `scripts/test.sh`). For each
+patch the script makes a detached git worktree of HEAD under
+target/ablate/NAME, applies the patch there and builds it with its own
+target directory; `base` is HEAD unpatched. Then, round after round, every
+variant runs its benchmark once, so the machine's noise falls on all alike.
+A row's figure is the median over rounds of the benchmark's own median.
+
+The ratio is the variant's time over the base's: 2.0x means the operation
+takes twice as long without that cache. Needs git, cargo and, for the Python
+benchmarks, target/pyvenv (made by `scripts/test.sh`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / "target" / "ablate"
+PATCHES = ROOT / "benches" / "ablations"
+VENV_PYTHON = ROOT / "target" / "pyvenv" / "bin" / "python"
+
+UNITS = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
+OPS_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+([\d.]+)(ns|us|µs|ms|s)\s")
+
+
+def run(cmd, cwd, env=None) -> str:
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"ablate: {' '.join(map(str, cmd))} failed in {cwd}:\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def bench_of(patch: Path) -> str:
+    match = re.search(r"^bench: (\w+)$", patch.read_text(), re.M)
+    if not match or match.group(1) not in ("ops", "flat", "access"):
+        sys.exit(f"ablate: {patch} does not say `bench: ops`, `bench: flat` or `bench: access`")
+    return match.group(1)
+
+
+class Variant:
+    def __init__(self, name: str, patch: Path | None, bench: str):
+        self.name, self.patch, self.bench = name, patch, bench
+        self.tree = WORK / name / "src"
+        self.target = WORK / name / "target"
+        self.samples: dict[str, list[float]] = {}
+
+    def prepare(self) -> None:
+        if self.tree.exists():
+            subprocess.run(["git", "worktree", "remove", "--force", str(self.tree)], cwd=ROOT)
+            shutil.rmtree(self.tree, ignore_errors=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
+        run(["git", "worktree", "add", "--detach", str(self.tree), "HEAD"], ROOT)
+        if self.patch is not None:
+            run(["git", "apply", str(self.patch)], self.tree)
+        env = dict(os.environ, CARGO_TARGET_DIR=str(self.target))
+        if self.bench == "ops":
+            run(["cargo", "bench", "--bench", "ops", "--no-run"], self.tree, env)
+        else:
+            run(["cargo", "build", "--release", "--lib"], self.tree, env)
+
+    def measure(self, args) -> None:
+        if self.bench == "ops":
+            env = dict(os.environ, CARGO_TARGET_DIR=str(self.target))
+            out = run(["cargo", "bench", "--bench", "ops", "--", "--sizes", args.sizes,
+                       "--seconds", str(args.seconds)], self.tree, env)
+            rows = parse_ops(out)
+        else:
+            env = dict(os.environ, PYTHONPATH=str(self.tree / "python"),
+                       NNX_STATE_LIB=str(self.target / "release" / "libnnx_state.so"))
+            script, options = {
+                "flat": ("flat_side_by_side.py", ["--sizes", args.py_sizes]),
+                "access": ("python_access.py", ["--leaves", args.py_sizes.split(",")[0]]),
+            }[self.bench]
+            out = run([str(VENV_PYTHON), str(self.tree / "benches" / script), *options,
+                       "--reps", str(args.py_reps)], self.tree, env)
+            rows = parse_table(out)
+        for row, ns in rows.items():
+            self.samples.setdefault(row, []).append(ns)
+
+    def median(self, row: str) -> float | None:
+        values = self.samples.get(row)
+        return statistics.median(values) if values else None
+
+    def remove(self) -> None:
+        subprocess.run(["git", "worktree", "remove", "--force", str(self.tree)], cwd=ROOT)
+
+
+def parse_ops(out: str) -> dict[str, float]:
+    rows = {}
+    for line in out.splitlines():
+        m = OPS_ROW.match(line)
+        if m and not m.group(2).startswith("floor"):
+            rows[f"{int(m.group(1)):,} {m.group(2)}"] = float(m.group(3)) * UNITS[m.group(4)]
+    return rows
+
+
+def parse_table(out: str) -> dict[str, float]:
+    """The `ours ...` columns of a Python benchmark's table, in ns."""
+    lines = [l for l in out.splitlines() if l.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        for name, cell in zip(header, cells):
+            m = re.fullmatch(r"([\d.,]+) (ns|us|µs|ms|s)", cell)
+            if name.startswith("ours") and m:
+                rows[f"{cells[0]} {name}"] = float(m.group(1).replace(",", "")) * UNITS[m.group(2)]
+    return rows
+
+
+def show(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("us", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--only", default="", help="comma-separated patch names (default: all)")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--sizes", default="10000,100000", help="ops: --sizes")
+    p.add_argument("--seconds", type=float, default=0.3, help="ops: time budget per row")
+    p.add_argument("--py-sizes", default="10000", help="flat: --sizes; access: --leaves (the first)")
+    p.add_argument("--py-reps", type=int, default=9, help="flat, access: --reps")
+    p.add_argument("--keep", action="store_true", help="keep the worktrees afterwards")
+    args = p.parse_args()
+
+    wanted = {n for n in args.only.split(",") if n}
+    patches = sorted(PATCHES.glob("*.patch"))
+    unknown = wanted - {q.stem for q in patches}
+    if unknown:
+        sys.exit(f"ablate: no patch named {', '.join(sorted(unknown))} in {PATCHES}")
+    chosen = [q for q in patches if not wanted or q.stem in wanted]
+    benches = {bench_of(q) for q in chosen}
+    variants = [Variant(f"base-{b}", None, b) for b in sorted(benches)]
+    variants += [Variant(q.stem, q, bench_of(q)) for q in chosen]
+    for v in variants:
+        print(f"building {v.name} ...", file=sys.stderr)
+        v.prepare()
+    try:
+        for r in range(args.rounds):
+            for v in variants:
+                print(f"round {r + 1}/{args.rounds}: {v.name}", file=sys.stderr)
+                v.measure(args)
+    finally:
+        if not args.keep:
+            for v in variants:
+                v.remove()
+
+    base = {v.bench: v for v in variants if v.patch is None}
+    print(f"# without each cache: medians of {args.rounds} interleaved rounds\n")
+    for v in variants:
+        if v.patch is None:
+            continue
+        b = base[v.bench]
+        print(f"## {v.name} ({v.bench})\n\n| row | with | without | ratio |\n|---|---:|---:|---:|")
+        for row in b.samples:
+            with_, without = b.median(row), v.median(row)
+            if with_ and without:
+                print(f"| {row} | {show(with_)} | {show(without)} | {without / with_:.2f}x |")
+        print()
+
+
+if __name__ == "__main__":
+    main()
