@@ -5,6 +5,7 @@ by side.
 
     python3 benches/ablate.py                      # every patch, 3 rounds
     python3 benches/ablate.py --only memo,twin --rounds 5
+    python3 benches/ablate.py --against 5083206    # HEAD against a commit instead
 
 Each `benches/ablations/NAME.patch` takes one cache out (the text above its
 diff says which, and which benchmark shows what it buys: `bench: ops` is
@@ -16,6 +17,10 @@ target/ablate/NAME, applies the patch there and builds it with its own
 target directory; `base` is HEAD unpatched. Then, round after round, every
 variant runs its benchmark once, so the machine's noise falls on all alike.
 A row's figure is the median over rounds of the benchmark's own median.
+
+With `--against REV` the variant is the library at commit REV (no patch),
+on the benchmarks of `--benches` (`ops,flat,side`; `side` is
+`benches/side_by_side.py`): a check that a change kept every figure.
 
 The ratio is the variant's time over the base's: 2.0x means the operation
 takes twice as long without that cache. Needs git, cargo and, for the Python
@@ -38,6 +43,7 @@ WORK = ROOT / "target" / "ablate"
 PATCHES = ROOT / "benches" / "ablations"
 VENV_PYTHON = ROOT / "target" / "pyvenv" / "bin" / "python"
 
+BENCHES = ("ops", "flat", "access", "side")
 UNITS = {"ns": 1.0, "us": 1e3, "µs": 1e3, "ms": 1e6, "s": 1e9}
 OPS_ROW = re.compile(r"^\s*(\d+)\s+(.+?)\s+([\d.]+)(ns|us|µs|ms|s)\s")
 
@@ -51,14 +57,14 @@ def run(cmd, cwd, env=None) -> str:
 
 def bench_of(patch: Path) -> str:
     match = re.search(r"^bench: (\w+)$", patch.read_text(), re.M)
-    if not match or match.group(1) not in ("ops", "flat", "access"):
+    if not match or match.group(1) not in BENCHES:
         sys.exit(f"ablate: {patch} does not say `bench: ops`, `bench: flat` or `bench: access`")
     return match.group(1)
 
 
 class Variant:
-    def __init__(self, name: str, patch: Path | None, bench: str):
-        self.name, self.patch, self.bench = name, patch, bench
+    def __init__(self, name: str, patch: Path | None, bench: str, rev: str = "HEAD"):
+        self.name, self.patch, self.bench, self.rev = name, patch, bench, rev
         self.tree = WORK / name / "src"
         self.target = WORK / name / "target"
         self.samples: dict[str, list[float]] = {}
@@ -68,7 +74,7 @@ class Variant:
             subprocess.run(["git", "worktree", "remove", "--force", str(self.tree)], cwd=ROOT)
             shutil.rmtree(self.tree, ignore_errors=True)
         subprocess.run(["git", "worktree", "prune"], cwd=ROOT, check=True)
-        run(["git", "worktree", "add", "--detach", str(self.tree), "HEAD"], ROOT)
+        run(["git", "worktree", "add", "--detach", str(self.tree), self.rev], ROOT)
         if self.patch is not None:
             run(["git", "apply", str(self.patch)], self.tree)
         env = dict(os.environ, CARGO_TARGET_DIR=str(self.target))
@@ -88,6 +94,7 @@ class Variant:
                        NNX_STATE_LIB=str(self.target / "release" / "libnnx_state.so"))
             script, options = {
                 "flat": ("flat_side_by_side.py", ["--sizes", args.py_sizes]),
+                "side": ("side_by_side.py", ["--sizes", args.py_sizes, "--nnx-only-sizes", ""]),
                 "access": ("python_access.py", ["--leaves", args.py_sizes.split(",")[0]]),
             }[self.bench]
             out = run([str(VENV_PYTHON), str(self.tree / "benches" / script), *options,
@@ -114,16 +121,23 @@ def parse_ops(out: str) -> dict[str, float]:
 
 
 def parse_table(out: str) -> dict[str, float]:
-    """The `ours ...` columns of a Python benchmark's table, in ns."""
-    lines = [l for l in out.splitlines() if l.startswith("|")]
-    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    """The nnx_state columns (`ours ...`, `nnx ...`) of the first table a
+    Python benchmark prints with a `leaves` column, in ns."""
+    tables: list[list[list[str]]] = [[]]
+    for line in out.splitlines():
+        if line.startswith("|"):
+            tables[-1].append([c.strip() for c in line.strip("|").split("|")])
+        elif tables[-1]:
+            tables.append([])
+    table = next(t for t in tables if t and t[0][0] == "leaves")
+    header = table[0]
     rows = {}
-    for line in lines[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
+    for cells in table[2:]:
+        label = " ".join(c for name, c in zip(header, cells) if name in ("leaves", "operation"))
         for name, cell in zip(header, cells):
             m = re.fullmatch(r"([\d.,]+) (ns|us|µs|ms|s)", cell)
-            if name.startswith("ours") and m:
-                rows[f"{cells[0]} {name}"] = float(m.group(1).replace(",", "")) * UNITS[m.group(2)]
+            if name.startswith(("ours", "nnx")) and m:
+                rows[f"{label} {name}"] = float(m.group(1).replace(",", "")) * UNITS[m.group(2)]
     return rows
 
 
@@ -143,6 +157,8 @@ def main() -> None:
     p.add_argument("--py-sizes", default="10000", help="flat: --sizes; access: --leaves (the first)")
     p.add_argument("--py-reps", type=int, default=9, help="flat, access: --reps")
     p.add_argument("--keep", action="store_true", help="keep the worktrees afterwards")
+    p.add_argument("--against", metavar="REV", help="compare HEAD with commit REV instead of the patches")
+    p.add_argument("--benches", default="ops,flat,side", help="with --against: the benchmarks")
     args = p.parse_args()
 
     wanted = {n for n in args.only.split(",") if n}
@@ -151,9 +167,17 @@ def main() -> None:
     if unknown:
         sys.exit(f"ablate: no patch named {', '.join(sorted(unknown))} in {PATCHES}")
     chosen = [q for q in patches if not wanted or q.stem in wanted]
+    if args.against and not wanted:
+        chosen = []
     benches = {bench_of(q) for q in chosen}
+    if args.against:
+        benches |= set(args.benches.split(","))
+        if not benches <= set(BENCHES):
+            sys.exit(f"ablate: --benches takes {', '.join(BENCHES)}")
     variants = [Variant(f"base-{b}", None, b) for b in sorted(benches)]
     variants += [Variant(q.stem, q, bench_of(q)) for q in chosen]
+    if args.against:
+        variants += [Variant(f"{args.against}-{b}", None, b, args.against) for b in sorted(benches)]
     for v in variants:
         print(f"building {v.name} ...", file=sys.stderr)
         v.prepare()
@@ -167,10 +191,10 @@ def main() -> None:
             for v in variants:
                 v.remove()
 
-    base = {v.bench: v for v in variants if v.patch is None}
-    print(f"# without each cache: medians of {args.rounds} interleaved rounds\n")
+    base = {v.bench: v for v in variants if v.name.startswith("base-")}
+    print(f"# HEAD (with) against each variant (without): medians of {args.rounds} interleaved rounds\n")
     for v in variants:
-        if v.patch is None:
+        if v.name.startswith("base-"):
             continue
         b = base[v.bench]
         print(f"## {v.name} ({v.bench})\n\n| row | with | without | ratio |\n|---|---:|---:|---:|")
