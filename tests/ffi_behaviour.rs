@@ -116,9 +116,27 @@ fn release_callbacks_may_call_the_library_back() {
         // ... when an update overwrites it ...
         set_arr(&state, "y", &lend());
         let source = new_state();
-        set_arr(&source, "y", &f32_array(&[1], &[1.0]));
+        let (source_data, source_count) = ([1.0f32], Counter::new());
+        let mut source_array = null_mut();
+        ok!(nnx_array_wrap(
+            NNX_DTYPE_F32,
+            [1i64].as_ptr(),
+            1,
+            source_data.as_ptr().cast_mut().cast(),
+            4,
+            false,
+            Some(count_release),
+            source_count.as_user_data(),
+            &mut source_array
+        ));
+        set_arr(&source, "y", &Arr(source_array));
         ok!(nnx_state_update(state.ptr(), source.ptr()));
-        assert_eq!(runs(), 3);
+        drop(source);
+        assert_eq!(
+            (runs(), source_count.get()),
+            (3, 0),
+            "the state holds the source's array"
+        );
         // ... when a variable's value is replaced, by none or by a key ...
         set_var(&state, "v", &holder);
         ok!(nnx_variable_set_value(holder.ptr(), lend().ptr()));
@@ -182,7 +200,9 @@ fn release_callbacks_may_call_the_library_back() {
         ));
         assert_eq!(kind, NNX_KIND_STATE);
         drop((state, holder));
-        assert_eq!(runs(), 7);
+        assert_eq!((runs(), source_count.get()), (7, 0), "the split's parts hold it");
+        drop((first, second));
+        assert_eq!(source_count.get(), 1);
     });
 }
 

@@ -1578,6 +1578,9 @@ fn array_rows() -> Vec<Row> {
             assert_ne!(data, c.f.buf.as_ptr().cast(), "a copy");
             // SAFETY: the 4 bytes of a scalar f32, read while the array lives.
             assert_eq!(unsafe { data.cast::<f32>().read_unaligned() }, 2.5, "a scalar needs no shape");
+            let mut ndim = SENTINEL;
+            ok!(nnx_array_ndim(c.got_own("out_array"), &mut ndim));
+            assert_eq!(ndim, 0);
         })
         .good(&[("shape", Ints(vec![0, 5])), ("data", Null), ("nbytes", num(0))], |c| {
             assert_eq!(nbytes(c.got_own("out_array")), 0, "no bytes need no data pointer")
@@ -1594,7 +1597,7 @@ fn array_rows() -> Vec<Row> {
         })
         .bads(&[("dtype", N(U8)), ("shape", Ints(vec![i64::MAX]))], OOM,
             "cannot allocate")
-        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1 << 46]))], OOM, "")
+        .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1 << 46]))], OOM, "cannot allocate")
         .bads(&[("dtype", N(U8)), ("shape", Ints(vec![1 << 62]))], OOM, "")
         .bad("ndim", num(usize::MAX), INVALID, "too large")
         .bad("ndim", num(usize::MAX / 8 + 1), INVALID, "too large"),
@@ -1689,8 +1692,12 @@ fn type_rows() -> Vec<Row> {
             out_result: outb))
             .with(|r| unknown_ids(r, "type_id"))
             .with(|r| unknown_ids(r, "ancestor"))
-            .bads(&[("type_id", num(UNKNOWN_TYPE)), ("ancestor", num(UNKNOWN_TYPE))],
-                UNKNOWN, "")
+            .with(|mut r| {
+                for id in UNKNOWN_IDS {
+                    r = r.bads(&[("type_id", num(id)), ("ancestor", num(id))], UNKNOWN, "");
+                }
+                r
+            })
             .good(&[], |c| assert!(c.got_bool("out_result"))),
         row!(nnx_type_count(out_count: out)).good(&[], |c| assert!(c.got::<usize>("out_count") >= 12)),
     ]
@@ -1891,6 +1898,10 @@ fn variable_rows() -> Vec<Row> {
             .good(&[], |c| assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "'x'"))
             .good(&[("value", txt(""))], |c| {
                 assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "''", "an empty value is a value");
+                let mut out = null_mut();
+                ok!(nnx_variable_get_metadata_str(c.f.raw(Plain), cstr("tag").as_ptr(), &mut out));
+                assert_eq!(text_of(out), "");
+                nnx_string_free(out);
                 let state = new_state();
                 ok!(nnx_state_set_variable_str(state.ptr(), cstr("v").as_ptr(), c.f.raw(Plain)));
                 let tagged = Flt(made(|out| nnx_filter_with_tag(cstr("").as_ptr(), out)));
@@ -2177,6 +2188,11 @@ fn filter_rows() -> Vec<Row> {
         row!(nnx_filter_path_contains(key: keys(&[S("b")]), exact: b(true), out_filter: own))
             .bad("key", k(&[NullStr(2)]), NULL_ARG, "`key.str`")
             .bads(
+                &[("key", k(&[NullStr(2)])), ("exact", B(false))],
+                NULL_ARG,
+                "`key.str`",
+            )
+            .bads(
                 &[("key", k(&[Raw(b"\x80abc")])), ("exact", B(false))],
                 UTF8,
                 "",
@@ -2231,8 +2247,11 @@ fn filter_rows() -> Vec<Row> {
         )
         .with(|mut r| {
             for bad in BAD_UTF8 {
-                let paths = Paths(vec![Some(vec![S("a")]), Some(vec![S("b"), Raw(bad)])]);
-                r = r.bad("paths", paths, UTF8, "UTF-8");
+                for path in [vec![Raw(bad)], vec![S("b"), Raw(bad)]] {
+                    let paths = Paths(vec![Some(vec![S("a")]), Some(path)]);
+                    r = r.bad("paths", paths, UTF8, "UTF-8");
+                }
+                r = r.bad("paths", Paths(vec![Some(vec![Raw(bad)])]), UTF8, "UTF-8");
             }
             for kind in [2, 7, u32::MAX] {
                 let alone = Paths(vec![Some(vec![S("a")]), Some(vec![Kind(kind)])]);

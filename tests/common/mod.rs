@@ -234,7 +234,7 @@ pub enum K<'a> {
     Raw(&'a [u8]),
     /// A string key with a NULL `str` and this `str_len`.
     NullStr(usize),
-    /// A key of this (invalid) kind.
+    /// A key of this (invalid) kind, with the valid text "a" beside it.
     Kind(u32),
     /// An int key whose unused `str` is NULL and `str_len` is not 0.
     IntJunk(i64, usize),
@@ -286,8 +286,8 @@ impl Path {
                 },
                 K::Kind(kind) => nnx_key {
                     kind: *kind,
-                    str: std::ptr::null(),
-                    str_len: 0,
+                    str: b"a".as_ptr().cast(),
+                    str_len: 1,
                     int_value: 0,
                 },
                 K::IntJunk(value, len) => nnx_key {
