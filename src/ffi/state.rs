@@ -9,6 +9,7 @@ use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str};
 use super::kind::kind_to_c;
 // Where Rust users of the C layer have always found them.
 pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
+use super::io::FileMetadata;
 use super::variable::nnx_variable;
 use super::{
     arg, boundary, box_free, box_into_raw, fail, owned_c_string, slice, ArcHandle, FfiResult, Out,
@@ -24,17 +25,35 @@ use crate::tree::{Child, Kind, Leaf};
 /// A handle from `nnx_state_get_state` is a live view of a nested state: it
 /// reads and writes its parent's tree. Every handle may be used from several
 /// threads at once; each call is atomic to the others.
+///
+/// A state loaded from a safetensors file also keeps the file's own
+/// `__metadata__` entries (`nnx_safetensors_metadata_get` and its
+/// siblings), which `nnx_safetensors_save` writes back.
 pub struct nnx_state {
     state: State,
+    /// The safetensors `__metadata__` this handle carries to the next save
+    /// (see `super::io`); empty for states not loaded from a file.
+    file_metadata: FileMetadata,
 }
 
 impl nnx_state {
     pub(crate) fn new(state: State) -> nnx_state {
-        nnx_state { state }
+        nnx_state::with_file_metadata(state, FileMetadata::default())
+    }
+
+    pub(crate) fn with_file_metadata(state: State, file_metadata: FileMetadata) -> nnx_state {
+        nnx_state {
+            state,
+            file_metadata,
+        }
     }
 
     pub(crate) fn state(&self) -> &State {
         &self.state
+    }
+
+    pub(crate) fn file_metadata(&self) -> &FileMetadata {
+        &self.file_metadata
     }
 }
 
@@ -114,6 +133,8 @@ pub extern "C" fn nnx_state_free(state: *mut nnx_state) {
 /// Copies a state: a new, independent tree with the same structure holding
 /// the same variables and arrays (no tensor bytes are copied; the copy takes
 /// O(1) time, nodes are copied on write). Of a view, copies the nested state.
+/// The copy carries the same safetensors file metadata
+/// (`nnx_safetensors_metadata_get`).
 ///
 /// - `out_state`: receives a new state owned by the caller; written on
 ///   success only.
@@ -128,8 +149,12 @@ pub extern "C" fn nnx_state_clone(
     boundary(|| {
         let out = Out::new(out_state, "out_state")?;
         // SAFETY: `state` is a handle argument.
-        let copy = unsafe { state_arg(state, "state") }?.copy()?;
-        new_state(out, copy);
+        let handle = unsafe { arg(state, "state") }?;
+        let copy = handle.state().copy()?;
+        out.write(box_into_raw(nnx_state::with_file_metadata(
+            copy,
+            handle.file_metadata().clone(),
+        )));
         Ok(())
     })
 }

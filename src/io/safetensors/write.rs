@@ -138,6 +138,18 @@ pub(crate) fn unique_name(path: &[Key], names: &mut HashSet<String>) -> String {
     name
 }
 
+/// Fails for a `__metadata__` name that a caller may not set: those
+/// starting with `nnx_state.v`, which name this library's own records.
+pub fn check_metadata_name(name: &str) -> Result<()> {
+    if name.starts_with(FORMAT_KEY_PREFIX) {
+        bail!(
+            InvalidArgument,
+            "metadata name {name:?} is reserved for nnx-state's own record"
+        );
+    }
+    Ok(())
+}
+
 /// The `__metadata__` of a file holding `records`.
 pub(crate) fn file_metadata(
     records: Vec<Value>,
@@ -145,12 +157,7 @@ pub(crate) fn file_metadata(
 ) -> Result<HashMap<String, String>> {
     let mut metadata: HashMap<String, String> = HashMap::new();
     for (k, v) in &options.metadata {
-        if k.starts_with(FORMAT_KEY_PREFIX) {
-            bail!(
-                InvalidArgument,
-                "metadata name {k:?} is reserved for nnx-state's own record"
-            );
-        }
+        check_metadata_name(k)?;
         metadata.insert(k.clone(), v.clone());
     }
     let record = serde_json::json!({ "leaves": records });
