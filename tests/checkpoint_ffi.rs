@@ -244,7 +244,8 @@ fn entries(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 fn file_metadata_is_kept_through_load_and_save() {
     let dir = Dir::new("file-metadata");
     // A Hugging Face file: {"format": "pt"} and one tensor.
-    let header = r#"{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let header =
+        r#"{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
     let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
     bytes.extend_from_slice(header.as_bytes());
     bytes.extend_from_slice(&1.0f32.to_le_bytes());

@@ -214,6 +214,8 @@ def test_bad_files_raise_format_errors(tmp_path):
         (b"\x01\x00", "truncated"),
         (b"\xff\x00\x00\x00\x00\x00\x00\x00{}", "runs past the end"),
         (b"\x02\x00\x00\x00\x00\x00\x00\x00[]", "does not start with '{'"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "not a safetensors file: the first bytes look like a zip archive"),
+        (b"just some notes, not weights\n", "not a safetensors file: the first bytes look like text"),
         (b'\x3c\x00\x00\x00\x00\x00\x00\x00{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{}}', "duplicate"),
     ]:
         path.write_bytes(data)

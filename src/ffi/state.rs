@@ -8,8 +8,8 @@ use super::filter::{filters_from_c, nnx_filter};
 use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str};
 use super::kind::kind_to_c;
 // Where Rust users of the C layer have always found them.
-pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
 use super::io::FileMetadata;
+pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
 use super::variable::nnx_variable;
 use super::{
     arg, boundary, box_free, box_into_raw, fail, owned_c_string, slice, ArcHandle, FfiResult, Out,
