@@ -252,7 +252,7 @@ impl Args {
     fn parsed_filters(&self) -> Result<Vec<Filter>, Failure> {
         self.filters
             .iter()
-            .map(|f| parse_filter(f).map_err(|e| usage_error(format!("--filter {f:?}: {e}"))))
+            .map(|f| parse_filter(f).map_err(|e| usage_error(e.to_string())))
             .collect()
     }
 }
@@ -265,12 +265,17 @@ fn inspect(args: &Args) -> Result<(), Failure> {
     }
     args.only("inspect", &["--filter", "--flat"])?;
     let file = args.file("inspect")?;
-    let loaded = io::load(file, &args.load_options()?)?;
+    // The command line is checked whole before any file is read.
     let filters = args.parsed_filters()?;
-    let state = match filters.len() {
-        0 => loaded.state,
-        1 => loaded.state.filter(&filters)?.remove(0),
-        _ => return Err(usage_error("inspect takes at most one --filter")),
+    if filters.len() > 1 {
+        return Err(usage_error("inspect takes at most one --filter"));
+    }
+    let options = args.load_options()?;
+    let loaded = io::load(file, &options)?;
+    let state = if filters.is_empty() {
+        loaded.state
+    } else {
+        loaded.state.filter(&filters)?.remove(0)
     };
     let mut out = String::new();
     let origin = if loaded.written_by_nnx {
@@ -469,7 +474,8 @@ fn split(args: &Args) -> Result<(), Failure> {
     }
     args.only("split", &["--filter", "-o"])?;
     let filters = args.parsed_filters()?;
-    let loaded = io::load(file, &args.load_options()?)?;
+    let options = args.load_options()?;
+    let loaded = io::load(file, &options)?;
     let parts = loaded.state.split(&filters)?;
     let options = SaveOptions {
         metadata: loaded.metadata.clone(),
