@@ -319,7 +319,9 @@ fn debug_information_on_request() {
     let scratch = Scratch::new("packaging", "debug");
     let real = |prefix: &Path| {
         let numeric = VERSION.split(['-', '+']).next().unwrap();
-        prefix.join("lib").join(format!("libnnx_state.so.{numeric}"))
+        prefix
+            .join("lib")
+            .join(format!("libnnx_state.so.{numeric}"))
     };
     let install = |target: &str, prefix: &Path, extra: &[&str]| {
         let mut args = vec![target.to_owned(), format!("PREFIX={}", prefix.display())];
@@ -329,7 +331,10 @@ fn debug_information_on_request() {
     };
     let built = built_dir().join("libnnx_state.so");
     if !has_debug_info(&built) {
-        return skipped("the debug information checks", "the build has no debug information");
+        return skipped(
+            "the debug information checks",
+            "the build has no debug information",
+        );
     }
 
     let kept = scratch.path("kept");
@@ -342,8 +347,16 @@ fn debug_information_on_request() {
     install("install", &split, &["SPLIT_DEBUG=1", &bindir]);
     for file in [real(&split), split.join("tools/nnx-state")] {
         let names = sections(&file).unwrap();
-        assert!(!names.iter().any(|s| s == ".debug_info"), "{}", file.display());
-        assert!(names.iter().any(|s| s == ".gnu_debuglink"), "{}", file.display());
+        assert!(
+            !names.iter().any(|s| s == ".debug_info"),
+            "{}",
+            file.display()
+        );
+        assert!(
+            names.iter().any(|s| s == ".gnu_debuglink"),
+            "{}",
+            file.display()
+        );
         let debug = file.with_file_name(format!(
             "{}.debug",
             file.file_name().unwrap().to_string_lossy()
