@@ -2310,6 +2310,12 @@ fn filter_rows() -> Vec<Row> {
         row!(nnx_filter_parse(text: text("Param | tag:x & ~none"), out_filter: own))
             .bad("text", txt("(Param"), INVALID, "column 7")
             .bad("text", txt("Param & NoSuchType"), UNKNOWN, "column 9")
+            .bad(
+                "text",
+                txt("BatchStats | Param"),
+                UNKNOWN,
+                "column 1: no variable type is named \"BatchStats\"; did you mean BatchStat?",
+            )
             .bad("text", txt(b"P\xff"), UTF8, "")
             .good(&[], |c| assert_eq!(selected(c), 2)),
     ]

@@ -488,6 +488,8 @@ def test_filters_from_text():
         ckpt.parse_filter("(Param")
     with pytest.raises(TypeError, match="NoSuchType"):
         ckpt.parse_filter("NoSuchType")
+    with pytest.raises(TypeError, match='no variable type is named "Parm"; did you mean Param\\?'):
+        ckpt.parse_filter("Parm | BatchStat")
 
 
 @pytest.mark.parametrize(
