@@ -1871,7 +1871,8 @@ enum nnx_status nnx_state_clone(const struct nnx_state *state, struct nnx_state 
  * same object, which is released once when its last holder, original or
  * copy, goes. This is what `nnx.clone` does with the jax arrays of a
  * model (immutable, so shared), and setting a value of the copy still
- * leaves the original alone.
+ * leaves the original alone. The copy carries the same safetensors file
+ * metadata (`nnx_safetensors_metadata_get`).
  *
  * - `out_state`: receives a new state owned by the caller; written on
  *   success only.

@@ -2392,7 +2392,7 @@ public:
     /// those of the file it was loaded from (a Hugging Face file's
     /// {"format": "pt"}), without nnx-state's own record, as changed since;
     /// save_safetensors() and save_safetensors_sharded() write them back,
-    /// and clone() carries them. Empty for a state
+    /// and clone() and deep_copy() carry them. Empty for a state
     /// not loaded from a file and for a view (nnx_safetensors_metadata_at).
     std::map<std::string, std::string> file_metadata() const {
         std::size_t len = 0;

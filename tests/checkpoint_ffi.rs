@@ -265,7 +265,7 @@ fn file_metadata_is_kept_through_load_and_save() {
     ok!(nnx_safetensors_save(again.ptr(), out.as_ptr(), 0));
     assert_eq!(header_metadata(&dir.0.join("out.safetensors")), written);
 
-    // Changed on the handle, and carried by a clone.
+    // Changed on the handle, and carried by a clone and a deep copy.
     let (name, value) = (cstr("source"), cstr("flax"));
     ok!(nnx_safetensors_metadata_set(
         again.ptr(),
@@ -277,6 +277,9 @@ fn file_metadata_is_kept_through_load_and_save() {
     let copy = St(copy);
     let both = entries(&[("format", "pt"), ("source", "flax")]);
     assert_eq!(file_metadata(copy.ptr()), both);
+    let mut deep = null_mut();
+    ok!(nnx_state_deep_copy(again.ptr(), &mut deep));
+    assert_eq!(file_metadata(St(deep).ptr()), both);
     let mut got = null_mut();
     ok!(nnx_safetensors_metadata_get(
         copy.ptr(),

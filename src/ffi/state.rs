@@ -146,11 +146,21 @@ pub extern "C" fn nnx_state_clone(
     state: *const nnx_state,
     out_state: *mut *mut nnx_state,
 ) -> nnx_status {
+    copy_handle(state, out_state, State::copy)
+}
+
+/// A new handle holding `copy` of the state behind `state`, carrying the
+/// same file metadata.
+fn copy_handle(
+    state: *const nnx_state,
+    out_state: *mut *mut nnx_state,
+    copy: fn(&State) -> crate::Result<State>,
+) -> nnx_status {
     boundary(|| {
         let out = Out::new(out_state, "out_state")?;
         // SAFETY: `state` is a handle argument.
         let handle = unsafe { arg(state, "state") }?;
-        let copy = handle.state().copy()?;
+        let copy = copy(handle.state())?;
         out.write(box_into_raw(nnx_state::with_file_metadata(
             copy,
             handle.file_metadata().clone(),
@@ -166,7 +176,8 @@ pub extern "C" fn nnx_state_clone(
 /// same object, which is released once when its last holder, original or
 /// copy, goes. This is what `nnx.clone` does with the jax arrays of a
 /// model (immutable, so shared), and setting a value of the copy still
-/// leaves the original alone.
+/// leaves the original alone. The copy carries the same safetensors file
+/// metadata (`nnx_safetensors_metadata_get`).
 ///
 /// - `out_state`: receives a new state owned by the caller; written on
 ///   success only.
@@ -179,13 +190,7 @@ pub extern "C" fn nnx_state_deep_copy(
     state: *const nnx_state,
     out_state: *mut *mut nnx_state,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_state, "out_state")?;
-        // SAFETY: `state` is a handle argument.
-        let copy = unsafe { state_arg(state, "state") }?.deep_copy()?;
-        new_state(out, copy);
-        Ok(())
-    })
+    copy_handle(state, out_state, State::deep_copy)
 }
 
 fn set_child(
