@@ -4,10 +4,14 @@
 #   make example    builds and runs examples-c/seed_example.c
 #   make examples   builds and runs every examples-c/*.c
 #   make test       runs every test (scripts/test.sh: Rust, C, C++, Python)
-#   make install    builds the library and installs it (packaging/install.sh):
-#                   PREFIX=/usr/local, DESTDIR= (staging root), libdir=$(PREFIX)/lib,
-#                   includedir=$(PREFIX)/include; NO_BUILD=1 installs what LIBDIR
-#                   (default target/release) already holds, without cargo
+#   make install    builds the library and the nnx-state tool and installs them
+#                   (packaging/install.sh): PREFIX=/usr/local, DESTDIR= (staging
+#                   root), bindir=$(PREFIX)/bin, libdir=$(PREFIX)/lib,
+#                   includedir=$(PREFIX)/include; the shared library and the tool
+#                   are stripped of debug information by STRIP (default strip;
+#                   STRIP= keeps it, SPLIT_DEBUG=1 keeps it in .debug files
+#                   beside them); NO_BUILD=1 installs what LIBDIR (default
+#                   target/release) already holds, without cargo
 #   make uninstall  removes what `make install` with the same variables wrote
 #   make wheel      builds the library and a Python wheel that carries it
 #                   (python/build_wheel.sh) into WHEEL_DIR (default target/wheels)
@@ -28,10 +32,14 @@ EXAMPLE_BINS := $(EXAMPLE_SRCS:examples-c/%.c=$(OUTDIR)/%)
 # Installation directories, GNU style (see packaging/install.sh).
 PREFIX     ?= /usr/local
 DESTDIR    ?=
+bindir     ?= $(PREFIX)/bin
 libdir     ?= $(PREFIX)/lib
 includedir ?= $(PREFIX)/include
-INSTALL_ARGS = --prefix "$(PREFIX)" --libdir "$(libdir)" --includedir "$(includedir)" \
-               --destdir "$(DESTDIR)" --from "$(LIBDIR)"
+STRIP      ?= strip
+SPLIT_DEBUG ?=
+INSTALL_ARGS = --prefix "$(PREFIX)" --bindir "$(bindir)" --libdir "$(libdir)" \
+               --includedir "$(includedir)" --destdir "$(DESTDIR)" --from "$(LIBDIR)" \
+               --strip "$(STRIP)" $(if $(SPLIT_DEBUG),--split-debug)
 
 # Where `make wheel` puts the wheel.
 WHEEL_DIR  ?= target/wheels
@@ -60,8 +68,9 @@ examples: $(EXAMPLE_BINS)
 test:
 	./scripts/test.sh
 
-# The shared library (with its soname and symlinks), the static library, both
-# headers, a pkg-config file and a CMake package, under $(DESTDIR)$(PREFIX).
+# The nnx-state tool, the shared library (with its soname and symlinks), the
+# static library, both headers, a pkg-config file and a CMake package, under
+# $(DESTDIR)$(PREFIX).
 install: $(if $(NO_BUILD),,lib)
 	./packaging/install.sh $(INSTALL_ARGS)
 

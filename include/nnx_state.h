@@ -218,6 +218,10 @@ typedef struct nnx_meta nnx_meta;
  * A handle from `nnx_state_get_state` is a live view of a nested state: it
  * reads and writes its parent's tree. Every handle may be used from several
  * threads at once; each call is atomic to the others.
+ *
+ * A state loaded from a safetensors file also keeps the file's own
+ * `__metadata__` entries (`nnx_safetensors_metadata_get` and its
+ * siblings), which `nnx_safetensors_save` writes back.
  */
 typedef struct nnx_state nnx_state;
 
@@ -1316,6 +1320,13 @@ void nnx_flat_free(struct nnx_flat *flat);
  * `encoder/layer/0/weight`), each tensor a variable of type `leaf_type`,
  * or a bare array when `leaf_type` is `NNX_TYPE_NONE`. Keys come sorted.
  *
+ * The new state keeps the file's own `__metadata__` entries (a Hugging
+ * Face file's `{"format": "pt"}`; of a sharded checkpoint, those of all
+ * shards, the first shard naming an entry winning), without nnx-state's
+ * own `"nnx_state.v1"` record: read and change them with
+ * `nnx_safetensors_metadata_get` and its siblings; `nnx_safetensors_save`
+ * writes them back.
+ *
  * The mapping follows the file: if another process truncates or rewrites
  * the file while arrays of it live, reading them may fault or show the new
  * bytes. Pass `NNX_LOAD_COPY` where that cannot be ruled out.
@@ -1356,7 +1367,10 @@ enum nnx_status nnx_safetensors_load(const char *path,
  *
  * The file is a standard safetensors file that any reader takes: each
  * array under its dotted path (`layers.0.kernel`), in the reference
- * writer's order. It also records, in `__metadata__` under
+ * writer's order. Its `__metadata__` holds the entries the state handle
+ * carries (those of the file it was loaded from, as changed by
+ * `nnx_safetensors_metadata_set` and its siblings). It also records, in
+ * `__metadata__` under
  * `"nnx_state.v1"`, what `nnx_safetensors_load` needs to give back the
  * same state: variable types, metadata, key kinds, variables without a
  * value, typed PRNG keys (their data as a `U32` tensor, the implementation
@@ -1411,6 +1425,9 @@ enum nnx_status nnx_safetensors_save(const struct nnx_state *state,
  *   5 GB).
  * - `flags`: must be 0.
  *
+ * Every shard's `__metadata__` holds the entries the state handle carries,
+ * as with `nnx_safetensors_save`.
+ *
  * Errors: as `nnx_safetensors_save`, and `NNX_ERR_INVALID_UTF8` (`name`),
  * `NNX_ERR_INVALID_ARGUMENT` (`name` not a plain file name, a zero
  * `max_shard_size`). Thread-safe.
@@ -1420,6 +1437,95 @@ enum nnx_status nnx_safetensors_save_sharded(const struct nnx_state *state,
                                              const char *name,
                                              uint64_t max_shard_size,
                                              uint32_t flags);
+
+/**
+ * Writes the number of safetensors `__metadata__` entries the state
+ * carries to `*out_len`: those of the file it was loaded from (0 for a
+ * state not loaded from a file, and for a view from
+ * `nnx_state_get_state`), as changed since.
+ *
+ * - `state`: borrowed for the call.
+ * - `out_len`: written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_safetensors_metadata_len(const struct nnx_state *state, size_t *out_len);
+
+/**
+ * Writes the `index`-th safetensors `__metadata__` entry the state carries
+ * (entries are sorted by name, bytewise) to `*out_name` and `*out_value`.
+ *
+ * - `state`: borrowed for the call.
+ * - `out_name`, `out_value`: each a new NUL-terminated UTF-8 string owned
+ *   by the caller (free with `nnx_string_free`); both written on success
+ *   only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INDEX_OUT_OF_RANGE` (`index`
+ * is not below `nnx_safetensors_metadata_len`); `NNX_ERR_INVALID_ARGUMENT`
+ * (the name or value holds a NUL byte, which a C string cannot show).
+ * Thread-safe; another thread's `nnx_safetensors_metadata_set` may move
+ * entries between calls.
+ */
+enum nnx_status nnx_safetensors_metadata_at(const struct nnx_state *state,
+                                            size_t index,
+                                            char **out_name,
+                                            char **out_value);
+
+/**
+ * Writes the value of the safetensors `__metadata__` entry `name` that the
+ * state carries to `*out_value`.
+ *
+ * - `state`: borrowed for the call.
+ * - `name`: borrowed, NUL-terminated UTF-8.
+ * - `out_value`: a new NUL-terminated UTF-8 string owned by the caller
+ *   (free with `nnx_string_free`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_UTF8` (`name`);
+ * `NNX_ERR_KEY_NOT_FOUND` (no entry of that name);
+ * `NNX_ERR_INVALID_ARGUMENT` (the value holds a NUL byte). Thread-safe.
+ */
+enum nnx_status nnx_safetensors_metadata_get(const struct nnx_state *state,
+                                             const char *name,
+                                             char **out_value);
+
+/**
+ * Sets the safetensors `__metadata__` entry `name` to `value` on the
+ * state (replacing an entry of that name), for the next
+ * `nnx_safetensors_save` or `nnx_safetensors_save_sharded` of this
+ * handle. Names starting with `"nnx_state.v"` are nnx-state's own records,
+ * which every save writes itself.
+ *
+ * - `state`: borrowed for the call.
+ * - `name`, `value`: borrowed, NUL-terminated UTF-8; copied.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_UTF8`;
+ * `NNX_ERR_INVALID_ARGUMENT` (a reserved name). Thread-safe.
+ */
+enum nnx_status nnx_safetensors_metadata_set(struct nnx_state *state,
+                                             const char *name,
+                                             const char *value);
+
+/**
+ * Removes the safetensors `__metadata__` entry `name` from the state.
+ *
+ * - `state`: borrowed for the call.
+ * - `name`: borrowed, NUL-terminated UTF-8.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_UTF8`;
+ * `NNX_ERR_KEY_NOT_FOUND` (no entry of that name; nothing changes).
+ * Thread-safe.
+ */
+enum nnx_status nnx_safetensors_metadata_remove(struct nnx_state *state, const char *name);
+
+/**
+ * Removes every safetensors `__metadata__` entry from the state, so that
+ * the next save writes only nnx-state's own record.
+ *
+ * - `state`: borrowed for the call.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_safetensors_metadata_clear(struct nnx_state *state);
 
 /**
  * Parses a `/`-separated path such as `"layers/0/kernel"` by the rule of
@@ -1746,6 +1852,8 @@ void nnx_state_free(struct nnx_state *state);
  * Copies a state: a new, independent tree with the same structure holding
  * the same variables and arrays (no tensor bytes are copied; the copy takes
  * O(1) time, nodes are copied on write). Of a view, copies the nested state.
+ * The copy carries the same safetensors file metadata
+ * (`nnx_safetensors_metadata_get`).
  *
  * - `out_state`: receives a new state owned by the caller; written on
  *   success only.
@@ -1763,7 +1871,8 @@ enum nnx_status nnx_state_clone(const struct nnx_state *state, struct nnx_state 
  * same object, which is released once when its last holder, original or
  * copy, goes. This is what `nnx.clone` does with the jax arrays of a
  * model (immutable, so shared), and setting a value of the copy still
- * leaves the original alone.
+ * leaves the original alone. The copy carries the same safetensors file
+ * metadata (`nnx_safetensors_metadata_get`).
  *
  * - `out_state`: receives a new state owned by the caller; written on
  *   success only.

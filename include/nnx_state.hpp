@@ -73,6 +73,7 @@
 #include <initializer_list>
 #include <iterator>
 #include <limits>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -2385,6 +2386,82 @@ public:
         std::string c_name = detail::c_string(name, "a checkpoint name");
         detail::check(nnx_safetensors_save_sharded(handle_, c_directory.c_str(), c_name.c_str(),
                                                    max_shard_size, 0));
+    }
+
+    /// The safetensors "__metadata__" entries this state carries, by name:
+    /// those of the file it was loaded from (a Hugging Face file's
+    /// {"format": "pt"}), without nnx-state's own record, as changed since;
+    /// save_safetensors() and save_safetensors_sharded() write them back,
+    /// and clone() and deep_copy() carry them. Empty for a state
+    /// not loaded from a file and for a view (nnx_safetensors_metadata_at).
+    std::map<std::string, std::string> file_metadata() const {
+        std::size_t len = 0;
+        detail::check(nnx_safetensors_metadata_len(handle_, &len));
+        std::map<std::string, std::string> entries;
+        for (std::size_t i = 0; i < len; ++i) {
+            char *name = nullptr;
+            char *value = nullptr;
+            nnx_status status = nnx_safetensors_metadata_at(handle_, i, &name, &value);
+            if (status == NNX_ERR_INDEX_OUT_OF_RANGE) {
+                break;  // another thread removed entries meanwhile
+            }
+            detail::check(status);
+            std::string key = detail::take_string(name);
+            entries.emplace(std::move(key), detail::take_string(value));
+        }
+        return entries;
+    }
+
+    /// The value of the file metadata entry `name`, or nullopt when there
+    /// is none (nnx_safetensors_metadata_get).
+    std::optional<std::string> file_metadata(std::string_view name) const {
+        std::string c_name = detail::c_string(name, "a metadata name");
+        char *value = nullptr;
+        nnx_status status = nnx_safetensors_metadata_get(handle_, c_name.c_str(), &value);
+        if (status == NNX_ERR_KEY_NOT_FOUND) {
+            return std::nullopt;
+        }
+        detail::check(status);
+        return detail::take_string(value);
+    }
+
+    /// Sets the file metadata entry `name` to `value` for the next save
+    /// (nnx_safetensors_metadata_set). Throws NNX_ERR_INVALID_ARGUMENT for
+    /// a name starting with "nnx_state.v" (nnx-state's own records) and
+    /// NNX_ERR_INVALID_UTF8.
+    State &set_file_metadata(std::string_view name, std::string_view value) {
+        std::string c_name = detail::c_string(name, "a metadata name");
+        std::string c_value = detail::c_string(value, "a metadata value");
+        detail::check(nnx_safetensors_metadata_set(handle_, c_name.c_str(), c_value.c_str()));
+        return *this;
+    }
+
+    /// Replaces all file metadata with `entries` (a reserved name throws
+    /// before anything changes).
+    State &set_file_metadata(const std::map<std::string, std::string> &entries) {
+        for (const auto &entry : entries) {
+            if (entry.first.rfind("nnx_state.v", 0) == 0) {
+                detail::fail(NNX_ERR_INVALID_ARGUMENT,
+                             "metadata name \"" + entry.first +
+                                 "\" is reserved for nnx-state's own record");
+            }
+        }
+        detail::check(nnx_safetensors_metadata_clear(handle_));
+        for (const auto &entry : entries) {
+            set_file_metadata(entry.first, entry.second);
+        }
+        return *this;
+    }
+
+    /// Removes the file metadata entry `name`; returns whether there was one.
+    bool remove_file_metadata(std::string_view name) {
+        std::string c_name = detail::c_string(name, "a metadata name");
+        nnx_status status = nnx_safetensors_metadata_remove(handle_, c_name.c_str());
+        if (status == NNX_ERR_KEY_NOT_FOUND) {
+            return false;
+        }
+        detail::check(status);
+        return true;
     }
 
     /// An NNX-like listing of the tree.

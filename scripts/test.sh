@@ -5,20 +5,16 @@
 # scripts/sanitize.sh; the full script also rebuilds the library with Rust's
 # ASan, and cargo test already runs the programs under valgrind), and the
 # Python package's tests in a local virtual environment that this script sets
-# up (target/pyvenv).
+# up (target/pyvenv). What it needs, downloads and installs: README.md,
+# "Running the tests".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# The packaging test builds CMake and pkg-config consumers; on a fresh Debian
-# machine (CI runs as root) fetch the tools, elsewhere the test says it skipped.
-if ! command -v cmake >/dev/null || ! command -v pkg-config >/dev/null; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    step "installing cmake and pkg-config for the packaging test"
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends cmake pkg-config >/dev/null
-  fi
-fi
+# cmake and pkg-config for the packaging test: installed system-wide only
+# as root, saying so first, and never with NNX_NO_SYSTEM_INSTALL=1.
+bash scripts/system-tools.sh
 
 step "cargo build --release (the library the Python tests load)"
 cargo build --release
@@ -54,9 +50,7 @@ fi
 
 step "Python tests (virtual environment in target/pyvenv)"
 venv=target/pyvenv
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
+# The venv is made once; pip runs only when the requirements changed.
+bash scripts/pyvenv.sh "$venv" python/requirements-test.txt
 NNX_STATE_LIB="$PWD/target/release/libnnx_state.so" \
   "$venv/bin/python" -m pytest python/tests -q

@@ -339,7 +339,7 @@ impl Parser<'_> {
             None => Err(self.error_kind_at(
                 ErrorKind::UnknownType,
                 at,
-                format!("no variable type is named {name:?}"),
+                types::unknown_name_message(name),
             )),
         }
     }

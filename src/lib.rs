@@ -38,6 +38,7 @@ pub mod limits;
 pub mod meta;
 pub mod ops;
 pub mod state;
+pub mod suggest;
 pub mod tree;
 pub mod types;
 pub mod value;

@@ -223,6 +223,17 @@ pub fn is_subtype(id: TypeId, ancestor: TypeId) -> Result<bool> {
     snapshot().is_subtype(id, ancestor)
 }
 
+/// The message for a type name that no type has: it says so, and names
+/// the registered type closest to it (`no variable type is named "Parm";
+/// did you mean Param?`).
+pub fn unknown_name_message(name: &str) -> String {
+    let registry = snapshot();
+    match crate::suggest::closest(name, registry.by_name.keys().copied()) {
+        Some(close) => format!("no variable type is named {name:?}; did you mean {close}?"),
+        None => format!("no variable type is named {name:?}"),
+    }
+}
+
 /// Fails with `UnknownType` unless `id` is registered.
 pub fn check(id: TypeId) -> Result<()> {
     snapshot().info(id).map(|_| ())

@@ -875,6 +875,31 @@ fn malformed_files_are_format_errors() {
     let mut huge = u64::MAX.to_le_bytes().to_vec();
     huge.extend_from_slice(b"{}");
     assert!(format_error(huge).contains("over the format's limit"));
+    // Other kinds of files: said as such, with what they look like.
+    for (bytes, looks) in [
+        (&b"PK\x03\x04\x14\x00\x00\x00\x08\x00"[..], "a zip archive"),
+        (b"\x80\x02}q\x00(X\x06\x00\x00\x00", "a Python pickle"),
+        (b"\x89HDF\r\n\x1a\n\x00\x00", "an HDF5 file"),
+        (b"\x82\xa6params\x80\xa1x\xc0", "msgpack"),
+        (b"\x93NUMPY\x01\x00v\x00", "a numpy .npy file"),
+        (
+            b"hello, world: plain text",
+            "text: \"hello, world: plain text\"",
+        ),
+        ("h\u{e9}llo w\u{f6}rld, t\u{e9}xt".as_bytes(), "text"),
+        (
+            b"\xf0\xf1\xf2\xf3\xf4\xf5\xf6\xf7\xf8",
+            "its first bytes are f0 f1 f2 f3 f4 f5 f6 f7",
+        ),
+    ] {
+        let message = format_error(bytes.to_vec());
+        assert!(message.starts_with("not a safetensors file: "), "{message}");
+        assert!(message.contains(looks), "{message}");
+    }
+    // A JSON object right after the length is a safetensors file cut short.
+    let mut cut = u64::MAX.to_le_bytes().to_vec();
+    cut.extend_from_slice(b"{\"a\"");
+    assert!(!format_error(cut).contains("not a safetensors file"));
     // Offsets: overlapping, out of range, a hole, trailing bytes, backwards.
     rejects(
         &format!(r#"{{"a":{{{T4},"data_offsets":[0,4]}},"b":{{{T4},"data_offsets":[2,6]}}}}"#),

@@ -205,29 +205,67 @@ fn bad_command_lines_and_files() {
     let f = file.to_str().unwrap();
     for (args, needle) in [
         (vec![], "no command"),
-        (vec!["frobnicate"], "unknown command"),
-        (vec!["inspect"], "no FILE"),
+        (vec!["frobnicate"], "unknown command 'frobnicate'"),
+        (
+            vec!["inspcet", f],
+            "unknown command 'inspcet'; did you mean 'inspect'?",
+        ),
+        (vec!["merg"], "did you mean 'merge'?"),
+        (vec!["--flat", "inspect"], "the command comes first"),
+        (vec!["inspect"], "inspect needs a FILE"),
         (vec!["inspect", f, "--filter"], "--filter needs a value"),
         (vec!["inspect", f, "--filter", "Param &"], "column 8"),
         (
             vec!["inspect", f, "--filter", "Nope"],
             "no variable type is named \"Nope\"",
         ),
-        (vec!["inspect", f, "--bogus"], "unknown option"),
+        (
+            vec!["inspect", f, "--filter", "Parm | BatchStat"],
+            "no variable type is named \"Parm\"; did you mean Param?",
+        ),
+        (vec!["inspect", f, "--bogus"], "unknown option '--bogus'"),
+        (
+            vec!["inspect", f, "--filtre", "Param"],
+            "unknown option '--filtre'; did you mean '--filter'?",
+        ),
+        (vec!["inspect", f, "--flat=yes"], "--flat takes no value"),
         (vec!["inspect", f, "--type", "Nope"], "no variable type"),
+        (
+            vec!["inspect", f, "--type=batchstat"],
+            "did you mean BatchStat?",
+        ),
         (
             vec!["inspect", f, "--type", "Param", "--bare"],
             "exclude each other",
         ),
+        (
+            vec!["inspect", f, "--max-shard-size", "1"],
+            "inspect takes no --max-shard-size",
+        ),
         (vec!["split", f, "--filter", "Param"], "one -o per --filter"),
         (vec!["split", f], "at least one --filter"),
-        (vec!["inspect", f, "extra"], "unexpected argument"),
+        (vec!["inspect", f, "extra"], "unexpected argument 'extra'"),
+        (vec!["merge", "-o", f], "merge needs at least one FILE"),
+        (vec!["merge", f, f], "merge needs one -o OUT, not 0"),
+        (vec!["merge", f, "--flat", "-o", f], "merge takes no --flat"),
+        (
+            vec!["merge", f, "-o", f, "--max-shard-size", "5 parsecs"],
+            "like 5GB",
+        ),
     ] {
         let out = tool(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains("usage:"), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        // One line of what is wrong, one of what to do: not the whole help.
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {err}");
+        assert!(lines[0].starts_with("nnx-state: error: "), "{err}");
+        assert_eq!(lines[1], "run 'nnx-state --help' for usage");
     }
+    // Help of a command is the help.
+    let out = tool(&["merge", "--help"]);
+    assert!(out.status.success() && stdout(&out).contains("nnx-state merge FILE..."));
     let truncated = dir.path("t.safetensors");
     let bytes = fs::read(&file).unwrap();
     fs::write(&truncated, &bytes[..bytes.len() - 3]).unwrap();
@@ -237,8 +275,179 @@ fn bad_command_lines_and_files() {
     assert!(stderr(&out).contains("past the end"), "{}", stderr(&out));
     let out = tool(&["inspect", dir.path("missing").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
+    // Files that are not safetensors say so, and what they look like.
+    let zip = {
+        let mut bytes = b"PK\x03\x04".to_vec();
+        bytes.extend_from_slice(&[0x14, 0, 0, 0, 8, 0, 0, 0, 0, 0]);
+        bytes
+    };
+    let msgpack = [
+        0x82, 0xa6, b'p', b'a', b'r', b'a', b'm', b's', 0x80, 0xa1, b'x', 0xc0,
+    ];
+    for (name, bytes, needle) in [
+        (
+            "notes.txt",
+            &b"a checkpoint? no, a text file with notes\n"[..],
+            "text: \"a checkpoint? no, a text\"",
+        ),
+        ("model.bin", &zip, "a zip archive"),
+        ("flax.msgpack", &msgpack, "msgpack"),
+        (
+            "config.json",
+            br#"{"hidden_size": 768, "layers": 12}"#,
+            "text (JSON?)",
+        ),
+    ] {
+        let path = dir.path(name);
+        fs::write(&path, bytes).unwrap();
+        let out = tool(&["inspect", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&format!("{name}: not a safetensors file: ")),
+            "{err}"
+        );
+        assert!(err.contains(needle), "{name}: {err}");
+        assert!(!err.contains("header length"), "{err}");
+    }
+    // A save into a directory that does not exist names the file and it.
+    let missing_dir = dir.path("no/such");
+    let target = missing_dir.join("x.safetensors");
+    let out = tool(&[
+        "split",
+        f,
+        "--filter",
+        "...",
+        "-o",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "cannot save '{}': the directory '{}' does not exist",
+            target.display(),
+            missing_dir.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains(".tmp-"), "{err}");
     let out = tool(&["--help"]);
     assert!(out.status.success() && stdout(&out).contains("nnx-state inspect FILE"));
     let out = tool(&["--version"]);
     assert!(stdout(&out).starts_with("nnx-state "));
+}
+
+#[test]
+fn merge_joins_parts_and_shards_and_refuses_conflicts() {
+    let dir = Dir::new("merge");
+    let file = dir.path("m.safetensors");
+    model(&file);
+    let s = |p: &Path| p.to_str().unwrap().to_owned();
+    let (params, rest) = (dir.path("params.safetensors"), dir.path("rest.safetensors"));
+    let out = tool(&[
+        "split",
+        &s(&file),
+        "--filter",
+        "Param",
+        "-o",
+        &s(&params),
+        "--filter",
+        "...",
+        "-o",
+        &s(&rest),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let original = io::load(&file, &LoadOptions::default()).unwrap().state;
+
+    // The parts merged give the model back: types, tags, keys.
+    let merged = dir.path("merged.safetensors");
+    let out = tool(&["merge", &s(&rest), &s(&params), "-o", &s(&merged)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("6 leaves (72 bytes) from 2 checkpoints"),
+        "{}",
+        stdout(&out)
+    );
+    let back = io::load(&merged, &LoadOptions::default()).unwrap();
+    assert!(back.written_by_nnx);
+    assert_eq!(format!("{:?}", back.state), format!("{:?}", original));
+
+    // Sharded output, and its shards merged one by one into one file.
+    let shards = dir.path("shards");
+    let out = tool(&[
+        "merge",
+        &s(&params),
+        &s(&rest),
+        "-o",
+        &s(&shards),
+        "--max-shard-size",
+        "16B",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(shards.join("model.safetensors.index.json").is_file());
+    let mut shard_files: Vec<String> = fs::read_dir(&shards)
+        .unwrap()
+        .map(|e| s(&e.unwrap().path()))
+        .filter(|p| p.ends_with(".safetensors"))
+        .collect();
+    shard_files.sort();
+    assert!(shard_files.len() > 2, "{shard_files:?}");
+    let joined = dir.path("joined.safetensors");
+    let mut args = vec!["merge".to_owned()];
+    args.extend(shard_files);
+    args.extend(["-o".to_owned(), s(&joined)]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = tool(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let joined = io::load(&joined, &LoadOptions::default()).unwrap().state;
+    assert_eq!(format!("{:?}", joined), format!("{:?}", original));
+    let from_dir = io::load(&shards, &LoadOptions::default()).unwrap().state;
+    assert_eq!(format!("{:?}", from_dir), format!("{:?}", original));
+
+    // Another tool's file keeps its __metadata__ through the merge.
+    let header = r#"{"__metadata__":{"format":"pt"},"head.w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    let hf = dir.path("hf.safetensors");
+    fs::write(&hf, bytes).unwrap();
+    let with_head = dir.path("with-head.safetensors");
+    let out = tool(&["merge", &s(&hf), &s(&file), "-o", &s(&with_head)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let loaded = io::load(&with_head, &LoadOptions::default()).unwrap();
+    assert_eq!(
+        loaded.metadata.get("format").map(String::as_str),
+        Some("pt")
+    );
+    assert_eq!(loaded.state.num_leaves().unwrap(), 7);
+
+    // A path in two inputs, or a leaf where another holds a subtree.
+    let out = tool(&["merge", &s(&file), &s(&params), "-o", &s(&merged)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "'layers/0/bias' is in both '{}' and '{}'",
+            file.display(),
+            params.display()
+        )),
+        "{err}"
+    );
+    let header = r#"{"layers":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0; 4]);
+    let leaf = dir.path("leaf.safetensors");
+    fs::write(&leaf, bytes).unwrap();
+    let out = tool(&["merge", &s(&params), &s(&leaf), "-o", &s(&merged)]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("'layers' is a leaf in") && err.contains("holds 'layers/0/bias'"),
+        "{err}"
+    );
+    // Nothing was written by the failed merges.
+    let still = io::load(&merged, &LoadOptions::default()).unwrap().state;
+    assert_eq!(format!("{:?}", still), format!("{:?}", original));
 }

@@ -219,6 +219,102 @@ fn foreign_files_take_the_leaf_type() {
     ));
 }
 
+/// The `__metadata__` of a file, read by the safetensors crate.
+fn header_metadata(path: &std::path::Path) -> Vec<(String, String)> {
+    let bytes = fs::read(path).unwrap();
+    let (_, metadata) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut entries: Vec<(String, String)> = metadata
+        .metadata()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    entries.sort();
+    entries
+}
+
+fn entries(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn file_metadata_is_kept_through_load_and_save() {
+    let dir = Dir::new("file-metadata");
+    // A Hugging Face file: {"format": "pt"} and one tensor.
+    let header =
+        r#"{"__metadata__":{"format":"pt"},"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&1.0f32.to_le_bytes());
+    fs::write(dir.0.join("hf.safetensors"), &bytes).unwrap();
+    let loaded = load(&dir.c("hf.safetensors"), NNX_TYPE_PARAM, 0);
+    assert_eq!(file_metadata(loaded.ptr()), entries(&[("format", "pt")]));
+
+    // Saved and loaded again: the user's entries once, the record apart.
+    let out = dir.c("out.safetensors");
+    ok!(nnx_safetensors_save(loaded.ptr(), out.as_ptr(), 0));
+    let written = header_metadata(&dir.0.join("out.safetensors"));
+    let names: Vec<&str> = written.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["format", "nnx_state.v1"]);
+    assert_eq!(written[0].1, "pt");
+    let again = load(&out, NNX_TYPE_PARAM, 0);
+    assert_eq!(file_metadata(again.ptr()), entries(&[("format", "pt")]));
+    ok!(nnx_safetensors_save(again.ptr(), out.as_ptr(), 0));
+    assert_eq!(header_metadata(&dir.0.join("out.safetensors")), written);
+
+    // Changed on the handle, and carried by a clone and a deep copy.
+    let (name, value) = (cstr("source"), cstr("flax"));
+    ok!(nnx_safetensors_metadata_set(
+        again.ptr(),
+        name.as_ptr(),
+        value.as_ptr()
+    ));
+    let mut copy = null_mut();
+    ok!(nnx_state_clone(again.ptr(), &mut copy));
+    let copy = St(copy);
+    let both = entries(&[("format", "pt"), ("source", "flax")]);
+    assert_eq!(file_metadata(copy.ptr()), both);
+    let mut deep = null_mut();
+    ok!(nnx_state_deep_copy(again.ptr(), &mut deep));
+    assert_eq!(file_metadata(St(deep).ptr()), both);
+    let mut got = null_mut();
+    ok!(nnx_safetensors_metadata_get(
+        copy.ptr(),
+        name.as_ptr(),
+        &mut got
+    ));
+    assert_eq!(LibStr(got).text(), "flax");
+
+    // Every shard of a sharded save carries them, and loading gives them back.
+    let directory = dir.c("");
+    let model = cstr("model");
+    ok!(nnx_safetensors_save_sharded(
+        copy.ptr(),
+        directory.as_ptr(),
+        model.as_ptr(),
+        1,
+        0
+    ));
+    let single = dir.0.join("model.safetensors");
+    assert!(single.is_file(), "one tensor makes one shard");
+    let sharded = load(&directory, NNX_TYPE_PARAM, 0);
+    assert_eq!(file_metadata(sharded.ptr()), both);
+
+    ok!(nnx_safetensors_metadata_remove(copy.ptr(), name.as_ptr()));
+    assert_eq!(file_metadata(copy.ptr()), entries(&[("format", "pt")]));
+    assert_eq!(file_metadata(again.ptr()), both, "the clone is independent");
+    ok!(nnx_safetensors_metadata_clear(copy.ptr()));
+    ok!(nnx_safetensors_save(copy.ptr(), out.as_ptr(), 0));
+    let names: Vec<String> = header_metadata(&dir.0.join("out.safetensors"))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(names, ["nnx_state.v1"]);
+}
+
 #[test]
 fn dlpack_exports_and_imports_without_copies() {
     let array = f32_array(&[2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);

@@ -411,6 +411,12 @@ impl Fix {
             Entries,
             Flat(made(|out| nnx_state_flatten(main.ptr(), out))),
         );
+        // As a state loaded from a Hugging Face file carries it.
+        ok!(nnx_safetensors_metadata_set(
+            main.ptr(),
+            cstr("format").as_ptr(),
+            cstr("pt").as_ptr()
+        ));
         f.put(Main, main);
         f.put(NoEntries, Flat(made(|out| nnx_flat_new(out))));
         f.put(Empty, new_state());
@@ -576,7 +582,12 @@ impl Fix {
         for (which, ty, ptr, _) in self.handles.borrow().iter() {
             let ptr = *ptr;
             if *ty == TypeId::of::<nnx_state>() && !matches!(which, Dead | LeafView) {
-                out += &format!("{}{:?}\n", listing(ptr.cast()), identities(ptr.cast()));
+                out += &format!(
+                    "{}{:?}{:?}\n",
+                    listing(ptr.cast()),
+                    identities(ptr.cast()),
+                    file_metadata(ptr.cast())
+                );
             } else if *ty == TypeId::of::<nnx_variable>() {
                 out += &variable_print(ptr.cast());
             } else if *ty == TypeId::of::<nnx_flat>() {
@@ -2318,6 +2329,12 @@ fn filter_rows() -> Vec<Row> {
         row!(nnx_filter_parse(text: text("Param | tag:x & ~none"), out_filter: own))
             .bad("text", txt("(Param"), INVALID, "column 7")
             .bad("text", txt("Param & NoSuchType"), UNKNOWN, "column 9")
+            .bad(
+                "text",
+                txt("BatchStats | Param"),
+                UNKNOWN,
+                "column 1: no variable type is named \"BatchStats\"; did you mean BatchStat?",
+            )
             .bad("text", txt(b"P\xff"), UTF8, "")
             .good(&[], |c| assert_eq!(selected(c), 2)),
     ]
@@ -2744,11 +2761,20 @@ fn checkpoint_rows() -> Vec<Row> {
             UNKNOWN,
             "",
         )
-        .good(&[], |c| assert_eq!(leaves(c.got_own("out_state")), 5)),
+        .good(&[], |c| {
+            let state = c.got_own("out_state");
+            assert_eq!(leaves(state), 5);
+            assert_eq!(file_metadata(state), [pair("format", "pt")]);
+        }),
         row!(nnx_safetensors_save(state: st, path: file("out.safetensors"), flags: n(0u32)))
             .with(|r| views(r, "state"))
             .bad("flags", num(1), INVALID, "")
-            .bad("path", txt("no/such/dir/x.safetensors"), IO, "no/such/dir")
+            .bad(
+                "path",
+                txt("no/such/dir/x.safetensors"),
+                IO,
+                "^cannot save '|no/such/dir/x.safetensors': the directory '|no/such/dir' does not exist",
+            )
             .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
         row!(nnx_safetensors_save_sharded(state: st, directory: file(""), name: text("model"),
             max_shard_size: n(1u64 << 20), flags: n(0u32)))
@@ -2758,7 +2784,48 @@ fn checkpoint_rows() -> Vec<Row> {
         .bad("flags", num(2), INVALID, "")
         .bad("name", txt(b"\xff"), UTF8, "")
         .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
+        row!(nnx_safetensors_metadata_len(state: st, out_len: out))
+            .good(&[], |c| assert_eq!(c.got::<usize>("out_len"), 1))
+            .good(&[("state", Hd(Other))], |c| {
+                assert_eq!(c.got::<usize>("out_len"), 0)
+            }),
+        row!(nnx_safetensors_metadata_at(state: st, index: n(0usize), out_name: own,
+            out_value: own))
+        .bad("index", num(1), RANGE, "index 1 is out of range for 1")
+        .bad("state", Hd(Other), RANGE, "for 0 metadata entries")
+        .good(&[], |c| {
+            assert_eq!(text_of(c.got_own("out_name")), "format");
+            assert_eq!(text_of(c.got_own("out_value")), "pt");
+        }),
+        row!(nnx_safetensors_metadata_get(state: st, name: text("format"), out_value: own))
+            .bad("name", txt("formats"), NOT_FOUND, "\"formats\"")
+            .bad("name", txt(b"\xff"), UTF8, "")
+            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), "pt")),
+        row!(nnx_safetensors_metadata_set(state: st, name: text("format"), value: text("np")))
+            .bad("name", txt("nnx_state.v1"), INVALID, "reserved")
+            .bad("name", txt("nnx_state.v7"), INVALID, "reserved")
+            .bad("name", txt(b"\xff"), UTF8, "")
+            .bad("value", txt(b"\xff"), UTF8, "")
+            .good(&[], |c| {
+                assert_eq!(file_metadata(c.f.raw(Main)), [pair("format", "np")])
+            })
+            .good(&[("name", txt("total_size"))], |c| {
+                assert_eq!(
+                    file_metadata(c.f.raw(Main)),
+                    [pair("format", "pt"), pair("total_size", "np")]
+                )
+            }),
+        row!(nnx_safetensors_metadata_remove(state: st, name: text("format")))
+            .bad("name", txt("nope"), NOT_FOUND, "\"nope\"")
+            .bad("name", txt(b"\xff"), UTF8, "")
+            .good(&[], |c| assert!(file_metadata(c.f.raw(Main)).is_empty())),
+        row!(nnx_safetensors_metadata_clear(state: st))
+            .good(&[], |c| assert!(file_metadata(c.f.raw(Main)).is_empty())),
     ]
+}
+
+fn pair(name: &str, value: &str) -> (String, String) {
+    (name.to_owned(), value.to_owned())
 }
 
 // ---------------------------------------------------------------------------

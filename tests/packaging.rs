@@ -1,10 +1,13 @@
 //! Packaging: `make install` into a temporary prefix, then the installed
 //! library as its users consume it.
 //!
-//! - The layout: `lib/libnnx_state.so.X.Y.Z` with soname
+//! - The layout: `bin/nnx-state` (which runs), `lib/libnnx_state.so.X.Y.Z` with soname
 //!   `libnnx_state.so.X` and the `libnnx_state.so.X` and `libnnx_state.so`
 //!   symlinks, `lib/libnnx_state.a`, both headers, `lib/pkgconfig/nnx_state.pc`
 //!   and the CMake package; a staged install (`DESTDIR`) and `make uninstall`.
+//! - The shared library and the tool are installed without debug
+//!   information; `STRIP=` keeps it, `SPLIT_DEBUG=1` moves it to `.debug`
+//!   files beside them, linked by `.gnu_debuglink`.
 //! - The shared library exports the C API and nothing else: its dynamic
 //!   symbols are exactly the functions `nnx_state.h` declares.
 //! - `Cargo.toml`'s version is the header's macros, `nnx_version()`, the
@@ -34,8 +37,8 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use support::{
-    c_compiler, crate_dir, cxx_compiler, have, lib_dir, needed_libraries, run, run_ok, skipped,
-    soname, Scratch,
+    c_compiler, crate_dir, cxx_compiler, have, needed_libraries, run, run_ok, skipped, soname,
+    Scratch,
 };
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -56,12 +59,46 @@ fn make(args: &[String]) -> Command {
     command
 }
 
-/// The arguments that make `make install` use this test run's library.
+/// Where cargo put this test run's tool, shared and static library
+/// (`target/<profile>`).
+fn built_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_nnx-state"))
+        .parent()
+        .expect("the tool is in a directory")
+        .to_path_buf()
+}
+
+/// The arguments that make `make install` use this test run's build.
 fn prebuilt_args() -> Vec<String> {
     vec![
         "NO_BUILD=1".to_owned(),
-        format!("LIBDIR={}", lib_dir().display()),
+        format!("LIBDIR={}", built_dir().display()),
     ]
+}
+
+/// The section names of an ELF file, or None without readelf.
+fn sections(file: &Path) -> Option<Vec<String>> {
+    let out = Command::new("readelf")
+        .arg("-S")
+        .arg("--wide")
+        .arg(file)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Some(
+        text.lines()
+            .filter_map(|l| l.split(']').nth(1))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+fn has_debug_info(file: &Path) -> bool {
+    sections(file)
+        .expect("readelf runs")
+        .iter()
+        .any(|s| s == ".debug_info")
 }
 
 /// An installed prefix, shared by the tests of this file.
@@ -146,7 +183,38 @@ fn install_lays_out_the_prefix() {
 
     // The static library, byte for byte what cargo built.
     let a = fs::read(lib.join("libnnx_state.a")).expect("libnnx_state.a is installed");
-    assert_eq!(a, fs::read(lib_dir().join("libnnx_state.a")).unwrap());
+    assert_eq!(a, fs::read(built_dir().join("libnnx_state.a")).unwrap());
+
+    // The tool, which runs.
+    let tool = inst.prefix.join("bin").join("nnx-state");
+    let out = Command::new(&tool)
+        .arg("--version")
+        .output()
+        .expect("the installed tool runs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("nnx-state {VERSION}")
+    );
+
+    // Stripped of debug information, which the build has.
+    if sections(&real).is_some() {
+        for (installed, built) in [
+            (&real, built_dir().join("libnnx_state.so")),
+            (&tool, built_dir().join("nnx-state")),
+        ] {
+            assert!(
+                !has_debug_info(installed),
+                "{} keeps its debug information",
+                installed.display()
+            );
+            if has_debug_info(&built) {
+                let size = |p: &Path| fs::metadata(p).unwrap().len();
+                assert!(size(installed) < size(&built), "{}", installed.display());
+            }
+        }
+    } else {
+        skipped("the strip check", "readelf (binutils) is not installed");
+    }
 
     // Both headers, as in the crate.
     for header in ["nnx_state.h", "nnx_state.hpp"] {
@@ -213,6 +281,7 @@ fn staged_install_and_uninstall() {
     run_ok(make(&vars("install")), &scratch, "install").unwrap_or_else(|r| panic!("{r}"));
     let lib = stage.join("opt/nnx/lib");
     assert!(lib.join(format!("libnnx_state.so.{MAJOR}")).exists());
+    assert!(stage.join("opt/nnx/bin/nnx-state").is_file());
     assert!(stage.join("opt/nnx/include/nnx_state.hpp").is_file());
     let pc = read(&lib.join("pkgconfig/nnx_state.pc"));
     assert!(pc.lines().any(|l| l == "prefix=/opt/nnx"), "{pc}");
@@ -235,6 +304,73 @@ fn staged_install_and_uninstall() {
         }
     }
     assert!(left.is_empty(), "make uninstall left files: {left:?}");
+    scratch.done();
+}
+
+/// `STRIP=` installs the shared library and the tool as built;
+/// `SPLIT_DEBUG=1` strips them and keeps their debug information in
+/// `.debug` files that `.gnu_debuglink` names; `bindir` moves the tool;
+/// `make uninstall` removes the `.debug` files too.
+#[test]
+fn debug_information_on_request() {
+    if !have("readelf") || !have("objcopy") {
+        return skipped("the debug information checks", "binutils is not installed");
+    }
+    let scratch = Scratch::new("packaging", "debug");
+    let real = |prefix: &Path| {
+        let numeric = VERSION.split(['-', '+']).next().unwrap();
+        prefix
+            .join("lib")
+            .join(format!("libnnx_state.so.{numeric}"))
+    };
+    let install = |target: &str, prefix: &Path, extra: &[&str]| {
+        let mut args = vec![target.to_owned(), format!("PREFIX={}", prefix.display())];
+        args.extend(prebuilt_args());
+        args.extend(extra.iter().map(|a| a.to_string()));
+        run_ok(make(&args), &scratch, target).unwrap_or_else(|r| panic!("{r}"));
+    };
+    let built = built_dir().join("libnnx_state.so");
+    if !has_debug_info(&built) {
+        return skipped(
+            "the debug information checks",
+            "the build has no debug information",
+        );
+    }
+
+    let kept = scratch.path("kept");
+    install("install", &kept, &["STRIP="]);
+    assert_eq!(fs::read(real(&kept)).unwrap(), fs::read(&built).unwrap());
+    assert!(has_debug_info(&kept.join("bin/nnx-state")));
+
+    let split = scratch.path("split");
+    let bindir = format!("bindir={}", split.join("tools").display());
+    install("install", &split, &["SPLIT_DEBUG=1", &bindir]);
+    for file in [real(&split), split.join("tools/nnx-state")] {
+        let names = sections(&file).unwrap();
+        assert!(
+            !names.iter().any(|s| s == ".debug_info"),
+            "{}",
+            file.display()
+        );
+        assert!(
+            names.iter().any(|s| s == ".gnu_debuglink"),
+            "{}",
+            file.display()
+        );
+        let debug = file.with_file_name(format!(
+            "{}.debug",
+            file.file_name().unwrap().to_string_lossy()
+        ));
+        assert!(has_debug_info(&debug), "{}", debug.display());
+    }
+    install("uninstall", &split, &["SPLIT_DEBUG=1", &bindir]);
+    let left: Vec<PathBuf> = [split.join("tools"), split.join("lib")]
+        .iter()
+        .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    assert!(left.is_empty(), "make uninstall left {left:?}");
     scratch.done();
 }
 
@@ -261,6 +397,8 @@ fn make_install_builds_first() {
         .expect("then runs packaging/install.sh");
     assert!(build < install, "it builds before it installs:\n{out}");
     assert!(out.contains("--from \"target/release\""), "{out}");
+    assert!(out.contains("--bindir \"/x/bin\""), "{out}");
+    assert!(out.contains("--strip \"strip\""), "{out}");
     scratch.done();
 }
 

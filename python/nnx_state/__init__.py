@@ -49,7 +49,9 @@ from .checkpoint import (
     from_dlpack,
     load_safetensors,
     parse_filter,
+    safetensors_metadata,
     save_safetensors,
+    set_safetensors_metadata,
 )
 from ._keys import parse_path
 from ._values import KeyData
@@ -124,7 +126,7 @@ __all__ = [
     "Everything", "Nothing",
     # checkpoints and exchange
     "load_safetensors", "save_safetensors", "parse_filter", "dlpack", "from_dlpack",
-    "DLPackArray",
+    "DLPackArray", "safetensors_metadata", "set_safetensors_metadata",
     # Flax
     "from_flax", "to_flax",
     # errors

@@ -6,6 +6,7 @@ safetensors::
     state = nnx.load_safetensors("ckpt/")                       # model.safetensors or its index
     nnx.save_safetensors(state, "out.safetensors")              # atomic
     nnx.save_safetensors(state, "ckpt/", max_shard_size="5GB")  # sharded, as huggingface_hub
+    nnx.safetensors_metadata(state)                             # the file's {"format": "pt"}
 
 A file written by anyone loads with dotted names split into paths and
 decimal components as int keys (``encoder.layer.0.weight`` ->
@@ -14,6 +15,11 @@ decimal components as int keys (``encoder.layer.0.weight`` ->
 written here round-trips exactly: variable types, metadata, int and str keys.
 Loading reads the header only; arrays are parts of a private memory map of
 the file (writable: writes go to private pages, never to the file).
+
+A loaded state carries the file's own ``__metadata__`` (a Hugging Face
+file's ``{"format": "pt"}``): :func:`safetensors_metadata` reads it,
+:func:`set_safetensors_metadata` replaces it, and :func:`save_safetensors`
+writes it back unless given ``metadata=``.
 
 DLPack::
 
@@ -37,7 +43,7 @@ from __future__ import annotations
 
 import os
 import re
-from ctypes import byref, c_void_p
+from ctypes import byref, c_size_t, c_void_p
 
 from . import _lib as L
 from ._lib import check, lib
@@ -46,7 +52,8 @@ from .statelib import State
 from .variablelib import Param, VariableMeta
 
 __all__ = [
-    "load_safetensors", "save_safetensors", "parse_filter", "Parsed", "dlpack", "from_dlpack",
+    "load_safetensors", "save_safetensors", "safetensors_metadata", "set_safetensors_metadata",
+    "parse_filter", "Parsed", "dlpack", "from_dlpack",
     "DLPackArray", "NnxFormatError", "NnxIOError",
 ]
 
@@ -77,7 +84,9 @@ def load_safetensors(path, *, variable_type: type | None = Param, copy: bool = F
     the library instead, so the file may change afterwards).
 
     A file written by :func:`save_safetensors` loads as the state that was
-    saved. Any other file loads with dotted names split into paths, decimal
+    saved. The state carries the file's own ``__metadata__`` entries
+    (:func:`safetensors_metadata`), which :func:`save_safetensors` writes
+    back. Any other file loads with dotted names split into paths, decimal
     components as int keys (``int_keys=False`` keeps them strings), each
     tensor a variable of ``variable_type`` (default ``Param``), or a bare
     array when ``variable_type`` is None.
@@ -109,7 +118,44 @@ def _size(value) -> int:
     return size
 
 
-def save_safetensors(state, path, *, max_shard_size: int | str | None = None, name: str = "model") -> None:
+def safetensors_metadata(state: State) -> dict[str, str]:
+    """The safetensors ``__metadata__`` entries ``state`` carries, as a new
+    dict sorted by name: those of the file :func:`load_safetensors` read (a
+    Hugging Face file's ``{"format": "pt"}``), without nnx-state's own
+    ``nnx_state.v1`` record, as :func:`set_safetensors_metadata` changed
+    them. Empty for a state not loaded from a file (a ``State(...)`` copy of
+    a loaded state carries them too; the results of ``filter``, ``split``
+    and the other operations do not)."""
+    n = c_size_t()
+    check(lib.nnx_safetensors_metadata_len(state._h, byref(n)))
+    entries = {}
+    for i in range(n.value):
+        name, value = c_void_p(), c_void_p()
+        check(lib.nnx_safetensors_metadata_at(state._h, i, byref(name), byref(value)))
+        key = L.take_string(name.value)
+        entries[key] = L.take_string(value.value)
+    return entries
+
+
+def set_safetensors_metadata(state: State, metadata) -> None:
+    """Replaces the ``__metadata__`` entries ``state`` carries to its next
+    :func:`save_safetensors` with ``metadata`` (a mapping of str to str).
+    Names starting with ``nnx_state.v`` are nnx-state's own records: a
+    ``ValueError``, raised before anything changes."""
+    entries = []
+    for key, value in dict(metadata).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(f"safetensors metadata maps str to str, not {key!r}: {value!r}")
+        if key.startswith("nnx_state.v"):
+            raise ValueError(f"metadata name {key!r} is reserved for nnx-state's own record")
+        entries.append((key.encode("utf-8"), value.encode("utf-8")))
+    check(lib.nnx_safetensors_metadata_clear(state._h))
+    for key, value in entries:
+        check(lib.nnx_safetensors_metadata_set(state._h, key, value), f"metadata {key!r}")
+
+
+def save_safetensors(state, path, *, max_shard_size: int | str | None = None, name: str = "model",
+                     metadata=None) -> None:
     """Saves a state (or a mapping, made into a state) as safetensors.
 
     Without ``max_shard_size``, ``path`` is the file: written atomically (a
@@ -121,12 +167,20 @@ def save_safetensors(state, path, *, max_shard_size: int | str | None = None, na
     and ``model.safetensors.index.json``; a single ``model.safetensors``
     when everything fits in one shard); ``name`` replaces ``model``.
 
+    The file's ``__metadata__`` holds the entries the state carries (those
+    of the file it was loaded from, :func:`safetensors_metadata`), or
+    ``metadata`` (a mapping of str to str) instead when given; the state is
+    left as it is. Every shard carries them.
+
     Any safetensors reader reads the file; :func:`load_safetensors` gives
     back the same state. Raises ``ValueError`` for arrays not in CPU memory
     and :class:`NnxIOError` when writing fails.
     """
     if not isinstance(state, State):
         state = State(state)
+    if metadata is not None:
+        state = State(state)  # an O(1) copy, so that the caller's keeps its own
+        set_safetensors_metadata(state, metadata)
     if max_shard_size is None:
         check(lib.nnx_safetensors_save(state._h, _path_arg(path), 0), f"saving {os.fspath(path)!r}")
     else:

@@ -145,6 +145,49 @@ def test_files_of_the_reference_package_load_with_paths(tmp_path):
         np.testing.assert_array_equal(back[name], expected)
 
 
+def test_a_hugging_face_files_metadata_is_kept_through_load_and_save(tmp_path):
+    theirs = tmp_path / "hf.safetensors"
+    weights = {"encoder.layer.0.weight": np.ones((2, 3), np.float32), "encoder.layer.0.bias": np.zeros(3, np.float32)}
+    save_file(weights, str(theirs), metadata={"format": "pt"})
+    state = ckpt.load_safetensors(theirs)
+    assert nnx.safetensors_metadata(state) == {"format": "pt"}
+    out = tmp_path / "ours.safetensors"
+    nnx.save_safetensors(state, out)
+    with safetensors.safe_open(str(out), "np") as f:
+        written = f.metadata()
+    assert sorted(written) == ["format", "nnx_state.v1"] and written["format"] == "pt"
+    again = nnx.load_safetensors(out)
+    assert nnx.safetensors_metadata(again) == {"format": "pt"}  # the record stays apart
+    assert nnx.safetensors_metadata(nnx.State(again)) == {"format": "pt"}  # a copy carries it
+    assert nnx.safetensors_metadata(nnx.State({"a": np.zeros(1)})) == {}
+
+    # metadata= is written instead, and leaves the state's own as it was.
+    nnx.save_safetensors(again, out, metadata={"format": "np", "source": "flax"})
+    with safetensors.safe_open(str(out), "np") as f:
+        assert {k: v for k, v in f.metadata().items() if k != "nnx_state.v1"} == {"format": "np", "source": "flax"}
+    assert nnx.safetensors_metadata(again) == {"format": "pt"}
+    nnx.save_safetensors({"w": np.zeros(2, np.float32)}, out, metadata={"format": "pt"})
+    assert nnx.safetensors_metadata(nnx.load_safetensors(out)) == {"format": "pt"}
+
+    # Set on the state, kept by a sharded save in every shard.
+    nnx.set_safetensors_metadata(again, {"format": "pt", "step": "7"})
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    nnx.save_safetensors(again, shards, max_shard_size=1)
+    assert len(list(shards.glob("model-*.safetensors"))) == 2
+    for shard in shards.glob("*.safetensors"):
+        with safetensors.safe_open(str(shard), "np") as f:
+            assert f.metadata()["step"] == "7"
+    assert nnx.safetensors_metadata(nnx.load_safetensors(shards)) == {"format": "pt", "step": "7"}
+    with pytest.raises(ValueError, match="reserved"):
+        nnx.set_safetensors_metadata(again, {"nnx_state.v1": "{}"})
+    with pytest.raises(ValueError, match="reserved"):
+        nnx.save_safetensors(again, out, metadata={"nnx_state.v2": "x"})
+    with pytest.raises(TypeError, match="str to str"):
+        nnx.set_safetensors_metadata(again, {"step": 7})
+    assert nnx.safetensors_metadata(again) == {"format": "pt", "step": "7"}
+
+
 def test_sharded_checkpoints(tmp_path):
     state = rich_state()
     ckpt.save_safetensors(state, tmp_path, max_shard_size=16)
@@ -171,6 +214,8 @@ def test_bad_files_raise_format_errors(tmp_path):
         (b"\x01\x00", "truncated"),
         (b"\xff\x00\x00\x00\x00\x00\x00\x00{}", "runs past the end"),
         (b"\x02\x00\x00\x00\x00\x00\x00\x00[]", "does not start with '{'"),
+        (b"PK\x03\x04\x14\x00\x00\x00\x08\x00", "not a safetensors file: the first bytes look like a zip archive"),
+        (b"just some notes, not weights\n", "not a safetensors file: the first bytes look like text"),
         (b'\x3c\x00\x00\x00\x00\x00\x00\x00{"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"a":{}}', "duplicate"),
     ]:
         path.write_bytes(data)
@@ -443,6 +488,8 @@ def test_filters_from_text():
         ckpt.parse_filter("(Param")
     with pytest.raises(TypeError, match="NoSuchType"):
         ckpt.parse_filter("NoSuchType")
+    with pytest.raises(TypeError, match='no variable type is named "Parm"; did you mean Param\\?'):
+        ckpt.parse_filter("Parm | BatchStat")
 
 
 @pytest.mark.parametrize(

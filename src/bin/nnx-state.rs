@@ -1,26 +1,36 @@
-//! `nnx-state`: look into safetensors checkpoints and split them by filters.
+//! `nnx-state`: look into safetensors checkpoints, split them by filters
+//! and merge them.
 //!
 //! ```text
 //! nnx-state inspect FILE [--filter EXPR] [--flat] [LOAD OPTIONS]
 //! nnx-state split FILE --filter EXPR -o OUT [--filter EXPR -o OUT ...] [LOAD OPTIONS]
+//! nnx-state merge FILE... -o OUT [--max-shard-size SIZE] [LOAD OPTIONS]
 //! ```
 //!
 //! FILE is a `.safetensors` file, a sharded checkpoint's `*.index.json`, or
 //! a directory holding `model.safetensors` or its index. Filters use the
 //! library's filter syntax (`Param`, `tag:dropout`, `path:attention`,
 //! `path~:attn`, `at:a/0/b`, `~`, `&`, `|`, parentheses, `...`, `none`).
+//!
+//! A wrong command line gets one line saying what is wrong (with the
+//! closest command, option or type name when one is near) and a pointer to
+//! `--help`, and exits 2; a failed operation exits 1.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use nnx_state::io::{self, LoadOptions, SaveOptions};
+use nnx_state::key::{compare_paths, format_path};
+use nnx_state::suggest::closest;
 use nnx_state::{parse_filter, types, Array, Filter, Key, Leaf, State, Value};
 
 const USAGE: &str = "\
 usage:
   nnx-state inspect FILE [--filter EXPR] [--flat] [LOAD OPTIONS]
   nnx-state split FILE --filter EXPR -o OUT [--filter EXPR -o OUT ...] [LOAD OPTIONS]
+  nnx-state merge FILE... -o OUT [--max-shard-size SIZE] [LOAD OPTIONS]
   nnx-state --help | --version
 
 FILE is a .safetensors file, a sharded checkpoint's *.index.json, or a
@@ -34,6 +44,13 @@ split     splits the checkpoint as nnx.split_state does: each leaf goes to
           the first filter that selects it, and every leaf must be selected
           (end with --filter ... to catch the rest). The i-th part is saved
           to the i-th -o file (safetensors, written atomically).
+merge     merges the checkpoints (files, shards, sharded checkpoints) into
+          one: a path found in two of them is an error that names it. OUT is
+          a .safetensors file, or with --max-shard-size SIZE (bytes, or like
+          5GB, 500MB, 2GiB) a directory (made if missing) that receives
+          model-00001-of-0000N.safetensors shards and their index, as
+          huggingface_hub writes them. The files' own __metadata__ entries
+          are kept (the first file's value where two differ).
 
 LOAD OPTIONS (for files not written by nnx-state):
   --type NAME   the variable type of each tensor (default Param)
@@ -47,12 +64,39 @@ at:a/0/b (that path), ... or * (everything), none; ~ (not), & (and),
 | (or), parentheses; ~ binds tightest, then &, then |.
 ";
 
+const COMMANDS: [&str; 3] = ["inspect", "split", "merge"];
+
+/// The options of the commands, with whether each takes a value.
+const OPTIONS: [(&str, bool); 10] = [
+    ("--filter", true),
+    ("-f", true),
+    ("--output", true),
+    ("-o", true),
+    ("--type", true),
+    ("--max-shard-size", true),
+    ("--flat", false),
+    ("--bare", false),
+    ("--str-keys", false),
+    ("--help", false),
+];
+
 /// A failure: the message and the exit code (1: the operation failed, 2:
 /// the command line is wrong).
 struct Failure(String, u8);
 
+/// A wrong command line: what is wrong, and where to read how it goes.
 fn usage_error(message: impl Into<String>) -> Failure {
-    Failure(format!("{}\n\n{USAGE}", message.into()), 2)
+    Failure(
+        format!("{}\nrun 'nnx-state --help' for usage", message.into()),
+        2,
+    )
+}
+
+/// "; did you mean 'X'?" when one of `known` is close to `word`.
+fn did_you_mean<'a>(word: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    closest(word, known)
+        .map(|k| format!("; did you mean '{k}'?"))
+        .unwrap_or_default()
 }
 
 impl From<nnx_state::Error> for Failure {
@@ -66,7 +110,7 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure(message, code)) => {
-            eprintln!("nnx-state: {message}");
+            eprintln!("nnx-state: error: {message}");
             ExitCode::from(code)
         }
     }
@@ -74,32 +118,45 @@ fn main() -> ExitCode {
 
 fn run(args: &[String]) -> Result<(), Failure> {
     let Some(command) = args.first() else {
-        return Err(usage_error("no command given"));
+        return Err(usage_error("no command given (inspect, split or merge)"));
     };
+    let help = || {
+        print!("{USAGE}");
+        Ok(())
+    };
+    let rest = &args[1..];
+    if COMMANDS.contains(&command.as_str()) && rest.iter().any(|a| a == "-h" || a == "--help") {
+        return help();
+    }
     match command.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            Ok(())
-        }
+        "-h" | "--help" | "help" => help(),
         "-V" | "--version" => {
             println!("nnx-state {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        "inspect" => inspect(&Args::parse(&args[1..])?),
-        "split" => split(&Args::parse(&args[1..])?),
-        other => Err(usage_error(format!("unknown command {other:?}"))),
+        "inspect" => inspect(&Args::parse(rest)?),
+        "split" => split(&Args::parse(rest)?),
+        "merge" => merge(&Args::parse(rest)?),
+        other if other.starts_with('-') => Err(usage_error(format!(
+            "'{other}' before a command: the command comes first (inspect, split or merge)"
+        ))),
+        other => Err(usage_error(format!(
+            "unknown command '{other}'{}",
+            did_you_mean(other, COMMANDS)
+        ))),
     }
 }
 
 #[derive(Default)]
 struct Args {
-    file: Option<PathBuf>,
+    files: Vec<PathBuf>,
     filters: Vec<String>,
     outputs: Vec<PathBuf>,
     flat: bool,
     type_name: Option<String>,
     bare: bool,
     str_keys: bool,
+    max_shard_size: Option<String>,
 }
 
 impl Args {
@@ -107,32 +164,67 @@ impl Args {
         let mut out = Args::default();
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .cloned()
-                    .ok_or_else(|| usage_error(format!("{name} needs a value")))
+            // `--type=Param` is `--type Param`.
+            let (name, inline) = match arg.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n, Some(v.to_owned())),
+                _ => (arg.as_str(), None),
             };
-            match arg.as_str() {
-                "--filter" | "-f" => out.filters.push(value(arg)?),
-                "-o" | "--output" => out.outputs.push(PathBuf::from(value(arg)?)),
-                "--type" => out.type_name = Some(value(arg)?),
-                "--flat" => out.flat = true,
-                "--bare" => out.bare = true,
-                "--str-keys" => out.str_keys = true,
-                s if s.starts_with('-') && s.len() > 1 => {
-                    return Err(usage_error(format!("unknown option {s:?}")))
+            let takes_value = OPTIONS.iter().any(|(o, v)| *o == name && *v);
+            let value = if takes_value {
+                match inline.or_else(|| it.next().cloned()) {
+                    Some(v) => Some(v),
+                    None => return Err(usage_error(format!("{name} needs a value"))),
                 }
-                _ if out.file.is_none() => out.file = Some(PathBuf::from(arg)),
-                _ => return Err(usage_error(format!("unexpected argument {arg:?}"))),
+            } else {
+                if inline.is_some() {
+                    return Err(usage_error(format!("{name} takes no value")));
+                }
+                None
+            };
+            match (name, value) {
+                ("--filter" | "-f", Some(v)) => out.filters.push(v),
+                ("-o" | "--output", Some(v)) => out.outputs.push(PathBuf::from(v)),
+                ("--type", Some(v)) => out.type_name = Some(v),
+                ("--max-shard-size", Some(v)) => out.max_shard_size = Some(v),
+                ("--flat", None) => out.flat = true,
+                ("--bare", None) => out.bare = true,
+                ("--str-keys", None) => out.str_keys = true,
+                (s, _) if s.starts_with('-') && s.len() > 1 => {
+                    return Err(usage_error(format!(
+                        "unknown option '{s}'{}",
+                        did_you_mean(s, OPTIONS.iter().map(|(o, _)| *o))
+                    )))
+                }
+                _ => out.files.push(PathBuf::from(arg)),
             }
         }
         Ok(out)
     }
 
-    fn file(&self) -> Result<&Path, Failure> {
-        self.file
-            .as_deref()
-            .ok_or_else(|| usage_error("no FILE given"))
+    /// The one FILE of `inspect` and `split`.
+    fn file(&self, command: &str) -> Result<&Path, Failure> {
+        match self.files.as_slice() {
+            [] => Err(usage_error(format!("{command} needs a FILE"))),
+            [file] => Ok(file),
+            [_, extra, ..] => Err(usage_error(format!(
+                "unexpected argument '{}': {command} takes one FILE",
+                extra.display()
+            ))),
+        }
+    }
+
+    /// Refuses the options `command` has no use for.
+    fn only(&self, command: &str, allowed: &[&str]) -> Result<(), Failure> {
+        let given = [
+            ("--filter", !self.filters.is_empty()),
+            ("-o", !self.outputs.is_empty()),
+            ("--flat", self.flat),
+            ("--max-shard-size", self.max_shard_size.is_some()),
+        ];
+        match given.iter().find(|(o, set)| *set && !allowed.contains(o)) {
+            Some((o, _)) => Err(usage_error(format!("{command} takes no {o}"))),
+            None => Ok(()),
+        }
     }
 
     fn load_options(&self) -> Result<LoadOptions, Failure> {
@@ -142,7 +234,12 @@ impl Args {
             (None, false) => Some(nnx_state::TypeId::PARAM),
             (Some(name), false) => match types::lookup(name) {
                 Some(t) => Some(t),
-                None => return Err(usage_error(format!("no variable type is named {name:?}"))),
+                None => {
+                    return Err(usage_error(format!(
+                        "--type: {}",
+                        types::unknown_name_message(name)
+                    )))
+                }
             },
         };
         Ok(LoadOptions {
@@ -162,15 +259,23 @@ impl Args {
 
 fn inspect(args: &Args) -> Result<(), Failure> {
     if !args.outputs.is_empty() {
-        return Err(usage_error("inspect writes nothing: -o is for split"));
+        return Err(usage_error(
+            "inspect writes nothing: -o is for split and merge",
+        ));
     }
-    let file = args.file()?;
-    let loaded = io::load(file, &args.load_options()?)?;
+    args.only("inspect", &["--filter", "--flat"])?;
+    let file = args.file("inspect")?;
+    // The command line is checked whole before any file is read.
     let filters = args.parsed_filters()?;
-    let state = match filters.len() {
-        0 => loaded.state,
-        1 => loaded.state.filter(&filters)?.remove(0),
-        _ => return Err(usage_error("inspect takes at most one --filter")),
+    if filters.len() > 1 {
+        return Err(usage_error("inspect takes at most one --filter"));
+    }
+    let options = args.load_options()?;
+    let loaded = io::load(file, &options)?;
+    let state = if filters.is_empty() {
+        loaded.state
+    } else {
+        loaded.state.filter(&filters)?.remove(0)
     };
     let mut out = String::new();
     let origin = if loaded.written_by_nnx {
@@ -353,7 +458,7 @@ fn print_tree(out: &mut String, rows: &[Row]) {
 }
 
 fn split(args: &Args) -> Result<(), Failure> {
-    let file = args.file()?;
+    let file = args.file("split")?;
     if args.filters.is_empty() {
         return Err(usage_error("split needs at least one --filter"));
     }
@@ -367,30 +472,179 @@ fn split(args: &Args) -> Result<(), Failure> {
     if args.flat {
         return Err(usage_error("--flat is for inspect"));
     }
+    args.only("split", &["--filter", "-o"])?;
     let filters = args.parsed_filters()?;
-    let loaded = io::load(file, &args.load_options()?)?;
+    let options = args.load_options()?;
+    let loaded = io::load(file, &options)?;
     let parts = loaded.state.split(&filters)?;
     let options = SaveOptions {
         metadata: loaded.metadata.clone(),
     };
     for ((part, output), text) in parts.iter().zip(&args.outputs).zip(&args.filters) {
         io::save(part, output, &options)?;
-        let rows = rows(part)?;
-        let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
         println!(
-            "{}: {} {} ({} bytes) selected by {text}",
+            "{}: {} selected by {text}",
             output.display(),
-            rows.len(),
-            if rows.len() == 1 { "leaf" } else { "leaves" },
-            thousands(bytes)
+            summary(part)?
         );
     }
     Ok(())
 }
 
+/// "3 leaves (48 bytes)".
+fn summary(state: &State) -> Result<String, Failure> {
+    let rows = rows(state)?;
+    let bytes: u64 = rows.iter().map(|r| r.bytes).sum();
+    Ok(format!(
+        "{} {} ({} bytes)",
+        rows.len(),
+        if rows.len() == 1 { "leaf" } else { "leaves" },
+        thousands(bytes)
+    ))
+}
+
+fn merge(args: &Args) -> Result<(), Failure> {
+    args.only("merge", &["-o", "--max-shard-size"])?;
+    if args.files.is_empty() {
+        return Err(usage_error("merge needs at least one FILE"));
+    }
+    let [output] = args.outputs.as_slice() else {
+        return Err(usage_error(format!(
+            "merge needs one -o OUT, not {}",
+            args.outputs.len()
+        )));
+    };
+    let max_shard_size = match &args.max_shard_size {
+        Some(text) => Some(parse_size(text).map_err(usage_error)?),
+        None => None,
+    };
+    let options = args.load_options()?;
+    // Each leaf with the input it came from.
+    let mut leaves: Vec<(Vec<Key>, Leaf, usize)> = Vec::new();
+    let mut metadata: BTreeMap<String, String> = BTreeMap::new();
+    for (i, file) in args.files.iter().enumerate() {
+        let loaded = io::load(file, &options)?;
+        for (name, value) in loaded.metadata {
+            match metadata.get(&name) {
+                Some(kept) if *kept != value => eprintln!(
+                    "nnx-state: note: metadata {name:?} is {value:?} in '{}'; kept {kept:?}",
+                    file.display()
+                ),
+                Some(_) => {}
+                None => {
+                    metadata.insert(name, value);
+                }
+            }
+        }
+        leaves.extend(
+            loaded
+                .state
+                .flatten()?
+                .into_iter()
+                .map(|(path, leaf)| (path, leaf, i)),
+        );
+    }
+    leaves.sort_by(|a, b| compare_paths(&a.0, &b.0).then(a.2.cmp(&b.2)));
+    for pair in leaves.windows(2) {
+        let ((a, _, i), (b, _, j)) = (&pair[0], &pair[1]);
+        let (first, second) = (args.files[*i].display(), args.files[*j].display());
+        if a == b {
+            return Err(Failure(
+                format!(
+                    "'{}' is in both '{first}' and '{second}': merge takes each path from one input",
+                    format_path(a)
+                ),
+                1,
+            ));
+        }
+        if b.starts_with(a) {
+            return Err(Failure(
+                format!(
+                    "'{}' is a leaf in '{first}' and holds '{}' in '{second}'",
+                    format_path(a),
+                    format_path(b)
+                ),
+                1,
+            ));
+        }
+    }
+    let merged = State::from_flat(leaves.into_iter().map(|(p, l, _)| (p, l)))?;
+    let save = SaveOptions { metadata };
+    match max_shard_size {
+        None => io::save(&merged, output, &save)?,
+        Some(size) => {
+            std::fs::create_dir_all(output).map_err(|e| {
+                Failure(
+                    format!("cannot make the directory '{}': {e}", output.display()),
+                    1,
+                )
+            })?;
+            io::save_sharded(&merged, output, "model", size, &save)?;
+        }
+    }
+    println!(
+        "{}: {} from {} {}",
+        output.display(),
+        summary(&merged)?,
+        args.files.len(),
+        if args.files.len() == 1 {
+            "checkpoint"
+        } else {
+            "checkpoints"
+        }
+    );
+    Ok(())
+}
+
+/// A size in bytes: a number, or one with a unit (`5GB`, `500MB`, `2GiB`,
+/// `1.5GB`), as huggingface_hub takes `max_shard_size`.
+fn parse_size(text: &str) -> Result<u64, String> {
+    const UNITS: [(&str, u64); 9] = [
+        ("", 1),
+        ("B", 1),
+        ("KB", 1_000),
+        ("MB", 1_000_000),
+        ("GB", 1_000_000_000),
+        ("TB", 1_000_000_000_000),
+        ("KIB", 1 << 10),
+        ("MIB", 1 << 20),
+        ("GIB", 1 << 30),
+    ];
+    let bad =
+        || format!("--max-shard-size {text:?}: give bytes, or a size like 5GB, 500MB or 2GiB");
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let unit = unit.trim().to_ascii_uppercase();
+    let Some((_, scale)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+        return Err(bad());
+    };
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let bytes = value * *scale as f64;
+    if !(1.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(format!(
+            "--max-shard-size {text:?}: must be at least 1 byte"
+        ));
+    }
+    Ok(bytes as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("5GB"), Ok(5_000_000_000));
+        assert_eq!(parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_size(" 1.5 mb "), Ok(1_500_000));
+        assert_eq!(parse_size("64"), Ok(64));
+        for bad in ["", "GB", "5 parsecs", "0", "0.1B", "-3", "1..2MB"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn thousands_separators() {

@@ -1,13 +1,47 @@
 //! Checkpoints: safetensors files, single or sharded.
 
+use std::collections::BTreeMap;
 use std::ffi::{c_char, CStr};
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 
 use super::error::nnx_status;
-use super::state::{nnx_state, state_arg};
+use super::state::nnx_state;
 use super::types::{nnx_type_id, type_from_c, NNX_TYPE_NONE};
-use super::{boundary, box_into_raw, c_str, fail, FfiError, FfiResult, Out};
+use super::{arg, boundary, box_into_raw, c_str, fail, owned_c_string, FfiError, FfiResult, Out};
 use crate::io::{self, LoadOptions, SaveOptions};
+
+/// The safetensors `__metadata__` a state handle carries: what the file it
+/// was loaded from held (without nnx-state's own record), as changed by
+/// `nnx_safetensors_metadata_set` and its siblings, and what the next save
+/// writes. Sorted by name.
+#[derive(Default, Debug)]
+pub(crate) struct FileMetadata(Mutex<BTreeMap<String, String>>);
+
+impl FileMetadata {
+    pub(crate) fn new(entries: BTreeMap<String, String>) -> FileMetadata {
+        FileMetadata(Mutex::new(entries))
+    }
+
+    /// The entries. A panic while the lock was held cannot leave the map
+    /// half-changed (every change is one map operation), so a poisoned
+    /// lock is taken as it is.
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn save_options(&self) -> SaveOptions {
+        SaveOptions {
+            metadata: self.lock().clone(),
+        }
+    }
+}
+
+impl Clone for FileMetadata {
+    fn clone(&self) -> FileMetadata {
+        FileMetadata::new(self.lock().clone())
+    }
+}
 
 /// Flags of `nnx_safetensors_load`: a bitwise OR of `NNX_LOAD_*` values, or 0.
 pub type nnx_load_flags = u32;
@@ -78,6 +112,13 @@ fn no_flags(flags: u32, what: &str) -> FfiResult {
 /// `encoder/layer/0/weight`), each tensor a variable of type `leaf_type`,
 /// or a bare array when `leaf_type` is `NNX_TYPE_NONE`. Keys come sorted.
 ///
+/// The new state keeps the file's own `__metadata__` entries (a Hugging
+/// Face file's `{"format": "pt"}`; of a sharded checkpoint, those of all
+/// shards, the first shard naming an entry winning), without nnx-state's
+/// own `"nnx_state.v1"` record: read and change them with
+/// `nnx_safetensors_metadata_get` and its siblings; `nnx_safetensors_save`
+/// writes them back.
+///
 /// The mapping follows the file: if another process truncates or rewrites
 /// the file while arrays of it live, reading them may fault or show the new
 /// bytes. Pass `NNX_LOAD_COPY` where that cannot be ruled out.
@@ -132,7 +173,10 @@ pub extern "C" fn nnx_safetensors_load(
             str_keys: flags & NNX_LOAD_STR_KEYS != 0,
         };
         let loaded = io::load(&path, &options)?;
-        out.write(box_into_raw(nnx_state::new(loaded.state)));
+        out.write(box_into_raw(nnx_state::with_file_metadata(
+            loaded.state,
+            FileMetadata::new(loaded.metadata),
+        )));
         Ok(())
     })
 }
@@ -144,7 +188,10 @@ pub extern "C" fn nnx_safetensors_load(
 ///
 /// The file is a standard safetensors file that any reader takes: each
 /// array under its dotted path (`layers.0.kernel`), in the reference
-/// writer's order. It also records, in `__metadata__` under
+/// writer's order. Its `__metadata__` holds the entries the state handle
+/// carries (those of the file it was loaded from, as changed by
+/// `nnx_safetensors_metadata_set` and its siblings). It also records, in
+/// `__metadata__` under
 /// `"nnx_state.v1"`, what `nnx_safetensors_load` needs to give back the
 /// same state: variable types, metadata, key kinds, variables without a
 /// value, typed PRNG keys (their data as a `U32` tensor, the implementation
@@ -178,9 +225,9 @@ pub extern "C" fn nnx_safetensors_save(
 ) -> nnx_status {
     boundary(|| {
         // SAFETY: handle and C string arguments.
-        let (state, path) = unsafe { (state_arg(state, "state")?, path_arg(path, "path")?) };
+        let (state, path) = unsafe { (arg(state, "state")?, path_arg(path, "path")?) };
         no_flags(flags, "nnx_safetensors_save")?;
-        io::save(state, &path, &SaveOptions::default())?;
+        io::save(state.state(), &path, &state.file_metadata().save_options())?;
         Ok(())
     })
 }
@@ -208,6 +255,9 @@ pub extern "C" fn nnx_safetensors_save(
 ///   5 GB).
 /// - `flags`: must be 0.
 ///
+/// Every shard's `__metadata__` holds the entries the state handle carries,
+/// as with `nnx_safetensors_save`.
+///
 /// Errors: as `nnx_safetensors_save`, and `NNX_ERR_INVALID_UTF8` (`name`),
 /// `NNX_ERR_INVALID_ARGUMENT` (`name` not a plain file name, a zero
 /// `max_shard_size`). Thread-safe.
@@ -223,19 +273,200 @@ pub extern "C" fn nnx_safetensors_save_sharded(
         // SAFETY: handle and C string arguments.
         let (state, directory, name) = unsafe {
             (
-                state_arg(state, "state")?,
+                arg(state, "state")?,
                 path_arg(directory, "directory")?,
                 c_str(name, "name")?,
             )
         };
         no_flags(flags, "nnx_safetensors_save_sharded")?;
         io::save_sharded(
-            state,
+            state.state(),
             &directory,
             name,
             max_shard_size,
-            &SaveOptions::default(),
+            &state.file_metadata().save_options(),
         )?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------
+// The file metadata a state carries
+
+/// The handle's file metadata, for a call.
+///
+/// # Safety
+/// A non-null `state` must be a live handle.
+unsafe fn metadata_arg<'a>(state: *const nnx_state) -> FfiResult<&'a FileMetadata> {
+    // SAFETY: by the contract above.
+    Ok(unsafe { arg(state, "state") }?.file_metadata())
+}
+
+/// Writes the number of safetensors `__metadata__` entries the state
+/// carries to `*out_len`: those of the file it was loaded from (0 for a
+/// state not loaded from a file, and for a view from
+/// `nnx_state_get_state`), as changed since.
+///
+/// - `state`: borrowed for the call.
+/// - `out_len`: written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_metadata_len(
+    state: *const nnx_state,
+    out_len: *mut usize,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_len, "out_len")?;
+        // SAFETY: a handle argument.
+        let len = unsafe { metadata_arg(state) }?.lock().len();
+        out.write(len);
+        Ok(())
+    })
+}
+
+/// Writes the `index`-th safetensors `__metadata__` entry the state carries
+/// (entries are sorted by name, bytewise) to `*out_name` and `*out_value`.
+///
+/// - `state`: borrowed for the call.
+/// - `out_name`, `out_value`: each a new NUL-terminated UTF-8 string owned
+///   by the caller (free with `nnx_string_free`); both written on success
+///   only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INDEX_OUT_OF_RANGE` (`index`
+/// is not below `nnx_safetensors_metadata_len`); `NNX_ERR_INVALID_ARGUMENT`
+/// (the name or value holds a NUL byte, which a C string cannot show).
+/// Thread-safe; another thread's `nnx_safetensors_metadata_set` may move
+/// entries between calls.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_metadata_at(
+    state: *const nnx_state,
+    index: usize,
+    out_name: *mut *mut c_char,
+    out_value: *mut *mut c_char,
+) -> nnx_status {
+    boundary(|| {
+        let out_name = Out::new(out_name, "out_name")?;
+        let out_value = Out::new(out_value, "out_value")?;
+        // SAFETY: a handle argument.
+        let entries = unsafe { metadata_arg(state) }?.lock();
+        let Some((name, value)) = entries.iter().nth(index) else {
+            fail!(
+                NNX_ERR_INDEX_OUT_OF_RANGE,
+                "index {index} is out of range for {} metadata entries",
+                entries.len()
+            );
+        };
+        let c_value = owned_c_string(value)?;
+        let c_name = match owned_c_string(name) {
+            Ok(p) => p,
+            Err(e) => {
+                super::error::nnx_string_free(c_value);
+                return Err(e);
+            }
+        };
+        out_name.write(c_name);
+        out_value.write(c_value);
+        Ok(())
+    })
+}
+
+/// Writes the value of the safetensors `__metadata__` entry `name` that the
+/// state carries to `*out_value`.
+///
+/// - `state`: borrowed for the call.
+/// - `name`: borrowed, NUL-terminated UTF-8.
+/// - `out_value`: a new NUL-terminated UTF-8 string owned by the caller
+///   (free with `nnx_string_free`); written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_UTF8` (`name`);
+/// `NNX_ERR_KEY_NOT_FOUND` (no entry of that name);
+/// `NNX_ERR_INVALID_ARGUMENT` (the value holds a NUL byte). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_metadata_get(
+    state: *const nnx_state,
+    name: *const c_char,
+    out_value: *mut *mut c_char,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_value, "out_value")?;
+        // SAFETY: handle and C string arguments.
+        let (metadata, name) = unsafe { (metadata_arg(state)?, c_str(name, "name")?) };
+        let entries = metadata.lock();
+        let Some(value) = entries.get(name) else {
+            fail!(NNX_ERR_KEY_NOT_FOUND, "no metadata entry is named {name:?}");
+        };
+        out.write(owned_c_string(value)?);
+        Ok(())
+    })
+}
+
+/// Sets the safetensors `__metadata__` entry `name` to `value` on the
+/// state (replacing an entry of that name), for the next
+/// `nnx_safetensors_save` or `nnx_safetensors_save_sharded` of this
+/// handle. Names starting with `"nnx_state.v"` are nnx-state's own records,
+/// which every save writes itself.
+///
+/// - `state`: borrowed for the call.
+/// - `name`, `value`: borrowed, NUL-terminated UTF-8; copied.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_UTF8`;
+/// `NNX_ERR_INVALID_ARGUMENT` (a reserved name). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_metadata_set(
+    state: *mut nnx_state,
+    name: *const c_char,
+    value: *const c_char,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: handle and C string arguments.
+        let (metadata, name, value) = unsafe {
+            (
+                metadata_arg(state)?,
+                c_str(name, "name")?,
+                c_str(value, "value")?,
+            )
+        };
+        io::check_metadata_name(name)?;
+        metadata.lock().insert(name.to_owned(), value.to_owned());
+        Ok(())
+    })
+}
+
+/// Removes the safetensors `__metadata__` entry `name` from the state.
+///
+/// - `state`: borrowed for the call.
+/// - `name`: borrowed, NUL-terminated UTF-8.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`; `NNX_ERR_INVALID_UTF8`;
+/// `NNX_ERR_KEY_NOT_FOUND` (no entry of that name; nothing changes).
+/// Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_metadata_remove(
+    state: *mut nnx_state,
+    name: *const c_char,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: handle and C string arguments.
+        let (metadata, name) = unsafe { (metadata_arg(state)?, c_str(name, "name")?) };
+        if metadata.lock().remove(name).is_none() {
+            fail!(NNX_ERR_KEY_NOT_FOUND, "no metadata entry is named {name:?}");
+        }
+        Ok(())
+    })
+}
+
+/// Removes every safetensors `__metadata__` entry from the state, so that
+/// the next save writes only nnx-state's own record.
+///
+/// - `state`: borrowed for the call.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_safetensors_metadata_clear(state: *mut nnx_state) -> nnx_status {
+    boundary(|| {
+        // SAFETY: a handle argument.
+        unsafe { metadata_arg(state) }?.lock().clear();
         Ok(())
     })
 }

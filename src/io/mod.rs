@@ -8,8 +8,8 @@ pub mod sharded;
 
 pub use json::{meta_from_text, meta_to_text};
 pub use safetensors::{
-    load_bytes, load_file, parse_header, save, Header, LoadOptions, Loaded, SaveOptions,
-    TensorEntry, FORMAT_KEY,
+    check_metadata_name, load_bytes, load_file, parse_header, save, Header, LoadOptions, Loaded,
+    SaveOptions, TensorEntry, FORMAT_KEY,
 };
 pub use sharded::{load_index, save_sharded};
 

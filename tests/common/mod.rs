@@ -652,6 +652,20 @@ pub fn listing(state: *const nnx_state) -> String {
     LibStr(out).text()
 }
 
+/// The safetensors `__metadata__` entries a state handle carries, in order.
+pub fn file_metadata(state: *const nnx_state) -> Vec<(String, String)> {
+    use ::nnx_state::ffi::io::{nnx_safetensors_metadata_at, nnx_safetensors_metadata_len};
+    let mut len = usize::MAX;
+    ok!(nnx_safetensors_metadata_len(state, &mut len));
+    (0..len)
+        .map(|i| {
+            let (mut name, mut value) = (std::ptr::null_mut(), std::ptr::null_mut());
+            ok!(nnx_safetensors_metadata_at(state, i, &mut name, &mut value));
+            (LibStr(name).text(), LibStr(value).text())
+        })
+        .collect()
+}
+
 pub fn leaves(state: *const nnx_state) -> usize {
     let mut count = usize::MAX;
     ok!(nnx_state_num_leaves(state, &mut count));

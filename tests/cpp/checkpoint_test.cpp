@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -183,6 +184,41 @@ void test_safetensors(const fs::path &dir) {
     CHECK(str_keys.get({"encoder", "layer", "0", "weight"}).type() == NNX_TYPE_BATCH_STAT);
     CHECK(!str_keys.contains({"encoder", "layer", 0}));
     CHECK(floats(str_keys, "encoder/layer/007/bias")[0] == 0.25f);
+
+    // The file's own __metadata__ goes through load and save.
+    std::string hf = foreign_safetensors();
+    const std::string hf_header = R"({"__metadata__":{"format":"pt"},)";
+    std::string old_header = hf.substr(8, hf.size() - 8 - 12);
+    std::string new_header = hf_header + old_header.substr(1);
+    std::string hf_bytes;
+    for (int i = 0; i < 8; i++) {
+        hf_bytes += static_cast<char>((uint64_t{new_header.size()} >> (8 * i)) & 0xff);
+    }
+    hf_bytes += new_header + hf.substr(hf.size() - 12);
+    write_file(dir / "hf.safetensors", hf_bytes);
+    nnx::State hf_state = nnx::load_safetensors((dir / "hf.safetensors").string());
+    const std::map<std::string, std::string> pt{{"format", "pt"}};
+    CHECK(hf_state.file_metadata() == pt);
+    CHECK(hf_state.file_metadata("format") == std::optional<std::string>("pt"));
+    CHECK(!hf_state.file_metadata("nnx_state.v1").has_value());
+    const std::string hf_out = (dir / "hf-out.safetensors").string();
+    hf_state.save_safetensors(hf_out);
+    nnx::State hf_again = nnx::load_safetensors(hf_out);
+    CHECK(hf_again.file_metadata() == pt);
+    hf_again.set_file_metadata("source", "flax");
+    nnx::State hf_clone = hf_again.clone();
+    CHECK(hf_clone.file_metadata().size() == 2 && *hf_clone.file_metadata("source") == "flax");
+    CHECK(hf_clone.remove_file_metadata("source") && !hf_clone.remove_file_metadata("source"));
+    CHECK(hf_again.file_metadata().size() == 2);
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT, hf_clone.set_file_metadata("nnx_state.v1", "x"));
+    EXPECT_ERROR(NNX_ERR_INVALID_ARGUMENT,
+                 hf_clone.set_file_metadata({{"a", "b"}, {"nnx_state.v2", "x"}}));
+    CHECK(hf_clone.file_metadata() == pt);  // nothing changed
+    hf_clone.set_file_metadata({{"a", "b"}});
+    hf_clone.save_safetensors_sharded(dir.string(), "hf-sharded", uint64_t{1} << 30);
+    CHECK((nnx::load_safetensors((dir / "hf-sharded.safetensors").string()).file_metadata() ==
+           std::map<std::string, std::string>{{"a", "b"}}));
+    CHECK(nnx::State().file_metadata().empty());
 
     // Errors.
     const std::string missing = (dir / "missing.safetensors").string();

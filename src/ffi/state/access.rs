@@ -428,4 +428,3 @@ pub extern "C" fn nnx_state_num_leaves(
         Ok(())
     })
 }
-

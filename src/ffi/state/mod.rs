@@ -8,6 +8,7 @@ use super::filter::{filters_from_c, nnx_filter};
 use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str};
 use super::kind::kind_to_c;
 // Where Rust users of the C layer have always found them.
+use super::io::FileMetadata;
 pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
 use super::variable::nnx_variable;
 use super::{
@@ -30,17 +31,35 @@ pub use ops::*;
 /// A handle from `nnx_state_get_state` is a live view of a nested state: it
 /// reads and writes its parent's tree. Every handle may be used from several
 /// threads at once; each call is atomic to the others.
+///
+/// A state loaded from a safetensors file also keeps the file's own
+/// `__metadata__` entries (`nnx_safetensors_metadata_get` and its
+/// siblings), which `nnx_safetensors_save` writes back.
 pub struct nnx_state {
     state: State,
+    /// The safetensors `__metadata__` this handle carries to the next save
+    /// (see `super::io`); empty for states not loaded from a file.
+    file_metadata: FileMetadata,
 }
 
 impl nnx_state {
     pub(crate) fn new(state: State) -> nnx_state {
-        nnx_state { state }
+        nnx_state::with_file_metadata(state, FileMetadata::default())
+    }
+
+    pub(crate) fn with_file_metadata(state: State, file_metadata: FileMetadata) -> nnx_state {
+        nnx_state {
+            state,
+            file_metadata,
+        }
     }
 
     pub(crate) fn state(&self) -> &State {
         &self.state
+    }
+
+    pub(crate) fn file_metadata(&self) -> &FileMetadata {
+        &self.file_metadata
     }
 }
 
@@ -120,6 +139,8 @@ pub extern "C" fn nnx_state_free(state: *mut nnx_state) {
 /// Copies a state: a new, independent tree with the same structure holding
 /// the same variables and arrays (no tensor bytes are copied; the copy takes
 /// O(1) time, nodes are copied on write). Of a view, copies the nested state.
+/// The copy carries the same safetensors file metadata
+/// (`nnx_safetensors_metadata_get`).
 ///
 /// - `out_state`: receives a new state owned by the caller; written on
 ///   success only.
@@ -131,11 +152,25 @@ pub extern "C" fn nnx_state_clone(
     state: *const nnx_state,
     out_state: *mut *mut nnx_state,
 ) -> nnx_status {
+    copy_handle(state, out_state, State::copy)
+}
+
+/// A new handle holding `copy` of the state behind `state`, carrying the
+/// same file metadata.
+fn copy_handle(
+    state: *const nnx_state,
+    out_state: *mut *mut nnx_state,
+    copy: fn(&State) -> crate::Result<State>,
+) -> nnx_status {
     boundary(|| {
         let out = Out::new(out_state, "out_state")?;
         // SAFETY: `state` is a handle argument.
-        let copy = unsafe { state_arg(state, "state") }?.copy()?;
-        new_state(out, copy);
+        let handle = unsafe { arg(state, "state") }?;
+        let copy = copy(handle.state())?;
+        out.write(box_into_raw(nnx_state::with_file_metadata(
+            copy,
+            handle.file_metadata().clone(),
+        )));
         Ok(())
     })
 }
@@ -147,7 +182,8 @@ pub extern "C" fn nnx_state_clone(
 /// same object, which is released once when its last holder, original or
 /// copy, goes. This is what `nnx.clone` does with the jax arrays of a
 /// model (immutable, so shared), and setting a value of the copy still
-/// leaves the original alone.
+/// leaves the original alone. The copy carries the same safetensors file
+/// metadata (`nnx_safetensors_metadata_get`).
 ///
 /// - `out_state`: receives a new state owned by the caller; written on
 ///   success only.
@@ -160,12 +196,5 @@ pub extern "C" fn nnx_state_deep_copy(
     state: *const nnx_state,
     out_state: *mut *mut nnx_state,
 ) -> nnx_status {
-    boundary(|| {
-        let out = Out::new(out_state, "out_state")?;
-        // SAFETY: `state` is a handle argument.
-        let copy = unsafe { state_arg(state, "state") }?.deep_copy()?;
-        new_state(out, copy);
-        Ok(())
-    })
+    copy_handle(state, out_state, State::deep_copy)
 }
-

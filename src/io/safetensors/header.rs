@@ -206,6 +206,58 @@ pub(crate) fn json_kind(value: &Value) -> &'static str {
     }
 }
 
+/// What the first bytes of a file that is not safetensors look like: the
+/// formats a checkpoint is mistaken for most, else text or the bytes.
+pub(crate) fn what_it_looks_like(bytes: &[u8]) -> String {
+    const MAGICS: [(&[u8], &str); 8] = [
+        (
+            b"PK\x03\x04",
+            "a zip archive (a PyTorch .pt/.bin file or an .npz is one)",
+        ),
+        (b"PK\x05\x06", "an empty zip archive"),
+        (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5)"),
+        (b"\x93NUMPY", "a numpy .npy file"),
+        (b"\x1f\x8b", "gzip-compressed data"),
+        (b"GGUF", "a GGUF file"),
+        (b"\x28\xb5\x2f\xfd", "zstd-compressed data"),
+        (b"\xfd7zXZ\x00", "xz-compressed data"),
+    ];
+    if let Some((_, what)) = MAGICS.iter().find(|(magic, _)| bytes.starts_with(magic)) {
+        return format!("the first bytes look like {what}");
+    }
+    // Pickle (PyTorch's legacy format): PROTO 2..5.
+    if let [0x80, 2..=5, ..] = bytes {
+        return "the first bytes look like a Python pickle (a legacy PyTorch file)".into();
+    }
+    // msgpack of a map (what flax.serialization.to_bytes writes).
+    if let [0x81..=0x8f | 0xde | 0xdf, ..] = bytes {
+        return "the first bytes look like msgpack (flax.serialization.to_bytes output)".into();
+    }
+    const SHOWN: usize = 24;
+    let head = &bytes[..bytes.len().min(64)];
+    let text = match std::str::from_utf8(head) {
+        Ok(t) => Some(t),
+        // Cut inside a character: the valid part.
+        Err(e) if e.error_len().is_none() => std::str::from_utf8(&head[..e.valid_up_to()]).ok(),
+        Err(_) => None,
+    };
+    if let Some(text) = text.filter(|t| {
+        !t.is_empty()
+            && t.chars()
+                .all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+    }) {
+        let shown: String = text.chars().take(SHOWN).collect();
+        let json = if text.trim_start().starts_with(['{', '[']) {
+            " (JSON?)"
+        } else {
+            ""
+        };
+        return format!("the first bytes look like text{json}: {shown:?}");
+    }
+    let hex: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("its first bytes are {}", hex.join(" "))
+}
+
 /// Checks the whole layout of a safetensors file and returns its header.
 /// Reads the header only, never the tensor bytes.
 pub fn parse_header(bytes: &[u8]) -> Result<Header> {
@@ -223,13 +275,24 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
         );
     };
     let header_len = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
+    let available = bytes.len() - LEN_BYTES;
+    // A header that cannot be one, where no JSON object follows: another
+    // kind of file, said as such rather than by the number its first bytes
+    // make.
+    let opens_object = bytes.get(LEN_BYTES) == Some(&b'{');
+    if !opens_object && (header_len > MAX_HEADER_LEN || header_len > available as u64) {
+        bail!(
+            Format,
+            "not a safetensors file: {}",
+            what_it_looks_like(bytes)
+        );
+    }
     if header_len > MAX_HEADER_LEN {
         bail!(
             Format,
             "the header length {header_len} is over the format's limit of {MAX_HEADER_LEN} bytes"
         );
     }
-    let available = bytes.len() - LEN_BYTES;
     if header_len > available as u64 {
         bail!(
             Format,
@@ -247,7 +310,11 @@ pub fn parse_header(bytes: &[u8]) -> Result<Header> {
         ),
     };
     if !text.starts_with('{') {
-        bail!(Format, "the header does not start with '{{'");
+        bail!(
+            Format,
+            "not a safetensors file: the header does not start with '{{' ({})",
+            what_it_looks_like(bytes)
+        );
     }
     let value = match parse_strict(text) {
         Ok(v) => v,

@@ -138,6 +138,18 @@ pub(crate) fn unique_name(path: &[Key], names: &mut HashSet<String>) -> String {
     name
 }
 
+/// Fails for a `__metadata__` name that a caller may not set: those
+/// starting with `nnx_state.v`, which name this library's own records.
+pub fn check_metadata_name(name: &str) -> Result<()> {
+    if name.starts_with(FORMAT_KEY_PREFIX) {
+        bail!(
+            InvalidArgument,
+            "metadata name {name:?} is reserved for nnx-state's own record"
+        );
+    }
+    Ok(())
+}
+
 /// The `__metadata__` of a file holding `records`.
 pub(crate) fn file_metadata(
     records: Vec<Value>,
@@ -145,12 +157,7 @@ pub(crate) fn file_metadata(
 ) -> Result<HashMap<String, String>> {
     let mut metadata: HashMap<String, String> = HashMap::new();
     for (k, v) in &options.metadata {
-        if k.starts_with(FORMAT_KEY_PREFIX) {
-            bail!(
-                InvalidArgument,
-                "metadata name {k:?} is reserved for nnx-state's own record"
-            );
-        }
+        check_metadata_name(k)?;
         metadata.insert(k.clone(), v.clone());
     }
     let record = serde_json::json!({ "leaves": records });
@@ -211,7 +218,28 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Creates a new temporary file beside the target. A name already taken (a
 /// save killed mid-write may leave its file behind, and a restarted process
 /// can have the same pid) is skipped for the next one.
-pub(crate) fn create_temporary(dir: &Path, file_name: &str) -> Result<(PathBuf, File)> {
+/// Errors name `path`, the file asked for, and its directory: the
+/// temporary file's name is of no use to the caller.
+pub(crate) fn create_temporary(
+    path: &Path,
+    dir: &Path,
+    file_name: &str,
+) -> Result<(PathBuf, File)> {
+    match fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+            Io,
+            "cannot save '{}': the directory '{}' does not exist",
+            path.display(),
+            dir.display()
+        ),
+        Ok(m) if !m.is_dir() => bail!(
+            Io,
+            "cannot save '{}': '{}' is not a directory",
+            path.display(),
+            dir.display()
+        ),
+        _ => {}
+    }
     const ATTEMPTS: usize = 1000;
     for _ in 0..ATTEMPTS {
         let temp = dir.join(format!(
@@ -222,7 +250,12 @@ pub(crate) fn create_temporary(dir: &Path, file_name: &str) -> Result<(PathBuf, 
         match OpenOptions::new().write(true).create_new(true).open(&temp) {
             Ok(file) => return Ok((temp, file)),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io_error(&temp, "create", e)),
+            Err(e) => bail!(
+                Io,
+                "cannot save '{}': cannot create a file in '{}': {e}",
+                path.display(),
+                dir.display()
+            ),
         }
     }
     bail!(
@@ -247,14 +280,23 @@ pub(crate) fn write_atomically(
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let (temp, file) = create_temporary(&dir, &file_name.to_string_lossy())?;
+    let (temp, file) = create_temporary(path, &dir, &file_name.to_string_lossy())?;
     let result = (|| {
         let mut writer = BufWriter::with_capacity(1 << 20, &file);
-        write(&mut writer).map_err(|e| io_error(&temp, "write", e))?;
-        writer.flush().map_err(|e| io_error(&temp, "write", e))?;
+        let failed = |what: &str, e: std::io::Error| {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "cannot save '{}': cannot {what} its temporary file '{}': {e}",
+                    path.display(),
+                    temp.display()
+                ),
+            )
+        };
+        write(&mut writer).map_err(|e| failed("write", e))?;
+        writer.flush().map_err(|e| failed("write", e))?;
         drop(writer);
-        file.sync_all()
-            .map_err(|e| io_error(&temp, "flush to disk", e))?;
+        file.sync_all().map_err(|e| failed("flush to disk", e))?;
         fs::rename(&temp, path).map_err(|e| io_error(path, "replace", e))
     })();
     drop(file);
