@@ -15,8 +15,9 @@ the virtual environment of `scripts/test.sh`). For each
 patch the script makes a detached git worktree of HEAD under
 target/ablate/NAME, applies the patch there and builds it with its own
 target directory; `base` is HEAD unpatched. Then, round after round, every
-variant runs its benchmark once, so the machine's noise falls on all alike.
-A row's figure is the median over rounds of the benchmark's own median.
+variant runs its benchmark once right beside a run of the base (by turns
+first and second), so that the machine's drifting load falls on both; the
+ratio reported is the median of these paired ratios, with their range.
 
 With `--against REV` the variant is the library at commit REV (no patch),
 on the benchmarks of `--benches` (`ops,flat,side`; `side` is
@@ -68,6 +69,9 @@ class Variant:
         self.tree = WORK / name / "src"
         self.target = WORK / name / "target"
         self.samples: dict[str, list[float]] = {}
+        # This variant's time over the base's, row by row, for each pair of
+        # runs made one right after the other.
+        self.ratios: dict[str, list[float]] = {}
 
     def prepare(self) -> None:
         if self.tree.exists():
@@ -83,7 +87,7 @@ class Variant:
         else:
             run(["cargo", "build", "--release", "--lib"], self.tree, env)
 
-    def measure(self, args) -> None:
+    def measure(self, args) -> dict[str, float]:
         if self.bench == "ops":
             env = dict(os.environ, CARGO_TARGET_DIR=str(self.target))
             out = run(["cargo", "bench", "--bench", "ops", "--", "--sizes", args.sizes,
@@ -102,6 +106,7 @@ class Variant:
             rows = parse_table(out)
         for row, ns in rows.items():
             self.samples.setdefault(row, []).append(ns)
+        return rows
 
     def median(self, row: str) -> float | None:
         values = self.samples.get(row)
@@ -182,26 +187,39 @@ def main() -> None:
         print(f"building {v.name} ...", file=sys.stderr)
         v.prepare()
     try:
+        base = {v.bench: v for v in variants if v.name.startswith("base-")}
         for r in range(args.rounds):
             for v in variants:
-                print(f"round {r + 1}/{args.rounds}: {v.name}", file=sys.stderr)
-                v.measure(args)
+                if v in base.values():
+                    continue
+                print(f"round {r + 1}/{args.rounds}: {v.name} and its base", file=sys.stderr)
+                # Each variant runs right beside a run of its base, first
+                # one then the other by turns, so that drifting load falls
+                # on both.
+                pair = (base[v.bench], v) if r % 2 == 0 else (v, base[v.bench])
+                first, second = (x.measure(args) for x in pair)
+                with_, without = (first, second) if r % 2 == 0 else (second, first)
+                for row in with_.keys() & without.keys():
+                    v.ratios.setdefault(row, []).append(without[row] / with_[row])
     finally:
         if not args.keep:
             for v in variants:
                 v.remove()
 
-    base = {v.bench: v for v in variants if v.name.startswith("base-")}
-    print(f"# HEAD (with) against each variant (without): medians of {args.rounds} interleaved rounds\n")
+    print(f"# HEAD (with) against each variant (without): {args.rounds} rounds of paired runs\n")
+    print("with, without: medians over all runs; ratio: the median of the paired ratios,")
+    print("and their range.\n")
     for v in variants:
-        if v.name.startswith("base-"):
+        if v in base.values():
             continue
         b = base[v.bench]
-        print(f"## {v.name} ({v.bench})\n\n| row | with | without | ratio |\n|---|---:|---:|---:|")
+        print(f"## {v.name} ({v.bench})\n")
+        print("| row | with | without | ratio | range |\n|---|---:|---:|---:|---:|")
         for row in b.samples:
-            with_, without = b.median(row), v.median(row)
-            if with_ and without:
-                print(f"| {row} | {show(with_)} | {show(without)} | {without / with_:.2f}x |")
+            ratios = v.ratios.get(row)
+            if ratios:
+                print(f"| {row} | {show(b.median(row))} | {show(v.median(row))} | "
+                      f"{statistics.median(ratios):.2f}x | {min(ratios):.2f}–{max(ratios):.2f} |")
         print()
 
 
