@@ -52,6 +52,8 @@ from .checkpoint import (
     save_safetensors,
 )
 from ._keys import parse_path
+from .orbax_io import load_orbax, save_orbax
+from .msgpack_io import load_msgpack
 from ._values import KeyData
 from .flax_interop import from_flax, to_flax
 from .statelib import (
@@ -124,7 +126,7 @@ __all__ = [
     "Everything", "Nothing",
     # checkpoints and exchange
     "load_safetensors", "save_safetensors", "parse_filter", "dlpack", "from_dlpack",
-    "DLPackArray",
+    "DLPackArray", "load_orbax", "save_orbax", "load_msgpack",
     # Flax
     "from_flax", "to_flax",
     # errors
