@@ -281,6 +281,8 @@ def write(fmt: str, state, path: str, args) -> None:
     elif fmt == "safetensors":
         from .checkpoint import save_safetensors
 
+        if args.max_shard_size is not None:
+            os.makedirs(path, exist_ok=True)
         save_safetensors(state, path, max_shard_size=args.max_shard_size)
     else:
         from flax import serialization
@@ -344,6 +346,9 @@ def convert(args) -> None:
         raise UsageError("--item and --step are for an Orbax source")
     if dst_fmt == "orbax" and os.path.exists(args.dst) and not args.force:
         raise Failure(f"{args.dst}: already exists (--force replaces it)")
+    parent = os.path.dirname(os.path.abspath(args.dst))
+    if not os.path.isdir(parent):
+        raise Failure(f"{args.dst}: the directory {parent} does not exist")
     start = time.perf_counter()
     progress = Progress(not args.quiet)
     try:

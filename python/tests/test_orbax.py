@@ -220,6 +220,8 @@ def test_checkpoint_manager_steps_and_items(written, abstract):
         nnx.load_orbax(out / "missing")
 
 
+# The failed read leaves an Orbax coroutine unawaited when its event loop closes.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_a_filter_reads_only_the_arrays_it_selects(written, abstract, tmp_path):
     """Without OCDBT each array has its own TensorStore directory: with the
     chunks of the batch statistics overwritten by garbage, a load that
@@ -236,7 +238,7 @@ def test_a_filter_reads_only_the_arrays_it_selects(written, abstract, tmp_path):
     assert_holds(state, {p: e for p, e in expected[0].items() if e["type"] != "BatchStat"})
     params = nnx.load_orbax(copy, types={"...": "Param"}, filter=["path:encoder", "at:embed/embedding"])
     assert_holds(params, {p: e for p, e in expected[0].items() if p.startswith(("encoder", "embed"))})
-    with pytest.raises(Exception):
+    with pytest.raises(Exception, match="while reading array"):  # Orbax's own error
         nnx.load_orbax(copy, like=abstract)
 
 
