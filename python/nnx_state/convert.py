@@ -344,6 +344,8 @@ def convert(args) -> None:
         raise UsageError("--max-shard-size is for a safetensors destination")
     if (args.item is not None or args.step is not None) and src_fmt != "orbax":
         raise UsageError("--item and --step are for an Orbax source")
+    if not os.path.exists(args.src):
+        raise Failure(f"{args.src}: no such file or directory")
     if dst_fmt == "orbax" and os.path.exists(args.dst) and not args.force:
         raise Failure(f"{args.dst}: already exists (--force replaces it)")
     parent = os.path.dirname(os.path.abspath(args.dst))

@@ -38,11 +38,8 @@ def load_msgpack(path_or_bytes, *, like=None, types=None, filter=None, int_keys:
         data, source = bytes(path_or_bytes), "the msgpack bytes"
     else:
         source = f"the msgpack file {os.fspath(path_or_bytes)!r}"
-        try:
-            with open(path_or_bytes, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise type(e)(e.errno, f"{os.fspath(path_or_bytes)}: {e.strerror or e}") from e
+        with open(path_or_bytes, "rb") as f:  # an OSError names the file
+            data = f.read()
     try:
         tree = serialization.msgpack_restore(data)
     except Exception as e:  # msgpack's own errors (ExtraData, FormatError, ValueError...)

@@ -44,26 +44,42 @@ def convert(*args, check_ok: bool = True) -> subprocess.CompletedProcess:
     (("convert", "a.msgpack", "b", "--max-shard-size", "lots"), "--max-shard-size"),
     (("convert", "a.msgpack", "b.msgpack", "--step", "3"), "--item and --step are for an Orbax source"),
 ])
-def test_usage_errors_are_one_line_and_exit_2(args, message):
-    result = convert(*args, check_ok=False)
-    assert result.returncode == 2, result.stderr
-    assert message in result.stderr
-    assert "--max-shard-size SIZE]" not in result.stderr or len(result.stderr.splitlines()) <= 2
-    assert len(result.stderr.splitlines()) <= 2 and not result.stdout  # not the whole help
+def test_usage_errors_are_one_line_and_exit_2(args, message, capsys):
+    from nnx_state.__main__ import main
+
+    assert main(list(args)) == 2
+    out, err = capsys.readouterr()
+    assert message in err and not out
+    assert len(err.splitlines()) <= 2  # the message and a hint, not the whole help
 
 
-def test_failures_exit_1_naming_the_file(tmp_path):
+def test_exit_statuses_of_the_command(tmp_path):
+    result = convert("convert", "a.msgpack", "b.safetensors", "--type", "Parm", check_ok=False)
+    assert result.returncode == 2 and "did you mean Param?" in result.stderr, result.stderr
     result = convert("convert", tmp_path / "missing.msgpack", tmp_path / "out.safetensors", check_ok=False)
-    assert result.returncode == 1 and "missing.msgpack" in result.stderr, result.stderr
+    assert result.returncode == 1 and "missing.msgpack: no such file" in result.stderr, result.stderr
+
+
+def test_failures_name_the_file(tmp_path, capsys):
+    from nnx_state.__main__ import main
+
     (tmp_path / "exists").mkdir()
     (tmp_path / "in.safetensors").write_bytes(b"")
-    result = convert("convert", tmp_path / "in.safetensors", tmp_path / "exists", check_ok=False)
-    assert result.returncode == 1 and "exists: already exists (--force replaces it)" in result.stderr
+    assert main(["convert", str(tmp_path / "in.safetensors"), str(tmp_path / "exists")]) == 1
+    assert "exists: already exists (--force replaces it)" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "in.safetensors"), str(tmp_path / "no" / "out.msgpack")]) == 1
+    assert f"the directory {tmp_path / 'no'} does not exist" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "in.safetensors"), str(tmp_path / "out.msgpack")]) == 1
+    assert f"reading {str(tmp_path / 'in.safetensors')!r} (safetensors): " in capsys.readouterr().err
 
 
-def test_help():
-    result = convert("convert", "--help")
-    assert "--type RULE" in result.stdout and "FILTER=TYPE" in result.stdout
+def test_help(capsys):
+    from nnx_state.convert import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "--type RULE" in out and "FILTER=TYPE" in out
 
 
 # --------------------------------------------------------------------------
