@@ -10,9 +10,9 @@ planned before any array is read (:func:`plan`):
   entry is a leaf named ``value``), keys as ``like`` or the checkpoint's own
   record spell them, else decimal strings as int keys (``int_keys``);
 - what it **becomes**, the first of: the variable at that path in ``like``
-  (its class and metadata), the first ``types`` rule whose filter matches
-  the path, the variable the checkpoint records (files written by
-  ``save_orbax``), else a bare array (a typed PRNG key, which the library
+  (its class and metadata), the variable the checkpoint records (files
+  written by ``save_orbax``), the first ``types`` rule whose filter matches
+  the path, else a bare array (a typed PRNG key, which the library
   holds only in a variable, becomes an ``RngKey``);
 - whether it is **selected** by ``filter``: asked with the leaf's path and
   the variable it becomes (value not yet read), so a type, tag or path
@@ -247,7 +247,7 @@ def plan(raws: list[tuple], *, like=None, types=None, filter=None, records=None,
             else:
                 target, like_value = None, model
         else:
-            cls = rule_type(rules, path)
+            cls = None if record is not None and "type" in record else rule_type(rules, path)
             if cls is not None:
                 target = cls(None)
             elif record is not None and "type" in record:

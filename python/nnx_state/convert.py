@@ -169,7 +169,9 @@ class Progress:
     def phase(self, what: str, total: int | None = None) -> None:
         with self._lock:
             self._what, self._done, self._total = what, 0, total
-            self._refresh()
+            if self._bar is not None:  # a new task: a bar without a total pulses
+                self._bar.remove_task(self._task)
+                self._task = self._bar.add_task(what, total=total)
 
     def advance(self, done: int, total: int) -> None:
         with self._lock:

@@ -19,8 +19,8 @@ their own buffers. Typed PRNG keys (Orbax records their implementation)
 come back as keys.
 
 How each leaf is typed, named and selected is the same for msgpack files
-(see ``_tree_in``): from ``like``, else ``types`` rules, else the records a
-checkpoint written by :func:`save_orbax` holds, else bare arrays.
+(see ``_tree_in``): from ``like``, else the records a checkpoint written
+by :func:`save_orbax` holds, else ``types`` rules, else bare arrays.
 """
 
 from __future__ import annotations
@@ -210,12 +210,12 @@ def load_orbax(path, *, like=None, types=None, filter=None, item: str | None = N
       its class and metadata, the value checked against ``like``'s shape
       and dtype; ``like`` and the checkpoint must hold the same paths (a
       ``filter`` may leave some out);
+    - else, in a checkpoint written by :func:`save_orbax`, the variable it
+      records (type, metadata, key kinds, shared variables);
     - else with ``types``, rules ``{filter: type}`` tried in order (filter
       text such as ``"path:mean | path:var"``, or a filter object; a type
       name such as ``"BatchStat"`` or a variable class): the type of the
       first rule that matches the path;
-    - else, in a checkpoint written by :func:`save_orbax`, the variable it
-      records (type, metadata, key kinds, shared variables);
     - else a bare array (a typed PRNG key: an ``RngKey``).
 
     With ``filter`` (text, a filter object, or a list of them, any of which

@@ -332,6 +332,9 @@ def test_save_orbax_keeps_what_only_nnx_state_records(tmp_path):
     assert back["layers"]["1"]["w"].get_metadata("axes") == ("x",)
     assert back["empty"].get_value() is None
     assert str(jax.random.key_impl(back["rng"].get_value())) == "rbg"
+    # Rules type what the checkpoint leaves untyped; recorded types stay.
+    ruled = nnx.load_orbax(tmp_path / "ckpt", types={"...": "Cache"})
+    assert type(ruled["bare"]) is nnx.Cache and type(ruled["layers"][0]["w"]) is Lora
     only = nnx.load_orbax(tmp_path / "ckpt", filter="OrbaxLora | tag:noise")
     assert [p for p, _ in nnx.to_flat_state(only)] == [("layers", 0, "w"), ("rng",)]
     with pytest.raises(ValueError, match="under 'layers', the keys 0 and '0' are one key in Orbax"):
