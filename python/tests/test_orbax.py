@@ -9,6 +9,7 @@ every value is compared bit for bit with what the writer held.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -240,6 +241,7 @@ def test_a_filter_reads_only_the_arrays_it_selects(written, abstract, tmp_path):
     assert_holds(params, {p: e for p, e in expected[0].items() if p.startswith(("encoder", "embed"))})
     with pytest.raises(Exception, match="while reading array"):  # Orbax's own error
         nnx.load_orbax(copy, like=abstract)
+    gc.collect()  # Orbax's abandoned reads, collected here, under this test's warning filter
 
 
 def test_like_and_the_checkpoint_must_agree(written, abstract):
