@@ -325,7 +325,7 @@ def _check_like(leaf: Leaf, value, source: str):
     if _is_typed_key(expected) and not _is_typed_key(value):
         import jax
 
-        value = jax.random.wrap_key_data(np.asarray(value), impl=jax.random.key_impl(expected))
+        value = jax.random.wrap_key_data(np.asarray(value), impl=_key_impl(expected))
     if _is_typed_key(expected) or _is_typed_key(value):
         return value
     shape, dtype = tuple(getattr(value, "shape", ())), getattr(value, "dtype", None)
@@ -335,6 +335,17 @@ def _check_like(leaf: Leaf, value, source: str):
             f"{list(shape)} where `like` has {np.dtype(expected.dtype)}{list(expected.shape)}"
         )
     return value
+
+
+def _key_impl(key):
+    """The implementation of a typed key, or of an abstract one (a
+    ``ShapeDtypeStruct`` of a key dtype, which ``key_impl`` does not take:
+    its dtype carries the implementation)."""
+    import jax
+
+    if isinstance(key, jax.Array):
+        return jax.random.key_impl(key)
+    return key.dtype._impl
 
 
 def _same_dtype(dtype, expected) -> bool:

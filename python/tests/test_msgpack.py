@@ -68,6 +68,8 @@ def test_a_whole_state_with_key_data_becomes_keys_again(model):
     assert_like_flax(loaded, state)
     key = loaded["drop"]["rngs"]["key"].get_value()
     assert jax.random.key_impl(key) == jax.random.key_impl(state["drop"]["rngs"]["key"].get_value())
+    abstract = F.state(F.eval_shape(lambda: Model(0)))  # a ShapeDtypeStruct of a key dtype there
+    assert_like_flax(nnx.load_msgpack(data, like=abstract), state)
 
 
 def test_types_rules_filter_and_bare_arrays(model):
