@@ -40,10 +40,11 @@ or a directory holding model.safetensors or its index)."""
 
 EPILOG = """\
 rules: --type 'FILTER=TYPE', the last '=' separating them, tried in order
-(a bare TYPE is '...=TYPE'); FILTER in the filter syntax: Param, type:NAME,
-tag:NAME, path:KEY, path~:TEXT, at:a/0/b, ..., none, ~ & | and parentheses.
+(a bare TYPE is '...=TYPE'); FILTER in the filter syntax, on the leaf's
+path: path:KEY, path~:TEXT, at:a/0/b, ..., none, ~ & | and parentheses.
 Only leaves the source leaves untyped take a rule's type (Orbax and msgpack
-leaves; safetensors tensors not written by nnx_state).
+leaves; safetensors tensors not written by nnx_state). --filter takes the
+whole syntax (Param, tag:NAME, ... too), after the types are given.
 
 example: python -m nnx_state convert ckpt/ model.safetensors \\
            --type 'path:mean | path:var=BatchStat' --type Param"""
