@@ -370,6 +370,12 @@ def build(leaves: list[Leaf], values: tp.Callable[[tuple], tp.Any], aliases, sou
             continue
         value = _check_like(leaf, values(leaf.raw), source)
         if leaf.target is None:
+            if not _array_like(value):
+                where = _where(leaf.path)
+                raise ValueError(
+                    f"{source}: {where!r} holds a {type(value).__name__} ({value!r:.40}), not an array: "
+                    f"leave it out (filter '~at:{where}') or give it a variable type"
+                )
             if _is_typed_key(value):
                 target = RngKey(None)
                 target.set_value(value)
@@ -382,6 +388,12 @@ def build(leaves: list[Leaf], values: tp.Callable[[tuple], tp.Any], aliases, sou
         at = dict(pairs)
         pairs.extend((path, at[first]) for path, first in aliases)
     return from_flat_state(pairs)
+
+
+def _array_like(value) -> bool:
+    """What a State holds as a bare leaf: an array or a number (as a 0-d
+    array), not a string or another object."""
+    return hasattr(value, "shape") and hasattr(value, "dtype") or isinstance(value, (bool, int, float, complex))
 
 
 def nbytes(value) -> int:

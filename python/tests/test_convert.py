@@ -169,3 +169,23 @@ def test_msgpack_to_sharded_safetensors_and_a_filter(flax_parts, tmp_path):
     convert("convert", tmp_path / "shards", tmp_path / "kernels.safetensors", "--filter", "path:kernel", "-q")
     kernels = nnx.load_safetensors(tmp_path / "kernels.safetensors")
     assert [p for p, _ in nnx.to_flat_state(kernels)] == [("layers", 0, "kernel"), ("layers", 1, "kernel")]
+
+
+@pytest.mark.flax
+def test_foreign_safetensors_typed_by_rules_and_msgpack_out(tmp_path, capsys):
+    pytest.importorskip("flax")
+    from safetensors.numpy import save_file
+
+    from nnx_state.__main__ import main
+
+    tensors = {"norm.mean": np.zeros(3, np.float32), "norm.scale": np.ones(3, np.float32),
+               "layers.0.kernel": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    save_file(tensors, tmp_path / "hf.safetensors", metadata={"format": "pt"})
+    assert main(["convert", str(tmp_path / "hf.safetensors"), str(tmp_path / "typed.safetensors"),
+                 "--type", "path:mean=BatchStat", "--type", "Param"]) == 0
+    assert "3 leaves" in capsys.readouterr().out
+    typed = nnx.load_safetensors(tmp_path / "typed.safetensors")
+    assert type(typed["norm"]["mean"]) is nnx.BatchStat and type(typed["layers"][0]["kernel"]) is nnx.Param
+    assert main(["convert", str(tmp_path / "typed.safetensors"), str(tmp_path / "out.msgpack"), "-q"]) == 0
+    back = nnx.load_msgpack(tmp_path / "out.msgpack", like=typed)
+    assert back == typed

@@ -342,3 +342,14 @@ def test_save_orbax_keeps_what_only_nnx_state_records(tmp_path):
     assert [p for p, _ in nnx.to_flat_state(only)] == [("layers", 0, "w"), ("rng",)]
     with pytest.raises(ValueError, match="under 'layers', the keys 0 and '0' are one key in Orbax"):
         nnx.save_orbax(nnx.State({"layers": {0: np.zeros(1), "0": np.ones(1)}}), tmp_path / "clash")
+
+
+def test_scalars_and_strings_of_a_pytree_checkpoint(tmp_path):
+    with ocp.PyTreeCheckpointer() as checkpointer:
+        checkpointer.save(tmp_path / "ckpt", {"step": 5, "lr": 0.1, "name": "run", "w": np.ones(2, np.float32)})
+    with pytest.raises(ValueError, match=r"'name' holds a str \('run'\), not an array: leave it out \(filter '~at:name'\)"):
+        nnx.load_orbax(tmp_path / "ckpt")
+    state = nnx.load_orbax(tmp_path / "ckpt", filter="~at:name")
+    assert state["step"].dtype == np.int64 and state["step"] == 5 and state["lr"] == 0.1
+    named = nnx.load_orbax(tmp_path / "ckpt", types={"at:name": "Variable"})
+    assert named["name"].get_value() == "run"
