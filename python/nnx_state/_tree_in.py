@@ -16,7 +16,9 @@ planned before any array is read (:func:`plan`):
   holds only in a variable, becomes an ``RngKey``);
 - whether it is **selected** by ``filter``: asked with the leaf's path and
   the variable it becomes (value not yet read), so a type, tag or path
-  filter reads only what it selects.
+  filter reads only what it selects (an untyped leaf is asked about as a
+  bare array, a key among them too: which leaves are keys shows only once
+  read).
 
 ``like`` must cover the source: a leaf that ``like`` lacks, or a leaf of
 ``like`` the source lacks, is an error unless ``filter`` leaves it out.
@@ -176,7 +178,7 @@ def _like_index(like) -> dict[tuple, tuple]:
         return {}
     if not isinstance(like, State):
         flax_nnx = _flax_nnx()
-        if flax_nnx is not None and isinstance(like, flax_nnx.State) or _has_flax_variables(like):
+        if (flax_nnx is not None and isinstance(like, flax_nnx.State)) or _has_flax_variables(like):
             from .flax_interop import from_flax
 
             like = from_flax(like)
@@ -212,7 +214,7 @@ def _where(path: tuple) -> str:
 
 
 def plan(raws: list[tuple], *, like=None, types=None, filter=None, records=None,
-         int_keys: bool = True, is_key=lambda raw: False, source: str = "the checkpoint"):
+         int_keys: bool = True, source: str = "the checkpoint"):
     """The leaves to read, in source order, and the aliases (path, path of
     the leaf it is) that records name. See the module's docstring."""
     index = _like_index(like)
@@ -246,16 +248,11 @@ def plan(raws: list[tuple], *, like=None, types=None, filter=None, records=None,
                 like_value = model.get_value()
             else:
                 target, like_value = None, model
+        elif record is not None and "type" in record:
+            target = _unpickle_variable(tuple(record["type"]), None, {}, record.get("metadata") or {})
         else:
-            cls = None if record is not None and "type" in record else rule_type(rules, path)
-            if cls is not None:
-                target = cls(None)
-            elif record is not None and "type" in record:
-                target = _unpickle_variable(tuple(record["type"]), None, {}, record.get("metadata") or {})
-            elif is_key(raw):
-                target = RngKey(None)
-            else:
-                target = None
+            cls = rule_type(rules, path)
+            target = None if cls is None else cls(None)  # None: a bare array (a key: an RngKey, in build)
         if predicate is not None and not predicate(path, _PROBE if target is None else target):
             continue
         leaves.append(Leaf(raw, path, target, like_value))

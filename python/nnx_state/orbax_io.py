@@ -225,37 +225,30 @@ def load_orbax(path, *, like=None, types=None, filter=None, item: str | None = N
     as arrays are read (then in batches of about 64 MiB).
 
     Raises ``FileNotFoundError`` when ``path`` does not hold the checkpoint
-    named, ``ValueError`` when it names several items or does not match
-    ``like``, ``TypeError`` for
-    an unknown type name; Orbax's own errors as they are.
+    named, ``ValueError`` when it names several items, does not match
+    ``like`` or holds a leaf that is no array (a string) where no type is
+    given, ``TypeError`` for an unknown type name; Orbax's own errors as
+    they are.
     """
     ocp = _orbax()
     item_dir = find_item(path, item=item, step=step)
     meta = _tree_metadata(ocp, item_dir)
     tree = meta.tree
     custom = getattr(meta, "custom_metadata", None) or {}
-    raws = [raw for raw, leaf in T.walk(tree) if leaf is not None]
-
-    def is_key(raw):
-        return False  # Orbax wraps typed keys itself as it reads them
-
+    held = [raw for raw, leaf in T.walk(tree) if leaf is not None]
     source = f"the Orbax checkpoint {item_dir!r}"
     leaves, aliases = T.plan(
-        raws, like=like, types=types, filter=filter, records=custom.get(T.RECORD_KEY),
-        int_keys=int_keys, is_key=is_key, source=source,
+        held, like=like, types=types, filter=filter, records=custom.get(T.RECORD_KEY),
+        int_keys=int_keys, source=source,
     )
-    raws = [leaf.raw for leaf in leaves if leaf.raw is not None]
-    values = _read(ocp, item_dir, tree, raws, progress) if raws else {}
+    wanted = [leaf.raw for leaf in leaves if leaf.raw is not None]
+    values = _read(ocp, item_dir, tree, wanted, progress) if wanted else {}
     return T.build(leaves, values.__getitem__, aliases, source)
 
 
 # --------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------
-
-
-def _json_path(path: tuple) -> list:
-    return list(path)
 
 
 def _set_at(tree: dict, path: tuple, value) -> None:
@@ -312,9 +305,9 @@ def save_orbax(state, path, *, force: bool = False) -> None:
         if isinstance(leaf, Variable):
             first = first_path.setdefault(leaf._ptr, p)
             if first != p:
-                records.append({"path": _json_path(p), "same_as": _json_path(first)})
+                records.append({"path": list(p), "same_as": list(first)})
                 continue
-            record = {"path": _json_path(p), "type": list(type_chain(type(leaf))), "metadata": _meta_forms(leaf._ptr)}
+            record = {"path": list(p), "type": list(type_chain(type(leaf))), "metadata": _meta_forms(leaf._ptr)}
             value = leaf.get_value()
             if value is None:
                 record["empty"] = True
@@ -323,7 +316,7 @@ def save_orbax(state, path, *, force: bool = False) -> None:
             records.append(record)
         else:
             _set_at(tree, p, leaf)
-            records.append({"path": _json_path(p)})
+            records.append({"path": list(p)})
     if not tree:
         raise ValueError("save_orbax: the state holds no value to save")
     target = os.path.abspath(os.fspath(path))
