@@ -200,7 +200,11 @@ fn release_callbacks_may_call_the_library_back() {
         ));
         assert_eq!(kind, NNX_KIND_STATE);
         drop((state, holder));
-        assert_eq!((runs(), source_count.get()), (7, 0), "the split's parts hold it");
+        assert_eq!(
+            (runs(), source_count.get()),
+            (7, 0),
+            "the split's parts hold it"
+        );
         drop((first, second));
         assert_eq!(source_count.get(), 1);
     });

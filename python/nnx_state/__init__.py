@@ -54,6 +54,8 @@ from .checkpoint import (
     set_safetensors_metadata,
 )
 from ._keys import parse_path
+from .orbax_io import load_orbax, save_orbax
+from .msgpack_io import load_msgpack
 from ._values import KeyData
 from .flax_interop import from_flax, to_flax
 from .statelib import (
@@ -127,6 +129,7 @@ __all__ = [
     # checkpoints and exchange
     "load_safetensors", "save_safetensors", "parse_filter", "dlpack", "from_dlpack",
     "DLPackArray", "safetensors_metadata", "set_safetensors_metadata",
+    "load_orbax", "save_orbax", "load_msgpack",
     # Flax
     "from_flax", "to_flax",
     # errors

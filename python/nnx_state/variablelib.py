@@ -1360,15 +1360,22 @@ class Variable(metaclass=VariableMeta):
         # jax array or key by jax's pickling, any other object by its own;
         # a tracer or a foreign opaque value refuses), as Flax pickles its
         # variables' values.
-        chain = []
-        tid: int | None = type(self)._type_id
-        while tid is not None and tid != Variable._type_id:
-            chain.append(type_name(tid))
-            tid = type_parent(tid)
         value = self.get_value()
         if isinstance(value, np.ndarray):
             value = np.array(value, copy=True)
-        return (_unpickle_variable, (tuple(reversed(chain)), value, {}, _meta_forms(self._ptr)))
+        return (_unpickle_variable, (type_chain(type(self)), value, {}, _meta_forms(self._ptr)))
+
+
+def type_chain(cls: type) -> tuple[str, ...]:
+    """The native names of a variable class's line of types below
+    ``Variable``, outermost first (``('RngState', 'RngKey')``): what a
+    pickle or a checkpoint records to register the type again."""
+    chain = []
+    tid: int | None = cls._type_id
+    while tid is not None and tid != Variable._type_id:
+        chain.append(type_name(tid))
+        tid = type_parent(tid)
+    return tuple(reversed(chain))
 
 
 def _unpickle_variable(chain, value, metadata, forms=None):
