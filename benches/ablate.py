@@ -200,7 +200,8 @@ def main() -> None:
                 first, second = (x.measure(args) for x in pair)
                 with_, without = (first, second) if r % 2 == 0 else (second, first)
                 for row in with_.keys() & without.keys():
-                    v.ratios.setdefault(row, []).append(without[row] / with_[row])
+                    if with_[row] > 0:  # a row printed as 0.000 ms has no ratio
+                        v.ratios.setdefault(row, []).append(without[row] / with_[row])
     finally:
         if not args.keep:
             for v in variants:
