@@ -6,6 +6,7 @@ by side.
     python3 benches/ablate.py                      # every patch, 3 rounds
     python3 benches/ablate.py --only memo,twin --rounds 5
     python3 benches/ablate.py --against 5083206    # HEAD against a commit instead
+    python3 benches/ablate.py --only order --ops-args=--named-layers
 
 Each `benches/ablations/NAME.patch` takes one cache out (the text above its
 diff says which, and which benchmark shows what it buys: `bench: ops` is
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -91,7 +93,7 @@ class Variant:
         if self.bench == "ops":
             env = dict(os.environ, CARGO_TARGET_DIR=str(self.target))
             out = run(["cargo", "bench", "--bench", "ops", "--", "--sizes", args.sizes,
-                       "--seconds", str(args.seconds)], self.tree, env)
+                       "--seconds", str(args.seconds), *shlex.split(args.ops_args)], self.tree, env)
             rows = parse_ops(out)
         else:
             env = dict(os.environ, PYTHONPATH=str(self.tree / "python"),
@@ -159,6 +161,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--sizes", default="10000,100000", help="ops: --sizes")
     p.add_argument("--seconds", type=float, default=0.3, help="ops: time budget per row")
+    p.add_argument("--ops-args", default="", help="ops: more options, e.g. --named-layers")
     p.add_argument("--py-sizes", default="10000", help="flat: --sizes; access: --leaves (the first)")
     p.add_argument("--py-reps", type=int, default=9, help="flat, access: --reps")
     p.add_argument("--keep", action="store_true", help="keep the worktrees afterwards")

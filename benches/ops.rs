@@ -10,7 +10,9 @@
 //! ratio to the floor) at 1,000 to 1,000,000 leaves. Under `cargo test` it
 //! runs once on a small state, as a smoke test. Options after `--`:
 //! `--sizes 1000,10000`, `--seconds 0.5` (time budget per operation and
-//! size) and `--only split` (operations whose name contains the text).
+//! size), `--only split` (operations whose name contains the text) and
+//! `--named-layers` (layers under text keys `layer_<i>`, so that the
+//! layers node is out of key order).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use nnx_state::{parse_path, Array, Child, Filter, Leaf, Node, State, TypeId, Variable};
 
 mod common;
-use common::{model, structure_copy, LEAVES_PER_LAYER};
+use common::{model_keyed, structure_copy, LEAVES_PER_LAYER};
 
 /// A new variable of `type_id` over a one-element array.
 fn leaf(type_id: TypeId) -> Child {
@@ -29,10 +31,18 @@ fn leaf(type_id: TypeId) -> Child {
     )))
 }
 
-/// The model-shaped state (`common`), in the order a model builds it.
-fn model_state(leaves: usize) -> State {
+/// The model-shaped state (`common`), in the order a model builds it;
+/// with `named`, layer `i` is under the text key `layer_<i>`.
+fn model_state(leaves: usize, named: bool) -> State {
     let layers = leaves.div_ceil(LEAVES_PER_LAYER);
-    State::from_node(model(layers, false, |_, t| leaf(t)))
+    let key = |i: usize| {
+        if named {
+            nnx_state::Key::str(&format!("layer_{i}"))
+        } else {
+            nnx_state::Key::int(i as i64)
+        }
+    };
+    State::from_node(model_keyed(layers, false, key, |_, t| leaf(t)))
 }
 
 /// The floor: a new reference to every leaf, into a vector.
@@ -51,6 +61,7 @@ struct Options {
     smoke: bool,
     /// Only the operations whose name contains this (the floor always runs).
     only: Option<String>,
+    named_layers: bool,
 }
 
 fn options() -> Options {
@@ -78,6 +89,7 @@ fn options() -> Options {
         budget: Duration::from_secs_f64(seconds),
         smoke,
         only: value("--only"),
+        named_layers: args.iter().any(|a| a == "--named-layers"),
     }
 }
 
@@ -137,14 +149,15 @@ fn main() {
     );
     let three = [param.clone(), stat.clone(), cache.clone()];
     let attn = [Filter::path_contains("attn", true)];
-    let lookup_path = parse_path("layers/0/norm/mean").unwrap();
+    let first_layer = if opts.named_layers { "layer_0" } else { "0" };
+    let lookup_path = parse_path(&format!("layers/{first_layer}/norm/mean")).unwrap();
 
     println!(
         "{:>9} {:<28} {:>12} {:>10} {:>9}",
         "leaves", "operation", "median", "ns/leaf", "x floor"
     );
     for &size in &opts.sizes {
-        let state = model_state(size);
+        let state = model_state(size, opts.named_layers);
         let node = state.node().unwrap();
         let leaves = node.num_leaves();
         let parts = state.split(&three).unwrap();

@@ -26,7 +26,19 @@ pub const LEAVES_PER_LAYER: usize = 9;
 /// The tree of `layers` layers, in [`LAYER`]'s order or (`sorted`) in key
 /// order at every level; `leaf(index, type)` makes the leaf numbered
 /// `index` in that order.
-pub fn model(layers: usize, sorted: bool, mut leaf: impl FnMut(usize, TypeId) -> Child) -> Node {
+pub fn model(layers: usize, sorted: bool, leaf: impl FnMut(usize, TypeId) -> Child) -> Node {
+    model_keyed(layers, sorted, |i| Key::int(i as i64), leaf)
+}
+
+/// [`model`] with layer `i` under `layer_key(i)`: text keys such as
+/// `layer_10` make the layers node one whose keys are out of key order
+/// (`layer_10` sorts before `layer_2`), as a model's dict of named blocks.
+pub fn model_keyed(
+    layers: usize,
+    sorted: bool,
+    layer_key: impl Fn(usize) -> Key,
+    mut leaf: impl FnMut(usize, TypeId) -> Child,
+) -> Node {
     let mut order = LAYER;
     if sorted {
         order.sort_by_key(|(group, name, _)| (*group, *name));
@@ -42,7 +54,7 @@ pub fn model(layers: usize, sorted: bool, mut leaf: impl FnMut(usize, TypeId) ->
                 layer.insert(Key::str(g), Child::Node(Arc::new(done)));
             }
         }
-        all.insert(Key::int(i as i64), Child::Node(Arc::new(layer)));
+        all.insert(layer_key(i), Child::Node(Arc::new(layer)));
     }
     let mut root = Node::new();
     root.insert(Key::str("layers"), Child::Node(Arc::new(all)));
