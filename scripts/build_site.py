@@ -448,6 +448,17 @@ def _link_names(rendered: str, targets: dict[str, str]) -> str:
     return re.sub(r"<code>([\w:]+)(?:\(\))?</code>", link, rendered)
 
 
+def _link_words(escaped: str, targets: dict[str, str]) -> str:
+    """C names (``nnx_...``, ``NNX_...``) in escaped plain text become links
+    where they have an entry."""
+
+    def link(m: re.Match) -> str:
+        href = targets.get(m.group(0))
+        return f'<a href="{href}">{m.group(0)}</a>' if href else m.group(0)
+
+    return re.sub(r"\b(?:nnx|NNX)_\w+", link, escaped)
+
+
 def _plain_doc(text: str) -> str:
     """A ``///`` comment as HTML: paragraphs, and indented or listed lines kept as written."""
     out = []
@@ -476,8 +487,9 @@ def render_header(site: Site, source: str, markdown_docs: bool) -> None:
             targets.setdefault(member.name, f"#{member.anchor}")
 
     def doc_html(doc: str) -> str:
-        rendered = site.md.render(doc) if markdown_docs else _plain_doc(doc)
-        return _link_names(rendered, targets)
+        if markdown_docs:
+            return _link_names(site.md.render(doc), targets)
+        return _link_words(_plain_doc(doc), targets)
 
     groups: dict[str, list[Entry]] = {}
     for entry in entries:
@@ -513,7 +525,7 @@ def render_header(site: Site, source: str, markdown_docs: bool) -> None:
         f"<h1>{html.escape(title)}</h1>\n"
         f"<p>Rendered from <code>{source}</code> (its doc comments and declarations); "
         f'<a href="../{site.source_page(source)}">the header itself</a>.</p>\n'
-        f"<pre>{html.escape(overview)}</pre>\n<h2 id=\"contents\">Contents</h2>\n"
+        f"<pre>{_link_words(html.escape(overview), targets)}</pre>\n<h2 id=\"contents\">Contents</h2>\n"
         f'<ul class="toc">{"".join(toc)}</ul>\n'
     )
     site.write(site_path, page(title, header + "\n".join(body), 1))

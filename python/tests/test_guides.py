@@ -9,6 +9,10 @@ as written: every fenced code block of a guide is run or checked.
   and ``target/release/`` holding the library these tests load), with
   ``python3`` being this interpreter.
 - Each ``text`` block is output that the program must print, verbatim.
+- The C and C++ guides stay in step with their seed examples
+  (examples-c/seed_example.c, examples-cpp/seed_example.cpp): built with
+  the guide's own command, the seed example must print each listing the
+  guide shows (the ``text`` blocks that begin with ``== ``).
 
 Any other kind of block fails the test: nothing in a guide goes untested.
 """
@@ -30,6 +34,8 @@ REPO = Path(__file__).resolve().parent.parent.parent
 DOCS = REPO / "docs"
 GUIDES = {"guide-c.md": "c", "guide-cpp.md": "cpp", "guide-python.md": "python"}
 COMPILERS = {"c": "cc", "cpp": "c++"}
+SEED_EXAMPLES = {"c": REPO / "examples-c" / "seed_example.c",
+                 "cpp": REPO / "examples-cpp" / "seed_example.cpp"}
 
 _FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
 
@@ -85,11 +91,25 @@ def test_guide_runs_as_written(guide, tmp_path):
     env.pop("NNX_STATE_LIB", None)  # the guide's command says where the library is, or needs not
     if language == "python":
         env.pop("PYTHONPATH", None)
+    stdout = run_commands(guide, commands[0], root, env)
+    for output in outputs:
+        assert output in stdout, f"{guide}: the program did not print\n{output}\nbut\n{stdout}"
+    assert stdout.rstrip().endswith("seed: OK"), stdout
+
+    if language in SEED_EXAMPLES:
+        seed = SEED_EXAMPLES[language]
+        shutil.copyfile(seed, root / names[0])
+        seed_stdout = run_commands(seed.name, commands[0], root, env)
+        for output in outputs:
+            if output.startswith("== "):
+                assert output in seed_stdout, f"{seed.name} does not print what {guide} shows:\n{output}"
+
+
+def run_commands(what: str, commands: str, root: Path, env: dict) -> str:
+    """Runs a guide's sh block in ``root``; gives its standard output."""
     run = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", commands[0]], cwd=root, env=env,
+        ["bash", "-euo", "pipefail", "-c", commands], cwd=root, env=env,
         capture_output=True, text=True, timeout=300,
     )
-    assert run.returncode == 0, f"{guide}:\n$ {commands[0]}\n{run.stdout}\n{run.stderr}"
-    for output in outputs:
-        assert output in run.stdout, f"{guide}: the program did not print\n{output}\nbut\n{run.stdout}"
-    assert run.stdout.rstrip().endswith("seed: OK"), run.stdout
+    assert run.returncode == 0, f"{what}:\n$ {commands}\n{run.stdout}\n{run.stderr}"
+    return run.stdout
