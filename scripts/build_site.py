@@ -31,6 +31,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,6 +120,7 @@ class Site:
         self.out = out
         self.pages = markdown_pages()
         self.md = MarkdownIt("commonmark", {"html": True}).enable("table")
+        self.titles: dict[str, str] = {}  # source -> its first heading
 
     def write(self, site_path: str, text: str) -> None:
         path = self.out / site_path
@@ -166,6 +168,7 @@ class Site:
                 if url and not is_external(url):
                     child.attrSet(attr, self.site_target(source, url))
         title = next((tokens[i + 1].content for i in headings), source).replace("`", "")
+        self.titles[source] = title
         body = self.md.renderer.render(tokens, self.md.options, {})
         site_path = self.pages[source]
         self.write(site_path, page(title, body, site_path.count("/")))
@@ -239,13 +242,11 @@ def parse_c_header(text: str) -> tuple[str, list[Entry]]:
         elif doc and stripped and not stripped.startswith(("#", "//", "/*", "}")):
             start = i
             if re.match(r"typedef (enum|struct) \w+ \{", stripped):
-                kind_members = _parse_c_body(lines, i)
-                i = kind_members[0]
-                members = kind_members[1]
-                declaration = "\n".join(lines[start : i + 1])
+                # The members are entries of their own; the declaration is shortened.
+                i, members = _parse_c_body(lines, i)
                 name = re.search(r"(\w+)\s*;", lines[i]).group(1)
+                declaration = f"{lines[start]} ... {lines[i].strip()}"
                 entry = Entry(name, "type", declaration, doc, members=members)
-                entry.declaration = lines[start] + " ... " + lines[i].strip()
             else:
                 while not lines[i].rstrip().endswith(";"):
                     i += 1
@@ -408,7 +409,8 @@ def parse_cpp_header(text: str) -> tuple[str, list[Entry]]:
 def _finish_cpp(capture: dict, entries: list[Entry], line_end: str) -> None:
     if capture["hidden"]:
         return
-    declaration = "\n".join(s.rstrip() for s in capture["text"].strip().split("\n"))
+    declaration = textwrap.dedent(capture["text"].strip("\n")).strip()
+    declaration = "\n".join(line.rstrip() for line in declaration.split("\n"))
     # A constructor's member initializers are not part of its interface.
     declaration = re.sub(r"\)(\s*(?:const|noexcept)?\s*)\s:\s[^:].*\Z", r")\1", declaration, flags=re.S)
     declaration = declaration.rstrip() + (";" if line_end == ";" else "")
@@ -431,9 +433,8 @@ def _anchors(entries: list[Entry]) -> None:
     seen: dict[str, int] = {}
     for entry in entries:
         for e in [entry, *entry.members]:
-            base = e.name if e.kind != "member" or not entry.members else e.name
-            seen[base] = seen.get(base, 0) + 1
-            e.anchor = base if seen[base] == 1 else f"{base}-{seen[base]}"
+            seen[e.name] = seen.get(e.name, 0) + 1
+            e.anchor = e.name if seen[e.name] == 1 else f"{e.name}-{seen[e.name]}"
 
 
 def _link_names(rendered: str, targets: dict[str, str]) -> str:
@@ -456,7 +457,7 @@ def _link_words(escaped: str, targets: dict[str, str]) -> str:
         href = targets.get(m.group(0))
         return f'<a href="{href}">{m.group(0)}</a>' if href else m.group(0)
 
-    return re.sub(r"\b(?:nnx|NNX)_\w+", link, escaped)
+    return re.sub(r"\b(?:nnx|NNX)_\w+\b(?!\.\w)", link, escaped)
 
 
 def _plain_doc(text: str) -> str:
@@ -480,35 +481,45 @@ def render_header(site: Site, source: str, markdown_docs: bool) -> None:
     if not markdown_docs:
         c_entries = parse_c_header((REPO / "include/nnx_state.h").read_text(encoding="utf-8"))[1]
         _anchors(c_entries)
-        targets.update({e.name: f"c.html#{e.anchor}" for e in c_entries})
+        for entry in c_entries:
+            for e in [entry, *entry.members]:
+                targets.setdefault(e.name, f"c.html#{e.anchor}")
     for entry in entries:
-        targets.setdefault(entry.name, f"#{entry.anchor}")
-        for member in entry.members:
-            targets.setdefault(member.name, f"#{member.anchor}")
+        for e in [entry, *entry.members]:
+            targets.setdefault(e.name, f"#{e.anchor}")
 
     def doc_html(doc: str) -> str:
         if markdown_docs:
             return _link_names(site.md.render(doc), targets)
         return _link_words(_plain_doc(doc), targets)
 
-    groups: dict[str, list[Entry]] = {}
+    # C: types, constants, then the functions by handle (nnx_state_*, ...);
+    # C++: the namespace's functions and aliases, then each class with its
+    # members. Groups, and entries in them, in the header's order.
+    groups: dict[str, list[Entry]] = {"Types": [], "Constants": []} if markdown_docs else {}
     for entry in entries:
-        if entry.kind == "function" and markdown_docs:
+        if markdown_docs and entry.kind == "function":
             group = "Functions: " + "_".join(entry.name.split("_")[:2]) + "_*"
-        elif entry.kind == "member":
-            group = "Members of " + entry.name.split("::")[0]
+        elif markdown_docs:
+            group = {"type": "Types", "constant": "Constants"}[entry.kind]
+        elif entry.kind in ("class", "member"):
+            group = "class " + entry.name.split("::")[0]
         else:
-            group = {"function": "Functions", "type": "Types", "constant": "Constants",
-                     "class": "Classes"}[entry.kind]
+            group = "Functions and types"
         groups.setdefault(group, []).append(entry)
-    order = sorted(groups, key=lambda g: (["Types", "Classes", "Constants"].index(g)
-                                           if g in ("Types", "Classes", "Constants") else 3))
+    order = [g for g in groups if groups[g]]
+    if "Functions and types" in order:
+        order.remove("Functions and types")
+        order.insert(0, "Functions and types")
     toc = []
     body = []
     for n, group in enumerate(order):
         gid = f"group-{n}"
-        items = ", ".join(f'<a href="#{e.anchor}"><code>{html.escape(e.name)}</code></a>'
-                          for e in groups[group])
+        first = {}  # overloads are listed once, by their first declaration
+        for e in groups[group]:
+            first.setdefault(e.name, e.anchor)
+        items = ", ".join(f'<a href="#{anchor}"><code>{html.escape(name)}</code></a>'
+                          for name, anchor in first.items())
         toc.append(f'<li><a href="#{gid}">{html.escape(group)}</a>: {items}</li>')
         body.append(f'<h2 id="{gid}">{html.escape(group)}</h2>')
         for entry in groups[group]:
@@ -565,7 +576,7 @@ def render_index(site: Site) -> None:
     guides = "".join(li(site.pages[src], title, "the three seed tasks, with build instructions")
                      for src, title in GUIDES)
     docs = "".join(
-        li(site_path, src, "")
+        li(site_path, src, html.escape(site.titles[src]))
         for src, site_path in site.pages.items() if src not in dict(GUIDES)
     )
     reference = "".join([
