@@ -30,6 +30,8 @@ import pytest
 
 import nnx_state
 
+MarkdownIt = pytest.importorskip("markdown_it").MarkdownIt
+
 REPO = Path(__file__).resolve().parent.parent.parent
 DOCS = REPO / "docs"
 GUIDES = {"guide-c.md": "c", "guide-cpp.md": "cpp", "guide-python.md": "python"}
@@ -37,17 +39,21 @@ COMPILERS = {"c": "cc", "cpp": "c++"}
 SEED_EXAMPLES = {"c": REPO / "examples-c" / "seed_example.c",
                  "cpp": REPO / "examples-cpp" / "seed_example.cpp"}
 
-_FENCE = re.compile(r"^```([\w+-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)
-
-
 def code_blocks(text: str) -> list[tuple[str, str]]:
-    """The fenced blocks of a Markdown text: (language, code), in order."""
-    return [(m.group(1), m.group(2)) for m in _FENCE.finditer(text)]
+    """The code blocks of a Markdown text, as markdown-it (the site's
+    renderer) finds them: (language, code), in order; an indented block
+    has the language ``"indented"``."""
+    tokens = MarkdownIt("commonmark").parse(text)
+    return [
+        (t.info.split()[0] if t.info.strip() else "", t.content) if t.type == "fence"
+        else ("indented", t.content)
+        for t in tokens if t.type in ("fence", "code_block")
+    ]
 
 
 def test_code_blocks_are_found():
-    text = "a\n```c\nint x;\n```\nb\n```text\nout\n```\n"
-    assert code_blocks(text) == [("c", "int x;\n"), ("text", "out\n")]
+    text = "a\n```c\nint x;\n```\nb\n\n    indented\n\n~~~text\nout\n~~~\n"
+    assert code_blocks(text) == [("c", "int x;\n"), ("indented", "indented\n"), ("text", "out\n")]
 
 
 def scratch_repo(tmp_path: Path) -> Path:
