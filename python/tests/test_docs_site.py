@@ -173,3 +173,22 @@ def test_every_cpp_class_has_an_entry_and_detail_is_left_out():
     assert not {"Adopt", "Variable::Adopt"} & names  # a private tag type of a class
     odd = [n for n in names if not re.fullmatch(r"(\w+::)*(~?\w+|operator\S+)", n)]
     assert not odd and not {n.split("::")[-1] for n in names} & {"const", "noexcept"}, odd
+
+
+def test_markdown_links_are_rewritten_to_the_site(tmp_path):
+    site = build_site.Site(tmp_path)
+    guide = "docs/guide-c.md"
+    assert site.site_target(guide, "semantics.md#errors") == "semantics.html#errors"
+    assert site.site_target(guide, "../README.md#installing") == "../readme.html#installing"
+    assert site.site_target(guide, "../include/nnx_state.h#nnx_state_split") == (
+        "../api/c.html#nnx_state_split"
+    )
+    assert site.site_target(guide, "../python/nnx_state/__init__.py") == "../python/nnx_state.html"
+    assert site.site_target(guide, "#filter") == "#filter"
+    copied = site.site_target(guide, "../examples-c/seed_example.c")
+    assert copied == "../files/examples-c/seed_example.c.html"
+    assert "nnx_state_split" in (tmp_path / "files/examples-c/seed_example.c.html").read_text()
+    with pytest.raises(SystemExit, match="outside the repository"):
+        site.site_target(guide, "../../shared/SPEC.md")
+    with pytest.raises(SystemExit, match="not a file of the repository"):
+        site.site_target(guide, "missing.md")
