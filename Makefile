@@ -3,7 +3,10 @@
 #   make lib        cargo build --release (target/release/libnnx_state.{a,so})
 #   make example    builds and runs examples-c/seed_example.c
 #   make examples   builds and runs every examples-c/*.c
-#   make test       runs every test (scripts/test.sh: Rust, C, C++, Python)
+#   make test       runs every test (scripts/test.sh: Rust, C, C++, Python, docs)
+#   make docs       builds the documentation site in target/doc-site (guides,
+#                   docs/*.md, the C and C++ references, the Python API, the
+#                   rustdoc) and checks its links (scripts/docs.sh)
 #   make install    builds the library and the nnx-state tool and installs them
 #                   (packaging/install.sh): PREFIX=/usr/local, DESTDIR= (staging
 #                   root), bindir=$(PREFIX)/bin, libdir=$(PREFIX)/lib,
@@ -44,7 +47,7 @@ INSTALL_ARGS = --prefix "$(PREFIX)" --bindir "$(bindir)" --libdir "$(libdir)" \
 # Where `make wheel` puts the wheel.
 WHEEL_DIR  ?= target/wheels
 
-.PHONY: all lib example examples test install uninstall wheel
+.PHONY: all lib example examples test docs install uninstall wheel
 
 all: lib
 
@@ -67,6 +70,12 @@ examples: $(EXAMPLE_BINS)
 # cargo test) and the Python package in its own virtual environment.
 test:
 	./scripts/test.sh
+
+# One static site, target/doc-site/index.html, from README.md, docs/*.md, the
+# headers' doc comments, the Python docstrings (pdoc, in target/pyvenv) and
+# cargo doc; a broken link or anchor fails it.
+docs:
+	./scripts/docs.sh
 
 # The nnx-state tool, the shared library (with its soname and symlinks), the
 # static library, both headers, a pkg-config file and a CMake package, under

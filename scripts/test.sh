@@ -5,7 +5,8 @@
 # scripts/sanitize.sh; the full script also rebuilds the library with Rust's
 # ASan, and cargo test already runs the programs under valgrind), and the
 # Python package's tests in a local virtual environment that this script sets
-# up (target/pyvenv). What it needs, downloads and installs: README.md,
+# up (target/pyvenv), and the documentation site (`make docs`) with its links
+# checked. What it needs, downloads and installs: README.md,
 # "Running the tests".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,6 +48,11 @@ if cargo fmt --version >/dev/null 2>&1; then
   step "cargo fmt --check"
   cargo fmt --check
 fi
+
+# The site needs the venv (pdoc, markdown-it-py), which docs.sh sets up; it
+# runs before the Python tests, so that pytest's summary stays the last line.
+step "Documentation site and its links (scripts/docs.sh --no-build: target/doc-site)"
+bash scripts/docs.sh --no-build
 
 step "Python tests (virtual environment in target/pyvenv)"
 venv=target/pyvenv
