@@ -59,13 +59,33 @@ fn make(args: &[String]) -> Command {
     command
 }
 
-/// Where cargo put this test run's tool, shared and static library
-/// (`target/<profile>`).
+/// One directory holding this test run's tool, shared and static library,
+/// as `make install NO_BUILD=1 LIBDIR=...` wants them. Cargo puts the tool
+/// in `target/<profile>` but, under `cargo test` alone, the libraries only
+/// in `target/<profile>/deps`; so they are copied together, once.
 fn built_dir() -> PathBuf {
-    Path::new(env!("CARGO_BIN_EXE_nnx-state"))
-        .parent()
-        .expect("the tool is in a directory")
-        .to_path_buf()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tool = Path::new(env!("CARGO_BIN_EXE_nnx-state"));
+        let profile = tool.parent().expect("the tool is in a directory");
+        let find = |name: &str| {
+            [profile.join("deps").join(name), profile.join(name)]
+                .into_iter()
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| panic!("{name} is not in {}", profile.display()))
+        };
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("packaging-built");
+        fs::create_dir_all(&dir).unwrap();
+        for (from, name) in [
+            (tool.to_path_buf(), "nnx-state"),
+            (find("libnnx_state.so"), "libnnx_state.so"),
+            (find("libnnx_state.a"), "libnnx_state.a"),
+        ] {
+            fs::copy(&from, dir.join(name)).unwrap();
+        }
+        dir
+    })
+    .clone()
 }
 
 /// The arguments that make `make install` use this test run's build.
