@@ -397,9 +397,9 @@ impl Node {
         self.derived.get()?.memo.get()?.downcast_ref()
     }
 
-    /// The kinds of leaves below this node, or more (see the node summary in `tree::summary`): lets
-    /// a filter that looks only at types place a whole subtree without
-    /// visiting its leaves.
+    /// The kinds of leaves below this node, or more (see the node summary
+    /// in `tree::summary`): lets a filter that looks only at types place a
+    /// whole subtree without visiting its leaves.
     pub fn leaf_types(&self) -> LeafTypes {
         self.summary.types
     }
