@@ -1214,6 +1214,10 @@ void with_opaque(Opaque value, Call call) {
 
 }  // namespace detail
 
+/// A typed slot for a value (an Array, a PrngKey, an Opaque object, or
+/// none) with metadata: a shared reference to an nnx_variable. Copies refer
+/// to the same variable (retain), so a value set through one is seen by
+/// every state that holds it, as in NNX.
 class Variable {
 public:
     /// A new variable of a registered type, without a value.
