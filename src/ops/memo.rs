@@ -24,17 +24,15 @@ pub(crate) struct PartitionKey {
 }
 
 impl PartitionKey {
-    /// The key of a call with these filters, when they look only at paths
-    /// and types (tags and callbacks may change: those calls are never
-    /// remembered).
-    pub(crate) fn of(filters: &[Filter], exhaustive: bool) -> Option<PartitionKey> {
-        filters
-            .iter()
-            .all(Filter::depends_only_on_structure)
-            .then(|| PartitionKey {
-                exhaustive,
-                filters: filters.into(),
-            })
+    /// Whether a call with these filters is remembered: when they look
+    /// only at paths and types (tags and callbacks may change: those calls
+    /// are never remembered).
+    pub(crate) fn applies(filters: &[Filter]) -> bool {
+        filters.iter().all(Filter::depends_only_on_structure)
+    }
+
+    fn names(&self, filters: &[Filter], exhaustive: bool) -> bool {
+        self.exhaustive == exhaustive && *self.filters == *filters
     }
 }
 
@@ -50,13 +48,19 @@ struct Memo {
     merge: Mutex<Option<MergeRecord>>,
 }
 
-/// The outputs a filter or split named `key` gave for this very node, if it
-/// was one of the last few and its caller still holds them all.
-pub(crate) fn cached_partition(node: &Node, key: &PartitionKey) -> Option<Vec<Arc<Node>>> {
+/// The outputs a filter or split with these filters gave for this very
+/// node, if it was one of the last few and its caller still holds them all.
+pub(crate) fn cached_partition(
+    node: &Node,
+    filters: &[Filter],
+    exhaustive: bool,
+) -> Option<Vec<Arc<Node>>> {
     let upgraded: Vec<Option<Arc<Node>>> = {
         let memo = node.memo_if_made::<Memo>()?;
         let partitions = memo.partitions.lock().unwrap_or_else(|p| p.into_inner());
-        let (_, outputs) = partitions.iter().find(|(k, _)| k == key)?;
+        let (_, outputs) = partitions
+            .iter()
+            .find(|(k, _)| k.names(filters, exhaustive))?;
         outputs.iter().map(Weak::upgrade).collect()
     };
     // When one output is gone, the others upgraded here may be their last
@@ -65,9 +69,18 @@ pub(crate) fn cached_partition(node: &Node, key: &PartitionKey) -> Option<Vec<Ar
     upgraded.into_iter().collect()
 }
 
-pub(crate) fn store_partition(node: &Node, key: PartitionKey, outputs: &[Arc<Node>]) {
+pub(crate) fn store_partition(
+    node: &Node,
+    filters: &[Filter],
+    exhaustive: bool,
+    outputs: &[Arc<Node>],
+) {
     let Some(memo) = node.memo::<Memo>() else {
         return;
+    };
+    let key = PartitionKey {
+        exhaustive,
+        filters: filters.into(),
     };
     let mut partitions = memo.partitions.lock().unwrap_or_else(|p| p.into_inner());
     partitions.retain(|(k, outputs)| *k != key && outputs.iter().all(|o| o.strong_count() > 0));

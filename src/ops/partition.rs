@@ -113,10 +113,10 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
     check_order(filters)?;
     // The same filters on the same, unchanged node give the same outputs:
     // reuse them when the filters look only at paths and types.
-    let cache_key = PartitionKey::of(filters, exhaustive);
-    if let Some(outputs) = cache_key
-        .as_ref()
-        .and_then(|k| memo::cached_partition(node, k))
+    let remembered = PartitionKey::applies(filters);
+    if let Some(outputs) = remembered
+        .then(|| memo::cached_partition(node, filters, exhaustive))
+        .flatten()
     {
         return Ok(outputs);
     }
@@ -156,8 +156,8 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
              the first at {first}.\nUse `...` to match all remaining elements."
         );
     }
-    if let Some(key) = cache_key {
-        memo::store_partition(node, key, &outputs);
+    if remembered {
+        memo::store_partition(node, filters, exhaustive, &outputs);
     }
     Ok(outputs)
 }
