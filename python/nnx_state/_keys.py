@@ -205,32 +205,60 @@ def paths_from_buffer(keys: np.ndarray, offsets: np.ndarray) -> list:
     return out
 
 
-def _encode_row(key, keep: list) -> tuple:
-    """The nnx_key row of a str or int key, its bytes kept in ``keep``;
-    UnicodeEncodeError / OverflowError as fill_key would raise them."""
-    if type(key) is str:
-        data = key.encode("utf-8")
-        keep.append(data)
-        return (NNX_KEY_STR, ctypes.cast(data, ctypes.c_void_p).value or 0, len(data), 0)
-    if not _I64_MIN <= key <= _I64_MAX:
-        raise OverflowError(f"int key {key} is outside the signed 64-bit range")
-    return (NNX_KEY_INT, 0, 0, key)
+class _KeyTable:
+    """Every distinct key encoded once, as a row of an nnx_key array; the
+    encoded bytes are kept alive with the table."""
+
+    MAX = 1 << 20
+
+    def __init__(self):
+        self.index: dict = {}  # key (exactly a str or an int) -> row
+        self.keep: list = []
+        self.rows: list = []
+        self.array = np.zeros(0, KEY_DTYPE)
+        self.size = 0  # rows in self.array
+
+    def add(self, key) -> None:
+        """Adds a str or int key; UnicodeEncodeError / OverflowError as
+        fill_key would raise them."""
+        if type(key) is str:
+            data = key.encode("utf-8")
+            addr = ctypes.cast(data, ctypes.c_void_p).value or 0
+            self.keep.append(data)
+            row = (NNX_KEY_STR, addr, len(data), 0)
+        else:
+            if not _I64_MIN <= key <= _I64_MAX:
+                raise OverflowError(f"int key {key} is outside the signed 64-bit range")
+            row = (NNX_KEY_INT, 0, 0, key)
+        self.index[key] = len(self.rows)
+        self.rows.append(row)
+
+    def encoded(self) -> np.ndarray:
+        if self.size != len(self.rows):
+            self.array = np.array(self.rows, dtype=KEY_DTYPE)
+            self.size = len(self.rows)
+        return self.array
+
+
+_table = _KeyTable()
 
 
 def encode_flat_keys(flat_keys: list):
-    """(nnx_key array, what to keep alive for the call) for a list of keys
-    that are all exactly ``str`` or ``int``, each distinct key encoded once;
-    None when one cannot be encoded (the caller then goes key by key,
-    raising the usual error). Nothing is kept across calls: a table kept
-    for the process bought 5% on from_flat_state at 10,000 leaves (see
-    BENCHMARKS.md, "What each cache buys")."""
-    keep: list = []
-    distinct = dict.fromkeys(flat_keys)
+    """(nnx_key array, table to keep alive for the call) for a list of keys
+    that are all exactly ``str`` or ``int``; None when one cannot be encoded
+    (the caller then goes key by key, raising the usual error)."""
+    global _table
+    table = _table
+    if len(table.rows) >= _KeyTable.MAX:
+        table = _table = _KeyTable()
     try:
-        rows = [_encode_row(key, keep) for key in distinct]
-    except (OverflowError, UnicodeError):
-        return None
-    index = dict(zip(distinct, range(len(rows))))
-    table = np.array(rows, dtype=KEY_DTYPE)
+        rows = list(map(table.index.__getitem__, flat_keys))
+    except KeyError:
+        try:
+            for key in set(flat_keys).difference(table.index):
+                table.add(key)
+        except (OverflowError, UnicodeError):
+            return None
+        rows = list(map(table.index.__getitem__, flat_keys))
     # np.take copies whole records, much faster than fancy indexing here.
-    return np.take(table, np.fromiter(map(index.__getitem__, flat_keys), np.intp, len(flat_keys))), keep
+    return np.take(table.encoded(), np.array(rows, dtype=np.intp)), table
