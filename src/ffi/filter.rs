@@ -6,10 +6,10 @@ use std::sync::Arc;
 use super::array::{nnx_array, nnx_release_fn};
 use super::error::nnx_status;
 use super::key::{key_from_c, key_to_c, nnx_key, nnx_path, path_from_c};
-use super::kind::{kind_to_c, nnx_kind};
+use super::kind::{array_leaf, kind_to_c, nnx_kind, variable_leaf};
 use super::types::{nnx_type_id, type_from_c};
 use super::variable::nnx_variable;
-use super::{arg, boundary, box_free, box_into_raw, c_str, fail, slice, ArcHandle, FfiResult, Out};
+use super::{arg, boundary, box_free, box_into_raw, c_str, fail, slice, FfiResult, Out};
 use crate::filter::Filter;
 use crate::key::Key;
 use crate::tree::Leaf;
@@ -387,10 +387,7 @@ pub extern "C" fn nnx_filter_matches_variable(
     out_matches: *mut bool,
 ) -> nnx_status {
     leaf_matches(filter, path, path_len, out_matches, || {
-        // SAFETY: `variable` is a handle argument, shared for the call.
-        Ok(Leaf::Variable(unsafe {
-            nnx_variable::to_arc(variable, "variable")
-        }?))
+        variable_leaf(variable)
     })
 }
 
@@ -404,10 +401,7 @@ pub extern "C" fn nnx_filter_matches_array(
     array: *const nnx_array,
     out_matches: *mut bool,
 ) -> nnx_status {
-    leaf_matches(filter, path, path_len, out_matches, || {
-        // SAFETY: `array` is a handle argument, shared for the call.
-        Ok(Leaf::Array(unsafe { nnx_array::to_arc(array, "array") }?))
-    })
+    leaf_matches(filter, path, path_len, out_matches, || array_leaf(array))
 }
 
 /// Frees a filter. NULL is a no-op. Filters made from it keep their copies.

@@ -13,7 +13,7 @@ use std::sync::{OnceLock, RwLock};
 use super::array::nnx_array;
 use super::error::nnx_status;
 use super::key::{key_from_c, key_to_c, nnx_key, path_from_c, NNX_KEY_STR};
-use super::kind::{kind_to_c, nnx_kind};
+use super::kind::{array_leaf, kind_to_c, nnx_kind, variable_leaf};
 use super::state::{nnx_state, state_arg};
 use super::types::{nnx_type_id, NNX_TYPE_NONE};
 use super::variable::nnx_variable;
@@ -160,12 +160,7 @@ pub extern "C" fn nnx_flat_push_variable(
     path_len: usize,
     variable: *const nnx_variable,
 ) -> nnx_status {
-    push(flat, path, path_len, || {
-        // SAFETY: `variable` is a handle argument; the list keeps the count.
-        Ok(Leaf::Variable(unsafe {
-            nnx_variable::to_arc(variable, "variable")
-        }?))
-    })
+    push(flat, path, path_len, || variable_leaf(variable))
 }
 
 /// Appends (path, bare array). As `nnx_flat_push_variable`.
@@ -176,10 +171,7 @@ pub extern "C" fn nnx_flat_push_array(
     path_len: usize,
     array: *const nnx_array,
 ) -> nnx_status {
-    push(flat, path, path_len, || {
-        // SAFETY: `array` is a handle argument; the list keeps the count.
-        Ok(Leaf::Array(unsafe { nnx_array::to_arc(array, "array") }?))
-    })
+    push(flat, path, path_len, || array_leaf(array))
 }
 
 /// Writes the number of entries to `*out_len`.
@@ -557,24 +549,21 @@ pub extern "C" fn nnx_flat_push_many(
             check_flat_path(&path).map_err(|e| at(e.into()))?;
             let variable = variables.map_or(std::ptr::null(), |v| v[i]);
             let array = arrays.map_or(std::ptr::null(), |a| a[i]);
-            // SAFETY: non-NULL elements are handle arguments; the list keeps
-            // the counts taken.
-            let leaf = unsafe {
-                match (variable.is_null(), array.is_null()) {
-                    (false, true) => Leaf::Variable(nnx_variable::to_arc(variable, "variable")?),
-                    (true, false) => Leaf::Array(nnx_array::to_arc(array, "array")?),
-                    (true, true) => {
-                        return Err(at(FfiError::new(
-                            nnx_status::NNX_ERR_NULL_ARGUMENT,
-                            "its leaf is NULL both in `variables` and in `arrays`",
-                        )))
-                    }
-                    (false, false) => {
-                        return Err(at(FfiError::new(
-                            nnx_status::NNX_ERR_INVALID_ARGUMENT,
-                            "it has both a variable and an array; give one leaf per entry",
-                        )))
-                    }
+            // The list keeps the counts taken.
+            let leaf = match (variable.is_null(), array.is_null()) {
+                (false, true) => variable_leaf(variable)?,
+                (true, false) => array_leaf(array)?,
+                (true, true) => {
+                    return Err(at(FfiError::new(
+                        nnx_status::NNX_ERR_NULL_ARGUMENT,
+                        "its leaf is NULL both in `variables` and in `arrays`",
+                    )))
+                }
+                (false, false) => {
+                    return Err(at(FfiError::new(
+                        nnx_status::NNX_ERR_INVALID_ARGUMENT,
+                        "it has both a variable and an array; give one leaf per entry",
+                    )))
                 }
             };
             new_entries.push(Entry::new(path, leaf));

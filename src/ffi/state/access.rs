@@ -18,15 +18,11 @@ fn set_child(
 }
 
 fn variable_child(variable: *const nnx_variable) -> FfiResult<Child> {
-    // SAFETY: `variable` is a handle argument; the state keeps the new count.
-    let variable = unsafe { nnx_variable::to_arc(variable, "variable") }?;
-    Ok(Child::Leaf(Leaf::Variable(variable)))
+    variable_leaf(variable).map(Child::Leaf)
 }
 
 fn array_child(array: *const nnx_array) -> FfiResult<Child> {
-    // SAFETY: `array` is a handle argument; the state keeps the new count.
-    let array = unsafe { nnx_array::to_arc(array, "array") }?;
-    Ok(Child::Leaf(Leaf::Array(array)))
+    array_leaf(array).map(Child::Leaf)
 }
 
 fn state_child(value: *const nnx_state) -> FfiResult<Child> {

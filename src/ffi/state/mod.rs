@@ -6,7 +6,7 @@ use super::array::nnx_array;
 use super::error::nnx_status;
 use super::filter::{filters_from_c, nnx_filter};
 use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str};
-use super::kind::kind_to_c;
+use super::kind::{array_leaf, kind_to_c, variable_leaf};
 // Where Rust users of the C layer have always found them.
 use super::io::FileMetadata;
 pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
