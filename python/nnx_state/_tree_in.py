@@ -36,6 +36,7 @@ import numpy as np
 
 from . import _lib as L
 from .filterlib import to_predicate
+from .flax_interop import loaded_flax_nnx
 from .statelib import State, from_flat_state, to_flat_state
 from .variablelib import (
     RngKey,
@@ -176,28 +177,24 @@ def _like_index(like) -> dict[tuple, tuple]:
     (path, leaf)."""
     if like is None:
         return {}
-    if not isinstance(like, State):
-        flax_nnx = _flax_nnx()
-        if (flax_nnx is not None and isinstance(like, flax_nnx.State)) or _has_flax_variables(like):
-            from .flax_interop import from_flax
-
-            like = from_flax(like)
-        else:
-            like = State(like)
-    return {text_path(p): (p, leaf) for p, leaf in to_flat_state(like)}
+    return {text_path(p): (p, leaf) for p, leaf in to_flat_state(as_state(like))}
 
 
-def _flax_nnx():
-    import sys
+def as_state(tree) -> State:
+    """``tree`` as an nnx_state State: itself, converted from Flax (a
+    ``flax.nnx.State`` or a mapping holding Flax variables), or built from
+    a mapping."""
+    if isinstance(tree, State):
+        return tree
+    flax_nnx = loaded_flax_nnx()
+    if flax_nnx is not None and (
+        isinstance(tree, flax_nnx.State)
+        or (isinstance(tree, Mapping) and any(isinstance(leaf, flax_nnx.Variable) for _, leaf in walk(tree)))
+    ):
+        from .flax_interop import from_flax
 
-    return sys.modules.get("flax.nnx")
-
-
-def _has_flax_variables(tree) -> bool:
-    flax_nnx = _flax_nnx()
-    return flax_nnx is not None and isinstance(tree, Mapping) and any(
-        isinstance(leaf, flax_nnx.Variable) for _, leaf in walk(tree)
-    )
+        return from_flax(tree)
+    return State(tree)
 
 
 def _variable_levels(raws: list[tuple]) -> set[tuple]:

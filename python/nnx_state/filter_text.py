@@ -3,12 +3,11 @@ by the library (``nnx_filter_parse``)."""
 
 from __future__ import annotations
 
-import sys
-
 from ctypes import byref, c_bool, c_void_p
 
 from ._lib import check, lib
 from .filterlib import _Native
+from .flax_interop import from_flax_variable, is_flax_variable
 
 __all__ = ["Parsed", "parse_filter"]
 
@@ -36,9 +35,7 @@ class Parsed(_Native):
         from .variablelib import Variable
 
         keys, n, keep = K.path_arg(tuple(path))
-        if not isinstance(x, Variable) and _is_flax_variable(x):
-            from .flax_interop import from_flax_variable
-
+        if not isinstance(x, Variable) and is_flax_variable(x):
             x = from_flax_variable(x, tuple(path))
         out = c_bool()
         handle = self._handle()
@@ -95,11 +92,6 @@ def _stand_in_array() -> int:
 
         _stand_in = A.to_native(np.zeros((0,), np.float32))
     return _stand_in
-
-
-def _is_flax_variable(x) -> bool:
-    flax_nnx = sys.modules.get("flax.nnx")
-    return flax_nnx is not None and isinstance(x, flax_nnx.Variable)
 
 
 def parse_filter(text: str) -> Parsed:

@@ -45,6 +45,7 @@ Values are read raw: a class's ``on_get_value`` runs in Flax, not here.
 
 from __future__ import annotations
 
+import sys
 import threading
 import typing as tp
 from collections.abc import Mapping
@@ -65,6 +66,18 @@ from .variablelib import (
 )
 
 __all__ = ["from_flax", "to_flax"]
+
+
+def loaded_flax_nnx():
+    """``flax.nnx`` if it is imported already, else None: a check that
+    never imports flax (and jax) itself."""
+    return sys.modules.get("flax.nnx")
+
+
+def is_flax_variable(x) -> bool:
+    """Whether ``x`` is a ``flax.nnx.Variable`` (never imports flax)."""
+    flax_nnx = loaded_flax_nnx()
+    return flax_nnx is not None and isinstance(x, flax_nnx.Variable)
 
 
 def _flax():

@@ -272,14 +272,6 @@ def _check_texts(texts: dict, path: tuple) -> None:
             )
 
 
-def _as_state(state) -> State:
-    if isinstance(state, State):
-        return state
-    if T._has_flax_variables(state) or (T._flax_nnx() is not None and isinstance(state, T._flax_nnx().State)):
-        from .flax_interop import from_flax
-
-        return from_flax(state)
-    return State(state)
 
 
 def save_orbax(state, path, *, force: bool = False) -> None:
@@ -295,7 +287,7 @@ def save_orbax(state, path, *, force: bool = False) -> None:
     ``force``. Accepts an nnx_state State, a ``flax.nnx.State`` or a
     mapping."""
     ocp = _orbax()
-    state = _as_state(state)
+    state = T.as_state(state)
     tree: dict = {}
     records = []
     first_path: dict[int, tuple] = {}
