@@ -7,7 +7,7 @@
 //! many threads, and a reader sees the tree before or after a mutation,
 //! never half of it.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::array::Array;
 use crate::error::{bail, Result};
@@ -15,10 +15,17 @@ use crate::filter::Filter;
 use crate::key::{format_path, format_path_short, Key};
 use crate::limits::{check_depth, MAX_DEPTH};
 use crate::ops;
-use crate::tree::{Child, Kind, Leaf, Node};
+use crate::tree::{empty_node, Child, Kind, Leaf, Node};
 use crate::variable::Variable;
 
 type Root = Arc<RwLock<Arc<Node>>>;
+
+/// The prefix of a state that is not a view, shared so that making one
+/// allocates nothing for it.
+fn no_prefix() -> Arc<[Key]> {
+    static EMPTY: OnceLock<Arc<[Key]>> = OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from([])).clone()
+}
 
 /// A nested, ordered mapping from keys to variables, arrays and nested
 /// states. Cloning the handle (`Clone`) gives another handle on the same
@@ -63,13 +70,13 @@ impl Entry {
 
 impl State {
     pub fn new() -> State {
-        State::from_node(Node::new())
+        State::from_node(empty_node())
     }
 
     pub fn from_node(node: impl Into<Arc<Node>>) -> State {
         State {
             root: Arc::new(RwLock::new(node.into())),
-            prefix: Arc::from([]),
+            prefix: no_prefix(),
         }
     }
 

@@ -363,8 +363,7 @@ def take_string(ptr: int | None) -> str | None:
         lib.nnx_string_free(ptr)
 
 
-def shutting_down(_is_finalizing=sys.is_finalizing) -> bool:
-    """Whether the interpreter is finalizing. Then native handles are left to
-    the operating system: freeing them could run release callbacks into a
-    Python that is being torn down."""
-    return _is_finalizing()
+# Whether the interpreter is finalizing. Then native handles are left to the
+# operating system: freeing them could run release callbacks into a Python
+# that is being torn down. (The function itself: a finalizer calls it.)
+shutting_down = sys.is_finalizing

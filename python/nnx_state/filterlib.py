@@ -364,12 +364,47 @@ def build_filter(f) -> int:
     raise TypeError(f"Invalid collection filter: {f!r}.")
 
 
+def _literal_cacheable(f) -> bool:
+    """Whether the native filter for ``f`` can be built once and kept: a
+    variable class, a tag, ``...`` or ``None``. Each equals only itself (or
+    an equal ``str``), so a list of them looked up by equality finds the
+    filters it stands for."""
+    return f is Ellipsis or f is None or type(f) is str or isinstance(f, VariableMeta)
+
+
+# Native filter lists built from literals only, kept for the process: a
+# training loop splits by the same classes every step. Handles are shared
+# by concurrent calls (filters are read-only) and never freed, so the
+# table stops growing at `_KEPT_LISTS` entries.
+_kept: dict[tuple, tuple] = {}
+_KEPT_LISTS = 256
+
+
+def kept_filters(filters: tuple):
+    """The kept native array for this list of filters, if it was built
+    before and may be kept (see `_literal_cacheable`); else None."""
+    if not all(map(_literal_cacheable, filters)):
+        return None
+    kept = _kept.get(filters)
+    return None if kept is None else kept[1]
+
+
 class NativeFilters:
     """A list of native filters for one operation (a context manager that
     frees them)."""
 
+    __slots__ = ("handles", "array", "kept")
+
     def __init__(self, filters):
+        filters = tuple(filters)
+        cacheable = all(map(_literal_cacheable, filters))
+        kept = _kept.get(filters) if cacheable else None
+        if kept is not None:
+            self.handles, self.array = kept
+            self.kept = True
+            return
         self.handles: list[int] = []
+        self.kept = False
         try:
             for f in filters:
                 self.handles.append(build_filter(f))
@@ -377,11 +412,16 @@ class NativeFilters:
             self.free()
             raise
         self.array = (c_void_p * max(len(self.handles), 1))(*self.handles)
+        if cacheable and len(_kept) < _KEPT_LISTS:
+            _kept[filters] = (self.handles, self.array)
+            self.kept = True
 
     def __len__(self):
         return len(self.handles)
 
     def free(self):
+        if self.kept:
+            return
         for h in self.handles:
             lib.nnx_filter_free(h)
         self.handles = []

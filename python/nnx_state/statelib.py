@@ -27,7 +27,7 @@ from . import _arrays as A
 from . import _keys as K
 from . import _lib as L
 from ._lib import check, lib
-from .filterlib import NativeFilters
+from .filterlib import NativeFilters, kept_filters
 from .variablelib import (
     Variable,
     VariableMeta,
@@ -48,15 +48,6 @@ def _new_state() -> int:
     out = c_void_p()
     check(lib.nnx_state_new(byref(out)))
     return out.value
-
-
-def _free_state(h: int, _free=lib.nnx_state_free, _shutting_down=L.shutting_down) -> None:
-    if _shutting_down():
-        return
-    try:
-        _free(h)
-    except Exception:  # pragma: no cover - interpreter shutdown
-        pass
 
 
 def _leaf_from(kind: int, ptr: int):
@@ -95,16 +86,20 @@ class State(MutableMapping):
             self._put(key, value)
 
     @classmethod
-    def _from_handle(cls, h: int) -> "State":
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "_h", h)
+    def _from_handle(cls, h: int, _new=object.__new__) -> "State":
+        obj = _new(cls)
+        _set_handle(obj, h)
         return obj
 
-    def __del__(self, _free_state=_free_state):  # bound now: module globals may be gone at exit
+    # Bound now: module globals may be gone at exit.
+    def __del__(self, _free=lib.nnx_state_free, _shutting_down=L.shutting_down):
         h = getattr(self, "_h", None)
-        if h:
-            object.__setattr__(self, "_h", None)
-            _free_state(h)
+        if h and not _shutting_down():
+            _set_handle(self, None)
+            try:
+                _free(h)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
 
     # -- building ------------------------------------------------------------
 
@@ -295,6 +290,10 @@ class State(MutableMapping):
 
     def __reduce__(self):
         return (_unpickle_state, (to_flat_state(self)._items_for_pickle(),))
+
+
+# Writes a State's handle slot directly (State.__setattr__ sets keys).
+_set_handle = State._h.__set__
 
 
 def _unpickle_state(items):
@@ -659,13 +658,19 @@ def from_flat_state(flat_state, *, cls=State) -> State:
 # --------------------------------------------------------------------------
 
 
-def _partition(fn, state, filters) -> list[State]:
-    state = _as_state(state)
-    with NativeFilters(filters) as native:
-        n = len(native)
-        outs = (c_void_p * n)()
-        check(fn(state._h, native.array, n, outs))
-    return [State._from_handle(outs[i]) for i in range(n)]
+def _partition(fn, state, filters: tuple) -> list[State]:
+    if not isinstance(state, State):
+        state = _as_state(state)
+    n = len(filters)
+    outs = (c_void_p * n)()
+    kept = kept_filters(filters)
+    if kept is not None:
+        check(fn(state._h, kept, n, outs))
+    else:
+        with NativeFilters(filters) as native:
+            check(fn(state._h, native.array, n, outs))
+    wrap = State._from_handle
+    return [wrap(h) for h in outs]
 
 
 def _one_or_tuple(states: list[State]):

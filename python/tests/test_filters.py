@@ -178,3 +178,26 @@ def test_repr_and_equality():
     assert hash(nnx.Not(...)) == hash(nnx.Not(nnx.Everything()))
     with pytest.raises(TypeError):
         filterlib.to_predicate(3)
+
+
+def test_literal_filter_lists_are_built_once(state):
+    """A list of classes, tags, ``...`` and ``None`` is made native once and
+    kept; any other list is built for each call and freed."""
+    first = nnx.split_state(state, nnx.Param, "stats", ...)
+    kept = filterlib.kept_filters((nnx.Param, "stats", ...))
+    assert kept is not None
+    again = nnx.split_state(state, nnx.Param, "stats", ...)
+    assert filterlib.kept_filters((nnx.Param, "stats", ...)) is kept
+    assert first == again
+    # Equal but not a literal: never looked up, so never confused with one.
+    assert filterlib.kept_filters((nnx.OfType(nnx.Param),)) is None
+    assert filterlib.kept_filters(([nnx.Param, "stats"],)) is None
+    before = len(filterlib._callbacks)
+    nnx.filter_state(state, lambda p, x: True)
+    assert filterlib.kept_filters((lambda p, x: True,)) is None
+    gc.collect()
+    assert len(filterlib._callbacks) == before
+    # A wrong list fails every time, kept or not.
+    for _ in range(2):
+        with pytest.raises(ValueError, match="last filters"):
+            nnx.filter_state(state, ..., nnx.Param)

@@ -9,7 +9,7 @@ use super::key::{key_from_c, key_to_c, nnx_key, nnx_path, path_from_c};
 use super::kind::{array_leaf, kind_to_c, nnx_kind, variable_leaf};
 use super::types::{nnx_type_id, type_from_c};
 use super::variable::nnx_variable;
-use super::{arg, boundary, box_free, box_into_raw, c_str, fail, slice, FfiResult, Out};
+use super::{arg, boundary, box_free, box_into_raw, c_str, fail, handles, slice, FfiResult, Out};
 use crate::filter::Filter;
 use crate::key::Key;
 use crate::tree::Leaf;
@@ -68,13 +68,8 @@ pub(crate) unsafe fn filters_from_c<'a>(
     count: usize,
 ) -> FfiResult<Vec<&'a Filter>> {
     // SAFETY: by the contract above.
-    let pointers = unsafe { slice(filters, count, "filters") }?;
-    pointers
-        .iter()
-        .enumerate()
-        // SAFETY: each element is NULL or a live handle.
-        .map(|(i, f)| unsafe { arg(*f, &format!("filters[{i}]")) }.map(|h| &h.filter))
-        .collect()
+    let handles = unsafe { handles(filters, count, "filters") }?;
+    Ok(handles.into_iter().map(|h| &h.filter).collect())
 }
 
 /// A filter matching variables of type `type_id` or a descendant of it

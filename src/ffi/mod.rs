@@ -128,6 +128,27 @@ pub(crate) unsafe fn arg<'a, T>(ptr: *const T, name: &str) -> FfiResult<&'a T> {
     unsafe { ptr.as_ref() }.ok_or_else(|| FfiError::null(name))
 }
 
+/// Borrows a caller array of `len` required handles; a NULL element is
+/// named `name[i]` (the name is formatted only then).
+///
+/// # Safety
+/// A non-null `ptr` must point to `len` pointers, each NULL or valid for
+/// the call.
+pub(crate) unsafe fn handles<'a, T>(
+    ptr: *const *mut T,
+    len: usize,
+    name: &str,
+) -> FfiResult<Vec<&'a T>> {
+    // SAFETY: by the contract above.
+    let pointers = unsafe { slice(ptr, len, name) }?;
+    pointers
+        .iter()
+        .enumerate()
+        // SAFETY: each element is NULL or valid for the call.
+        .map(|(i, p)| unsafe { p.as_ref() }.ok_or_else(|| FfiError::null(&format!("{name}[{i}]"))))
+        .collect()
+}
+
 /// An out-pointer checked up front and written only once the call succeeds.
 pub(crate) struct Out<T>(*mut T);
 

@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use crate::error::{bail, Result};
 use crate::key::{format_path_short, Key};
 use crate::limits::check_depth;
-use crate::tree::{prune, Child, Leaf, Node};
+use crate::tree::{empty_node, prune, Child, Leaf, Node};
 
 mod memo;
 mod partition;
@@ -64,6 +64,7 @@ pub fn merge(nodes: &[Arc<Node>]) -> Result<Arc<Node>> {
     match nodes {
         [] => bail!(InvalidArgument, "merge needs at least one state"),
         [only] => Ok(only.clone()),
+        _ if nodes.iter().all(|n| !n.has_leaves()) => Ok(empty_node()),
         [first, others @ ..] => {
             // Merging the same, unchanged nodes again gives the same result.
             if let Some(result) = memo::cached_merge(first, others) {

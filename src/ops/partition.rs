@@ -7,7 +7,7 @@ use super::memo::{self, PartitionKey};
 use crate::error::{bail, Result};
 use crate::filter::{check_order, Filter, Matcher};
 use crate::key::{format_path_tuple, Key};
-use crate::tree::{canonical, Child, Leaf, LeafTypes, Node};
+use crate::tree::{canonical, empty_node, Child, Leaf, LeafTypes, Node};
 use crate::types;
 
 /// `filter_state`: one output per filter; each leaf goes to the first filter
@@ -111,6 +111,11 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         bail!(InvalidArgument, "at least one filter is required");
     }
     check_order(filters)?;
+    // Nothing to place (filters are checked when they are made: they
+    // compile for any node).
+    if !node.has_leaves() {
+        return Ok(vec![empty_node(); filters.len()]);
+    }
     // The same filters on the same, unchanged node give the same outputs:
     // reuse them when the filters look only at paths and types.
     let remembered = PartitionKey::applies(filters);
@@ -131,21 +136,25 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         spare: Vec::new(),
     };
     let outputs: Vec<Arc<Node>> = match placer.subtree_target(&[], node.leaf_types()) {
-        _ if !node.has_leaves() => (0..filters.len()).map(|_| Arc::new(Node::new())).collect(),
         Some(target) => {
             placer.unmatched = target.is_none();
             let shared = target.and_then(|_| canonical(node));
             (0..filters.len())
                 .map(|i| match &shared {
                     Some(shared) if Some(i) == target => shared.clone(),
-                    _ => Arc::new(Node::new()),
+                    _ => empty_node(),
                 })
                 .collect()
         }
         None => {
             let mut outs: Vec<Node> = (0..filters.len()).map(|_| Node::new()).collect();
             placer.place(node, &mut Vec::new(), &mut outs)?;
-            outs.into_iter().map(Arc::new).collect()
+            outs.into_iter()
+                .map(|out| match out.is_empty() {
+                    true => empty_node(),
+                    false => Arc::new(out),
+                })
+                .collect()
         }
     };
     if exhaustive && placer.unmatched {

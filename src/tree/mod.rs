@@ -176,9 +176,10 @@ impl Drop for Detached<'_> {
 }
 
 /// A shared empty node: the stand-in for a node taken out of its parent
-/// for a moment (see [`Node::node_at_mut`]), so that taking one out
-/// allocates nothing.
-fn empty_node() -> Arc<Node> {
+/// for a moment (see [`Node::node_at_mut`]), and what an operation gives
+/// where it selects nothing, so that neither allocates. Nodes are copied
+/// on write, so sharing one is safe.
+pub fn empty_node() -> Arc<Node> {
     static EMPTY: OnceLock<Arc<Node>> = OnceLock::new();
     EMPTY.get_or_init(|| Arc::new(Node::new())).clone()
 }

@@ -12,7 +12,7 @@ use super::io::FileMetadata;
 pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
 use super::variable::nnx_variable;
 use super::{
-    arg, boundary, box_free, box_into_raw, fail, owned_c_string, slice, ArcHandle, FfiResult, Out,
+    arg, boundary, box_free, box_into_raw, fail, handles, owned_c_string, ArcHandle, FfiResult, Out,
 };
 use crate::filter::Filter;
 use crate::key::Key;

@@ -97,14 +97,9 @@ pub extern "C" fn nnx_state_merge(
 ) -> nnx_status {
     boundary(|| {
         let out = Out::new(out_state, "out_state")?;
-        // SAFETY: `states` holds `count` handles.
-        let pointers = unsafe { slice(states, count, "states") }?;
-        let states = pointers
-            .iter()
-            .enumerate()
-            // SAFETY: each element is NULL or a live handle.
-            .map(|(i, s)| unsafe { state_arg(*s, &format!("states[{i}]")) })
-            .collect::<FfiResult<Vec<&State>>>()?;
+        // SAFETY: `states` holds `count` handles, each NULL or live.
+        let handles = unsafe { handles(states, count, "states") }?;
+        let states: Vec<&State> = handles.into_iter().map(nnx_state::state).collect();
         new_state(out, State::merge(&states)?);
         Ok(())
     })
