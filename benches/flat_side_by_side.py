@@ -11,26 +11,31 @@ The state is the one `benches/side_by_side.py` uses:
 var: BatchStat}`, `layers/<i>/cache/{k,v}: Cache`, nine leaves a layer, each
 a float32 array of shape (1,), built once per size (not timed).
 
-Columns:
+Rows, for each size:
 
-- `to_flat (fresh)`: nnx_state's `to_flat_state` when no Python object
-  stands for the state's variables yet, so it makes one per leaf (the state
-  was built and the objects it was built from were dropped; each sample's
-  result is dropped before the next one).
-- `to_flat (live)`: the same while an earlier flat state of the same state
-  is held, so every leaf's Python object already exists and comes back
-  (`to_flat_state(s).leaves[i] is held.leaves[i]`).
-- `from_flat`: `from_flat_state` of a held flat state of the library's own
-  variables.
+- `to_flat_state`: the call alone. nnx_state's flat state is backed by the
+  library's own flat list and makes its path tuples and leaf objects when
+  they are first read, so this row is the native flatten.
+- `to_flat_state, every pair read (fresh)`: the call and `list(flat)`, when
+  no Python object stands for the state's variables yet, so nnx_state makes
+  one per leaf (the state was built and the objects it was built from were
+  dropped; each sample's result is dropped before the next one).
+- `to_flat_state, every pair read (live)`: the same while an earlier, read
+  flat state of the same state is held, so every leaf's Python object
+  already exists and comes back.
+- `from_flat_state(flat state)`: of a held flat state that `to_flat_state`
+  made and that was read (nnx_state: its leaves are unchanged, so the
+  native list it is backed by is used).
+- `from_flat_state(list of pairs)`: of `list(flat)`, a plain list of
+  `(path, variable)` pairs, which nnx_state must encode.
 
-Flax's variables are always Python objects, so it has one column for each
-operation. Samples go round robin (Flax, then ours, for every operation in
-every repetition); the call is timed, not dropping its result. The garbage
-collector stays on, as in real use. nnx_state's `to_flat_state` pauses it
-while it makes its objects, which leaves their first scan to the next
-collection of the young generation: so that this work is not hidden (or
-pushed into the next sample), each sample of either library ends with
-`gc.collect(0)`, inside the timed region.
+Samples go round robin (Flax, then ours, for every row in every
+repetition); the call is timed, not dropping its result. The garbage
+collector stays on, as in real use. nnx_state pauses it while it makes its
+leaf objects, which leaves their first scan to the next collection of the
+young generation: so that this work is not hidden (or pushed into the next
+sample), each sample of either library ends with `gc.collect(0)`, inside
+the timed region.
 """
 
 from __future__ import annotations
@@ -69,6 +74,19 @@ def check_same(fstate, state):
         raise SystemExit("flat_side_by_side: from_flat_state does not round-trip")
 
 
+ROWS = (
+    "to_flat_state",
+    "to_flat_state, every pair read (fresh)",
+    "to_flat_state, every pair read (live)",
+    "from_flat_state(flat state)",
+    "from_flat_state(list of pairs)",
+)
+
+
+def read_all(lib):
+    return lambda state: list(lib.to_flat_state(state))
+
+
 def measure(leaves: int, reps: int):
     arrays = model_arrays(leaves)
     fstate = flax_state(arrays)
@@ -77,18 +95,23 @@ def measure(leaves: int, reps: int):
     check_same(fstate, state)
     gc.collect()
 
-    fflat = fnnx.to_flat_state(fstate)
-    samples = {k: [] for k in ("flax to", "fresh", "live", "flax from", "from")}
+    flax_flat = fnnx.to_flat_state(fstate)
+    flax_pairs = list(flax_flat)
+    samples = {(row, who): [] for row in ROWS for who in ("flax", "ours")}
+
+    def sample(row, flax_call, flax_arg, our_call, our_arg):
+        samples[row, "flax"].append(timed(flax_call, flax_arg))
+        samples[row, "ours"].append(timed(our_call, our_arg))
+
     for _ in range(reps):
-        # to_flat_state
-        samples["flax to"].append(timed(fnnx.to_flat_state, fstate))
-        samples["fresh"].append(timed(nnx.to_flat_state, state))
+        sample(ROWS[0], fnnx.to_flat_state, fstate, nnx.to_flat_state, state)
+        sample(ROWS[1], read_all(fnnx), fstate, read_all(nnx), state)
         held = nnx.to_flat_state(state)
-        samples["live"].append(timed(nnx.to_flat_state, state))
-        # from_flat_state (of the held flat)
-        samples["flax from"].append(timed(fnnx.from_flat_state, fflat))
-        samples["from"].append(timed(nnx.from_flat_state, held))
-        del held
+        pairs = list(held)
+        sample(ROWS[2], read_all(fnnx), fstate, read_all(nnx), state)
+        sample(ROWS[3], fnnx.from_flat_state, flax_flat, nnx.from_flat_state, held)
+        sample(ROWS[4], fnnx.from_flat_state, flax_pairs, nnx.from_flat_state, pairs)
+        del held, pairs
     return n, {k: statistics.median(v) for k, v in samples.items()}
 
 
@@ -113,22 +136,17 @@ def main():
         f"medians of {args.reps} interleaved samples"
     )
     print()
-    print(
-        "| leaves | Flax to_flat | ours to_flat (fresh) | ours to_flat (live) | speed-up fresh / live "
-        "| Flax from_flat | ours from_flat | speed-up | Flax us/leaf to / from | ours us/leaf fresh / live / from |"
-    )
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| leaves | operation | Flax | nnx_state | speed-up | Flax us/leaf | ours us/leaf |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for size in sizes:
         n, m = measure(size, args.reps)
-        per = lambda k: m[k] / n / 1e3  # noqa: E731
-        print(
-            f"| {n:,} | {fmt(m['flax to'])} | {fmt(m['fresh'])} | {fmt(m['live'])} "
-            f"| {m['flax to'] / m['fresh']:.1f}x / {m['flax to'] / m['live']:.1f}x "
-            f"| {fmt(m['flax from'])} | {fmt(m['from'])} | {m['flax from'] / m['from']:.1f}x "
-            f"| {per('flax to'):.2f} / {per('flax from'):.2f} "
-            f"| {per('fresh'):.2f} / {per('live'):.2f} / {per('from'):.2f} |",
-            flush=True,
-        )
+        for row in ROWS:
+            flax_ns, ours_ns = m[row, "flax"], m[row, "ours"]
+            print(
+                f"| {n:,} | {row} | {fmt(flax_ns)} | {fmt(ours_ns)} | {flax_ns / ours_ns:.1f}x "
+                f"| {flax_ns / n / 1e3:.2f} | {ours_ns / n / 1e3:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import sys
 import typing as tp
 from collections.abc import Mapping, MutableMapping, Sequence
 from itertools import chain
-from operator import attrgetter
+from operator import attrgetter, is_
 from ctypes import byref, c_bool, c_size_t, c_uint32, c_void_p, POINTER
 
 import numpy as np
@@ -404,23 +404,83 @@ def _path_sort_key(path) -> tuple:
 
 
 class FlatState(Sequence):
-    """A sequence of ``(path, leaf)`` pairs, as ``flax.nnx.statelib.FlatState``."""
+    """A sequence of ``(path, leaf)`` pairs, as ``flax.nnx.statelib.FlatState``.
 
-    __slots__ = ("_keys", "_values")
+    One that :func:`to_flat_state` made is backed by the library's own flat
+    list: its path tuples and leaf objects are made when first read, and
+    :func:`from_flat_state` builds a state from it in one native call while
+    its leaves are the ones it gave out."""
+
+    __slots__ = ("_paths", "_leaves", "_native", "_handed")
 
     def __init__(self, items, /, *, sort: bool = True):
         items = [(tuple(path), leaf) for path, leaf in items]
         if sort:
             items.sort(key=lambda item: _path_sort_key(item[0]))
-        self._keys = tuple(path for path, _ in items)
-        self._values = [leaf for _, leaf in items]
+        self._native = None
+        self._paths = tuple(path for path, _ in items)
+        self._leaves = [leaf for _, leaf in items]
 
     @staticmethod
     def from_sorted_keys_values(keys, values, /) -> "FlatState":
         flat = object.__new__(FlatState)
-        flat._keys = tuple(keys)
-        flat._values = list(values)
+        flat._native = None
+        flat._paths = tuple(keys)
+        flat._leaves = list(values)
         return flat
+
+    @staticmethod
+    def _backed_by(native: int, n: int) -> "FlatState":
+        """A flat state over an owned native flat list of ``n`` entries."""
+        flat = object.__new__(FlatState)
+        flat._native = native
+        flat._paths = None if n else ()
+        flat._leaves = None if n else []
+        flat._handed = ()
+        return flat
+
+    def __del__(self, _free=lib.nnx_flat_free, _shutting_down=L.shutting_down):
+        native = getattr(self, "_native", None)
+        if native and not _shutting_down():
+            self._native = None
+            try:
+                _free(native)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                pass
+
+    @property
+    def _keys(self) -> tuple:
+        paths = self._paths
+        if paths is None:
+            with _gc_paused():
+                paths = self._paths = tuple(_read_flat_paths(self._native))
+        return paths
+
+    @property
+    def _values(self) -> list:
+        leaves = self._leaves
+        if leaves is None:
+            with _gc_paused():
+                leaves = _read_flat_leaves(self._native)
+                self._handed = tuple(leaves)
+            self._leaves = leaves
+        return leaves
+
+    def __iter__(self):
+        if self._paths is None and self._leaves is None:
+            with _gc_paused():  # one pause for both
+                return iter(zip(self._keys, self._values))
+        return iter(zip(self._keys, self._values))
+
+    def _native_if_unchanged(self) -> int | None:
+        """The backing native flat list, while the leaves hold what it does."""
+        native = self._native
+        if native is None or self._leaves is None:
+            return native
+        leaves, handed = self._leaves, self._handed
+        if len(leaves) == len(handed) and all(map(is_, leaves, handed)):
+            return native
+        return None
 
     @property
     def paths(self) -> tuple:
@@ -436,10 +496,11 @@ class FlatState(Sequence):
         return self._keys[index], self._values[index]
 
     def __len__(self) -> int:
-        return len(self._keys)
-
-    def __iter__(self):
-        return iter(zip(self._keys, self._values))
+        if self._paths is not None:
+            return len(self._paths)
+        if self._leaves is not None:
+            return len(self._leaves)
+        return _flat_len(self._native)
 
     def __repr__(self) -> str:
         if not self._keys:
@@ -491,46 +552,64 @@ def to_flat_state(state) -> FlatState:
     try:
         size = c_size_t()
         check(lib.nnx_flat_len(flat, byref(size)))
-        n = size.value
-        if n == 0:
-            return FlatState.from_sorted_keys_values((), ())
-        # Paths: the offsets first (they give the number of keys), then
-        # every key in one buffer.
-        offsets = np.empty(n + 1, np.uintp)
-        check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), None, 0))
-        keys = np.empty(int(offsets[n]), K.KEY_DTYPE)
-        check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), _addr(keys), len(keys)))
-        # Leaves, borrowed from the list.
-        kinds = np.empty(n, np.uint32)
-        types = np.empty(n, np.uint32)
-        variables = np.empty(n, np.uintp)
-        arrays = np.empty(n, np.uintp)
-        check(lib.nnx_flat_leaves(
-            flat, 0, n, False, _addr(kinds), _addr(types), _addr(variables), _addr(arrays)
-        ))
-        # Making a Python object or two per leaf would run the cyclic
-        # garbage collector every 700 of them, each run scanning what the
-        # earlier ones made: pause it for the build (none of these objects
-        # is garbage), and leave the young generation to its next run.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            paths, leaves = _flat_objects(flat, n, keys, offsets, kinds, types, variables, arrays)
-        finally:
-            if gc_was_enabled:
-                gc.enable()
-    finally:
+    except BaseException:
         lib.nnx_flat_free(flat)
-    out = object.__new__(FlatState)
-    out._keys = tuple(paths)
-    out._values = leaves
-    return out
+        raise
+    return FlatState._backed_by(flat.value, size.value)
 
 
-def _flat_objects(flat, n, keys, offsets, kinds, types, variables, arrays) -> tuple[list, list]:
-    """The path tuples and leaf objects of what nnx_flat_paths and
-    nnx_flat_leaves (borrowed) read from ``flat``."""
-    paths = K.paths_from_buffer(keys, offsets)
+def _flat_len(flat: int) -> int:
+    size = c_size_t()
+    check(lib.nnx_flat_len(flat, byref(size)))
+    return size.value
+
+
+def _read_flat_paths(flat: int) -> list:
+    """The path tuples of a native flat list, in its order."""
+    n = _flat_len(flat)
+    # The offsets first (they give the number of keys), then every key in
+    # one buffer.
+    offsets = np.empty(n + 1, np.uintp)
+    check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), None, 0))
+    keys = np.empty(int(offsets[n]), K.KEY_DTYPE)
+    check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), _addr(keys), len(keys)))
+    return K.paths_from_buffer(keys, offsets)
+
+
+def _read_flat_leaves(flat: int) -> list:
+    """The leaf objects of a native flat list, in its order."""
+    n = _flat_len(flat)
+    kinds = np.empty(n, np.uint32)
+    types = np.empty(n, np.uint32)
+    variables = np.empty(n, np.uintp)
+    arrays = np.empty(n, np.uintp)
+    # Borrowed: each new object takes its own reference (see `retain`).
+    check(lib.nnx_flat_leaves(
+        flat, 0, n, False, _addr(kinds), _addr(types), _addr(variables), _addr(arrays)
+    ))
+    return _leaf_objects(flat, n, kinds, types, variables, arrays)
+
+
+class _gc_paused:
+    """Making a Python object or two per entry would run the cyclic garbage
+    collector every 700 of them, each run scanning what the earlier ones
+    made: pause it while a flat state's objects are made (none of them is
+    garbage), and leave the young generation to its next run. Nests."""
+
+    __slots__ = ("was_enabled",)
+
+    def __enter__(self):
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was_enabled:
+            gc.enable()
+
+
+def _leaf_objects(flat, n, kinds, types, variables, arrays) -> list:
+    """The leaf objects of what nnx_flat_leaves (borrowed) read from
+    ``flat``."""
     is_var = kinds == L.NNX_KIND_VARIABLE
     if is_var.all():
         positions = None
@@ -550,20 +629,21 @@ def _flat_objects(flat, n, keys, offsets, kinds, types, variables, arrays) -> tu
 
     var_objs = wrap_variables(var_ptrs, var_types, retain)
     if positions is None:
-        leaves = var_objs
-    else:
-        leaves = [None] * n
-        for i, obj in zip(positions, var_objs):
-            leaves[i] = obj
-        for i in np.flatnonzero(~is_var).tolist():
-            leaves[i] = A.borrowed_value(int(arrays[i]))
-    return paths, leaves
+        return var_objs
+    leaves = [None] * n
+    for i, obj in zip(positions, var_objs):
+        leaves[i] = obj
+    for i in np.flatnonzero(~is_var).tolist():
+        leaves[i] = A.borrowed_value(int(arrays[i]))
+    return leaves
 
 
 def _split_items(flat_state) -> tuple[list, list]:
     """(paths as tuples, leaves) of ``(path, leaf)`` pairs or a mapping."""
     if isinstance(flat_state, FlatState):
-        return list(flat_state._keys), list(flat_state._values)
+        paths, leaves = flat_state._keys, flat_state._values
+        n = min(len(paths), len(leaves))  # its pairs, as zip makes them
+        return list(paths[:n]), leaves[:n]
     if isinstance(flat_state, Mapping):
         return list(map(tuple, flat_state.keys())), list(flat_state.values())
     paths, leaves = [], []
@@ -637,6 +717,11 @@ _ptr_of = attrgetter("_ptr")
 def from_flat_state(flat_state, *, cls=State) -> State:
     """A state from ``(path, leaf)`` pairs (or a ``{path: leaf}`` mapping), in
     order; a repeated path keeps its first position and its last leaf."""
+    native = flat_state._native_if_unchanged() if type(flat_state) is FlatState else None
+    if native is not None:
+        out = c_void_p()
+        check(lib.nnx_state_from_flat(native, byref(out)))
+        return _as_class(State._from_handle(out.value), cls)
     paths, leaves = _split_items(flat_state)
     flat = c_void_p()
     check(lib.nnx_flat_new(byref(flat)))
@@ -647,7 +732,11 @@ def from_flat_state(flat_state, *, cls=State) -> State:
         check(lib.nnx_state_from_flat(flat, byref(out)))
     finally:
         lib.nnx_flat_free(flat)
-    state = State._from_handle(out.value)
+    return _as_class(State._from_handle(out.value), cls)
+
+
+def _as_class(state: State, cls) -> State:
+    """``state`` as an instance of the State subclass ``cls``."""
     if cls is not State and issubclass(cls, State):
         state = cls(state)
     return state
@@ -696,10 +785,7 @@ def merge_state(state, /, *states, cls=State) -> State:
     handles = (c_void_p * len(inputs))(*(s._h for s in inputs))
     out = c_void_p()
     check(lib.nnx_state_merge(handles, len(inputs), byref(out)))
-    result = State._from_handle(out.value)
-    if cls is not State and issubclass(cls, State):
-        result = cls(result)
-    return result
+    return _as_class(State._from_handle(out.value), cls)
 
 
 def diff(state, other) -> State:

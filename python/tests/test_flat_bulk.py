@@ -174,3 +174,52 @@ def test_the_garbage_collector_is_left_as_it_was():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def _leaf_ids(state):
+    return [(path, id(leaf)) for path, leaf in nnx.to_flat_state(state)]
+
+
+def test_a_flat_state_read_lazily_rebuilds_the_same_state():
+    """A flat state from to_flat_state is read only when asked; unread, or
+    read but unchanged, from_flat_state rebuilds the very same leaves."""
+    state = model()
+    expected = entry_by_entry(state)
+    unread = nnx.to_flat_state(state)
+    assert len(unread) == len(expected)
+    assert nnx.from_flat_state(unread) == state
+    paths_only = nnx.to_flat_state(state)
+    assert paths_only.paths == tuple(p for p, _ in expected)
+    rebuilt = nnx.from_flat_state(paths_only)
+    assert [(p, id(v)) for p, v in nnx.to_flat_state(rebuilt)] == _leaf_ids(state)
+    read = nnx.to_flat_state(state)
+    assert [(p, l) for p, l in read] == expected
+    assert read[0] == expected[0] and read[-1] == expected[-1]
+    assert list(read[1:3]) == expected[1:3]
+    assert _leaf_ids(nnx.from_flat_state(read)) == _leaf_ids(state)
+    assert isinstance(nnx.from_flat_state(read, cls=type("Sub", (nnx.State,), {})), nnx.State)
+
+
+def test_a_changed_flat_state_rebuilds_what_it_holds():
+    state = model()
+    flat = nnx.to_flat_state(state)
+    replacement = nnx.Param(np.zeros(3, np.float32))
+    flat.leaves[0] = replacement
+    rebuilt = nnx.from_flat_state(flat)
+    assert rebuilt[flat.paths[0][0]][0]["attn"]["q"] is replacement
+    assert state["layers"][0]["attn"]["q"] is not replacement
+    flat.leaves.append(replacement)  # one leaf more than paths: as Flax, zip stops
+    shorter = nnx.to_flat_state(state)
+    del shorter.leaves[-1]
+    assert len(nnx.to_flat_state(nnx.from_flat_state(shorter))) == len(shorter.paths) - 1
+
+
+def test_a_flat_state_keeps_its_leaves_after_the_state_changes():
+    state = model()
+    flat = nnx.to_flat_state(state)
+    before = entry_by_entry(state)
+    state["layers"] = {}
+    del state["layers"]
+    gc.collect()
+    assert [(p, l) for p, l in flat] == before
+    assert nnx.from_flat_state(flat) == nnx.from_flat_state(before)
