@@ -347,6 +347,11 @@ impl State {
         Ok(State::from_node(ops::from_flat(pairs)?))
     }
 
+    /// [`State::from_flat`] of borrowed entries, whose paths are not copied.
+    pub fn from_flat_entries<E: ops::FlatEntry>(entries: &[E]) -> Result<State> {
+        Ok(State::from_node(ops::from_flat_entries(entries)?))
+    }
+
     pub fn filter(&self, filters: &[Filter]) -> Result<Vec<State>> {
         let parts = ops::filter(&self.node()?, filters)?;
         Ok(parts.into_iter().map(State::from_node).collect())

@@ -22,7 +22,7 @@ use super::{
     OutArray,
 };
 use crate::key::Key;
-use crate::ops::check_flat_path;
+use crate::ops::{check_flat_path, FlatEntry};
 use crate::state::State;
 use crate::tree::Leaf;
 
@@ -41,6 +41,15 @@ struct Entry {
 // life of the process and are never written; the rest is `Send + Sync`.
 unsafe impl Send for Entry {}
 unsafe impl Sync for Entry {}
+
+impl FlatEntry for Entry {
+    fn path(&self) -> &[Key] {
+        &self.path
+    }
+    fn leaf(&self) -> &Leaf {
+        &self.leaf
+    }
+}
 
 impl Entry {
     fn new(path: Vec<Key>, leaf: Leaf) -> Entry {
@@ -612,14 +621,10 @@ pub extern "C" fn nnx_state_from_flat(
         let out = Out::new(out_state, "out_state")?;
         // SAFETY: `flat` is a handle argument.
         let flat = unsafe { arg(flat, "flat") }?;
-        let pairs: Vec<(Vec<Key>, Leaf)> = flat
-            .entries
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|e| (e.path.clone(), e.leaf.clone()))
-            .collect();
-        out.write(box_into_raw(nnx_state::new(State::from_flat(pairs)?)));
+        let entries = flat.entries.read().unwrap_or_else(|p| p.into_inner());
+        let state = State::from_flat_entries(&entries)?;
+        drop(entries);
+        out.write(box_into_raw(nnx_state::new(state)));
         Ok(())
     })
 }

@@ -150,46 +150,68 @@ pub fn check_flat_path(path: &[Key]) -> Result<()> {
     })
 }
 
+/// One entry of a flat list, as [`from_flat_entries`] reads it.
+pub trait FlatEntry {
+    fn path(&self) -> &[Key];
+    fn leaf(&self) -> &Leaf;
+}
+
+impl FlatEntry for (Vec<Key>, Leaf) {
+    fn path(&self) -> &[Key] {
+        &self.0
+    }
+    fn leaf(&self) -> &Leaf {
+        &self.1
+    }
+}
+
 /// `from_flat_state`: a tree from (path, leaf) pairs. On a repeated path the
 /// later leaf wins at the first one's position, as in a Python dict.
 pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<Node> {
     let pairs: Vec<(Vec<Key>, Leaf)> = pairs.into_iter().collect();
-    for (path, _) in &pairs {
-        check_flat_path(path)?;
+    from_flat_entries(&pairs)
+}
+
+/// [`from_flat`] of borrowed entries: the paths are read where they are,
+/// not copied.
+pub fn from_flat_entries<E: FlatEntry>(entries: &[E]) -> Result<Node> {
+    for entry in entries {
+        check_flat_path(entry.path())?;
     }
     // Flat states are nearly always grouped (every subtree's paths next to
     // each other, as `to_flat_state` and a model's walk give them) and free
     // of repeats: then the tree is built in one pass, bottom up. Otherwise
     // the dictionary semantics take the general route.
-    if let Some(node) = build_grouped(&pairs, 0) {
+    if let Some(node) = build_grouped(entries, 0) {
         return Ok(node);
     }
-    let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::with_capacity(pairs.len());
-    for (path, leaf) in pairs {
-        flat.insert(path, leaf);
+    let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::with_capacity(entries.len());
+    for entry in entries {
+        flat.insert(entry.path().to_vec(), entry.leaf().clone());
     }
     Ok(unflatten(flat))
 }
 
-/// The node made of `pairs`, whose paths agree before `depth`, if the
+/// The node made of `entries`, whose paths agree before `depth`, if the
 /// paths with the same key at `depth` are next to each other and no path is
 /// repeated or runs through another's leaf.
-fn build_grouped(pairs: &[(Vec<Key>, Leaf)], depth: usize) -> Option<Node> {
+fn build_grouped<E: FlatEntry>(entries: &[E], depth: usize) -> Option<Node> {
     let mut node = Node::new();
-    let mut rest = pairs;
-    while let Some(((path, leaf), others)) = rest.split_first() {
+    let mut rest = entries;
+    while let Some((first, others)) = rest.split_first() {
+        let path = first.path();
         // A path that ends above `depth`: a leaf where a subtree is too.
         let key = *path.get(depth)?;
         let run = 1 + others
             .iter()
-            .position(|(p, _)| p.get(depth) != Some(&key))
+            .position(|e| e.path().get(depth) != Some(&key))
             .unwrap_or(others.len());
         let (group, after) = rest.split_at(run);
         let child = if path.len() == depth + 1 {
             if run > 1 {
                 return None; // repeated, or a leaf and then paths through it
             }
-            Child::Leaf(leaf.clone())
+            Child::Leaf(first.leaf().clone())
         } else {
             Child::Node(Arc::new(build_grouped(group, depth + 1)?))
         };
