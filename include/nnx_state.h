@@ -2081,6 +2081,18 @@ enum nnx_status nnx_state_key_at(const struct nnx_state *state,
                                  struct nnx_key *out_key);
 
 /**
+ * Writes a number that stays the same while the tree of `state` does not
+ * change (its own tree, or its parent's for a view): which keys, nested
+ * states and leaves it has where. Changes to what a variable holds do not
+ * count (see `nnx_variable_change_counter`). A binding that reads the
+ * number before it reads the state, and finds it unchanged later, may
+ * keep what it read.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_state_version(const struct nnx_state *state, uint64_t *out_version);
+
+/**
  * Writes the number of leaves (variables and bare arrays) at any depth to
  * `*out_count`.
  *
@@ -2258,6 +2270,20 @@ enum nnx_status nnx_type_count(size_t *out_count);
 enum nnx_status nnx_variable_new(nnx_type_id type_id,
                                  const struct nnx_array *value,
                                  struct nnx_variable **out_variable);
+
+/**
+ * Writes the address of a counter that the library increases whenever any
+ * variable's value or metadata may have changed, in any thread. A binding
+ * that reads the counter before it reads a variable, and finds the same
+ * count later, may keep what it read instead of asking again.
+ *
+ * - `out_counter`: receives the address, valid for the life of the
+ *   process. Read it with an atomic load (in C11, `atomic_load` through a
+ *   `_Atomic uint64_t *`); never write it.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_variable_change_counter(const uint64_t **out_counter);
 
 /**
  * Writes the variable's type id to `*out_type`.

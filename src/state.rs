@@ -7,6 +7,7 @@
 //! many threads, and a reader sees the tree before or after a mutation,
 //! never half of it.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::array::Array;
@@ -18,7 +19,13 @@ use crate::ops;
 use crate::tree::{empty_node, Child, Kind, Leaf, Node};
 use crate::variable::Variable;
 
-type Root = Arc<RwLock<Arc<Node>>>;
+/// The tree a state and its views share, and how many changes it has had.
+struct RootCell {
+    node: RwLock<Arc<Node>>,
+    changes: AtomicU64,
+}
+
+type Root = Arc<RootCell>;
 
 /// The prefix of a state that is not a view, shared so that making one
 /// allocates nothing for it.
@@ -75,13 +82,20 @@ impl State {
 
     pub fn from_node(node: impl Into<Arc<Node>>) -> State {
         State {
-            root: Arc::new(RwLock::new(node.into())),
+            root: Arc::new(RootCell {
+                node: RwLock::new(node.into()),
+                changes: AtomicU64::new(0),
+            }),
             prefix: no_prefix(),
         }
     }
 
     fn root_snapshot(&self) -> Arc<Node> {
-        self.root.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.root
+            .node
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// A snapshot of this state's node. Fails when this is a view whose path
@@ -113,10 +127,21 @@ impl State {
         }
     }
 
+    /// A number that stays the same while the tree this state belongs to
+    /// (its own, or its parent's for a view) does not change: which
+    /// children it has where, not what its variables hold. Read before
+    /// reading the state, an unchanged number means what was read still
+    /// holds.
+    pub fn version(&self) -> u64 {
+        self.root.changes.load(Ordering::SeqCst)
+    }
+
     /// Runs `f` on this state's node, writable, under the root's write lock.
     /// `f` must leave the node unchanged when it fails.
     fn modify<R>(&self, f: impl FnOnce(&mut Node) -> Result<R>) -> Result<R> {
-        let mut guard = self.root.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.root.node.write().unwrap_or_else(|p| p.into_inner());
+        // Counted under the lock, as `version` documents.
+        self.root.changes.fetch_add(1, Ordering::SeqCst);
         // Check the view before cloning anything on the way down.
         let mut probe: &Node = &guard;
         for depth in 0..self.prefix.len() {

@@ -1,6 +1,7 @@
 //! Variables: a type, a value (none, an array, a typed PRNG key or an opaque
 //! object) and metadata, shared by reference.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::array::Array;
@@ -43,6 +44,17 @@ struct Data {
     metadata: Metadata,
 }
 
+/// How many times any variable's value or metadata may have changed since
+/// the process started: a reader that saw the same count before reading
+/// may keep what it read (see [`changes`]).
+static CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// The count of variable changes (see `CHANGES`), as a counter that lives
+/// for the whole process.
+pub fn changes() -> &'static AtomicU64 {
+    &CHANGES
+}
+
 /// A typed slot for a value. States hold variables by `Arc`, so every state
 /// that holds one sees its value change.
 #[derive(Debug)]
@@ -71,7 +83,11 @@ impl Variable {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Data> {
-        self.data.write().unwrap_or_else(|p| p.into_inner())
+        let guard = self.data.write().unwrap_or_else(|p| p.into_inner());
+        // Counted under the lock: a reader that sees the new count reads
+        // the new data.
+        CHANGES.fetch_add(1, Ordering::SeqCst);
+        guard
     }
 
     pub fn type_id(&self) -> TypeId {

@@ -110,7 +110,7 @@ macro_rules! sentinel_value {
         }
     )*};
 }
-sentinel_value!(u32 => SENTINEL_U32, i32 => -7, usize => SENTINEL, i64 => SENTINEL_I64,
+sentinel_value!(u32 => SENTINEL_U32, i32 => -7, usize => SENTINEL, i64 => SENTINEL_I64, u64 => SENTINEL_I64 as u64,
     u8 => SENTINEL_BOOL_BYTE, f64 => SENTINEL_F64);
 
 impl Sentinel for nnx_key {
@@ -1841,6 +1841,15 @@ fn variable_rows() -> Vec<Row> {
                 assert_eq!(value_kind(c.got_own("out_variable")), NNX_VALUE_NONE)
             }),
         row!(nnx_variable_type(variable: var, out_type: out)),
+        row!(nnx_variable_change_counter(out_counter: out)).good(&[], |c| {
+            let counter = c.got::<*const u64>("out_counter");
+            // SAFETY: the library's counter, valid for the process; read as
+            // the atomic it is.
+            let read = || unsafe { &*counter.cast::<std::sync::atomic::AtomicU64>() }.load(Ordering::SeqCst);
+            let before = read();
+            ok!(nnx_variable_set_value(c.f.raw(Plain), null_mut()));
+            assert!(read() > before, "a change counts");
+        }),
         row!(nnx_variable_get_value(variable: var, out_value: own))
             .bad("variable", Hd(KeyVar), WRONG_KIND,
                 "typed PRNG key (threefry2x32)|nnx_variable_get_key")
@@ -2702,6 +2711,21 @@ fn state_rows() -> Vec<Row> {
         row!(nnx_state_key_at(state: st, index: n(3usize), out_key: out))
             .with(|r| past_end(views(r, "state"), 4))
             .good(&[], |c| assert_eq!(key_text(&c.got("out_key")), "e")),
+        row!(nnx_state_version(state: st, out_version: out)).good(&[], |c| {
+            let version = |state| {
+                let mut v = SENTINEL_I64 as u64;
+                ok!(nnx_state_version(state, &mut v));
+                v
+            };
+            let (main, view) = (c.f.raw(Main), c.f.raw(View));
+            let before = c.got::<u64>("out_version");
+            assert_eq!(version(main), before, "no change, same number");
+            ok!(nnx_variable_set_value(c.f.raw(Plain), null_mut()));
+            assert_eq!(version(main), before, "a variable's value is not the tree");
+            ok!(nnx_state_remove_str(view, cstr("x").as_ptr()));
+            assert_ne!(version(main), before, "a change through a view counts");
+            assert_eq!(version(view), version(main), "a view has its parent's");
+        }),
         row!(nnx_state_num_leaves(state: st, out_count: out))
             .with(|r| views(r, "state"))
             .good(&[], |c| assert_eq!(c.got::<usize>("out_count"), 5)),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+import weakref
 from ctypes import POINTER, byref, c_bool, c_int64, c_size_t, c_uint32, c_void_p
 
 import numpy as np
@@ -94,16 +95,27 @@ def dtype_of_code(code: int) -> np.dtype:
 # --------------------------------------------------------------------------
 
 
+# Native array -> the numpy view last made of it, while that view lives: a
+# variable read again gives the same array object, as Flax's does, without
+# asking the library about the array again. Sound because the view's owner
+# holds a reference to the native array, so no other array can have its
+# address while the entry's view is alive.
+_views: dict[int, weakref.ref] = {}
+
+
 class ArrayOwner:
     """Holds one reference to a native array for the numpy views of it."""
 
     __slots__ = ("ptr", "__array_interface__", "dtype", "data", "__weakref__")
 
-    def __del__(self, _release=lib.nnx_array_release, _shutting_down=L.shutting_down):
+    def __del__(self, _release=lib.nnx_array_release, _shutting_down=L.shutting_down, _views=_views):
         ptr = self.ptr
         if ptr and not _shutting_down():
             self.ptr = None
             try:
+                ref = _views.get(ptr)
+                if ref is not None and ref() is None:
+                    del _views[ptr]
                 _release(ptr)
             except Exception:  # pragma: no cover - interpreter shutdown
                 pass
@@ -173,7 +185,15 @@ def value_of(ptr: int):
     numpy view (:func:`view_of`)."""
     origin = origins.get(ptr)
     if origin is None:
-        return view_of(ptr)
+        ref = _views.get(ptr)
+        arr = None if ref is None else ref()
+        if arr is not None:
+            lib.nnx_array_release(ptr)
+            return arr
+        arr = view_of(ptr)
+        if arr.base is not None:  # a view of the buffer, not a fresh empty array
+            _views[ptr] = weakref.ref(arr)
+        return arr
     lib.nnx_array_release(ptr)
     obj, is_key = origin
     if is_key:  # key data read as an array (only C code can get there)

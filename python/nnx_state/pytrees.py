@@ -38,7 +38,8 @@ from . import _keys as K
 from . import _lib as L
 from . import statelib, variablelib
 from ._lib import check, lib
-from .statelib import FlatState, State, _path_sort_key, from_flat_state, to_flat_state
+from .statelib import FlatState, State, _path_sort_key, flat_lists, from_flat_state, to_flat_state
+from .statelib import _set_tree, _tree_of, state_version
 from .variablelib import Variable, rebuild_variable
 
 __all__ = ["install", "is_registered"]
@@ -59,7 +60,7 @@ def is_registered() -> bool:
 
 
 def _variable_metadata(v: Variable) -> tuple:
-    return tuple(sorted(v.get_metadata().items()))
+    return v._metadata_items()
 
 
 def _variable_flatten_with_keys(v: Variable):
@@ -147,10 +148,24 @@ def _nodes(level: dict) -> list:
 
 
 def _state_children(state: State) -> tuple[tuple, list]:
-    """(keys, children) of a state's top level, in the library's order."""
-    flat = to_flat_state(state)
+    """(keys, children) of a state's top level, in the library's order;
+    kept by the state while it does not change (jax only reads them)."""
+    version = state_version(state)
+    try:
+        kept = _tree_of(state)
+    except AttributeError:
+        kept = None
+    if kept is not None and kept[0] == version:
+        return kept[1], kept[2]
+    keys, children = _read_children(state)
+    _set_tree(state, (version, keys, children))
+    return keys, children
+
+
+def _read_children(state: State) -> tuple[tuple, list]:
+    paths, leaves = flat_lists(state)
     root: dict = {}
-    for path, leaf in zip(flat._keys, flat._values):
+    for path, leaf in zip(paths, leaves):
         node = root
         for key in path[:-1]:
             child = node.get(key)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import gc
 import sys
+import weakref
 import typing as tp
 from collections.abc import Mapping, MutableMapping, Sequence
 from itertools import chain
 from operator import attrgetter, is_
-from ctypes import byref, c_bool, c_size_t, c_uint32, c_void_p, POINTER
+from ctypes import byref, c_bool, c_size_t, c_uint32, c_uint64, c_void_p, POINTER
 
 import numpy as np
 
@@ -65,7 +66,10 @@ class State(MutableMapping):
     """A nested, ordered mapping from keys (``str`` or ``int``) to variables,
     bare arrays and nested states, held by the native library."""
 
-    __slots__ = ("_h", "__weakref__")
+    # `_flat`: (version, paths, leaves) of the last flat state read in full,
+    # see `to_flat_state`; `_tree`: (version, keys, children), its pytree
+    # children (see `pytrees`).
+    __slots__ = ("_h", "_flat", "_tree", "__weakref__")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -106,6 +110,7 @@ class State(MutableMapping):
     def _put(self, key, value) -> None:
         keys, n, keep = K.path_arg((key,))
         h = self._h
+        _forget_kept(self)
         if isinstance(value, Variable):
             check(lib.nnx_state_set_variable(h, keys, n, value._ptr), what=f"key {key!r}")
         elif isinstance(value, State):
@@ -153,6 +158,7 @@ class State(MutableMapping):
 
     def __delitem__(self, key) -> None:
         keys, n, keep = self._path(key)
+        _forget_kept(self)  # let go of the removed leaf's objects now
         check(lib.nnx_state_remove(self._h, keys, n), what=f"key {key!r}")
 
     def __contains__(self, key) -> bool:
@@ -250,6 +256,7 @@ class State(MutableMapping):
         """In place: ``other``'s leaves overwrite this state's at their paths
         (``nnx_state_update``), creating nested states as needed."""
         other = _as_state(other)
+        _forget_kept(self)
         check(lib.nnx_state_update(self._h, other._h))
 
     # -- NNX's methods (no deprecation warnings here) --------------------------
@@ -292,8 +299,31 @@ class State(MutableMapping):
         return (_unpickle_state, (to_flat_state(self)._items_for_pickle(),))
 
 
-# Writes a State's handle slot directly (State.__setattr__ sets keys).
+# Write a State's slots directly (State.__setattr__ sets keys).
 _set_handle = State._h.__set__
+_set_flat = State._flat.__set__
+_flat_of = State._flat.__get__
+_set_tree = State._tree.__set__
+_tree_of = State._tree.__get__
+
+
+def _version(h: int) -> int:
+    version = c_uint64()
+    check(lib.nnx_state_version(h, byref(version)))
+    return version.value
+
+
+def state_version(state: State) -> int:
+    """A number that stays the same while ``state``'s tree does not change
+    (``nnx_state_version``): what was read of it at that number holds."""
+    return _version(state._h)
+
+
+def _forget_kept(state: State) -> None:
+    """Lets go of the objects ``state`` kept from reading it, after a change
+    through this object (a change elsewhere is seen by the version)."""
+    _set_flat(state, None)
+    _set_tree(state, None)
 
 
 def _unpickle_state(items):
@@ -411,7 +441,9 @@ class FlatState(Sequence):
     :func:`from_flat_state` builds a state from it in one native call while
     its leaves are the ones it gave out."""
 
-    __slots__ = ("_paths", "_leaves", "_native", "_handed")
+    # `_origin`: (weak reference to the State, its version when flattened),
+    # to give the State what was read once all of it is.
+    __slots__ = ("_paths", "_leaves", "_native", "_handed", "_origin")
 
     def __init__(self, items, /, *, sort: bool = True):
         items = [(tuple(path), leaf) for path, leaf in items]
@@ -430,9 +462,10 @@ class FlatState(Sequence):
         return flat
 
     @staticmethod
-    def _backed_by(native: int, n: int) -> "FlatState":
+    def _backed_by(native: int, n: int, origin=None) -> "FlatState":
         """A flat state over an owned native flat list of ``n`` entries."""
         flat = object.__new__(FlatState)
+        flat._origin = origin
         flat._native = native
         flat._paths = None if n else ()
         flat._leaves = None if n else []
@@ -454,6 +487,7 @@ class FlatState(Sequence):
         if paths is None:
             with _gc_paused():
                 paths = self._paths = tuple(_read_flat_paths(self._native))
+            self._read_in_full()
         return paths
 
     @property
@@ -464,7 +498,19 @@ class FlatState(Sequence):
                 leaves = _read_flat_leaves(self._native)
                 self._handed = tuple(leaves)
             self._leaves = leaves
+            self._read_in_full()
         return leaves
+
+    def _read_in_full(self) -> None:
+        """Once paths and leaves are both read: the state they came from
+        keeps them for its next flat state, while it does not change."""
+        origin = getattr(self, "_origin", None)
+        if origin is None or self._paths is None or self._leaves is None:
+            return
+        self._origin = None
+        state = origin[0]()
+        if state is not None:
+            _set_flat(state, (origin[1], self._paths, self._handed))
 
     def __iter__(self):
         if self._paths is None and self._leaves is None:
@@ -547,6 +593,9 @@ def to_flat_state(state) -> FlatState:
     """The ``(path, leaf)`` pairs of a state, sorted by path; empty nested
     states give nothing."""
     state = _as_state(state)
+    # The version before the flatten: a change meanwhile is seen next time.
+    version = _version(state._h)
+    kept = _kept_flat(state, version)
     flat = c_void_p()
     check(lib.nnx_state_flatten(state._h, byref(flat)))
     try:
@@ -555,7 +604,36 @@ def to_flat_state(state) -> FlatState:
     except BaseException:
         lib.nnx_flat_free(flat)
         raise
-    return FlatState._backed_by(flat.value, size.value)
+    if kept is not None:
+        out = FlatState._backed_by(flat.value, size.value)
+        out._paths, out._handed = kept
+        out._leaves = list(kept[1])
+        return out
+    return FlatState._backed_by(flat.value, size.value, (weakref.ref(state), version))
+
+
+def _kept_flat(state: State, version: int) -> tuple | None:
+    """(paths, leaves) that ``state`` kept from a flat state read in full at
+    this version."""
+    try:
+        kept = _flat_of(state)
+    except AttributeError:
+        return None
+    if kept is None or kept[0] != version:
+        return None
+    return kept[1], kept[2]
+
+
+def flat_lists(state: State) -> tuple[tuple, tuple]:
+    """The paths and leaves of ``state``'s flat state, kept by the state
+    while it does not change (read-only: the leaves are a tuple)."""
+    kept = _kept_flat(state, _version(state._h))
+    if kept is not None:
+        return kept
+    flat = to_flat_state(state)
+    paths = flat._keys
+    flat._values  # noqa: B018 - read in full, so the state keeps both
+    return paths, flat._handed
 
 
 def _flat_len(flat: int) -> int:

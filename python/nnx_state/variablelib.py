@@ -37,7 +37,7 @@ import warnings
 import weakref
 from collections import deque
 from collections.abc import Mapping
-from ctypes import byref, c_bool, c_double, c_int64, c_size_t, c_uint32, c_void_p
+from ctypes import byref, c_bool, c_double, c_int64, c_size_t, c_uint32, c_uint64, c_void_p
 from itertools import repeat
 
 import numpy as np
@@ -384,6 +384,18 @@ def _on_dead(
         pass
 
 
+def _change_counter() -> c_uint64:
+    """The library's count of variable changes (any value or metadata, any
+    thread), read in place: a variable object keeps what it last read while
+    the count stays the same."""
+    address = c_void_p()
+    check(lib.nnx_variable_change_counter(byref(address)))
+    return c_uint64.from_address(address.value)
+
+
+_changes = _change_counter()
+
+
 def _adopt(obj: "Variable", ptr: int) -> None:
     object.__setattr__(obj, "_ptr", ptr)
     ref = _LiveRef(obj, _on_dead)
@@ -502,9 +514,17 @@ def rebuild_variable(cls: type, value, metadata: dict, *, copy: bool | None = No
     ``from_flax``)."""
     obj = object.__new__(cls)
     _adopt(obj, store_value(value, type_id=cls._type_id, copy=copy))
+    ptr = obj._ptr
     for name, entry in metadata.items():
-        _set_entry(obj._ptr, name, entry)
+        required = REQUIRED_METADATA.get(name, _NOT_REQUIRED)
+        if required is _NOT_REQUIRED:
+            _set_meta(ptr, name, entry)
+        elif not _is_default(name, entry):  # a new variable has no entries to remove
+            _set_required(ptr, name, entry)
     return obj
+
+
+_NOT_REQUIRED = object()
 
 
 def new_variable(cls: type, array: int | None) -> "Variable":
@@ -761,19 +781,22 @@ def _del_meta(ptr: int, name: str) -> None:
 _FLAGS = ("hijax", "ref")
 
 
+def _is_default(name: str, value) -> bool:
+    """Whether a required entry has Flax's default (hijax and ref false,
+    eager_sharding True): then it is not stored natively."""
+    if name in _FLAGS:
+        return bool(value) is False
+    return value is True or value is np.True_
+
+
 def _set_required(ptr: int, name: str, value) -> None:
     """Flax's required entries, stored natively only when they differ from
-    Flax's defaults (hijax and ref when true, eager_sharding when not
-    True)."""
-    if name in _FLAGS:
-        default, value = False, bool(value)
-    else:
-        default = True
-    if value is default or (value is np.True_ and default is True):
+    Flax's defaults (see `_is_default`)."""
+    if _is_default(name, value):
         if _has_meta(ptr, name):
             _del_meta(ptr, name)
     else:
-        _set_meta(ptr, name, value)
+        _set_meta(ptr, name, bool(value) if name in _FLAGS else value)
 
 
 def _set_entry(ptr: int, name: str, value) -> None:
@@ -896,7 +919,9 @@ class Variable(metaclass=VariableMeta):
     scalar, None) is held as it is.
     """
 
-    __slots__ = ("_ptr", "__weakref__")
+    # `_seen`, `_seen_metadata`: (change count, what was read), see
+    # `_changes`.
+    __slots__ = ("_ptr", "_seen", "_seen_metadata", "__weakref__")
     _type_id = 0  # NNX_TYPE_VARIABLE
 
     def __init_subclass__(cls, *, type_name: str | None = None, **kwargs):
@@ -1040,7 +1065,16 @@ class Variable(metaclass=VariableMeta):
         (a tracer, a ``ShapeDtypeStruct``, a Python scalar...), or None.
         With ``index``, ``value[index]`` (a jax array's ``[...]`` is the
         array itself, as in Flax)."""
-        value = _values.load(self._ptr)
+        count = _changes.value  # before reading: a change meanwhile is seen next time
+        try:
+            seen = _seen_of(self)  # the slot itself: never __getattr__
+        except AttributeError:
+            seen = None
+        if seen is not None and seen[0] == count:
+            value = seen[1]
+        else:
+            value = _values.load(self._ptr)
+            _set_seen(self, (count, value))
         if index is MISSING or (index is Ellipsis and _is_jax_array(value)):
             return value
         return value[index]
@@ -1054,6 +1088,7 @@ class Variable(metaclass=VariableMeta):
         and sharding, else by ``current.at[index].set(value)``; any other
         value is written with ``current[index] = value``."""
         if index is MISSING:
+            _set_seen(self, None)  # let go of the old value now
             store_value(value, ptr=self._ptr)
             return
         current = self.get_value()
@@ -1152,6 +1187,20 @@ class Variable(metaclass=VariableMeta):
         if name in REQUIRED_METADATA:
             return _get_meta(self._ptr, name, REQUIRED_METADATA[name])
         return _get_meta(self._ptr, name, default)
+
+    def _metadata_items(self) -> tuple:
+        """``get_metadata()``'s entries sorted by name, as a tuple (the aux
+        data of the pytree), kept while no variable changes."""
+        count = _changes.value
+        try:
+            seen = _seen_metadata_of(self)
+        except AttributeError:
+            seen = None
+        if seen is not None and seen[0] == count:
+            return seen[1]
+        items = tuple(sorted(self.get_metadata().items()))
+        _set_seen_metadata(self, (count, items))
+        return items
 
     def set_metadata(self, *args, **kwargs) -> None:
         """``set_metadata(dict)`` replaces all metadata; ``set_metadata(name,
@@ -1399,6 +1448,10 @@ _classes[Variable._type_id] = Variable
 # Writes the `_ptr` slot directly (what `_adopt` does through
 # `object.__setattr__`), for the bulk path of `wrap_variables`.
 _set_ptr = Variable.__dict__["_ptr"].__set__
+_seen_of = Variable.__dict__["_seen"].__get__
+_set_seen = Variable.__dict__["_seen"].__set__
+_seen_metadata_of = Variable.__dict__["_seen_metadata"].__get__
+_set_seen_metadata = Variable.__dict__["_seen_metadata"].__set__
 
 
 class Param(Variable):

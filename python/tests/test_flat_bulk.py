@@ -74,8 +74,13 @@ def test_a_variable_at_two_paths_is_one_object():
     assert leaves[("b", "d")] is leaves[("e",)]
     assert (leaves[("a",)]._ptr, leaves[("e",)]._ptr) == ptrs
     assert variablelib.live_count() == before + 2
-    # Dropping them gives the references back: the state still works.
+    # The state keeps the objects it made while it does not change (as a
+    # Flax State holds its Variables); a change through it lets them go,
+    # and the state still works.
     del flat, leaves
+    gc.collect()
+    assert variablelib.live_count() == before + 2
+    state["f"] = np.zeros(1)
     gc.collect()
     assert variablelib.live_count() == before
     again = nnx.to_flat_state(state)
@@ -223,3 +228,27 @@ def test_a_flat_state_keeps_its_leaves_after_the_state_changes():
     gc.collect()
     assert [(p, l) for p, l in flat] == before
     assert nnx.from_flat_state(flat) == nnx.from_flat_state(before)
+
+
+def test_a_state_keeps_its_flat_objects_until_its_tree_changes():
+    state = model()
+    first = nnx.to_flat_state(state)
+    leaves = [leaf for _, leaf in first]  # read in full: the state keeps it
+    again = nnx.to_flat_state(state)
+    assert again.paths is first.paths and all(a is b for a, b in zip(again.leaves, leaves))
+    again.leaves[0] = None  # a flat state's list is its own
+    assert nnx.to_flat_state(state).leaves[0] is leaves[0]
+    # A change through a view, which this object does not see, still counts.
+    view = state["layers"][0]["attn"]
+    new = nnx.Param(np.ones(1, np.float32))
+    view["q"] = new
+    changed = dict(nnx.to_flat_state(state))
+    assert changed[("layers", 0, "attn", "q")] is new
+    # A value changed in place (update) is read anew through the same object.
+    nnx.update(state, nnx.State({"layers": {1: {"attn": {"q": new}}}}))
+    np.testing.assert_array_equal(dict(nnx.to_flat_state(state))[("layers", 1, "attn", "q")].value, [1])
+    import jax
+
+    assert jax.tree.leaves(state)[0] is not None
+    view["q"] = nnx.Param(np.full(1, 5, np.float32))
+    assert any(float(x[0]) == 5 for x in jax.tree.leaves(state))

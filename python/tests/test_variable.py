@@ -520,3 +520,29 @@ def test_view_writability_follows_the_native_array():
     assert not view.flags.writeable and np.shares_memory(view, a)
     v[0] = 10  # a read-only value is copied, then written
     assert list(v[...]) == [10, 1, 2] and list(a) == [0, 1, 2]
+
+
+def test_a_variable_keeps_what_it_read_until_a_variable_changes():
+    """A read value comes back as the same object, as in Flax, until the
+    variable changes, also through another handle (here the C library
+    itself, as a C engine sharing the variable would)."""
+    from nnx_state import _arrays as A
+    from nnx_state._lib import lib
+    import ctypes
+
+    v = nnx.Param(np.arange(3, dtype=np.float32), tag="t")
+    first = v.value
+    assert v.value is first and v.get_value() is first
+    items = v._metadata_items()
+    assert v._metadata_items() is items
+    replacement = A.to_native(np.full(2, 7, np.float32))
+    try:
+        assert lib.nnx_variable_set_value(v._ptr, replacement) == 0
+    finally:
+        lib.nnx_array_release(replacement)
+    assert v.value is not first
+    np.testing.assert_array_equal(v.value, [7, 7])
+    assert lib.nnx_variable_set_metadata_int(v._ptr, b"n", ctypes.c_int64(3)) == 0
+    assert dict(v._metadata_items())["n"] == 3 and v.get_metadata("n") == 3
+    v.value = np.zeros(4, np.float32)
+    assert v.value.shape == (4,)

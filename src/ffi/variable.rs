@@ -50,6 +50,26 @@ pub extern "C" fn nnx_variable_new(
     })
 }
 
+/// Writes the address of a counter that the library increases whenever any
+/// variable's value or metadata may have changed, in any thread. A binding
+/// that reads the counter before it reads a variable, and finds the same
+/// count later, may keep what it read instead of asking again.
+///
+/// - `out_counter`: receives the address, valid for the life of the
+///   process. Read it with an atomic load (in C11, `atomic_load` through a
+///   `_Atomic uint64_t *`); never write it.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_change_counter(out_counter: *mut *const u64) -> nnx_status {
+    boundary(|| {
+        // An `AtomicU64` has the size and alignment of a `u64`.
+        let counter: *const u64 = crate::variable::changes().as_ptr().cast_const();
+        Out::new(out_counter, "out_counter")?.write(counter);
+        Ok(())
+    })
+}
+
 /// Writes the variable's type id to `*out_type`.
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.

@@ -408,6 +408,24 @@ pub extern "C" fn nnx_state_key_at(
     })
 }
 
+/// Writes a number that stays the same while the tree of `state` does not
+/// change (its own tree, or its parent's for a view): which keys, nested
+/// states and leaves it has where. Changes to what a variable holds do not
+/// count (see `nnx_variable_change_counter`). A binding that reads the
+/// number before it reads the state, and finds it unchanged later, may
+/// keep what it read.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_state_version(state: *const nnx_state, out_version: *mut u64) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_version, "out_version")?;
+        // SAFETY: `state` is a handle argument.
+        out.write(unsafe { state_arg(state, "state") }?.version());
+        Ok(())
+    })
+}
+
 /// Writes the number of leaves (variables and bare arrays) at any depth to
 /// `*out_count`.
 ///
