@@ -225,6 +225,14 @@ def native_of_view(arr: np.ndarray) -> int | None:
     owner = owner_of(arr)
     if owner is None or not owner.ptr:
         return None
+    ref = _views.get(owner.ptr)
+    if ref is not None and ref() is arr:
+        # The very view value_of made (its data pointer cannot change): only
+        # what assignments to its attributes may have changed is checked.
+        if arr.shape == owner.__array_interface__["shape"] and arr.dtype == owner.dtype and arr.flags.c_contiguous:
+            check(lib.nnx_array_retain(owner.ptr))
+            return owner.ptr
+        return None
     if (
         arr.__array_interface__["data"][0] == owner.data
         and arr.dtype == owner.dtype

@@ -82,6 +82,11 @@ class State(MutableMapping):
             check(lib.nnx_state_clone(mapping._h, byref(out)))
             object.__setattr__(self, "_h", out.value)
             return
+        if isinstance(mapping, Mapping):
+            pairs = _leaf_pairs(mapping)
+            if pairs is not None:  # built natively in one go
+                _set_handle(self, _built_from_pairs(pairs))
+                return
         object.__setattr__(self, "_h", _new_state())
         if mapping is None:
             return
@@ -801,6 +806,37 @@ def from_flat_state(flat_state, *, cls=State) -> State:
         check(lib.nnx_state_from_flat(native, byref(out)))
         return _as_class(State._from_handle(out.value), cls)
     paths, leaves = _split_items(flat_state)
+    return _as_class(State._from_handle(_built_from_leaves(paths, leaves)), cls)
+
+
+def _leaf_pairs(mapping: Mapping) -> list | None:
+    """The (path, leaf) pairs of nested plain mappings, in order; None when
+    a level needs building key by key (a State to share, an empty mapping
+    to keep, nesting past the library's limit)."""
+    pairs: list = []
+    add = pairs.append
+
+    def walk(prefix: tuple, level: Mapping) -> bool:
+        if len(prefix) >= L.NNX_MAX_DEPTH:
+            return False
+        for key, value in level.items():
+            if isinstance(value, Mapping):
+                if not value or isinstance(value, State) or not walk(prefix + (key,), value):
+                    return False
+            else:
+                add((prefix + (key,), value))
+        return True
+
+    return pairs if mapping and walk((), mapping) else None
+
+
+def _built_from_pairs(pairs: list) -> int:
+    """A new native state (owned handle) from (path, leaf) pairs."""
+    return _built_from_leaves([p for p, _ in pairs], [leaf for _, leaf in pairs])
+
+
+def _built_from_leaves(paths: list, leaves: list) -> int:
+    """A new native state (owned handle) from paths and their leaves."""
     flat = c_void_p()
     check(lib.nnx_flat_new(byref(flat)))
     try:
@@ -810,7 +846,7 @@ def from_flat_state(flat_state, *, cls=State) -> State:
         check(lib.nnx_state_from_flat(flat, byref(out)))
     finally:
         lib.nnx_flat_free(flat)
-    return _as_class(State._from_handle(out.value), cls)
+    return out.value
 
 
 def _as_class(state: State, cls) -> State:
@@ -1060,4 +1096,8 @@ def replace_by_pure_dict(state: State, pure_dict: Mapping, replace_fn=None) -> N
             else:
                 raise ValueError(f"key in pure_dict not available in state: {path}")
         current[matched] = replace_fn(current[matched], value)
-    state.update(unflatten_mapping(current))
+    # As ``state.update(unflatten_mapping(current))``, each top-level subtree
+    # built natively in one go.
+    rebuilt = from_flat_state(list(current.items()))
+    for key in rebuilt:
+        state[key] = rebuilt[key]
