@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import typing as tp
+from operator import is_
 from ctypes import byref, c_void_p
 
 from . import _arrays as A
@@ -383,10 +384,17 @@ _KEPT_LISTS = 256
 def kept_filters(filters: tuple):
     """The kept native array for this list of filters, if it was built
     before and may be kept (see `_literal_cacheable`); else None."""
-    if not all(map(_literal_cacheable, filters)):
+    try:
+        kept = _kept.get(filters)
+    except TypeError:  # an unhashable filter: never kept
         return None
-    kept = _kept.get(filters)
-    return None if kept is None else kept[1]
+    if kept is None:
+        return None
+    # Equal to a kept list: the very same filters (the usual case), or
+    # filters that must be literals themselves to stand for it.
+    if all(map(is_, kept[2], filters)) or all(map(_literal_cacheable, filters)):
+        return kept[1]
+    return None
 
 
 class NativeFilters:
@@ -400,7 +408,7 @@ class NativeFilters:
         cacheable = all(map(_literal_cacheable, filters))
         kept = _kept.get(filters) if cacheable else None
         if kept is not None:
-            self.handles, self.array = kept
+            self.handles, self.array = kept[0], kept[1]
             self.kept = True
             return
         self.handles: list[int] = []
@@ -413,7 +421,7 @@ class NativeFilters:
             raise
         self.array = (c_void_p * max(len(self.handles), 1))(*self.handles)
         if cacheable and len(_kept) < _KEPT_LISTS:
-            _kept[filters] = (self.handles, self.array)
+            _kept[filters] = (self.handles, self.array, filters)
             self.kept = True
 
     def __len__(self):

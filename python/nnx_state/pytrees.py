@@ -59,16 +59,16 @@ def is_registered() -> bool:
 # --------------------------------------------------------------------------
 
 
-def _variable_metadata(v: Variable) -> tuple:
-    return v._metadata_items()
+_VALUE_KEY = None  # GetAttrKey("value"), once jax is there
 
 
 def _variable_flatten_with_keys(v: Variable):
-    return ((_tree_util.GetAttrKey("value"), v.get_value()),), _variable_metadata(v)
+    (value,), metadata = v._pytree_parts()
+    return ((_VALUE_KEY, value),), metadata
 
 
 def _variable_flatten(v: Variable):
-    return (v.get_value(),), _variable_metadata(v)
+    return v._pytree_parts()
 
 
 def _variable_unflatten(cls: type, metadata: tuple, children) -> Variable:
@@ -257,11 +257,12 @@ def _subclasses(cls: type) -> list[type]:
 
 
 def _register(tree_util) -> None:
-    global _tree_util
+    global _tree_util, _VALUE_KEY
     with _lock:
         if _tree_util is not None:
             return
         _tree_util = tree_util
+        _VALUE_KEY = tree_util.GetAttrKey("value")
         tree_util.register_pytree_node(FlatState, _flat_state_flatten, _flat_state_unflatten)
         tree_util.register_pytree_with_keys(
             MixedKeys, _mixed_flatten_with_keys, _mixed_unflatten

@@ -1188,6 +1188,22 @@ class Variable(metaclass=VariableMeta):
             return _get_meta(self._ptr, name, REQUIRED_METADATA[name])
         return _get_meta(self._ptr, name, default)
 
+    def _pytree_parts(self) -> tuple:
+        """``((value,), metadata items)``: the pytree children and aux data,
+        kept with the metadata while no variable changes (unless a subclass
+        reads its value its own way)."""
+        count = _changes.value
+        try:
+            seen = _seen_metadata_of(self)
+        except AttributeError:
+            seen = None
+        if seen is not None and seen[0] == count and len(seen) == 3:
+            return seen[2]
+        parts = ((self.get_value(),), self._metadata_items())
+        if type(self).get_value is Variable.get_value:
+            _set_seen_metadata(self, (count, parts[1], parts))
+        return parts
+
     def _metadata_items(self) -> tuple:
         """``get_metadata()``'s entries sorted by name, as a tuple (the aux
         data of the pytree), kept while no variable changes."""
