@@ -872,8 +872,17 @@ def _partition(fn, state, filters: tuple) -> list[State]:
     else:
         with NativeFilters(filters) as native:
             check(fn(state._h, native.array, n, outs))
-    wrap = State._from_handle
-    return [wrap(h) for h in outs]
+    return _wrap_all(outs)
+
+
+def _wrap_all(handles, _new=object.__new__) -> list[State]:
+    """States for owned native handles."""
+    states = []
+    for h in handles:
+        state = _new(State)
+        _set_handle(state, h)
+        states.append(state)
+    return states
 
 
 def _one_or_tuple(states: list[State]):
