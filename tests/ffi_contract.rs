@@ -1204,6 +1204,28 @@ impl Row {
         cases(self)
     }
 
+    /// `case` applied for each item in turn.
+    fn each<T>(self, items: impl IntoIterator<Item = T>, case: impl Fn(Row, T) -> Row) -> Row {
+        items.into_iter().fold(self, case)
+    }
+
+    /// For each `(v, needle)`: `name` given `v` fails with `want` and a
+    /// message holding `needle`.
+    fn bad_all<N: AsRef<str>>(
+        self,
+        name: &'static str,
+        want: nnx_status,
+        cases: impl IntoIterator<Item = (V, N)>,
+    ) -> Row {
+        self.each(cases, |r, (v, needle)| r.bad(name, v, want, needle))
+    }
+
+    /// Each string of `BAD_UTF8` given to `name` fails with a message
+    /// holding `needle`.
+    fn bad_utf8(self, name: &'static str, needle: &str) -> Row {
+        self.bad_all(name, UTF8, BAD_UTF8.map(|bad| (txt(bad), needle)))
+    }
+
     /// A hand-written check beside the table's.
     fn also(mut self, f: fn()) -> Row {
         self.also.push(f);
@@ -1297,12 +1319,6 @@ impl Row {
     }
 }
 
-fn check(rows: Vec<Row>) {
-    for row in rows {
-        row.check();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Cases shared by families of functions
 
@@ -1329,7 +1345,7 @@ const F32: i128 = NNX_DTYPE_F32 as i128;
 const U8: i128 = NNX_DTYPE_U8 as i128;
 
 /// Shapes and dtypes no array constructor takes.
-fn bad_shapes(mut r: Row, with_bytes: bool) -> Row {
+fn bad_shapes(r: Row, with_bytes: bool) -> Row {
     let cases: [(i128, &[i64], &str); 17] = [
         (F32, &[2, -1], "negative"),
         (U8, &[i64::MIN], "negative"),
@@ -1349,50 +1365,42 @@ fn bad_shapes(mut r: Row, with_bytes: bool) -> Row {
         (999, &[2], "unknown dtype"),
         (u32::MAX as i128, &[2], "unknown dtype"),
     ];
-    for (dtype, shape, needle) in cases {
+    r.each(cases, |r, (dtype, shape, needle)| {
         let mut over = vec![("dtype", N(dtype)), ("shape", Ints(shape.to_vec()))];
         if with_bytes {
             over.push(("nbytes", num(64)));
         }
-        r = r.bads(&over, INVALID, needle);
-    }
-    r
+        r.bads(&over, INVALID, needle)
+    })
 }
 
 /// Byte counts that disagree with the shape `[2, 3]` of f32.
-fn mismatched_bytes(mut r: Row, counts: &[usize]) -> Row {
-    for n in counts {
-        r = r.bad("nbytes", num(*n), SHAPE, format!("24|{n}"));
-    }
-    r
+fn mismatched_bytes(r: Row, counts: &[usize]) -> Row {
+    r.bad_all(
+        "nbytes",
+        SHAPE,
+        counts.iter().map(|n| (num(*n), format!("24|{n}"))),
+    )
 }
 
 /// Keys that are wrong wherever a path goes: not UTF-8, of no known kind,
 /// a NULL string with a length (alone, and after keys that would make new
 /// nested states), a NULL or absurdly long key array.
-fn bad_keys(mut r: Row) -> Row {
-    let mut cases = vec![
-        (k(&[S("b"), NullStr(3)]), NULL_ARG, "`key.str`".to_owned()),
-        (k(&[NullStr(1)]), NULL_ARG, "`key.str`".to_owned()),
-    ];
-    for bad in BAD_UTF8 {
-        for keys in [vec![Raw(bad)], vec![S("b"), S("new"), Raw(bad)]] {
-            cases.push((Keys(keys), UTF8, "UTF-8".to_owned()));
-        }
-    }
-    for kind in [2, 7, u32::MAX] {
-        let after = [
-            vec![S("b"), Kind(kind)],
-            vec![S("brand"), S("new"), Kind(kind)],
+fn bad_keys(r: Row) -> Row {
+    let utf8 = BAD_UTF8.map(|bad| [k(&[Raw(bad)]), k(&[S("b"), S("new"), Raw(bad)])]);
+    let r = r.each(utf8.concat(), |r, v| r.bad("path", v, UTF8, "UTF-8"));
+    let r = r.each([2, 7, u32::MAX], |r, kind| {
+        let needle = format!("key kind {kind}");
+        let paths = [
+            k(&[Kind(kind)]),
+            k(&[S("b"), Kind(kind)]),
+            k(&[S("brand"), S("new"), Kind(kind)]),
         ];
-        for keys in [vec![Kind(kind)], after[0].clone(), after[1].clone()] {
-            cases.push((Keys(keys), INVALID, format!("key kind {kind}")));
-        }
-    }
-    for (v, want, needle) in cases {
-        r = r.bad("path", v, want, needle);
-    }
-    r.bads(&[("path", Null), ("path_len", num(3))], NULL_ARG, "`path`")
+        r.each(paths, |r, v| r.bad("path", v, INVALID, &needle))
+    });
+    r.bad("path", k(&[S("b"), NullStr(3)]), NULL_ARG, "`key.str`")
+        .bad("path", k(&[NullStr(1)]), NULL_ARG, "`key.str`")
+        .bads(&[("path", Null), ("path_len", num(3))], NULL_ARG, "`path`")
         .bad("path_len", num(usize::MAX / 8), INVALID, "too large")
 }
 
@@ -1402,21 +1410,15 @@ fn bad_texts(r: Row) -> Row {
 }
 
 /// The same, given to the text argument `name`.
-fn bad_texts_in(mut r: Row, name: &'static str) -> Row {
-    r = r.bad(name, txt(b"b/\xe2\x82"), UTF8, "UTF-8|path");
-    for bad in BAD_UTF8 {
-        r = r.bad(name, txt(bad), UTF8, "UTF-8").bad(
-            name,
-            txt([b"b/new/", bad].concat()),
-            UTF8,
-            "UTF-8",
-        );
-    }
-    for text in ["a//b", "/a", "a/", "/", "b//x", "new//x", "//"] {
-        let needle = format!("empty component|{text}");
-        r = r.bad(name, txt(text), INVALID, needle);
-    }
-    r
+fn bad_texts_in(r: Row, name: &'static str) -> Row {
+    let new = BAD_UTF8.map(|bad| txt([b"b/new/", bad].concat()));
+    let empty = ["a//b", "/a", "a/", "/", "b//x", "new//x", "//"];
+    r.bad(name, txt(b"b/\xe2\x82"), UTF8, "UTF-8|path")
+        .bad_utf8(name, "UTF-8")
+        .each(new, |r, v| r.bad(name, v, UTF8, "UTF-8"))
+        .each(empty, |r, text| {
+            r.bad(name, txt(text), INVALID, format!("empty component|{text}"))
+        })
 }
 
 /// A path, as keys or as text.
@@ -1441,16 +1443,18 @@ const THROUGH: [(&[K<'static>], &str, &str); 5] = [
     (&[S("a"), S("new"), I(0)], "a/new/0", "a"),
 ];
 
-fn through(mut r: Row, keyed: bool) -> Row {
-    for (keys, text, leaf) in THROUGH {
+fn through(r: Row, keyed: bool) -> Row {
+    r.each(THROUGH, |r, (keys, text, leaf)| {
         let needle = format!("path '{text}' runs through the leaf at '{leaf}'");
-        r = r.bad("path", at(keyed, keys, text), THROUGH_LEAF, needle);
-    }
-    r
+        r.bad("path", at(keyed, keys, text), THROUGH_LEAF, needle)
+    })
 }
 
+/// A path as keys and as text.
+type Place = (&'static [K<'static>], &'static str);
+
 /// Paths where nothing is (the string "1" is not the int 1).
-const MISSING: [(&[K<'static>], &str); 5] = [
+const MISSING: [Place; 5] = [
     (&[S("nope")], "nope"),
     (&[S("b"), S("nope")], "b/nope"),
     (&[S("b"), I(2)], "b/2"),
@@ -1458,33 +1462,30 @@ const MISSING: [(&[K<'static>], &str); 5] = [
     (&[S("nope"), S("deeper")], "nope/deeper"),
 ];
 
-fn missing(mut r: Row, keyed: bool) -> Row {
-    for (keys, text) in MISSING.into_iter().filter(|m| keyed || !m.1.is_empty()) {
-        let needle = format!("nothing at|{text}");
-        r = r.bad("path", at(keyed, keys, text), NOT_FOUND, needle);
-    }
-    r
+fn missing(r: Row, keyed: bool) -> Row {
+    r.each(places(keyed, MISSING), |r, (v, text)| {
+        r.bad("path", v, NOT_FOUND, format!("nothing at|{text}"))
+    })
+}
+
+/// The paths as keys, or as text without those only keys can give.
+fn places(keyed: bool, paths: impl IntoIterator<Item = Place>) -> Vec<(V, &'static str)> {
+    let paths = paths.into_iter().filter(|p| keyed || !p.1.is_empty());
+    paths.map(|(ks, t)| (at(keyed, ks, t), t)).collect()
 }
 
 /// `contains` answers false for paths through leaves and where nothing is.
-fn absent(mut r: Row, keyed: bool) -> Row {
+fn absent(r: Row, keyed: bool) -> Row {
     let paths = THROUGH.iter().map(|t| (t.0, t.1)).chain(MISSING);
-    for (keys, text) in paths.filter(|m| keyed || !m.1.is_empty()) {
-        r = r.good(&[("path", at(keyed, keys, text))], |c| {
-            assert!(!c.got_bool("out_contains"))
-        });
-    }
-    r
+    r.each(places(keyed, paths), |r, (v, _)| {
+        r.good(&[("path", v)], says("out_contains", false))
+    })
 }
 
 /// The state argument a view whose place is gone or holds a leaf.
 fn views(r: Row, arg: &'static str) -> Row {
-    r.bad(arg, Hd(Dead), NOT_FOUND, "no longer exists").bad(
-        arg,
-        Hd(LeafView),
-        WRONG_KIND,
-        "'b'|leaf",
-    )
+    let r = r.bad(arg, Hd(Dead), NOT_FOUND, "no longer exists");
+    r.bad(arg, Hd(LeafView), WRONG_KIND, "'b'|leaf")
 }
 
 /// The empty path for a function that needs a place: as NULL and as a
@@ -1499,40 +1500,42 @@ fn no_place(r: Row, keyed: bool, needle: &str) -> Row {
 }
 
 /// Metadata and type names that are not UTF-8, or empty.
-fn bad_names(mut r: Row) -> Row {
-    for bad in BAD_UTF8 {
-        r = r.bad("name", txt(bad), UTF8, "name");
-    }
-    r.bad("name", txt(""), INVALID, "empty")
+fn bad_names(r: Row) -> Row {
+    r.bad_utf8("name", "name")
+        .bad("name", txt(""), INVALID, "empty")
 }
 
 /// Metadata names a reader does not find.
-fn absent_names(mut r: Row) -> Row {
-    for bad in BAD_UTF8 {
-        r = r.bad("name", txt(bad), UTF8, "name");
-    }
-    r.bad("name", txt("absent"), NOT_FOUND, "absent")
+fn absent_names(r: Row) -> Row {
+    r.bad_utf8("name", "name")
+        .bad("name", txt("absent"), NOT_FOUND, "absent")
         .bad("name", txt(""), NOT_FOUND, "")
 }
 
 /// Type ids the registry does not have.
-fn unknown_ids(mut r: Row, arg: &'static str) -> Row {
-    for id in UNKNOWN_IDS {
-        r = r.bad(arg, num(id), UNKNOWN, id.to_string());
-    }
-    r
+fn unknown_ids(r: Row, arg: &'static str) -> Row {
+    let ids = UNKNOWN_IDS.map(|id| (num(id), id.to_string()));
+    r.bad_all(arg, UNKNOWN, ids)
 }
 
 /// Indexes out of range for a list of `len` entries.
-fn past_end(mut r: Row, len: usize) -> Row {
-    for index in [len, len + 1, len + 7, usize::MAX] {
-        r = r.bad("index", num(index), RANGE, index.to_string());
-    }
-    r
+fn past_end(r: Row, len: usize) -> Row {
+    let indexes = [len, len + 1, len + 7, usize::MAX];
+    r.bad_all("index", RANGE, indexes.map(|i| (num(i), i.to_string())))
 }
 
 // ---------------------------------------------------------------------------
 // Checks of what a call handed out
+
+/// Checks that the call wrote `want` to the out-pointer `name`.
+fn gives<T: Sentinel + PartialEq + std::fmt::Debug>(name: &'static str, want: T) -> impl Fn(&Call) {
+    move |c| assert_eq!(c.got::<T>(name), want, "`{name}`")
+}
+
+/// Checks that the call wrote `want` to the `bool` out-pointer `name`.
+fn says(name: &'static str, want: bool) -> impl Fn(&Call) {
+    move |c| assert_eq!(c.got_bool(name), want, "`{name}`")
+}
 
 fn nbytes(array: *const nnx_array) -> usize {
     let mut n = SENTINEL;
@@ -2933,19 +2936,35 @@ fn last_error_message() {
 // ---------------------------------------------------------------------------
 // The tests
 
-fn all_rows() -> Vec<Vec<Row>> {
-    vec![
-        array_rows(),
-        type_rows(),
-        variable_rows(),
-        meta_rows(),
-        filter_rows(),
-        flat_rows(),
-        state_rows(),
-        checkpoint_rows(),
-        error_rows(),
-    ]
+/// `tables!(test => rows, ...)`: a test that checks each part of the table,
+/// and `all_rows`, the whole table.
+macro_rules! tables {
+    ($($test:ident => $rows:ident),*) => {
+        fn all_rows() -> Vec<Vec<Row>> {
+            vec![$($rows()),*]
+        }
+        $(
+            #[test]
+            fn $test() {
+                for row in $rows() {
+                    row.check();
+                }
+            }
+        )*
+    };
 }
+
+tables!(
+    arrays_and_dlpack => array_rows,
+    variable_types => type_rows,
+    variables => variable_rows,
+    metadata_values => meta_rows,
+    filters => filter_rows,
+    flat_lists => flat_rows,
+    states => state_rows,
+    checkpoints => checkpoint_rows,
+    errors_and_strings => error_rows
+);
 
 #[test]
 fn every_extern_function_has_a_row() {
@@ -2968,49 +2987,4 @@ fn every_extern_function_has_a_row() {
         extra.is_empty(),
         "rows for functions the header does not declare: {extra:?}"
     );
-}
-
-#[test]
-fn arrays_and_dlpack() {
-    check(array_rows());
-}
-
-#[test]
-fn variable_types() {
-    check(type_rows());
-}
-
-#[test]
-fn variables() {
-    check(variable_rows());
-}
-
-#[test]
-fn metadata_values() {
-    check(meta_rows());
-}
-
-#[test]
-fn filters() {
-    check(filter_rows());
-}
-
-#[test]
-fn flat_lists() {
-    check(flat_rows());
-}
-
-#[test]
-fn states() {
-    check(state_rows());
-}
-
-#[test]
-fn checkpoints() {
-    check(checkpoint_rows());
-}
-
-#[test]
-fn errors_and_strings() {
-    check(error_rows());
 }
