@@ -299,7 +299,7 @@ struct Fix {
     handles: RefCell<Vec<Entry>>,
     counter: Box<Counter>,
     /// Release callbacks the fixture handed to the library.
-    lent: usize,
+    lent: Cell<usize>,
     /// Caller memory: 128 bytes, the first 4 the f32 2.5, the rest 0.
     buf: Box<[u64; 16]>,
     memory: RefCell<Vec<Box<[f32]>>>,
@@ -343,19 +343,6 @@ unsafe extern "C" fn param_then_seven(
     )
 }
 
-/// What a constructor hands out through its out-pointer.
-fn made<T>(make: impl FnOnce(*mut *mut T) -> nnx_status) -> *mut T {
-    let mut out = null_mut();
-    ok!(make(&mut out));
-    out
-}
-
-fn view_of(state: &St, path: &str) -> St {
-    St(made(|out| {
-        nnx_state_get_state_str(state.ptr(), cstr(path).as_ptr(), out)
-    }))
-}
-
 /// The metadata of `WithMeta`, as JSON forms.
 const META: [(&str, &str); 7] = [
     ("s", r#""text""#),
@@ -372,50 +359,36 @@ impl Fix {
         let mut buf = Box::new([0u64; 16]);
         let [a, b, c, d] = 2.5f32.to_ne_bytes();
         buf[0] = u64::from_ne_bytes([a, b, c, d, 0, 0, 0, 0]);
-        let mut f = Fix {
+        let f = Fix {
             handles: RefCell::default(),
             counter: Counter::new(),
-            lent: 0,
+            lent: Cell::new(0),
             buf,
             memory: RefCell::default(),
             dir: RefCell::default(),
         };
-        let lent_var =
-            |f: &mut Fix, type_id, values: &[f32]| variable(type_id, Some(&f.lend(values, true)));
-        let main = new_state();
-        set_var(&main, "z", &lent_var(&mut f, NNX_TYPE_PARAM, &[1.0, 2.0]));
-        let stat = lent_var(&mut f, NNX_TYPE_BATCH_STAT, &[3.0]);
-        ok!(nnx_variable_set_metadata_str(
-            stat.ptr(),
-            cstr("tag").as_ptr(),
-            cstr("stats").as_ptr()
-        ));
-        set_var(&main, "b/1", &stat);
-        set_arr(&main, "b/x", &f.lend(&[4.0, 5.0, 6.0], true));
-        set_var(&main, "a", &lent_var(&mut f, NNX_TYPE_PARAM, &[7.0]));
-        set_var(&main, "e/0", &variable(NNX_TYPE_CACHE, None));
-        f.put(View, view_of(&main, "b"));
+        let main = sample_state_of(|values| f.lend(values, true));
+        f.put(View, view(&main, "b"));
         let other = new_state();
         for path in ["zz/0", "aa/10", "aa/9", "q/r"] {
             set_var(&other, path, &variable(NNX_TYPE_CACHE, None));
         }
-        f.put(Dead, view_of(&other, "q"));
+        f.put(Dead, view(&other, "q"));
         ok!(nnx_state_remove_str(other.ptr(), cstr("q").as_ptr()));
         f.put(Other, other);
         let leaf_parent = new_state();
         set_var(&leaf_parent, "b/q", &variable(NNX_TYPE_CACHE, None));
-        f.put(LeafView, view_of(&leaf_parent, "b"));
+        f.put(LeafView, view(&leaf_parent, "b"));
         set_var(&leaf_parent, "b", &variable(NNX_TYPE_CACHE, None));
         f.put(LeafParent, leaf_parent);
-        f.put(
-            Entries,
-            Flat(made(|out| nnx_state_flatten(main.ptr(), out))),
-        );
+        let entries = Flat(made(|out| nnx_state_flatten(main.ptr(), out)));
+        f.put(Entries, entries);
         // As a state loaded from a Hugging Face file carries it.
+        let (format, pt) = (cstr("format"), cstr("pt"));
         ok!(nnx_safetensors_metadata_set(
             main.ptr(),
-            cstr("format").as_ptr(),
-            cstr("pt").as_ptr()
+            format.as_ptr(),
+            pt.as_ptr()
         ));
         f.put(Main, main);
         f.put(NoEntries, Flat(made(|out| nnx_flat_new(out))));
@@ -453,35 +426,24 @@ impl Fix {
             ));
         }
         f.put(WithMeta, with_meta);
-        let plain = lent_var(&mut f, NNX_TYPE_PARAM, &[1.0]);
-        f.put(Plain, plain);
+        f.put(Plain, variable(NNX_TYPE_PARAM, Some(&f.lend(&[1.0], true))));
         let key_data = u32_array(&[2], &[0, 42]);
         f.put(KeyVar, key_var(&key_data, "threefry2x32"));
         f.put(KeyData, key_data);
         f.put(Opaque, opaque_var("test:thing", sentinel(), &f.counter));
-        f.lent += 1;
+        f.lent.set(f.lent.get() + 1);
         f.put(NoValue, variable(NNX_TYPE_CACHE, None));
-        let lent = f.lend(&[1.0, 2.0], true);
-        f.put(Lent, lent);
-        let read_only = f.lend(&[1.0, 2.0], false);
-        f.put(ReadOnly, read_only);
+        f.put(Lent, f.lend(&[1.0, 2.0], true));
+        f.put(ReadOnly, f.lend(&[1.0, 2.0], false));
 
         let (param, all) = (of_type(NNX_TYPE_PARAM), everything());
-        let ud = f.counter.as_user_data();
-        let seven = Flt(made(|out| {
-            nnx_filter_callback(Some(answer_seven), ud, Some(count_release), out)
-        }));
-        let not_seven = Flt(made(|out| nnx_filter_not(seven.ptr(), out)));
-        let not_all = Flt(made(|out| nnx_filter_not(all.ptr(), out)));
-        f.lent += 1;
-        f.put(AnySeven, any_of(&[&param, &not_seven]));
+        let seven = callback_filter(Some(answer_seven), f.ud(), Some(count_release));
+        let not = |filter: &Flt| Flt(made(|out| nnx_filter_not(filter.ptr(), out)));
+        f.put(AnySeven, any_of(&[&param, &not(&seven)]));
         f.put(Stats, of_type(NNX_TYPE_BATCH_STAT));
         f.put(Nothing, nothing());
         f.put(AnyAll, any_of(&[&all]));
-        f.put(
-            NotNotAll,
-            Flt(made(|out| nnx_filter_not(not_all.ptr(), out))),
-        );
+        f.put(NotNotAll, not(&not(&all)));
         f.put(AllClone, Flt(made(|out| nnx_filter_clone(all.ptr(), out))));
         f.put(Param, param);
         f.put(All, all);
@@ -500,24 +462,17 @@ impl Fix {
     }
 
     /// A lent f32 array whose release is counted.
-    fn lend(&mut self, values: &[f32], writable: bool) -> Arr {
-        let mut bytes: Box<[f32]> = values.into();
-        let shape = [values.len() as i64];
-        let mut out = null_mut();
-        ok!(nnx_array_wrap(
-            NNX_DTYPE_F32,
-            shape.as_ptr(),
-            1,
-            bytes.as_mut_ptr().cast(),
-            std::mem::size_of_val(values),
-            writable,
-            Some(count_release),
-            self.counter.as_user_data(),
-            &mut out
-        ));
-        self.memory.borrow_mut().push(bytes);
-        self.lent += 1;
-        Arr(out)
+    fn lend(&self, values: &[f32], writable: bool) -> Arr {
+        let mut data: Box<[f32]> = values.into();
+        let array = wrap_f32(&mut data, writable, Some(count_release), self.ud());
+        self.memory.borrow_mut().push(data);
+        array
+    }
+
+    /// The user data of the counted release callback, lent once more.
+    fn ud(&self) -> *mut c_void {
+        self.lent.set(self.lent.get() + 1);
+        self.counter.as_user_data()
     }
 
     /// The caller memory behind `Lent` or `ReadOnly` (lent last).
@@ -627,7 +582,7 @@ impl Fix {
     /// and the call (`extra`) handed over has run exactly once.
     fn finish(self, extra: usize, label: &str) {
         drop(self.handles.take());
-        let (ran, lent) = (self.counter.get(), self.lent + extra);
+        let (ran, lent) = (self.counter.get(), self.lent.get() + extra);
         assert_eq!(ran, lent, "{label}: {ran} release calls for {lent} lent");
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
