@@ -1181,6 +1181,11 @@ impl Row {
         self.bad_all(name, UTF8, BAD_UTF8.map(|bad| (txt(bad), needle)))
     }
 
+    /// The handle argument `name` given `which` fails with `WRONG_KIND`.
+    fn wrong(self, name: &'static str, which: H, needle: &str) -> Row {
+        self.bad(name, Hd(which), WRONG_KIND, needle)
+    }
+
     /// A hand-written check beside the table's.
     fn also(mut self, f: fn()) -> Row {
         self.also.push(f);
@@ -1487,6 +1492,16 @@ fn gives<T: Sentinel + PartialEq + std::fmt::Debug>(name: &'static str, want: T)
     move |c| assert_eq!(c.got::<T>(name), want, "`{name}`")
 }
 
+/// Checks that the call handed out the string `want` through `name`.
+fn text_is(name: &'static str, want: impl AsRef<str> + 'static) -> impl Fn(&Call) {
+    move |c| assert_eq!(text_of(c.got_own(name)), want.as_ref(), "`{name}`")
+}
+
+/// Checks that the metadata value `which` now reads as `want`.
+fn reads(which: H, want: &'static str) -> impl Fn(&Call) {
+    move |c| assert_eq!(meta_repr(c.f.raw(which)), want, "{which:?}")
+}
+
 /// Checks that the call wrote `want` to the `bool` out-pointer `name`.
 fn says(name: &'static str, want: bool) -> impl Fn(&Call) {
     move |c| assert_eq!(c.got_bool(name), want, "`{name}`")
@@ -1504,6 +1519,11 @@ fn counts(c: &Call) -> Vec<usize> {
         .into_iter()
         .map(|s| leaves(s))
         .collect()
+}
+
+/// Checks that the filter handed out selects `n` leaves of `Main`.
+fn selects(n: usize) -> impl Fn(&Call) {
+    move |c| assert_eq!(selected(c), n)
 }
 
 /// How many leaves of `Main` the filter handed out selects.
@@ -1984,52 +2004,36 @@ fn meta_rows() -> Vec<Row> {
         row!(nnx_meta_new_str(text: bytes("model"), len: len, out_meta: own))
             .bad("text", txt(b"Bad\xffKey"), UTF8, "")
             .good(&[("text", Null), ("len", num(0))], |c| {
-                assert_eq!(
-                    meta_repr(c.got_own("out_meta")),
-                    "''",
-                    "no bytes need no pointer"
-                )
+                let repr = meta_repr(c.got_own("out_meta"));
+                assert_eq!(repr, "''", "no bytes need no pointer")
             }),
         row!(nnx_meta_append(seq: h(MList), item: h(MInt)))
-            .bad("seq", Hd(MMap), WRONG_KIND, "not a list or tuple")
-            .bad("seq", Hd(MInt), WRONG_KIND, "not a list or tuple")
+            .wrong("seq", MMap, "not a list or tuple")
+            .wrong("seq", MInt, "not a list or tuple")
             .bad("item", Hd(MDeep), TOO_DEEP, &too_deep)
-            .good(&[], |c| assert_eq!(meta_repr(c.f.raw(MList)), "[1, 5]")),
+            .good(&[], reads(MList, "[1, 5]")),
         row!(nnx_meta_map_set(map: h(MMap), key: bytes("k"), key_len: len, value: h(MInt)))
-            .bad("map", Hd(MList), WRONG_KIND, "")
+            .wrong("map", MList, "")
             .bad("key", txt(b"Bad\xffKey"), UTF8, "key")
             .bad("value", Hd(MDeep), TOO_DEEP, &too_deep)
-            .good(&[("key", Null), ("key_len", num(0))], |c| {
-                assert_eq!(
-                    meta_repr(c.f.raw(MMap)),
-                    "{'a': 1, '': 5}",
-                    "an empty key needs no pointer"
-                )
-            })
-            .good(&[("key", txt("a"))], |c| {
-                assert_eq!(
-                    meta_repr(c.f.raw(MMap)),
-                    "{'a': 5}",
-                    "a key keeps its place"
-                )
-            }),
+            // An empty key needs no pointer; a key set again keeps its place.
+            .good(
+                &[("key", Null), ("key_len", num(0))],
+                reads(MMap, "{'a': 1, '': 5}"),
+            )
+            .good(&[("key", txt("a"))], reads(MMap, "{'a': 5}")),
         row!(nnx_meta_get_kind(meta: h(MInt), out_kind: out))
-            .good(&[], |c| assert_eq!(c.got::<u32>("out_kind"), NNX_META_INT)),
+            .good(&[], gives("out_kind", NNX_META_INT)),
         row!(nnx_meta_get_bool(meta: h(MBool), out_value: outb))
-            .bad("meta", Hd(MList), WRONG_KIND, "list")
-            .good(&[], |c| assert!(c.got_bool("out_value"))),
+            .wrong("meta", MList, "list")
+            .good(&[], says("out_value", true)),
         row!(nnx_meta_get_int(meta: h(MInt), out_value: out))
-            .bad("meta", Hd(MMap), WRONG_KIND, "dict")
-            .bad("meta", Hd(MNull), WRONG_KIND, "")
-            .bad("meta", Hd(MFloat), WRONG_KIND, ""),
-        row!(nnx_meta_get_float(meta: h(MFloat), out_value: out)).bad(
-            "meta",
-            Hd(MInt),
-            WRONG_KIND,
-            "",
-        ),
+            .wrong("meta", MMap, "dict")
+            .wrong("meta", MNull, "")
+            .wrong("meta", MFloat, ""),
+        row!(nnx_meta_get_float(meta: h(MFloat), out_value: out)).wrong("meta", MInt, ""),
         row!(nnx_meta_get_str(meta: h(MStr), out_text: out, out_len: out))
-            .bad("meta", Hd(MInt), WRONG_KIND, "")
+            .wrong("meta", MInt, "")
             .good(&[("meta", Json("\"\""))], |c| {
                 let text = c.got::<*const c_char>("out_text");
                 assert_eq!(c.got::<usize>("out_len"), 0);
@@ -2037,49 +2041,47 @@ fn meta_rows() -> Vec<Row> {
                 assert_eq!(unsafe { *text }, 0);
             }),
         row!(nnx_meta_len(meta: h(MTuple), out_len: out))
-            .bad("meta", Hd(MInt), WRONG_KIND, "")
-            .good(&[], |c| assert_eq!(c.got::<usize>("out_len"), 2)),
+            .wrong("meta", MInt, "")
+            .good(&[], gives("out_len", 2usize)),
         row!(nnx_meta_item(seq: h(MTuple), index: n(1usize), out_item: out))
-            .bad("seq", Hd(MMap), WRONG_KIND, "")
+            .wrong("seq", MMap, "")
             .bad("index", num(2), RANGE, "tuple of 2 items")
             .good(&[], |c| assert_eq!(meta_repr(c.got("out_item")), "'model'")),
         row!(nnx_meta_map_at(map: h(MMap), index: n(0usize), out_key: out, out_key_len: out,
             out_value: out))
-        .bad("map", Hd(MList), WRONG_KIND, "")
+        .wrong("map", MList, "")
         .bad("index", num(1), RANGE, "")
         .good(&[], |c| {
             assert_eq!(lent_text(c.got("out_key"), c.got("out_key_len")), "a");
             assert_eq!(meta_repr(c.got("out_value")), "1");
         }),
         row!(nnx_meta_map_get(map: h(MMap), key: bytes("a"), key_len: len, out_value: out))
-            .bad("map", Hd(MList), WRONG_KIND, "")
+            .wrong("map", MList, "")
             .bad("key", txt("b"), NOT_FOUND, "\"b\"")
             .bad("key", txt(b"Bad\xffKey"), UTF8, ""),
+        // A list is no tuple, 5 is not 5.0.
         row!(nnx_meta_equal(a: h(MList), b: h(MList), out_equal: outb))
-            .good(&[], |c| assert!(c.got_bool("out_equal")))
+            .good(&[], says("out_equal", true))
             .good(
                 &[("a", Json(r#"["list",null,"model"]"#)), ("b", Hd(MTuple))],
-                |c| assert!(!c.got_bool("out_equal"), "a list equals a tuple"),
+                says("out_equal", false),
             )
-            .good(&[("a", Hd(MInt)), ("b", Json("5.0"))], |c| {
-                assert!(!c.got_bool("out_equal"), "5 equals 5.0")
-            }),
+            .good(
+                &[("a", Hd(MInt)), ("b", Json("5.0"))],
+                says("out_equal", false),
+            ),
         row!(nnx_meta_clone(meta: h(MList), out_meta: own)),
         noop!(nnx_meta_free),
-        row!(nnx_meta_to_string(meta: h(MMap), out_text: own)).good(&[("meta", Hd(MTuple))], |c| {
-            assert_eq!(text_of(c.got_own("out_text")), "(None, 'model')")
-        }),
+        row!(nnx_meta_to_string(meta: h(MMap), out_text: own)).good(
+            &[("meta", Hd(MTuple))],
+            text_is("out_text", "(None, 'model')"),
+        ),
         row!(nnx_meta_to_json(meta: h(MMap), out_text: own))
-            .good(&[], |c| {
-                assert_eq!(text_of(c.got_own("out_text")), r#"["map","a",1]"#)
-            })
-            .good(&[("meta", Hd(MDeep))], |c| {
-                assert_eq!(
-                    text_of(c.got_own("out_text")),
-                    deep_json(NNX_MAX_DEPTH),
-                    "at the limit"
-                )
-            }),
+            .good(&[], text_is("out_text", r#"["map","a",1]"#))
+            .good(
+                &[("meta", Hd(MDeep))],
+                text_is("out_text", deep_json(NNX_MAX_DEPTH)),
+            ),
         row!(nnx_meta_from_json(text: bytes("[\"list\", 1]"), len: len, out_meta: own))
             .bad("text", txt(b"Bad\xffKey"), UTF8, "")
             .bad(
@@ -2091,20 +2093,16 @@ fn meta_rows() -> Vec<Row> {
             .bad("text", txt(deep_json(NNX_MAX_DEPTH + 1)), TOO_DEEP, "")
             .with(not_the_form)
             .good(&[("text", txt(deep_json(NNX_MAX_DEPTH)))], |c| {
-                let mut equal = BoolOut::new();
-                ok!(nnx_meta_equal(
-                    c.got_own("out_meta"),
-                    c.f.raw(MDeep),
-                    equal.ptr()
-                ));
+                let (mut equal, deep) = (BoolOut::new(), c.f.raw(MDeep));
+                ok!(nnx_meta_equal(c.got_own("out_meta"), deep, equal.ptr()));
                 assert!(equal.get(), "a value at the limit reads back");
             }),
     ]
 }
 
 /// JSON that is not the form of a metadata value.
-fn not_the_form(mut r: Row) -> Row {
-    for text in [
+fn not_the_form(r: Row) -> Row {
+    let texts = [
         "",
         "{\"a\": 1}",
         "[1]",
@@ -2115,173 +2113,113 @@ fn not_the_form(mut r: Row) -> Row {
         "9223372036854775808",
         "-99999999999999999999",
         "[\"list\", 1",
-    ] {
-        r = r.bad("text", txt(text), FORMAT, "");
-    }
-    r
+    ];
+    r.each(texts, |r, text| r.bad("text", txt(text), FORMAT, ""))
 }
 
 /// `Any` and `All` take the same arguments.
 fn combined(r: Row) -> Row {
-    r.bad(
-        "filters",
-        List(vec![Some(Param), None]),
-        NULL_ARG,
-        "`filters[1]`",
-    )
-    .bad(
-        "filters",
-        List(vec![None, Some(Param)]),
-        NULL_ARG,
-        "`filters[0]`",
-    )
-    .bad("count", num(usize::MAX / 2), INVALID, "too large")
+    let (second, first) = (List(vec![Some(Param), None]), List(vec![None, Some(Param)]));
+    r.bad("filters", second, NULL_ARG, "`filters[1]`")
+        .bad("filters", first, NULL_ARG, "`filters[0]`")
+        .bad("count", num(usize::MAX / 2), INVALID, "too large")
+}
+
+/// A list of paths, `None` for NULL keys.
+fn paths_of(paths: &[Option<&[K<'static>]>]) -> V {
+    Paths(paths.iter().map(|p| p.map(<[_]>::to_vec)).collect())
 }
 
 fn filter_rows() -> Vec<Row> {
+    let a: &[K<'static>] = &[S("a")];
+    let loose = |key| [("key", key), ("exact", B(false))];
     vec![
         row!(nnx_filter_of_type(type_id: n(NNX_TYPE_PARAM), out_filter: own))
             .with(|r| unknown_ids(r, "type_id"))
-            .good(&[], |c| assert_eq!(selected(c), 2)),
+            .good(&[], selects(2)),
+        // The empty tag is a tag.
         row!(nnx_filter_with_tag(tag: text("stats"), out_filter: own))
-            .with(|mut r| {
-                for bad in BAD_UTF8 {
-                    r = r.bad("tag", txt(bad), UTF8, "tag");
-                }
-                r
-            })
-            .good(&[], |c| assert_eq!(selected(c), 1))
-            .good(&[("tag", txt(""))], |c| {
-                assert_eq!(selected(c), 0, "the empty tag is a tag")
-            }),
+            .bad_utf8("tag", "tag")
+            .good(&[], selects(1))
+            .good(&[("tag", txt(""))], selects(0)),
         row!(nnx_filter_path_contains(key: keys(&[S("b")]), exact: b(true), out_filter: own))
             .bad("key", k(&[NullStr(2)]), NULL_ARG, "`key.str`")
-            .bads(
-                &[("key", k(&[NullStr(2)])), ("exact", B(false))],
-                NULL_ARG,
-                "`key.str`",
-            )
-            .bads(
-                &[("key", k(&[Raw(b"\x80abc")])), ("exact", B(false))],
-                UTF8,
-                "",
-            )
-            .with(|mut r| {
-                for bad in BAD_UTF8 {
-                    r = r.bad("key", k(&[Raw(bad)]), UTF8, "UTF-8");
-                }
-                for kind in [2, 7, u32::MAX] {
-                    r = r.bad("key", k(&[Kind(kind)]), INVALID, kind.to_string());
-                }
-                r
+            .bads(&loose(k(&[NullStr(2)])), NULL_ARG, "`key.str`")
+            .bads(&loose(k(&[Raw(b"\x80abc")])), UTF8, "")
+            .bad_all("key", UTF8, BAD_UTF8.map(|b| (k(&[Raw(b)]), "UTF-8")))
+            .each([2, 7, u32::MAX], |r, kind| {
+                r.bad("key", k(&[Kind(kind)]), INVALID, kind.to_string())
             })
-            .good(&[], |c| assert_eq!(selected(c), 2))
+            .good(&[], selects(2))
             .good(&[("key", k(&[NullStr(0)]))], |c| {
                 let state = new_state();
                 set_var(&state, "a/b", &variable(NNX_TYPE_PARAM, None));
-                let empty = path![""];
-                ok!(nnx_state_set_variable(
-                    state.ptr(),
-                    empty.ptr(),
-                    1,
-                    c.f.raw(Plain)
-                ));
+                let (empty, plain) = (path![""], c.f.raw::<nnx_variable>(Plain));
+                ok!(nnx_state_set_variable(state.ptr(), empty.ptr(), 1, plain));
                 let filter = c.got_own::<nnx_filter>("out_filter");
                 let part = St(made(|out| nnx_state_filter(state.ptr(), &filter, 1, out)));
-                assert_eq!(
-                    identities(part.ptr()),
-                    [(
-                        String::new(),
-                        NNX_KIND_VARIABLE,
-                        c.f.raw::<nnx_variable>(Plain) as usize
-                    )]
-                );
+                let only = (String::new(), NNX_KIND_VARIABLE, plain as usize);
+                assert_eq!(identities(part.ptr()), [only]);
             })
-            .good(&[("key", k(&[K::IntJunk(1, 5)]))], |c| {
-                assert_eq!(selected(c), 1, "an int key ignores `str` and `str_len`")
-            }),
+            // An int key ignores `str` and `str_len`.
+            .good(&[("key", k(&[K::IntJunk(1, 5)]))], selects(1)),
         row!(nnx_filter_path_in(paths: paths(&[&[S("a")], &[S("b"), I(1)]]), count: len,
             out_filter: own))
+        .bad("paths", paths_of(&[Some(a), None]), NULL_ARG, "`path`")
         .bad(
             "paths",
-            Paths(vec![Some(vec![S("a")]), None]),
-            NULL_ARG,
-            "`path`",
-        )
-        .bad(
-            "paths",
-            Paths(vec![Some(vec![S("a"), NullStr(4)])]),
+            paths_of(&[Some(&[S("a"), NullStr(4)])]),
             NULL_ARG,
             "`key.str`",
         )
-        .with(|mut r| {
-            for bad in BAD_UTF8 {
-                for path in [vec![Raw(bad)], vec![S("b"), Raw(bad)]] {
-                    let paths = Paths(vec![Some(vec![S("a")]), Some(path)]);
-                    r = r.bad("paths", paths, UTF8, "UTF-8");
-                }
-                r = r.bad("paths", Paths(vec![Some(vec![Raw(bad)])]), UTF8, "UTF-8");
-            }
-            for kind in [2, 7, u32::MAX] {
-                let alone = Paths(vec![Some(vec![S("a")]), Some(vec![Kind(kind)])]);
-                let after = Paths(vec![Some(vec![S("b"), Kind(kind)])]);
-                r = r.bad("paths", alone, INVALID, kind.to_string()).bad(
-                    "paths",
-                    after,
-                    INVALID,
-                    kind.to_string(),
-                );
-            }
-            r
+        .each(BAD_UTF8, |r, bad| {
+            let (alone, after) = ([Raw(bad)], [S("b"), Raw(bad)]);
+            let paths = [
+                &[Some(a), Some(&alone)][..],
+                &[Some(a), Some(&after)],
+                &[Some(&alone)],
+            ];
+            r.each(paths, |r, p| r.bad("paths", paths_of(p), UTF8, "UTF-8"))
+        })
+        .each([2, 7, u32::MAX], |r, kind| {
+            let (alone, after) = ([Kind(kind)], [S("b"), Kind(kind)]);
+            let paths = [&[Some(a), Some(&alone)][..], &[Some(&after)]];
+            r.each(paths, |r, p| {
+                r.bad("paths", paths_of(p), INVALID, kind.to_string())
+            })
         })
         .bad("count", num(usize::MAX / 4), INVALID, "too large")
-        .good(&[], |c| assert_eq!(selected(c), 2))
-        .good(&[("paths", Null), ("count", num(0))], |c| {
-            assert_eq!(selected(c), 0)
-        })
-        .good(&[("paths", Paths(vec![Some(vec![])]))], |c| {
-            assert_eq!(selected(c), 0, "no leaf is at the empty path")
-        }),
+        .good(&[], selects(2))
+        .good(&[("paths", Null), ("count", num(0))], selects(0))
+        // No leaf is at the empty path.
+        .good(&[("paths", paths_of(&[Some(&[])]))], selects(0)),
+        // Any() selects nothing, All() everything.
         row!(nnx_filter_any(filters: list(&[Param, Stats]), count: len, out_filter: own))
             .with(combined)
-            .good(&[], |c| assert_eq!(selected(c), 3))
-            .good(&[("filters", Null), ("count", num(0))], |c| {
-                assert_eq!(selected(c), 0, "Any()")
-            }),
+            .good(&[], selects(3))
+            .good(&[("filters", Null), ("count", num(0))], selects(0)),
         row!(nnx_filter_all(filters: list(&[Param, Stats]), count: len, out_filter: own))
             .with(combined)
-            .good(&[], |c| assert_eq!(selected(c), 0))
-            .good(&[("filters", Null), ("count", num(0))], |c| {
-                assert_eq!(selected(c), 5, "All()")
-            }),
-        row!(nnx_filter_not(filter: flt, out_filter: own))
-            .good(&[], |c| assert_eq!(selected(c), 3)),
+            .good(&[], selects(0))
+            .good(&[("filters", Null), ("count", num(0))], selects(5)),
+        row!(nnx_filter_not(filter: flt, out_filter: own)).good(&[], selects(3)),
         row!(nnx_filter_everything(out_filter: own)),
         row!(nnx_filter_nothing(out_filter: own)),
         row!(nnx_filter_callback(callback: cb, user_data: ud, release: rel, out_filter: own))
-            .good(&[("user_data", Null), ("release", Null)], |c| {
-                assert_eq!(selected(c), 5)
-            }),
+            .good(&[("user_data", Null), ("release", Null)], selects(5)),
         row!(nnx_filter_matches_variable(filter: flt, path: keys(&[S("z")]), path_len: len,
             variable: var, out_matches: outb))
         .with(bad_keys)
         .bad("filter", Hd(Seven), CALLBACK, "7|callback|'z'")
-        .good(&[], |c| assert!(c.got_bool("out_matches")))
-        .good(&[("filter", Hd(Stats))], |c| {
-            assert!(!c.got_bool("out_matches"))
-        })
-        .good(&[("filter", Hd(Nothing))], |c| {
-            assert!(!c.got_bool("out_matches"))
-        }),
+        .good(&[], says("out_matches", true))
+        .good(&[("filter", Hd(Stats))], says("out_matches", false))
+        .good(&[("filter", Hd(Nothing))], says("out_matches", false)),
+        // A bare array is no Param.
         row!(nnx_filter_matches_array(filter: flt, path: keys(&[S("b"), S("x")]), path_len: len,
             array: arr, out_matches: outb))
         .with(bad_keys)
-        .good(&[], |c| {
-            assert!(!c.got_bool("out_matches"), "a bare array is no Param")
-        })
-        .good(&[("filter", Hd(All))], |c| {
-            assert!(c.got_bool("out_matches"))
-        }),
+        .good(&[], says("out_matches", false))
+        .good(&[("filter", Hd(All))], says("out_matches", true)),
         row!(nnx_filter_clone(filter: flt, out_filter: own)),
         noop!(nnx_filter_free),
         row!(nnx_filter_parse(text: text("Param | tag:x & ~none"), out_filter: own))
@@ -2294,7 +2232,7 @@ fn filter_rows() -> Vec<Row> {
                 "column 1: no variable type is named \"BatchStats\"; did you mean BatchStat?",
             )
             .bad("text", txt(b"P\xff"), UTF8, "")
-            .good(&[], |c| assert_eq!(selected(c), 2)),
+            .good(&[], selects(2)),
     ]
 }
 
