@@ -1713,76 +1713,55 @@ fn failed_registrations_register_nothing() {
 
 /// Key data and names jax refuses; checked by `nnx_variable_new_key` and
 /// `nnx_variable_set_key`, whose variable `which` gives.
-fn bad_key_data(mut r: Row, which: fn(&Call) -> *mut nnx_variable) -> Row {
+fn bad_key_data(r: Row, which: fn(&Call) -> *mut nnx_variable) -> Row {
+    let zeros = |dtype| Zeros(dtype, vec![2]);
     let u32s = |shape: &[i64]| Zeros(NNX_DTYPE_U32, shape.to_vec());
-    r = r
-        .bad("key_data", Zeros(NNX_DTYPE_F32, vec![2]), INVALID, "uint32")
-        .bad(
-            "key_data",
-            Zeros(NNX_DTYPE_U64, vec![2]),
-            INVALID,
-            "got uint64",
-        )
-        .bads(
-            &[("key_data", u32s(&[])), ("impl_name", txt("my_prng"))],
-            INVALID,
-            "scalar",
-        )
+    let key = |shape, name| [("key_data", u32s(shape)), ("impl_name", txt(name))];
+    let r = r
+        .bad("key_data", zeros(NNX_DTYPE_F32), INVALID, "uint32")
+        .bad("key_data", zeros(NNX_DTYPE_U64), INVALID, "got uint64")
+        .bads(&key(&[], "my_prng"), INVALID, "scalar")
         .bad("impl_name", txt(""), INVALID, "empty")
         .bad("impl_name", txt(b"fry\xff"), UTF8, "impl_name");
     // jax's own implementations have their key shape last.
-    for (name, shape, want) in [
-        ("threefry2x32", &[4][..], "[..., 2]"),
+    let jax: [(&str, &[i64], &str); 7] = [
+        ("threefry2x32", &[4], "[..., 2]"),
         ("threefry2x32", &[2, 1], "[..., 2]"),
         ("rbg", &[2], "[..., 4]"),
         ("unsafe_rbg", &[3, 2], "[..., 4]"),
         ("threefry4x32", &[2], "[..., 4]"),
         ("philox2x32", &[2], "[..., 1]"),
         ("philox4x32", &[4], "[..., 2]"),
-    ] {
-        r = r.bads(
-            &[("key_data", u32s(shape)), ("impl_name", txt(name))],
-            INVALID,
-            want,
-        );
-    }
+    ];
+    let r = r.each(jax, |r, (name, shape, want)| {
+        r.bads(&key(shape, name), INVALID, want)
+    });
     // Custom implementations take any uint32 data of at least one
     // dimension, batches of jax's own their key shape last.
-    for (name, shape) in [("my_prng", &[5][..]), ("rbg", &[2, 3, 4])] {
-        r = r.good(
-            &[("key_data", u32s(shape)), ("impl_name", txt(name))],
-            move |c| assert_eq!(get_key(which(c)).1, name),
-        );
-    }
-    r
+    let custom = [("my_prng", &[5][..]), ("rbg", &[2, 3, 4])];
+    r.each(custom, |r, (name, shape)| {
+        let check = move |c: &Call| assert_eq!(get_key(which(c)).1, name);
+        r.good(&key(shape, name), check)
+    })
 }
 
 /// Opaque type names the library refuses.
 fn bad_type_names(r: Row) -> Row {
-    r.bad("type_name", txt(""), INVALID, "empty").bad(
-        "type_name",
-        txt(b"py\xc3"),
-        UTF8,
-        "type_name",
-    )
+    let r = r.bad("type_name", txt(""), INVALID, "empty");
+    r.bad("type_name", txt(b"py\xc3"), UTF8, "type_name")
 }
 
 /// A getter of one kind on `WithMeta`'s entries of other kinds.
-fn other_kinds(mut r: Row, entries: &[(&'static str, &'static str)]) -> Row {
-    for (name, needle) in entries {
-        r = r.bad("name", txt(name), WRONG_KIND, *needle);
-    }
-    r
+fn other_kinds(r: Row, entries: &[(&'static str, &'static str)]) -> Row {
+    r.each(entries, |r, (name, needle)| {
+        r.bad("name", txt(name), WRONG_KIND, *needle)
+    })
 }
 
 /// A variable's metadata entry as JSON.
 fn entry_json(var: *const nnx_variable, name: &str) -> String {
-    let mut json = null_mut();
-    ok!(nnx_variable_get_metadata_json(
-        var,
-        cstr(name).as_ptr(),
-        &mut json
-    ));
+    let name = cstr(name);
+    let json = made(|o| nnx_variable_get_metadata_json(var, name.as_ptr(), o));
     LibStr(json).text()
 }
 
@@ -2355,86 +2334,62 @@ fn flat_rows() -> Vec<Row> {
 }
 
 /// Both ways to split a state into parts.
-fn partition(mut r: Row) -> Row {
-    r = views(r, "state")
-        .bad(
-            "filters",
-            List(vec![None, Some(All)]),
-            NULL_ARG,
-            "`filters[0]`",
-        )
-        .bad(
-            "filters",
-            List(vec![Some(Param), None]),
-            NULL_ARG,
-            "`filters[1]`",
-        )
+fn partition(r: Row) -> Row {
+    let (first, second) = (List(vec![None, Some(All)]), List(vec![Some(Param), None]));
+    let r = views(r, "state")
+        .bad("filters", first, NULL_ARG, "`filters[0]`")
+        .bad("filters", second, NULL_ARG, "`filters[1]`")
         .bads(&[("filters", Null), ("count", num(0))], INVALID, "filter")
         .bad("count", num(0), INVALID, "filter")
         .bad("count", num(usize::MAX / 2), INVALID, "too large")
         // The first leaf asked about, in sorted order, is `a`.
         .bad("filters", list(&[Seven]), CALLBACK, "7|callback|'a'");
-    for filters in [&[Param, Seven][..], &[AnySeven], &[Param, Seven, All]] {
-        r = r.bad("filters", list(filters), CALLBACK, "7|callback");
-    }
+    let sevens: [&[H]; 3] = [&[Param, Seven], &[AnySeven], &[Param, Seven, All]];
+    let r = r.bad_all("filters", CALLBACK, sevens.map(|f| (list(f), "7|callback")));
     // A callback failing midway, first (asked about all 5 leaves) or behind
     // a type filter (asked about the 4 that are no BatchStat).
-    for (n, first) in [
-        (0, true),
-        (1, true),
-        (4, true),
-        (0, false),
-        (1, false),
-        (3, false),
-    ] {
-        let filters = if first {
-            [FailAfter(n), Stats, All]
-        } else {
-            [Stats, FailAfter(n), All]
-        };
-        r = r.bad("filters", list(&filters), CALLBACK, "7");
-    }
-    for answer in [-1, 2, c_int::MAX, c_int::MIN] {
-        r = r.bad(
-            "filters",
-            list(&[Answer(answer)]),
-            CALLBACK,
-            answer.to_string(),
-        );
-    }
+    let first = [0, 1, 4].map(|n| [FailAfter(n), Stats, All]);
+    let behind = [0, 1, 3].map(|n| [Stats, FailAfter(n), All]);
+    let r = r.each([first, behind].concat(), |r, f| {
+        r.bad("filters", list(&f), CALLBACK, "7")
+    });
+    let answers = [-1, 2, c_int::MAX, c_int::MIN].map(|a| (list(&[Answer(a)]), a.to_string()));
+    let r = r.bad_all("filters", CALLBACK, answers);
     // The Everything rule: `...` only last; checked before any leaf is
     // looked at; a clone of the literal is the literal, `Any(...)` and
     // `Not(Not(...))` of it are not.
     let order = "^`...` or `True` can only be used as the last filters";
-    for (filters, index) in [
-        (&[All, Param][..], 0),
+    let misplaced: [(&[H], usize); 5] = [
+        (&[All, Param], 0),
         (&[All, All, Param], 0),
         (&[Param, All, Nothing], 1),
         (&[Param, All, All, Nothing, All], 1),
         (&[AllClone, Param], 0),
-    ] {
-        let needle = format!("{order}|index {index}");
-        r = r.bad("filters", list(filters), ORDER, needle);
-    }
-    r = r.bads(
-        &[("state", Hd(Empty)), ("filters", list(&[All, Param]))],
-        ORDER,
-        format!("{order}|index 0"),
-    );
-    for (filters, want) in [
-        (&[Param, All][..], &[2, 3][..]),
+    ];
+    let r = r.each(misplaced, |r, (filters, index)| {
+        r.bad(
+            "filters",
+            list(filters),
+            ORDER,
+            format!("{order}|index {index}"),
+        )
+    });
+    let empty = [("state", Hd(Empty)), ("filters", list(&[All, Param]))];
+    let r = r.bads(&empty, ORDER, format!("{order}|index 0"));
+    let parts: [(&[H], &[usize]); 7] = [
+        (&[Param, All], &[2, 3]),
         (&[Param, All, All], &[2, 3, 0]),
         (&[All], &[5]),
         (&[All, All], &[5, 0]),
         (&[AnyAll, Param], &[5, 0]),
         (&[NotNotAll, Param], &[5, 0]),
         (&[Param, AllClone, All], &[2, 3, 0]),
-    ] {
-        r = r.good(&[("filters", list(filters))], move |c| {
+    ];
+    r.each(parts, |r, (filters, want)| {
+        r.good(&[("filters", list(filters))], move |c| {
             assert_eq!(counts(c), want)
-        });
-    }
-    r
+        })
+    })
 }
 
 /// The whole state, as the empty path.
