@@ -123,7 +123,7 @@ impl Sentinel for nnx_key {
 }
 
 /// A handle argument: `*const T` or `*mut T`.
-trait Handle: Copy {
+trait Handle: Copy + 'static {
     type T: 'static;
     fn from_raw(ptr: *mut Self::T) -> Self;
     fn null() -> Self;
@@ -335,12 +335,10 @@ unsafe extern "C" fn param_then_seven(
         return 7;
     }
     let mut type_id = NNX_TYPE_NONE;
-    c_int::from(
-        kind == NNX_KIND_VARIABLE && {
-            ok!(nnx_variable_type(variable, &mut type_id));
-            type_id == NNX_TYPE_PARAM
-        },
-    )
+    if kind == NNX_KIND_VARIABLE {
+        ok!(nnx_variable_type(variable, &mut type_id));
+    }
+    c_int::from(type_id == NNX_TYPE_PARAM)
 }
 
 /// The metadata of `WithMeta`, as JSON forms.
@@ -484,12 +482,7 @@ impl Fix {
 
     fn put<G: Guard>(&self, which: H, guard: G) {
         let ptr = guard.raw().cast();
-        let entry = (
-            which,
-            TypeId::of::<G::T>(),
-            ptr,
-            Box::new(guard) as Box<dyn Any>,
-        );
+        let entry: Entry = (which, TypeId::of::<G::T>(), ptr, Box::new(guard));
         self.handles.borrow_mut().push(entry);
     }
 
@@ -500,11 +493,8 @@ impl Fix {
             Answer(answer) => (Some(answer_user_data), answer as isize as *mut c_void, None),
             FailAfter(n) => {
                 let script = Box::new(Script(n, AtomicUsize::new(0)));
-                (
-                    Some(param_then_seven),
-                    &*script as *const Script as *mut c_void,
-                    Some(script),
-                )
+                let ud = &*script as *const Script as *mut c_void;
+                (Some(param_then_seven), ud, Some(script))
             }
             _ => return,
         };
@@ -522,12 +512,8 @@ impl Fix {
         self.callback(which);
         let handles = self.handles.borrow();
         let (_, ty, ptr, _) = handles.iter().find(|e| e.0 == which).expect("a handle");
-        assert_eq!(
-            *ty,
-            TypeId::of::<T>(),
-            "{which:?} is not a {}",
-            std::any::type_name::<T>()
-        );
+        let name = std::any::type_name::<T>();
+        assert_eq!(*ty, TypeId::of::<T>(), "{which:?} is not a {name}");
         ptr.cast()
     }
 
@@ -537,12 +523,8 @@ impl Fix {
         for (which, ty, ptr, _) in self.handles.borrow().iter() {
             let ptr = *ptr;
             if *ty == TypeId::of::<nnx_state>() && !matches!(which, Dead | LeafView) {
-                out += &format!(
-                    "{}{:?}{:?}\n",
-                    listing(ptr.cast()),
-                    identities(ptr.cast()),
-                    file_metadata(ptr.cast())
-                );
+                let s = ptr.cast();
+                out += &format!("{}{:?}{:?}\n", listing(s), identities(s), file_metadata(s));
             } else if *ty == TypeId::of::<nnx_variable>() {
                 out += &variable_print(ptr.cast());
             } else if *ty == TypeId::of::<nnx_flat>() {
@@ -686,6 +668,13 @@ impl<'f> Call<'f> {
         unsafe { &*self.keep(values) }.as_ptr()
     }
 
+    /// Keeps a handle made for the call; gives it as the argument.
+    fn keep_handle<G: Guard, P: Handle>(&self, guard: G) -> P {
+        let ptr = guard.raw().cast();
+        self.keep(guard);
+        P::from_raw(ptr)
+    }
+
     fn cannot<T>(name: &str, v: V) -> T {
         panic!("argument `{name}` cannot take {v:?}")
     }
@@ -706,21 +695,12 @@ impl<'f> Call<'f> {
             Null => P::null(),
             Hd(which) => P::from_raw(self.f.raw(which)),
             Zeros(dtype, shape) if ty == TypeId::of::<nnx_array>() => {
-                let mut out = null_mut();
-                ok!(nnx_array_zeros(
-                    dtype,
-                    shape.as_ptr(),
-                    shape.len(),
-                    &mut out
-                ));
-                self.keep(Arr(out));
-                P::from_raw(out.cast())
+                let (dims, ndim) = (shape.as_ptr(), shape.len());
+                self.keep_handle(Arr(made(|out| nnx_array_zeros(dtype, dims, ndim, out))))
             }
             Json(text) if ty == TypeId::of::<nnx_meta>() => {
-                let m = meta_made(|out| nnx_meta_from_json(text.as_ptr().cast(), text.len(), out));
-                let ptr = m.ptr();
-                self.keep(m);
-                P::from_raw(ptr.cast())
+                let (json, len) = (text.as_ptr().cast(), text.len());
+                self.keep_handle(Meta(made(|out| nnx_meta_from_json(json, len, out))))
             }
             v => Self::cannot(name, v),
         }
@@ -838,21 +818,16 @@ impl<'f> Call<'f> {
     }
 
     /// A required list of handles (its length for the next `len`).
-    fn list<P: Handle + 'static>(&self, name: &'static str, default: &[H]) -> *const P {
+    fn list<P: Handle>(&self, name: &'static str, default: &[H]) -> *const P {
         self.handles(name, default, true)
     }
 
     /// An optional list of handles, NULL by default when empty.
-    fn optl<P: Handle + 'static>(&self, name: &'static str, default: &[H]) -> *const P {
+    fn optl<P: Handle>(&self, name: &'static str, default: &[H]) -> *const P {
         self.handles(name, default, false)
     }
 
-    fn handles<P: Handle + 'static>(
-        &self,
-        name: &'static str,
-        default: &[H],
-        required: bool,
-    ) -> *const P {
+    fn handles<P: Handle>(&self, name: &'static str, default: &[H], required: bool) -> *const P {
         self.len.set(default.len());
         match self.pick(name, list(default), required) {
             Null => null(),
@@ -893,12 +868,8 @@ impl<'f> Call<'f> {
 
     /// The fixture's 128 bytes of caller memory (see `Fix::buf`).
     fn buf(&self, name: &'static str) -> *mut c_void {
-        self.ptr(
-            name,
-            true,
-            self.f.buf.as_ptr().cast_mut().cast(),
-            null_mut(),
-        )
+        let buf = self.f.buf.as_ptr().cast_mut().cast();
+        self.ptr(name, true, buf, null_mut())
     }
 
     /// An address the library holds and never reads.
@@ -926,12 +897,8 @@ impl<'f> Call<'f> {
 
     /// A DLPack tensor exported from `Lent`, whose ownership the call takes.
     fn tensor<T: Exported>(&self, name: &'static str) -> *mut T {
-        let tensor = self.ptr(name, true, true, false);
-        if tensor {
-            T::export(self.f.raw(Lent))
-        } else {
-            null_mut()
-        }
+        let lent = self.ptr(name, true, Some(Lent), None);
+        lent.map_or(null_mut(), |lent| T::export(self.f.raw(lent)))
     }
 
     fn slot<T: Sentinel>(&self, name: &'static str, n: usize, required: bool) -> *mut T {
@@ -1015,11 +982,9 @@ impl<'f> Call<'f> {
     /// Checks that every override was used and, after a failure, that no
     /// out-pointer was written; after a success frees what was handed out.
     fn finish(self, ok: bool, label: &str) -> (Vec<&'static str>, usize) {
+        let used = self.used.borrow();
         for (name, _) in &self.over {
-            assert!(
-                self.used.borrow().contains(name),
-                "{label}: no argument `{name}`"
-            );
+            assert!(used.contains(name), "{label}: no argument `{name}`");
         }
         for (name, slot) in self.outs.borrow().iter() {
             if ok {
@@ -1044,17 +1009,13 @@ trait Exported: Free + Sized {
 
 impl Exported for DLManagedTensorVersioned {
     fn export(array: *mut nnx_array) -> *mut Self {
-        let mut out = null_mut();
-        ok!(nnx_array_to_dlpack(array, &mut out));
-        out
+        made(|out| nnx_array_to_dlpack(array, out))
     }
 }
 
 impl Exported for DLManagedTensor {
     fn export(array: *mut nnx_array) -> *mut Self {
-        let mut out = null_mut();
-        ok!(nnx_array_to_dlpack_legacy(array, &mut out));
-        out
+        made(|out| nnx_array_to_dlpack_legacy(array, out))
     }
 }
 
@@ -1133,24 +1094,26 @@ impl Row {
         }
     }
 
-    fn case(mut self, over: &[(&'static str, V)], want: nnx_status, needle: &str) -> Row {
-        self.cases.push(Case::new(over, want, needle));
-        self
-    }
-
     /// One argument given `v` fails with `want` and a message holding
     /// `needle`.
     fn bad(self, name: &'static str, v: V, want: nnx_status, needle: impl AsRef<str>) -> Row {
-        self.case(&[(name, v)], want, needle.as_ref())
+        self.bads(&[(name, v)], want, needle)
     }
 
-    fn bads(self, over: &[(&'static str, V)], want: nnx_status, needle: impl AsRef<str>) -> Row {
-        self.case(over, want, needle.as_ref())
+    /// The same, with these arguments given other values.
+    fn bads(
+        mut self,
+        over: &[(&'static str, V)],
+        want: nnx_status,
+        needle: impl AsRef<str>,
+    ) -> Row {
+        self.cases.push(Case::new(over, want, needle.as_ref()));
+        self
     }
 
     /// The call with these arguments succeeds, and `check` holds of it.
     fn good(mut self, over: &[(&'static str, V)], check: impl Fn(&Call) + 'static) -> Row {
-        self = self.case(over, NNX_OK, "");
+        self = self.bads(over, NNX_OK, "");
         self.cases.last_mut().unwrap().check = Some(Box::new(check));
         self
     }
@@ -1253,10 +1216,8 @@ impl Row {
                 after(&c);
             }
         } else {
-            assert!(
-                message != primed && !message.is_empty(),
-                "{label}: no message of its own"
-            );
+            let fresh = message != primed && !message.is_empty();
+            assert!(fresh, "{label}: no message of its own");
             for needle in case.needle.split('|').filter(|n| !n.is_empty()) {
                 let found = match needle.strip_prefix('^') {
                     Some(start) => message.starts_with(start),
@@ -1264,11 +1225,8 @@ impl Row {
                 };
                 assert!(found, "{label}: {message:?} lacks {needle:?}");
             }
-            assert_eq!(
-                f.fingerprint(),
-                before,
-                "{label}: a failed call changed its inputs"
-            );
+            let now = f.fingerprint();
+            assert_eq!(now, before, "{label}: a failed call changed its inputs");
             if !self.consumes {
                 assert_eq!(f.counter.get(), released, "{label}: a release callback ran");
             }
@@ -1521,6 +1479,11 @@ fn counts(c: &Call) -> Vec<usize> {
         .collect()
 }
 
+/// Checks that `Plain` now holds a value of this kind.
+fn holds(kind: nnx_value_kind) -> impl Fn(&Call) {
+    move |c| assert_eq!(value_kind(c.f.raw(Plain)), kind)
+}
+
 /// Checks that the filter handed out selects `n` leaves of `Main`.
 fn selects(n: usize) -> impl Fn(&Call) {
     move |c| assert_eq!(selected(c), n)
@@ -1674,18 +1637,13 @@ fn type_rows() -> Vec<Row> {
             .good(&[], |c| assert_eq!(text_of(c.got("out_name")), "Param")),
         row!(nnx_type_parent(type_id: n(NNX_TYPE_PARAM), out_parent: out))
             .with(|r| unknown_ids(r, "type_id"))
-            .good(&[("type_id", num(NNX_TYPE_VARIABLE))], |c| {
-                assert_eq!(c.got::<u32>("out_parent"), NNX_TYPE_NONE)
-            }),
+            .good(&[("type_id", num(NNX_TYPE_VARIABLE))], gives("out_parent", NNX_TYPE_NONE)),
         row!(nnx_type_is_subtype(type_id: n(NNX_TYPE_PARAM), ancestor: n(NNX_TYPE_VARIABLE),
             out_result: outb))
             .with(|r| unknown_ids(r, "type_id"))
             .with(|r| unknown_ids(r, "ancestor"))
-            .with(|mut r| {
-                for id in UNKNOWN_IDS {
-                    r = r.bads(&[("type_id", num(id)), ("ancestor", num(id))], UNKNOWN, "");
-                }
-                r
+            .each(UNKNOWN_IDS, |r, id| {
+                r.bads(&[("type_id", num(id)), ("ancestor", num(id))], UNKNOWN, "")
             })
             .good(&[], |c| assert!(c.got_bool("out_result"))),
         row!(nnx_type_count(out_count: out)).good(&[], |c| assert!(c.got::<usize>("out_count") >= 12)),
@@ -1788,11 +1746,8 @@ fn variable_rows() -> Vec<Row> {
     vec![
         row!(nnx_variable_new(type_id: n(NNX_TYPE_PARAM), value: opt(Lent), out_variable: own))
             .with(|r| unknown_ids(r, "type_id"))
-            .with(|mut r| {
-                for id in UNKNOWN_IDS {
-                    r = r.bads(&[("type_id", num(id)), ("value", Null)], UNKNOWN, "");
-                }
-                r
+            .each(UNKNOWN_IDS, |r, id| {
+                r.bads(&[("type_id", num(id)), ("value", Null)], UNKNOWN, "")
             })
             .good(&[("value", Null)], |c| {
                 assert_eq!(value_kind(c.got_own("out_variable")), NNX_VALUE_NONE)
@@ -1807,13 +1762,9 @@ fn variable_rows() -> Vec<Row> {
                 assert!(c.got_own::<nnx_array>("out_value").is_null())
             }),
         row!(nnx_variable_set_value(variable: var, value: opt(Lent)))
-            .good(&[("value", Null)], |c| assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_NONE)),
-        row!(nnx_variable_value_kind(variable: var, out_kind: out)).with(|mut r| {
-            for (which, kind) in kinds {
-                r = r.good(&[("variable", Hd(which))], move |c| assert_eq!(c.got::<u32>("out_kind"), kind));
-            }
-            r
-        }),
+            .good(&[("value", Null)], holds(NNX_VALUE_NONE)),
+        row!(nnx_variable_value_kind(variable: var, out_kind: out))
+            .each(kinds, |r, (h, kind)| r.good(&[("variable", Hd(h))], gives("out_kind", kind))),
         row!(nnx_variable_new_key(type_id: n(NNX_TYPE_RNG_KEY), key_data: h(KeyData),
             impl_name: text("threefry2x32"), out_variable: own))
             .with(|r| bad_key_data(r, |c| c.got_own("out_variable")))
@@ -1821,7 +1772,7 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_set_key(variable: h(KeyVar), key_data: h(KeyData),
             impl_name: text("threefry2x32")))
             .with(|r| bad_key_data(r, |c| c.f.raw(KeyVar)))
-            .good(&[("variable", Hd(Plain))], |c| assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_KEY)),
+            .good(&[("variable", Hd(Plain))], holds(NNX_VALUE_KEY)),
         row!(nnx_variable_get_key(variable: h(KeyVar), out_key_data: own, out_impl_name: out))
             .bad("variable", Hd(Plain), WRONG_KIND, "an array|not a typed PRNG key")
             .bad("variable", Hd(NoValue), WRONG_KIND, "no value|not a typed PRNG key")
@@ -1847,9 +1798,8 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_set_opaque(variable: var, type_name: text("test:thing"), object: any,
             release: rel, user_data: ud))
             .with(bad_type_names)
-            .good(&[("object", Null), ("release", Null), ("user_data", Null)], |c| {
-                assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_OPAQUE)
-            }),
+            .good(&[("object", Null), ("release", Null), ("user_data", Null)],
+                holds(NNX_VALUE_OPAQUE)),
         row!(nnx_variable_get_opaque(variable: h(Opaque), out_object: out, out_type_name: out))
             .bad("variable", Hd(Plain), WRONG_KIND, "an array|not an opaque value")
             .bad("variable", Hd(NoValue), WRONG_KIND, "no value|not an opaque value")
@@ -1857,12 +1807,7 @@ fn variable_rows() -> Vec<Row> {
             .good(&[], |c| assert_eq!(c.got::<*mut c_void>("out_object"), sentinel())),
         row!(nnx_variable_set_metadata_str(variable: var, name: text("tag"), value: text("x")))
             .with(bad_names)
-            .with(|mut r| {
-                for bad in BAD_UTF8 {
-                    r = r.bad("value", txt(bad), UTF8, "value");
-                }
-                r
-            })
+            .bad_utf8("value", "value")
             .good(&[], |c| assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "'x'"))
             .good(&[("value", txt(""))], |c| {
                 assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "''", "an empty value is a value");
@@ -1910,12 +1855,12 @@ fn variable_rows() -> Vec<Row> {
             }),
         row!(nnx_variable_get_metadata_json(variable: h(WithMeta), name: text("t"), out_value: own))
             .with(absent_names)
-            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), META[4].1))
-            .good(&[("name", txt("i"))], |c| assert_eq!(text_of(c.got_own("out_value")), "3")),
+            .good(&[], text_is("out_value", META[4].1))
+            .good(&[("name", txt("i"))], text_is("out_value", "3")),
         row!(nnx_variable_get_metadata_str(variable: h(WithMeta), name: text("s"), out_value: own))
             .with(absent_names)
             .with(|r| other_kinds(r, &[("i", "int"), ("f", "float"), ("b", "bool"), ("l", "list ([1])")]))
-            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), "text")),
+            .good(&[], text_is("out_value", "text")),
         row!(nnx_variable_get_metadata_int(variable: h(WithMeta), name: text("i"), out_value: out))
             .with(absent_names)
             .with(|r| other_kinds(r, &[("s", "str"), ("f", "float"), ("b", "bool"), ("l", "list")]))
@@ -1944,13 +1889,9 @@ fn variable_rows() -> Vec<Row> {
             }),
         row!(nnx_variable_metadata_kind(variable: h(WithMeta), name: text("f"), out_kind: out))
             .with(absent_names)
-            .with(|mut r| {
-                for (name, kind) in [("s", NNX_META_STR), ("i", NNX_META_INT), ("f", NNX_META_FLOAT),
-                    ("b", NNX_META_BOOL), ("t", NNX_META_TUPLE), ("l", NNX_META_LIST)] {
-                    r = r.good(&[("name", txt(name))], move |c| assert_eq!(c.got::<u32>("out_kind"), kind));
-                }
-                r
-            }),
+            .each([("s", NNX_META_STR), ("i", NNX_META_INT), ("f", NNX_META_FLOAT),
+                ("b", NNX_META_BOOL), ("t", NNX_META_TUPLE), ("l", NNX_META_LIST)],
+                |r, (name, kind)| r.good(&[("name", txt(name))], gives("out_kind", kind))),
         row!(nnx_variable_remove_metadata(variable: h(WithMeta), name: text("s")))
             .with(absent_names),
         row!(nnx_variable_retain(variable: var)).after(|c| nnx_variable_release(c.f.raw(Plain))),
@@ -2216,12 +2157,14 @@ fn filter_rows() -> Vec<Row> {
 }
 
 /// Ranges past the end of `Entries` (5 entries).
-fn flat_ranges(mut r: Row) -> Row {
-    for (start, count) in [(0, 6), (5, 1), (6, 0), (1, 13), (usize::MAX, 2)] {
-        let over = [("start", num(start)), ("count", num(count))];
-        r = r.bads(&over, RANGE, start.to_string());
-    }
-    r
+fn flat_ranges(r: Row) -> Row {
+    r.each(
+        [(0, 6), (5, 1), (6, 0), (1, 13), (usize::MAX, 2)],
+        |r, (start, count)| {
+            let over = [("start", num(start)), ("count", num(count))];
+            r.bads(&over, RANGE, start.to_string())
+        },
+    )
 }
 
 /// Indexes past the end of `Entries`, and index 0 of an empty list.
