@@ -2348,8 +2348,13 @@ fn whole(keyed: bool) -> Vec<(&'static str, V)> {
 /// where nothing is, and the empty path of a dead view.
 fn reader(r: Row, keyed: bool) -> Row {
     let r = if keyed { bad_keys(r) } else { bad_texts(r) };
+    dead_whole(missing(through(views(r, "state"), keyed), keyed), keyed)
+}
+
+/// The empty path of a dead view: the whole of a state no longer there.
+fn dead_whole(r: Row, keyed: bool) -> Row {
     let dead = [&whole(keyed)[..], &[("state", Hd(Dead))]].concat();
-    missing(through(views(r, "state"), keyed), keyed).bads(&dead, NOT_FOUND, "no longer exists")
+    r.bads(&dead, NOT_FOUND, "no longer exists")
 }
 
 /// What a writer at a path shares.
@@ -2359,15 +2364,10 @@ fn writer(r: Row, keyed: bool) -> Row {
 }
 
 /// A getter at a path finding a leaf of another kind.
-fn other_leaves(mut r: Row, keyed: bool, at: &[(&[K<'static>], &str, &'static str)]) -> Row {
-    for (keys, text, needle) in at {
-        r = r.bad("path", self::at(keyed, keys, text), WRONG_KIND, *needle);
-    }
-    r
-}
-
-fn kind_is(want: nnx_kind) -> impl Fn(&Call) {
-    move |c| assert_eq!(c.got::<u32>("out_kind"), want)
+fn other_leaves(r: Row, keyed: bool, at: &[(&[K<'static>], &str, &'static str)]) -> Row {
+    r.each(at, |r, (keys, text, needle)| {
+        r.bad("path", self::at(keyed, keys, text), WRONG_KIND, *needle)
+    })
 }
 
 /// The empty string is a key like any other, given without a pointer; it
@@ -2385,23 +2385,15 @@ fn the_empty_key_is_a_key(c: &Call) {
     let mut key = sentinel_key();
     ok!(nnx_state_key_at(state, 4, &mut key));
     assert_eq!((key.kind, key.str_len), (NNX_KEY_STR, 0));
-    assert!(
-        !key.str.is_null(),
-        "a key handed out is NUL-terminated text"
-    );
+    let text = !key.str.is_null();
+    assert!(text, "a key handed out is NUL-terminated text");
 }
 
 /// A view of the empty path is the state itself, live.
 fn a_live_view_of_everything(c: &Call) {
-    let (view, var) = (
-        c.got_own::<nnx_state>("out_state"),
-        variable(NNX_TYPE_PARAM, None),
-    );
-    ok!(nnx_state_set_variable_str(
-        view,
-        cstr("through_view").as_ptr(),
-        var.ptr()
-    ));
+    let view = c.got_own::<nnx_state>("out_state");
+    let (path, var) = (cstr("through_view"), variable(NNX_TYPE_PARAM, None));
+    ok!(nnx_state_set_variable_str(view, path.as_ptr(), var.ptr()));
     assert_eq!(leaves(c.f.raw(Main)), 6);
 }
 
@@ -2411,12 +2403,8 @@ fn state_rows() -> Vec<Row> {
     const BX: &[K<'static>] = &[S("b"), S("x")];
     const Z: &[K<'static>] = &[S("z")];
     let state_value = |r: Row| {
-        r.bad("value", Hd(Dead), NOT_FOUND, "no longer exists").bad(
-            "value",
-            Hd(LeafView),
-            WRONG_KIND,
-            "leaf",
-        )
+        let r = r.bad("value", Hd(Dead), NOT_FOUND, "no longer exists");
+        r.bad("value", Hd(LeafView), WRONG_KIND, "leaf")
     };
     vec![
         row!(nnx_state_new(out_state: own)),
@@ -2444,22 +2432,20 @@ fn state_rows() -> Vec<Row> {
             .with(state_value),
         row!(nnx_state_get_kind(state: st, path: keys(&[S("a")]), path_len: len, out_kind: out))
             .with(|r| reader(r, true))
-            .good(&whole(true), kind_is(NNX_KIND_STATE))
-            .good(&[("path", k(BX))], kind_is(NNX_KIND_ARRAY)),
+            .good(&whole(true), gives("out_kind", NNX_KIND_STATE))
+            .good(&[("path", k(BX))], gives("out_kind", NNX_KIND_ARRAY)),
         row!(nnx_state_get_kind_str(state: st, path: text("a"), out_kind: out))
             .with(|r| reader(r, false))
-            .good(&whole(false), kind_is(NNX_KIND_STATE))
-            .good(&[], kind_is(NNX_KIND_VARIABLE)),
+            .good(&whole(false), gives("out_kind", NNX_KIND_STATE))
+            .good(&[], gives("out_kind", NNX_KIND_VARIABLE)),
         row!(nnx_state_contains(state: st, path: keys(&[S("a")]), path_len: len,
             out_contains: outb))
-            .with(|r| views(absent(bad_keys(r), true), "state"))
-            .bads(&[&whole(true)[..], &[("state", Hd(Dead))]].concat(), NOT_FOUND, "no longer exists")
-            .good(&whole(true), |c| assert!(c.got_bool("out_contains")))
-            .good(&[], |c| assert!(c.got_bool("out_contains"))),
+            .with(|r| dead_whole(views(absent(bad_keys(r), true), "state"), true))
+            .good(&whole(true), says("out_contains", true))
+            .good(&[], says("out_contains", true)),
         row!(nnx_state_contains_str(state: st, path: text("a"), out_contains: outb))
-            .with(|r| views(absent(bad_texts(r), false), "state"))
-            .bads(&[&whole(false)[..], &[("state", Hd(Dead))]].concat(), NOT_FOUND, "no longer exists")
-            .good(&[], |c| assert!(c.got_bool("out_contains"))),
+            .with(|r| dead_whole(views(absent(bad_texts(r), false), "state"), false))
+            .good(&[], says("out_contains", true)),
         row!(nnx_state_get_variable(state: st, path: keys(A), path_len: len, out_variable: own))
             .with(|r| reader(r, true))
             .bads(&whole(true), WRONG_KIND, "")
@@ -2535,26 +2521,17 @@ fn state_rows() -> Vec<Row> {
 }
 
 fn checkpoint_rows() -> Vec<Row> {
+    let (missing, unknown) = (txt("missing.safetensors"), ("leaf_type", num(UNKNOWN_TYPE)));
+    let no_dir =
+        "^cannot save '|no/such/dir/x.safetensors': the directory '|no/such/dir' does not exist";
     vec![
         row!(nnx_safetensors_load(path: file("s.safetensors"), leaf_type: n(NNX_TYPE_PARAM),
             flags: n(0u32), out_state: own))
-        .bad(
-            "path",
-            txt("missing.safetensors"),
-            IO,
-            "missing.safetensors",
-        )
+        .bad("path", missing, IO, "missing.safetensors")
         .bad("path", txt("bad.safetensors"), FORMAT, "bad.safetensors")
         .bad("path", txt("short.safetensors"), FORMAT, "truncated")
         .bad("flags", num(4), INVALID, "")
-        .bads(
-            &[
-                ("path", txt("bad.safetensors")),
-                ("leaf_type", num(UNKNOWN_TYPE)),
-            ],
-            UNKNOWN,
-            "",
-        )
+        .bads(&[("path", txt("bad.safetensors")), unknown], UNKNOWN, "")
         .good(&[], |c| {
             let state = c.got_own("out_state");
             assert_eq!(leaves(state), 5);
@@ -2563,12 +2540,7 @@ fn checkpoint_rows() -> Vec<Row> {
         row!(nnx_safetensors_save(state: st, path: file("out.safetensors"), flags: n(0u32)))
             .with(|r| views(r, "state"))
             .bad("flags", num(1), INVALID, "")
-            .bad(
-                "path",
-                txt("no/such/dir/x.safetensors"),
-                IO,
-                "^cannot save '|no/such/dir/x.safetensors': the directory '|no/such/dir' does not exist",
-            )
+            .bad("path", txt("no/such/dir/x.safetensors"), IO, no_dir)
             .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
         row!(nnx_safetensors_save_sharded(state: st, directory: file(""), name: text("model"),
             max_shard_size: n(1u64 << 20), flags: n(0u32)))
@@ -2579,10 +2551,8 @@ fn checkpoint_rows() -> Vec<Row> {
         .bad("name", txt(b"\xff"), UTF8, "")
         .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
         row!(nnx_safetensors_metadata_len(state: st, out_len: out))
-            .good(&[], |c| assert_eq!(c.got::<usize>("out_len"), 1))
-            .good(&[("state", Hd(Other))], |c| {
-                assert_eq!(c.got::<usize>("out_len"), 0)
-            }),
+            .good(&[], gives("out_len", 1usize))
+            .good(&[("state", Hd(Other))], gives("out_len", 0usize)),
         row!(nnx_safetensors_metadata_at(state: st, index: n(0usize), out_name: own,
             out_value: own))
         .bad("index", num(1), RANGE, "index 1 is out of range for 1")
@@ -2594,32 +2564,35 @@ fn checkpoint_rows() -> Vec<Row> {
         row!(nnx_safetensors_metadata_get(state: st, name: text("format"), out_value: own))
             .bad("name", txt("formats"), NOT_FOUND, "\"formats\"")
             .bad("name", txt(b"\xff"), UTF8, "")
-            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), "pt")),
+            .good(&[], text_is("out_value", "pt")),
         row!(nnx_safetensors_metadata_set(state: st, name: text("format"), value: text("np")))
             .bad("name", txt("nnx_state.v1"), INVALID, "reserved")
             .bad("name", txt("nnx_state.v7"), INVALID, "reserved")
             .bad("name", txt(b"\xff"), UTF8, "")
             .bad("value", txt(b"\xff"), UTF8, "")
-            .good(&[], |c| {
-                assert_eq!(file_metadata(c.f.raw(Main)), [pair("format", "np")])
-            })
-            .good(&[("name", txt("total_size"))], |c| {
-                assert_eq!(
-                    file_metadata(c.f.raw(Main)),
-                    [pair("format", "pt"), pair("total_size", "np")]
-                )
-            }),
+            .good(&[], carries(&[("format", "np")]))
+            .good(
+                &[("name", txt("total_size"))],
+                carries(&[("format", "pt"), ("total_size", "np")]),
+            ),
         row!(nnx_safetensors_metadata_remove(state: st, name: text("format")))
             .bad("name", txt("nope"), NOT_FOUND, "\"nope\"")
             .bad("name", txt(b"\xff"), UTF8, "")
-            .good(&[], |c| assert!(file_metadata(c.f.raw(Main)).is_empty())),
-        row!(nnx_safetensors_metadata_clear(state: st))
-            .good(&[], |c| assert!(file_metadata(c.f.raw(Main)).is_empty())),
+            .good(&[], carries(&[])),
+        row!(nnx_safetensors_metadata_clear(state: st)).good(&[], carries(&[])),
     ]
 }
 
 fn pair(name: &str, value: &str) -> (String, String) {
     (name.to_owned(), value.to_owned())
+}
+
+/// Checks that `Main` now carries these file metadata entries, in order.
+fn carries(want: &'static [(&str, &str)]) -> impl Fn(&Call) {
+    move |c| {
+        let want: Vec<_> = want.iter().map(|(name, value)| pair(name, value)).collect();
+        assert_eq!(file_metadata(c.f.raw(Main)), want)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2661,11 +2634,8 @@ fn status_names() {
     for (status, name, value) in all {
         assert_eq!(status as i32, value, "{name} changed its value");
         assert_eq!(status_name(status), name);
-        assert_eq!(
-            nnx_status_name(value),
-            nnx_status_name(value),
-            "not a static string"
-        );
+        let (first, again) = (nnx_status_name(value), nnx_status_name(value));
+        assert_eq!(first, again, "not a static string");
     }
     for value in [-1, 19, 42, 99, 101, 1000, i32::MIN, i32::MAX] {
         assert_eq!(name_of(value), "NNX_UNKNOWN_STATUS", "value {value}");
@@ -2716,11 +2686,8 @@ fn last_error_message() {
     barrier.wait();
     other.join().unwrap();
     assert_eq!(leaves(sample_state().ptr()), SAMPLE_LEAVES);
-    assert_eq!(
-        nnx_last_error_message(),
-        ptr,
-        "a success or another thread moved it"
-    );
+    let now = nnx_last_error_message();
+    assert_eq!(now, ptr, "a success or another thread moved it");
     assert_eq!(text_of(ptr), mine);
 }
 
@@ -2761,21 +2728,19 @@ tables!(
 fn every_extern_function_has_a_row() {
     let mut rowed = BTreeSet::new();
     for row in all_rows().iter().flatten() {
-        assert!(
-            rowed.insert(row.name.to_owned()),
-            "two rows for {}",
-            row.name
-        );
+        let name = row.name.to_owned();
+        assert!(rowed.insert(name), "two rows for {}", row.name);
     }
     let declared = common::header::header_functions();
     let missing: Vec<_> = declared.difference(&rowed).collect();
     let extra: Vec<_> = rowed.difference(&declared).collect();
+    let (none, header) = (missing.is_empty(), extra.is_empty());
     assert!(
-        missing.is_empty(),
+        none,
         "functions of include/nnx_state.h without a row: {missing:?}"
     );
     assert!(
-        extra.is_empty(),
+        header,
         "rows for functions the header does not declare: {extra:?}"
     );
 }
