@@ -31,7 +31,7 @@ mod common;
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::PathBuf;
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +41,17 @@ use ::nnx_state::ffi::filter_parse::nnx_filter_parse;
 use ::nnx_state::ffi::io::*;
 use common::*;
 use nnx_status::*;
+// Short names for the statuses.
+use nnx_status::{
+    NNX_ERR_CALLBACK as CALLBACK, NNX_ERR_FILTER_ORDER as ORDER, NNX_ERR_FORMAT as FORMAT,
+    NNX_ERR_INDEX_OUT_OF_RANGE as RANGE, NNX_ERR_INVALID_ARGUMENT as INVALID,
+    NNX_ERR_INVALID_UTF8 as UTF8, NNX_ERR_IO as IO, NNX_ERR_KEY_NOT_FOUND as NOT_FOUND,
+    NNX_ERR_NON_EXHAUSTIVE as NON_EXHAUSTIVE, NNX_ERR_NULL_ARGUMENT as NULL_ARG,
+    NNX_ERR_OUT_OF_MEMORY as OOM, NNX_ERR_PATH_THROUGH_LEAF as THROUGH_LEAF,
+    NNX_ERR_READ_ONLY as READ_ONLY, NNX_ERR_SHAPE_MISMATCH as SHAPE, NNX_ERR_TOO_DEEP as TOO_DEEP,
+    NNX_ERR_TYPE_CONFLICT as CONFLICT, NNX_ERR_UNKNOWN_TYPE as UNKNOWN,
+    NNX_ERR_WRONG_KIND as WRONG_KIND,
+};
 use H::*;
 use V::*;
 
@@ -157,7 +168,6 @@ macro_rules! free_with {
         }
     )*};
 }
-// SAFETY (the tensors): exported by the library, deleted once.
 free_with!(nnx_array => nnx_array_release, nnx_variable => nnx_variable_release,
     nnx_state => nnx_state_free, nnx_filter => nnx_filter_free, nnx_flat => nnx_flat_free,
     nnx_meta => nnx_meta_free, c_char => nnx_string_free,
@@ -1240,25 +1250,6 @@ impl Row {
 // ---------------------------------------------------------------------------
 // Cases shared by families of functions
 
-const NULL_ARG: nnx_status = NNX_ERR_NULL_ARGUMENT;
-const INVALID: nnx_status = NNX_ERR_INVALID_ARGUMENT;
-const UTF8: nnx_status = NNX_ERR_INVALID_UTF8;
-const NOT_FOUND: nnx_status = NNX_ERR_KEY_NOT_FOUND;
-const WRONG_KIND: nnx_status = NNX_ERR_WRONG_KIND;
-const THROUGH_LEAF: nnx_status = NNX_ERR_PATH_THROUGH_LEAF;
-const SHAPE: nnx_status = NNX_ERR_SHAPE_MISMATCH;
-const UNKNOWN: nnx_status = NNX_ERR_UNKNOWN_TYPE;
-const CONFLICT: nnx_status = NNX_ERR_TYPE_CONFLICT;
-const NON_EXHAUSTIVE: nnx_status = NNX_ERR_NON_EXHAUSTIVE;
-const ORDER: nnx_status = NNX_ERR_FILTER_ORDER;
-const RANGE: nnx_status = NNX_ERR_INDEX_OUT_OF_RANGE;
-const CALLBACK: nnx_status = NNX_ERR_CALLBACK;
-const READ_ONLY: nnx_status = NNX_ERR_READ_ONLY;
-const OOM: nnx_status = NNX_ERR_OUT_OF_MEMORY;
-const FORMAT: nnx_status = NNX_ERR_FORMAT;
-const IO: nnx_status = NNX_ERR_IO;
-const TOO_DEEP: nnx_status = NNX_ERR_TOO_DEEP;
-
 const F32: i128 = NNX_DTYPE_F32 as i128;
 const U8: i128 = NNX_DTYPE_U8 as i128;
 
@@ -1294,11 +1285,8 @@ fn bad_shapes(r: Row, with_bytes: bool) -> Row {
 
 /// Byte counts that disagree with the shape `[2, 3]` of f32.
 fn mismatched_bytes(r: Row, counts: &[usize]) -> Row {
-    r.bad_all(
-        "nbytes",
-        SHAPE,
-        counts.iter().map(|n| (num(*n), format!("24|{n}"))),
-    )
+    let needles = counts.iter().map(|n| (num(*n), format!("24|{n}")));
+    r.bad_all("nbytes", SHAPE, needles)
 }
 
 /// Keys that are wrong wherever a path goes: not UTF-8, of no known kind,
@@ -1473,10 +1461,8 @@ fn nbytes(array: *const nnx_array) -> usize {
 
 /// The leaf counts of the states handed out through `out_states`.
 fn counts(c: &Call) -> Vec<usize> {
-    c.got_owns::<nnx_state>("out_states")
-        .into_iter()
-        .map(|s| leaves(s))
-        .collect()
+    let states = c.got_owns::<nnx_state>("out_states");
+    states.into_iter().map(|s| leaves(s)).collect()
 }
 
 /// Checks that `Plain` now holds a value of this kind.
@@ -1491,21 +1477,8 @@ fn selects(n: usize) -> impl Fn(&Call) {
 
 /// How many leaves of `Main` the filter handed out selects.
 fn selected(c: &Call) -> usize {
-    let filter = c.got_own::<nnx_filter>("out_filter");
-    let mut out = [null_mut()];
-    ok!(nnx_state_filter(
-        c.f.raw(Main),
-        &filter,
-        1,
-        out.as_mut_ptr()
-    ));
-    leaves(St(out[0]).ptr())
-}
-
-fn text_of(ptr: *const c_char) -> String {
-    assert!(!ptr.is_null());
-    // SAFETY: a NUL-terminated string from the library.
-    unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_owned()
+    let (main, filter) = (c.f.raw(Main), c.got_own::<nnx_filter>("out_filter"));
+    leaves(St(made(|o| nnx_state_filter(main, &filter, 1, o))).ptr())
 }
 
 /// `len` bytes the library lends at `text`.

@@ -357,6 +357,13 @@ macro_rules! path {
     };
 }
 
+/// A NUL-terminated UTF-8 string from the library.
+pub fn text_of(ptr: *const c_char) -> String {
+    assert!(!ptr.is_null());
+    // SAFETY: a NUL-terminated string from the library.
+    unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_owned()
+}
+
 pub fn cstr(text: &str) -> CString {
     CString::new(text).expect("no NUL in test strings")
 }
@@ -517,9 +524,7 @@ pub fn get_key(var: *const nnx_variable) -> (Arr, String) {
     let mut data = std::ptr::null_mut();
     let mut name = std::ptr::null();
     ok!(nnx_variable_get_key(var, &mut data, &mut name));
-    // SAFETY: an interned NUL-terminated name.
-    let name = unsafe { CStr::from_ptr(name) }.to_str().unwrap().to_owned();
-    (Arr(data), name)
+    (Arr(data), text_of(name))
 }
 
 /// The variable's opaque value: its object and type name.
@@ -527,9 +532,7 @@ pub fn get_opaque(var: *const nnx_variable) -> (*mut c_void, String) {
     let mut object = std::ptr::null_mut();
     let mut name = std::ptr::null();
     ok!(nnx_variable_get_opaque(var, &mut object, &mut name));
-    // SAFETY: an interned NUL-terminated name.
-    let name = unsafe { CStr::from_ptr(name) }.to_str().unwrap().to_owned();
-    (object, name)
+    (object, text_of(name))
 }
 
 /// A variable of `type_id` holding a fresh f32 vector.
