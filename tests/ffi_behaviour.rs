@@ -103,19 +103,16 @@ fn release_callbacks_may_call_the_library_back() {
         set_arr(&state, "y", &lend());
         let source = new_state();
         let (mut source_data, source_count) = ([1.0f32], Counter::new());
-        let ud = source_count.as_user_data();
+        let (ud, release): (_, nnx_release_fn) = (source_count.as_user_data(), Some(count_release));
         set_arr(
             &source,
             "y",
-            &wrap_f32(&mut source_data, false, Some(count_release), ud),
+            &wrap_f32(&mut source_data, false, release, ud),
         );
         ok!(nnx_state_update(state.ptr(), source.ptr()));
         drop(source);
-        assert_eq!(
-            (runs(), source_count.get()),
-            (3, 0),
-            "the state holds the source's array"
-        );
+        let both = || (runs(), source_count.get());
+        assert_eq!(both(), (3, 0), "the state holds the source's array");
         // ... when a variable's value is replaced, by none or by a key ...
         set_var(&state, "v", &holder);
         ok!(nnx_variable_set_value(holder.ptr(), lend().ptr()));
@@ -136,12 +133,8 @@ fn release_callbacks_may_call_the_library_back() {
         ok!(nnx_variable_set_value(holder.ptr(), null()));
         opaque(&holder);
         let key = u32_array(&[2], &[0, 1]);
-        let threefry = cstr("threefry2x32");
-        ok!(nnx_variable_set_key(
-            holder.ptr(),
-            key.ptr(),
-            threefry.as_ptr()
-        ));
+        let name = cstr("threefry2x32");
+        ok!(nnx_variable_set_key(holder.ptr(), key.ptr(), name.as_ptr()));
         assert_eq!(runs(), 6);
         let other = variable(NNX_TYPE_PARAM, None);
         opaque(&other);
@@ -154,13 +147,8 @@ fn release_callbacks_may_call_the_library_back() {
         // sees the state as it was when it began.
         let writer = callback_filter(Some(writes_while_asked), state.ptr().cast(), None);
         let (rest, mut parts) = (everything(), [null_mut(); 2]);
-        let (split, filters) = (state.ptr(), filter_ptrs(&[&writer, &rest]));
-        ok!(nnx_state_split(
-            split,
-            filters.as_ptr(),
-            2,
-            parts.as_mut_ptr()
-        ));
+        let (split, fs) = (state.ptr(), filter_ptrs(&[&writer, &rest]));
+        ok!(nnx_state_split(split, fs.as_ptr(), 2, parts.as_mut_ptr()));
         let (first, second) = (St(parts[0]), St(parts[1]));
         assert_eq!((leaves(first.ptr()), leaves(second.ptr())), (0, 2));
         let mut kind = SENTINEL_U32;
@@ -168,11 +156,7 @@ fn release_callbacks_may_call_the_library_back() {
         ok!(nnx_state_get_kind_str(state.ptr(), at.as_ptr(), &mut kind));
         assert_eq!(kind, NNX_KIND_STATE);
         drop((state, holder));
-        assert_eq!(
-            (runs(), source_count.get()),
-            (7, 0),
-            "the split's parts hold it"
-        );
+        assert_eq!(both(), (7, 0), "the split's parts hold it");
         drop((first, second));
         assert_eq!(source_count.get(), 1);
     });

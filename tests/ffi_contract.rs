@@ -588,11 +588,7 @@ fn variable_print(var: *const nnx_variable) -> String {
     ok!(nnx_variable_type(var, &mut ty));
     let kind = value_kind(var);
     let value = match kind {
-        NNX_VALUE_ARRAY => {
-            let mut a = null_mut();
-            ok!(nnx_variable_get_value(var, &mut a));
-            Arr(a).ptr() as usize
-        }
+        NNX_VALUE_ARRAY => Arr(made(|out| nnx_variable_get_value(var, out))).ptr() as usize,
         NNX_VALUE_KEY => get_key(var).0.ptr() as usize,
         NNX_VALUE_OPAQUE => get_opaque(var).0 as usize,
         _ => 0,
@@ -603,10 +599,8 @@ fn variable_print(var: *const nnx_variable) -> String {
     for i in 0..count {
         let (mut name, mut kind) = (null_mut(), 0);
         ok!(nnx_variable_metadata_at(var, i, &mut name, &mut kind));
-        let name = LibStr(name);
-        let mut json = null_mut();
-        ok!(nnx_variable_get_metadata_json(var, name.ptr(), &mut json));
-        out += &format!(" {}={}", name.text(), LibStr(json).text());
+        let name = LibStr(name).text();
+        out += &format!(" {name}={}", entry_json(var, &name));
     }
     out + "\n"
 }
@@ -1873,12 +1867,8 @@ fn variable_rows() -> Vec<Row> {
 }
 
 fn an_int_tag_is_no_tag() {
-    let var = variable(NNX_TYPE_PARAM, None);
-    ok!(nnx_variable_set_metadata_int(
-        var.ptr(),
-        cstr("tag").as_ptr(),
-        1
-    ));
+    let (var, name) = (variable(NNX_TYPE_PARAM, None), cstr("tag"));
+    ok!(nnx_variable_set_metadata_int(var.ptr(), name.as_ptr(), 1));
     let mut tag = sentinel();
     ok!(nnx_variable_tag(var.ptr(), &mut tag));
     assert!(tag.is_null());
