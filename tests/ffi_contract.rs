@@ -316,22 +316,11 @@ struct Fix {
     dir: RefCell<Option<PathBuf>>,
 }
 
-unsafe extern "C" fn answer_user_data(
-    user_data: *mut c_void,
-    _path: *const nnx_key,
-    _path_len: usize,
-    _kind: nnx_kind,
-    _variable: *const nnx_variable,
-    _array: *const nnx_array,
-) -> c_int {
-    user_data as isize as c_int
-}
-
 /// A callback filter's script: answers whether the leaf is a Param for
-/// `.0` calls, then 7.
-struct Script(usize, AtomicUsize);
+/// `.0` calls, then `.1`.
+struct Script(usize, c_int, AtomicUsize);
 
-unsafe extern "C" fn param_then_seven(
+unsafe extern "C" fn scripted(
     user_data: *mut c_void,
     _path: *const nnx_key,
     _path_len: usize,
@@ -341,8 +330,8 @@ unsafe extern "C" fn param_then_seven(
 ) -> c_int {
     // SAFETY: a `Script` the fixture keeps.
     let script = unsafe { &*user_data.cast::<Script>() };
-    if script.1.fetch_add(1, Ordering::SeqCst) >= script.0 {
-        return 7;
+    if script.2.fetch_add(1, Ordering::SeqCst) >= script.0 {
+        return script.1;
     }
     let mut type_id = NNX_TYPE_NONE;
     if kind == NNX_KIND_VARIABLE {
@@ -499,20 +488,17 @@ impl Fix {
     /// A callback filter for `Answer` and `FailAfter`, made when first
     /// asked for.
     fn callback(&self, which: H) {
-        let (callback, ud, script): (nnx_filter_fn, _, _) = match which {
-            Answer(answer) => (Some(answer_user_data), answer as isize as *mut c_void, None),
-            FailAfter(n) => {
-                let script = Box::new(Script(n, AtomicUsize::new(0)));
-                let ud = &*script as *const Script as *mut c_void;
-                (Some(param_then_seven), ud, Some(script))
-            }
+        let (calls, answer) = match which {
+            Answer(answer) => (0, answer),
+            FailAfter(n) => (n, 7),
             _ => return,
         };
         if !self.handles.borrow().iter().any(|e| e.0 == which) {
-            let filter = Flt(made(|out| nnx_filter_callback(callback, ud, None, out)));
-            let ptr = filter.ptr().cast();
+            let script = Box::new(Script(calls, answer, AtomicUsize::new(0)));
+            let ud = &*script as *const Script as *mut c_void;
+            let filter = callback_filter(Some(scripted), ud, None);
+            let (ty, ptr) = (TypeId::of::<nnx_filter>(), filter.ptr().cast());
             let entry: Box<dyn Any> = Box::new((filter, script));
-            let ty = TypeId::of::<nnx_filter>();
             self.handles.borrow_mut().push((which, ty, ptr, entry));
         }
     }
@@ -835,12 +821,10 @@ impl<'f> Call<'f> {
         self.len.set(default.len());
         match self.pick(name, list(default), required) {
             Null => null(),
-            List(items) => self.keep_all(
-                items
-                    .iter()
-                    .map(|h| h.map_or_else(P::null, |h| P::from_raw(self.f.raw(h))))
-                    .collect(),
-            ),
+            List(items) => {
+                let handle = |h: &Option<H>| h.map_or_else(P::null, |h| P::from_raw(self.f.raw(h)));
+                self.keep_all(items.iter().map(handle).collect())
+            }
             v => Self::cannot(name, v),
         }
     }
@@ -851,12 +835,10 @@ impl<'f> Call<'f> {
         self.len.set(default.len());
         match self.pick(name, Ints(default.to_vec()), !default.is_empty()) {
             Null => null(),
-            Ints(values) => self.keep_all(
-                values
-                    .iter()
-                    .map(|v| T::try_from(*v).unwrap_or_else(|_| panic!("`{name}`: {v}")))
-                    .collect(),
-            ),
+            Ints(values) => {
+                let int = |v: &i64| T::try_from(*v).unwrap_or_else(|_| panic!("`{name}`: {v}"));
+                self.keep_all(values.iter().map(int).collect())
+            }
             v => Self::cannot(name, v),
         }
     }
