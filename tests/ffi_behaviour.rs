@@ -230,9 +230,7 @@ fn a_view_follows_its_path() {
 }
 
 fn json_of(meta: *const nnx_meta) -> String {
-    let mut out = null_mut();
-    ok!(nnx_meta_to_json(meta, &mut out));
-    LibStr(out).text()
+    LibStr(made(|out| nnx_meta_to_json(meta, out))).text()
 }
 
 fn float(value: f64) -> Meta {

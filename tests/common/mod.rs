@@ -189,11 +189,16 @@ impl BoolOut {
     }
 
     pub fn get(&self) -> bool {
-        match self.0 {
-            0 => false,
-            1 => true,
-            other => panic!("bool out holds {other:#x}: not written"),
-        }
+        bool_of(self.0)
+    }
+}
+
+/// The `bool` a byte out-parameter holds; panics if it holds no `bool`.
+pub fn bool_of(byte: u8) -> bool {
+    match byte {
+        0 => false,
+        1 => true,
+        other => panic!("bool out holds {other:#x}: not written"),
     }
 }
 
@@ -776,6 +781,7 @@ pub const SAMPLE_LEAVES: usize = 5;
 // Release callbacks that count their calls
 
 /// A counter that a release callback increments; pass `as_user_data()`.
+#[derive(Default)]
 pub struct Counter(AtomicUsize);
 
 impl Counter {
