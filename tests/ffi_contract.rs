@@ -872,10 +872,11 @@ impl<'f> Call<'f> {
         self.ptr(name, true, Some(match_all as _), None)
     }
 
-    /// A DLPack tensor exported from `Lent`, whose ownership the call takes.
-    fn tensor<T: Exported>(&self, name: &'static str) -> *mut T {
+    /// A DLPack tensor exported from `Lent` by `export`, whose ownership the
+    /// call takes.
+    fn tensor<T>(&self, name: &'static str, export: Export<T>) -> *mut T {
         let lent = self.ptr(name, true, Some(Lent), None);
-        lent.map_or(null_mut(), |lent| T::export(self.f.raw(lent)))
+        lent.map_or(null_mut(), |lent| made(|out| export(self.f.raw(lent), out)))
     }
 
     fn slot<T: Sentinel>(&self, name: &'static str, n: usize, required: bool) -> *mut T {
@@ -970,26 +971,12 @@ impl<'f> Call<'f> {
     }
 }
 
+/// How the library exports an array as a DLPack tensor.
+type Export<T> = extern "C" fn(*const nnx_array, *mut *mut T) -> nnx_status;
+
 fn kept_cstr(c: *const CString) -> *const c_char {
     // SAFETY: `c` is kept by the call.
     unsafe { &*c }.as_ptr()
-}
-
-/// A DLPack tensor type the library exports and imports.
-trait Exported: Free + Sized {
-    fn export(array: *mut nnx_array) -> *mut Self;
-}
-
-impl Exported for DLManagedTensorVersioned {
-    fn export(array: *mut nnx_array) -> *mut Self {
-        made(|out| nnx_array_to_dlpack(array, out))
-    }
-}
-
-impl Exported for DLManagedTensor {
-    fn export(array: *mut nnx_array) -> *mut Self {
-        made(|out| nnx_array_to_dlpack_legacy(array, out))
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1232,18 +1219,15 @@ fn bad_shapes(r: Row, with_bytes: bool) -> Row {
         (F32, &[1 << 40, 1 << 40], "overflow"),
         (F32, &[3, 1 << 62, 4], "overflow"),
     ];
-    let unknown =
-        [0, 16, 99, 999, u32::MAX as i128].map(|dtype| (dtype, &[2][..], "unknown dtype"));
-    r.each(
-        cases.into_iter().chain(unknown),
-        |r, (dtype, shape, needle)| {
-            let mut over = vec![("dtype", N(dtype)), ("shape", Ints(shape.to_vec()))];
-            if with_bytes {
-                over.push(("nbytes", num(64)));
-            }
-            r.bads(&over, INVALID, needle)
-        },
-    )
+    let unknown = [0, 16, 99, 999, u32::MAX as i128].map(|d| (d, &[2][..], "unknown dtype"));
+    let all = cases.into_iter().chain(unknown);
+    r.each(all, |r, (dtype, shape, needle)| {
+        let mut over = vec![("dtype", N(dtype)), ("shape", Ints(shape.to_vec()))];
+        if with_bytes {
+            over.push(("nbytes", num(64)));
+        }
+        r.bads(&over, INVALID, needle)
+    })
 }
 
 /// Byte counts that disagree with the shape `[2, 3]` of f32.
@@ -1534,8 +1518,9 @@ fn array_rows() -> Vec<Row> {
             }),
         row!(nnx_array_to_dlpack(array: arr, out_tensor: own)),
         row!(nnx_array_to_dlpack_legacy(array: arr, out_tensor: own)),
-        row!(nnx_array_from_dlpack(tensor: tensor, out_array: own)).consumes(),
-        row!(nnx_array_from_dlpack_legacy(tensor: tensor, out_array: own)).consumes(),
+        row!(nnx_array_from_dlpack(tensor: tensor(nnx_array_to_dlpack), out_array: own)).consumes(),
+        row!(nnx_array_from_dlpack_legacy(tensor: tensor(nnx_array_to_dlpack_legacy), out_array: own))
+            .consumes(),
     ]
 }
 
@@ -1983,7 +1968,7 @@ fn paths_of(paths: &[Option<&[K<'static>]>]) -> V {
 }
 
 fn filter_rows() -> Vec<Row> {
-    let a: &[K<'static>] = &[S("a")];
+    let (a, a_null): (&[K<'static>], &[K<'static>]) = (&[S("a")], &[S("a"), NullStr(4)]);
     let loose = |key| [("key", key), ("exact", B(false))];
     vec![
         row!(nnx_filter_of_type(type_id: n(NNX_TYPE_PARAM), out_filter: own))
@@ -2018,12 +2003,7 @@ fn filter_rows() -> Vec<Row> {
         row!(nnx_filter_path_in(paths: paths(&[&[S("a")], &[S("b"), I(1)]]), count: len,
             out_filter: own))
         .bad("paths", paths_of(&[Some(a), None]), NULL_ARG, "`path`")
-        .bad(
-            "paths",
-            paths_of(&[Some(&[S("a"), NullStr(4)])]),
-            NULL_ARG,
-            "`key.str`",
-        )
+        .bad("paths", paths_of(&[Some(a_null)]), NULL_ARG, "`key.str`")
         .each(BAD_UTF8, |r, bad| {
             let (alone, after) = ([Raw(bad)], [S("b"), Raw(bad)]);
             let paths = [
