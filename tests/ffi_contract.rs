@@ -1830,6 +1830,9 @@ fn an_int_tag_is_no_tag() {
 
 fn meta_rows() -> Vec<Row> {
     let too_deep = format!("{} levels", NNX_MAX_DEPTH + 1);
+    let (at_limit, past_int64) = (deep_json(NNX_MAX_DEPTH), "[\"list\", 18446744073709551616]");
+    let no_key = [("key", Null), ("key_len", num(0))];
+    let unequal = || says("out_equal", false);
     vec![
         row!(nnx_meta_new_null(out_meta: own)),
         row!(nnx_meta_new_bool(value: b(true), out_meta: own)),
@@ -1854,10 +1857,7 @@ fn meta_rows() -> Vec<Row> {
             .bad("key", txt(b"Bad\xffKey"), UTF8, "key")
             .bad("value", Hd(MDeep), TOO_DEEP, &too_deep)
             // An empty key needs no pointer; a key set again keeps its place.
-            .good(
-                &[("key", Null), ("key_len", num(0))],
-                reads(MMap, "{'a': 1, '': 5}"),
-            )
+            .good(&no_key, reads(MMap, "{'a': 1, '': 5}"))
             .good(&[("key", txt("a"))], reads(MMap, "{'a': 5}")),
         row!(nnx_meta_get_kind(meta: h(MInt), out_kind: out))
             .good(&[], gives("out_kind", NNX_META_INT)),
@@ -1901,12 +1901,9 @@ fn meta_rows() -> Vec<Row> {
             .good(&[], says("out_equal", true))
             .good(
                 &[("a", Json(r#"["list",null,"model"]"#)), ("b", Hd(MTuple))],
-                says("out_equal", false),
+                unequal(),
             )
-            .good(
-                &[("a", Hd(MInt)), ("b", Json("5.0"))],
-                says("out_equal", false),
-            ),
+            .good(&[("a", Hd(MInt)), ("b", Json("5.0"))], unequal()),
         row!(nnx_meta_clone(meta: h(MList), out_meta: own)),
         noop!(nnx_meta_free),
         row!(nnx_meta_to_string(meta: h(MMap), out_text: own)).good(
@@ -1915,18 +1912,10 @@ fn meta_rows() -> Vec<Row> {
         ),
         row!(nnx_meta_to_json(meta: h(MMap), out_text: own))
             .good(&[], text_is("out_text", r#"["map","a",1]"#))
-            .good(
-                &[("meta", Hd(MDeep))],
-                text_is("out_text", deep_json(NNX_MAX_DEPTH)),
-            ),
+            .good(&[("meta", Hd(MDeep))], text_is("out_text", at_limit)),
         row!(nnx_meta_from_json(text: bytes("[\"list\", 1]"), len: len, out_meta: own))
             .bad("text", txt(b"Bad\xffKey"), UTF8, "")
-            .bad(
-                "text",
-                txt("[\"list\", 18446744073709551616]"),
-                FORMAT,
-                "int64",
-            )
+            .bad("text", txt(past_int64), FORMAT, "int64")
             .bad("text", txt(deep_json(NNX_MAX_DEPTH + 1)), TOO_DEEP, "")
             .with(not_the_form)
             .good(&[("text", txt(deep_json(NNX_MAX_DEPTH)))], |c| {
