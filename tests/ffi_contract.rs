@@ -84,6 +84,9 @@ enum V {
     Json(&'static str),
 }
 
+/// An argument, by name, and the value a case gives it.
+type Arg = (&'static str, V);
+
 fn k(keys: &[K<'static>]) -> V {
     Keys(keys.to_vec())
 }
@@ -589,7 +592,7 @@ fn variable_print(var: *const nnx_variable) -> String {
 /// them, with storage that lives until the call's results are checked.
 struct Call<'f> {
     f: &'f Fix,
-    over: Vec<(&'static str, V)>,
+    over: Vec<Arg>,
     used: RefCell<BTreeSet<&'static str>>,
     /// The required pointers, in the order the row passes them.
     required: RefCell<Vec<&'static str>>,
@@ -601,7 +604,7 @@ struct Call<'f> {
 }
 
 impl<'f> Call<'f> {
-    fn new(f: &'f Fix, over: Vec<(&'static str, V)>) -> Call<'f> {
+    fn new(f: &'f Fix, over: Vec<Arg>) -> Call<'f> {
         Call {
             f,
             over,
@@ -987,14 +990,14 @@ type CallFn = fn(&Call) -> nnx_status;
 type Check = Box<dyn Fn(&Call)>;
 
 struct Case {
-    over: Vec<(&'static str, V)>,
+    over: Vec<Arg>,
     want: nnx_status,
     needle: String,
     check: Option<Check>,
 }
 
 impl Case {
-    fn new(over: &[(&'static str, V)], want: nnx_status, needle: &str) -> Case {
+    fn new(over: &[Arg], want: nnx_status, needle: &str) -> Case {
         let (over, needle) = (over.to_vec(), needle.to_owned());
         Case {
             over,
@@ -1061,18 +1064,13 @@ impl Row {
     }
 
     /// The same, with these arguments given other values.
-    fn bads(
-        mut self,
-        over: &[(&'static str, V)],
-        want: nnx_status,
-        needle: impl AsRef<str>,
-    ) -> Row {
+    fn bads(mut self, over: &[Arg], want: nnx_status, needle: impl AsRef<str>) -> Row {
         self.cases.push(Case::new(over, want, needle.as_ref()));
         self
     }
 
     /// The call with these arguments succeeds, and `check` holds of it.
-    fn good(mut self, over: &[(&'static str, V)], check: impl Fn(&Call) + 'static) -> Row {
+    fn good(mut self, over: &[Arg], check: impl Fn(&Call) + 'static) -> Row {
         self = self.bads(over, NNX_OK, "");
         self.cases.last_mut().unwrap().check = Some(Box::new(check));
         self
@@ -1439,12 +1437,12 @@ fn lent_text(text: *const c_char, len: usize) -> String {
 // The table
 
 fn array_rows() -> Vec<Row> {
-    let shape_23 = |r: Row| mismatched_bytes(r, &[0, 4, 20, 23, 25, 32, 64]);
+    // Bad shapes, and byte counts other than the 24 of f32[2, 3].
+    let sized = |r: Row| bad_shapes(mismatched_bytes(r, &[0, 4, 20, 23, 25, 32, 64]), true);
     vec![
         row!(nnx_array_new(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len, data: buf,
             nbytes: n(24usize), out_array: own))
-        .with(shape_23)
-        .with(|r| bad_shapes(r, true))
+        .with(sized)
         .good(&[("shape", Null), ("ndim", num(0)), ("nbytes", num(4))], |c| {
             let data = data_ptr(c.got_own("out_array"));
             assert_ne!(data, c.f.buf.as_ptr().cast(), "a copy");
@@ -1475,8 +1473,7 @@ fn array_rows() -> Vec<Row> {
         .bad("ndim", num(usize::MAX / 8 + 1), INVALID, "too large"),
         row!(nnx_array_wrap(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len, data: buf,
             nbytes: n(24usize), writable: b(true), release: rel, user_data: ud, out_array: own))
-        .with(shape_23)
-        .with(|r| bad_shapes(r, true))
+        .with(sized)
         .good(&[("dtype", N(U8)), ("shape", Ints(vec![0])), ("data", Null), ("nbytes", num(0)),
             ("writable", B(false))], |_| {})
         .good(&[("release", Null), ("user_data", Null)], |c| {
@@ -1486,8 +1483,7 @@ fn array_rows() -> Vec<Row> {
         row!(nnx_array_wrap_device(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len,
             data: buf, nbytes: n(24usize), device_type: n(2i32), device_id: n(0i32),
             writable: b(true), release: rel, user_data: ud, out_array: own))
-        .with(shape_23)
-        .with(|r| bad_shapes(r, true)),
+        .with(sized),
         row!(nnx_array_dtype(array: arr, out_dtype: out))
             .good(&[], |c| assert_eq!(c.got::<u32>("out_dtype"), NNX_DTYPE_F32)),
         row!(nnx_array_ndim(array: arr, out_ndim: out)),
@@ -1573,20 +1569,17 @@ fn type_rows() -> Vec<Row> {
 
 /// Failed registrations register nothing: NULL out, an unknown parent.
 fn failed_registrations_register_nothing() {
-    let name = cstr("ContractNeverRegistered");
+    let owned = cstr("ContractNeverRegistered");
+    let (name, mut id) = (owned.as_ptr(), SENTINEL_U32);
     fails!(
-        nnx_type_register(name.as_ptr(), NNX_TYPE_PARAM, null_mut()),
+        nnx_type_register(name, NNX_TYPE_PARAM, null_mut()),
         NNX_ERR_NULL_ARGUMENT
     );
-    let mut id = SENTINEL_U32;
     fails!(
-        nnx_type_register(name.as_ptr(), UNKNOWN_TYPE, &mut id),
+        nnx_type_register(name, UNKNOWN_TYPE, &mut id),
         NNX_ERR_UNKNOWN_TYPE
     );
-    fails!(
-        nnx_type_lookup(name.as_ptr(), &mut id),
-        NNX_ERR_KEY_NOT_FOUND
-    );
+    fails!(nnx_type_lookup(name, &mut id), NNX_ERR_KEY_NOT_FOUND);
     assert_eq!(id, SENTINEL_U32);
 }
 
@@ -1732,10 +1725,9 @@ fn variable_rows() -> Vec<Row> {
             .good(&[], |c| assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "'x'"))
             .good(&[("value", txt(""))], |c| {
                 assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "''", "an empty value is a value");
-                let mut out = null_mut();
-                ok!(nnx_variable_get_metadata_str(c.f.raw(Plain), cstr("tag").as_ptr(), &mut out));
-                assert_eq!(text_of(out), "");
-                nnx_string_free(out);
+                let tag = cstr("tag");
+                let out = made(|o| nnx_variable_get_metadata_str(c.f.raw(Plain), tag.as_ptr(), o));
+                assert_eq!(LibStr(out).text(), "");
                 let state = new_state();
                 ok!(nnx_state_set_variable_str(state.ptr(), cstr("v").as_ptr(), c.f.raw(Plain)));
                 let tagged = Flt(made(|out| nnx_filter_with_tag(cstr("").as_ptr(), out)));
@@ -1957,6 +1949,8 @@ fn paths_of(paths: &[Option<&[K<'static>]>]) -> V {
 }
 
 fn filter_rows() -> Vec<Row> {
+    let did_you_mean =
+        "column 1: no variable type is named \"BatchStats\"; did you mean BatchStat?";
     let (a, a_null): (&[K<'static>], &[K<'static>]) = (&[S("a")], &[S("a"), NullStr(4)]);
     let loose = |key| [("key", key), ("exact", B(false))];
     vec![
@@ -2046,12 +2040,7 @@ fn filter_rows() -> Vec<Row> {
         row!(nnx_filter_parse(text: text("Param | tag:x & ~none"), out_filter: own))
             .bad("text", txt("(Param"), INVALID, "column 7")
             .bad("text", txt("Param & NoSuchType"), UNKNOWN, "column 9")
-            .bad(
-                "text",
-                txt("BatchStats | Param"),
-                UNKNOWN,
-                "column 1: no variable type is named \"BatchStats\"; did you mean BatchStat?",
-            )
+            .bad("text", txt("BatchStats | Param"), UNKNOWN, did_you_mean)
             .bad("text", txt(b"P\xff"), UTF8, "")
             .good(&[], selects(2)),
     ]
@@ -2059,13 +2048,11 @@ fn filter_rows() -> Vec<Row> {
 
 /// Ranges past the end of `Entries` (5 entries).
 fn flat_ranges(r: Row) -> Row {
-    r.each(
-        [(0, 6), (5, 1), (6, 0), (1, 13), (usize::MAX, 2)],
-        |r, (start, count)| {
-            let over = [("start", num(start)), ("count", num(count))];
-            r.bads(&over, RANGE, start.to_string())
-        },
-    )
+    let ranges = [(0, 6), (5, 1), (6, 0), (1, 13), (usize::MAX, 2)];
+    r.each(ranges, |r, (start, count)| {
+        let over = [("start", num(start)), ("count", num(count))];
+        r.bads(&over, RANGE, start.to_string())
+    })
 }
 
 /// Indexes past the end of `Entries`, and index 0 of an empty list.
@@ -2210,14 +2197,8 @@ fn partition(r: Row) -> Row {
         (&[Param, All, All, Nothing, All], 1),
         (&[AllClone, Param], 0),
     ];
-    let r = r.each(misplaced, |r, (filters, index)| {
-        r.bad(
-            "filters",
-            list(filters),
-            ORDER,
-            format!("{order}|index {index}"),
-        )
-    });
+    let misplaced = misplaced.map(|(filters, i)| (list(filters), format!("{order}|index {i}")));
+    let r = r.bad_all("filters", ORDER, misplaced);
     let empty = [("state", Hd(Empty)), ("filters", list(&[All, Param]))];
     let r = r.bads(&empty, ORDER, format!("{order}|index 0"));
     let parts: [(&[H], &[usize]); 7] = [
@@ -2237,7 +2218,7 @@ fn partition(r: Row) -> Row {
 }
 
 /// The whole state, as the empty path.
-fn whole(keyed: bool) -> Vec<(&'static str, V)> {
+fn whole(keyed: bool) -> Vec<Arg> {
     if keyed {
         vec![("path", Null), ("path_len", num(0))]
     } else {
