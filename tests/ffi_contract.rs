@@ -186,28 +186,22 @@ trait Slot {
     fn any(&self) -> &dyn Any;
 }
 
-struct Values<T>(Vec<T>);
+/// The values behind an out-pointer and, for handles the caller then owns,
+/// how to free them.
+struct Out<T>(Vec<T>, Option<fn(T)>);
 
-impl<T: Sentinel> Slot for Values<T> {
+impl<T: Sentinel> Slot for Out<T> {
     fn untouched(&self) -> bool {
         self.0.iter().all(|v| v.same(&T::sentinel()))
     }
-    fn finish(&self) {}
-    fn any(&self) -> &dyn Any {
-        self
-    }
-}
-
-struct Handed<T>(Vec<*mut T>);
-
-impl<T: Free> Slot for Handed<T> {
-    fn untouched(&self) -> bool {
-        self.0.iter().all(|p| *p == sentinel())
-    }
     fn finish(&self) {
-        assert!(self.0.len() > 1 || self.0[0] != sentinel(), "not written");
-        for p in self.0.iter().filter(|p| **p != sentinel()) {
-            T::free(*p);
+        if let Some(free) = self.1 {
+            let untouched = |v: &T| v.same(&T::sentinel());
+            assert!(self.0.len() > 1 || !untouched(&self.0[0]), "not written");
+            self.0
+                .iter()
+                .filter(|v| !untouched(v))
+                .for_each(|v| free(*v));
         }
     }
     fn any(&self) -> &dyn Any {
@@ -882,11 +876,19 @@ impl<'f> Call<'f> {
         lent.map_or(null_mut(), |lent| made(|out| export(self.f.raw(lent), out)))
     }
 
-    fn slot<T: Sentinel>(&self, name: &'static str, n: usize, required: bool) -> *mut T {
+    /// An out-array of `n` elements, its handles freed by `free` after a
+    /// success.
+    fn slot<T: Sentinel>(
+        &self,
+        name: &'static str,
+        n: usize,
+        required: bool,
+        free: Option<fn(T)>,
+    ) -> *mut T {
         if !self.ptr(name, required, true, false) {
             return null_mut();
         }
-        let mut slot = Box::new(Values(vec![T::sentinel(); n]));
+        let mut slot = Box::new(Out(vec![T::sentinel(); n], free));
         let ptr = slot.0.as_mut_ptr();
         self.outs.borrow_mut().push((name, slot));
         ptr
@@ -894,21 +896,21 @@ impl<'f> Call<'f> {
 
     /// A required out-pointer.
     fn out<T: Sentinel>(&self, name: &'static str) -> *mut T {
-        self.slot(name, 1, true)
+        self.slot(name, 1, true, None)
     }
 
     fn outb(&self, name: &'static str) -> *mut bool {
-        self.slot::<u8>(name, 1, true).cast()
+        self.slot::<u8>(name, 1, true, None).cast()
     }
 
     /// A required out-array of `n` elements.
     fn outv<T: Sentinel>(&self, name: &'static str, n: usize) -> *mut T {
-        self.slot(name, n, true)
+        self.slot(name, n, true, None)
     }
 
     /// An optional out-array of `n` elements.
     fn optv<T: Sentinel>(&self, name: &'static str, n: usize) -> *mut T {
-        self.slot(name, n, false)
+        self.slot(name, n, false, None)
     }
 
     /// A required out-pointer for a handle the caller then owns.
@@ -919,13 +921,7 @@ impl<'f> Call<'f> {
 
     /// Out-handles, one for each element of the last list given.
     fn owns<T: Free>(&self, name: &'static str) -> *mut *mut T {
-        if !self.ptr(name, true, true, false) {
-            return null_mut();
-        }
-        let mut slot = Box::new(Handed::<T>(vec![sentinel(); self.len.get().clamp(1, 64)]));
-        let ptr = slot.0.as_mut_ptr();
-        self.outs.borrow_mut().push((name, slot));
-        ptr
+        self.slot(name, self.len.get().clamp(1, 64), true, Some(T::free))
     }
 
     fn slot_of<S: 'static, R>(&self, name: &str, read: impl FnOnce(&S) -> R) -> R {
@@ -936,7 +932,7 @@ impl<'f> Call<'f> {
 
     /// What the call wrote to the out-array `name`.
     fn gotv<T: Sentinel>(&self, name: &str) -> Vec<T> {
-        self.slot_of(name, |s: &Values<T>| s.0.clone())
+        self.slot_of(name, |s: &Out<T>| s.0.clone())
     }
 
     fn got<T: Sentinel>(&self, name: &str) -> T {
@@ -949,7 +945,7 @@ impl<'f> Call<'f> {
 
     /// The handles the call handed out through `name`.
     fn got_owns<T: Free>(&self, name: &str) -> Vec<*mut T> {
-        self.slot_of(name, |s: &Handed<T>| s.0.clone())
+        self.gotv(name)
     }
 
     fn got_own<T: Free>(&self, name: &str) -> *mut T {
@@ -1339,14 +1335,14 @@ fn views(r: Row, arg: &'static str) -> Row {
     r.bad(arg, Hd(LeafView), WRONG_KIND, "'b'|leaf")
 }
 
-/// The empty path for a function that needs a place: as NULL and as a
-/// pointer, each with length 0.
+/// The empty path for a function that needs a place: as text, or as keys
+/// NULL and not, each with length 0.
 fn no_place(r: Row, keyed: bool, needle: &str) -> Row {
+    let r = r.bads(&whole(keyed), INVALID, needle);
     if keyed {
-        r.bads(&[("path", Null), ("path_len", num(0))], INVALID, needle)
-            .bad("path_len", num(0), INVALID, needle)
+        r.bad("path_len", num(0), INVALID, needle)
     } else {
-        r.bad("path", txt(""), INVALID, needle)
+        r
     }
 }
 
