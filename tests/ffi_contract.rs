@@ -1647,12 +1647,6 @@ fn deep_json(levels: usize) -> String {
 }
 
 fn variable_rows() -> Vec<Row> {
-    let kinds = [
-        (KeyVar, NNX_VALUE_KEY),
-        (Opaque, NNX_VALUE_OPAQUE),
-        (NoValue, NNX_VALUE_NONE),
-        (Plain, NNX_VALUE_ARRAY),
-    ];
     vec![
         row!(nnx_variable_new(type_id: n(NNX_TYPE_PARAM), value: opt(Lent), out_variable: own))
             .with(|r| unknown_ids(r, "type_id"))
@@ -1674,7 +1668,9 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_set_value(variable: var, value: opt(Lent)))
             .good(&[("value", Null)], holds(NNX_VALUE_NONE)),
         row!(nnx_variable_value_kind(variable: var, out_kind: out))
-            .each(kinds, |r, (h, kind)| r.good(&[("variable", Hd(h))], gives("out_kind", kind))),
+            .each([(KeyVar, NNX_VALUE_KEY), (Opaque, NNX_VALUE_OPAQUE), (NoValue, NNX_VALUE_NONE),
+                (Plain, NNX_VALUE_ARRAY)],
+                |r, (h, kind)| r.good(&[("variable", Hd(h))], gives("out_kind", kind))),
         row!(nnx_variable_new_key(type_id: n(NNX_TYPE_RNG_KEY), key_data: h(KeyData),
             impl_name: text("threefry2x32"), out_variable: own))
             .with(|r| bad_key_data(r, |c| c.got_own("out_variable")))
