@@ -102,13 +102,9 @@ fn release_callbacks_may_call_the_library_back() {
         // ... when an update overwrites it ...
         set_arr(&state, "y", &lend());
         let source = new_state();
-        let (mut source_data, source_count) = ([1.0f32], Counter::new());
+        let (mut one, source_count) = ([1.0f32], Counter::new());
         let (ud, release): (_, nnx_release_fn) = (source_count.as_user_data(), Some(count_release));
-        set_arr(
-            &source,
-            "y",
-            &wrap_f32(&mut source_data, false, release, ud),
-        );
+        set_arr(&source, "y", &wrap_f32(&mut one, false, release, ud));
         ok!(nnx_state_update(state.ptr(), source.ptr()));
         drop(source);
         let both = || (runs(), source_count.get());

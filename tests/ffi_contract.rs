@@ -280,23 +280,6 @@ enum H {
     MDeep,
 }
 
-/// A handle guard of `common`.
-trait Guard: 'static {
-    type T: 'static;
-    fn raw(&self) -> *mut Self::T;
-}
-
-macro_rules! guards {
-    ($($g:ident => $t:ty),*) => {$(
-        impl Guard for $g {
-            type T = $t;
-            fn raw(&self) -> *mut $t { self.0 }
-        }
-    )*};
-}
-guards!(St => nnx_state, Var => nnx_variable, Arr => nnx_array, Flt => nnx_filter,
-    Flat => nnx_flat, Meta => nnx_meta);
-
 /// A handle of the fixture: its name, type, address and guard.
 type Entry = (H, TypeId, *mut c_void, Box<dyn Any>);
 
@@ -468,7 +451,7 @@ impl Fix {
     }
 
     fn put<G: Guard>(&self, which: H, guard: G) {
-        let ptr = guard.raw().cast();
+        let ptr = guard.ptr().cast();
         let entry: Entry = (which, TypeId::of::<G::T>(), ptr, Box::new(guard));
         self.handles.borrow_mut().push(entry);
     }
@@ -648,7 +631,7 @@ impl<'f> Call<'f> {
 
     /// Keeps a handle made for the call; gives it as the argument.
     fn keep_handle<G: Guard, P: Handle>(&self, guard: G) -> P {
-        let ptr = guard.raw().cast();
+        let ptr = guard.ptr().cast();
         self.keep(guard);
         P::from_raw(ptr)
     }

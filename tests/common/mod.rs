@@ -392,13 +392,20 @@ pub const BAD_UTF8: [&[u8]; 5] = [
 // Handle guards
 
 #[allow(unused_macros)]
+/// A guard of a handle: gives its pointer, frees or releases it on drop.
+pub trait Guard: 'static {
+    type T: 'static;
+    fn ptr(&self) -> *mut Self::T;
+}
+
 macro_rules! guard {
     ($name:ident, $handle:ty, $free:ident) => {
         /// Frees or releases its handle on drop.
         pub struct $name(pub *mut $handle);
 
-        impl $name {
-            pub fn ptr(&self) -> *mut $handle {
+        impl Guard for $name {
+            type T = $handle;
+            fn ptr(&self) -> *mut $handle {
                 self.0
             }
         }
