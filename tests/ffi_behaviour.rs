@@ -221,17 +221,13 @@ fn json_of(meta: *const nnx_meta) -> String {
     LibStr(made(|out| nnx_meta_to_json(meta, out))).text()
 }
 
-fn float(value: f64) -> Meta {
-    meta_made(|o| nnx_meta_new_float(value, o))
-}
-
 #[test]
 fn structured_metadata_is_built_copied_and_written_as_json() {
-    let betas = meta_seq(true, &[&float(0.9), &float(0.999)]);
+    let betas = meta_seq(true, &[&meta_float(0.9), &meta_float(0.999)]);
     let hyper = meta_map(&[
-        ("lr", &float(1e-3)),
+        ("lr", &meta_float(1e-3)),
         ("betas", &betas),
-        ("nesterov", &meta_made(|o| nnx_meta_new_bool(false, o))),
+        ("nesterov", &meta_bool(false)),
         ("steps", &meta_seq(false, &[&meta_int(1), &meta_int(2)])),
     ]);
     assert_eq!(
@@ -254,7 +250,8 @@ fn structured_metadata_is_built_copied_and_written_as_json() {
     // The JSON form keeps every kind, NaN by its bits, and reads back.
     let sharding = meta_seq(true, &[&meta_null(), &meta_str("model")]);
     ok!(nnx_meta_map_set(h, "lr".as_ptr().cast(), 2, sharding.ptr()));
-    let with_nan = meta_map(&[("x", &float(f64::NAN)), ("h", &hyper), ("one", &float(1.0))]);
+    let (nan, one) = (meta_float(f64::NAN), meta_float(1.0));
+    let with_nan = meta_map(&[("x", &nan), ("h", &hyper), ("one", &one)]);
     let json = json_of(with_nan.ptr());
     assert_eq!(
         json,

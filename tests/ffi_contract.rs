@@ -419,8 +419,8 @@ impl Fix {
 
         f.put(MInt, meta_int(5));
         f.put(MStr, meta_str("x"));
-        f.put(MBool, meta_made(|out| nnx_meta_new_bool(true, out)));
-        f.put(MFloat, meta_made(|out| nnx_meta_new_float(0.5, out)));
+        f.put(MBool, meta_bool(true));
+        f.put(MFloat, meta_float(0.5));
         f.put(MNull, meta_null());
         f.put(MList, meta_seq(false, &[&meta_int(1)]));
         f.put(MTuple, meta_seq(true, &[&meta_null(), &meta_str("model")]));
@@ -1137,12 +1137,10 @@ impl Row {
         let primed = prime_error();
         let status = call(&c);
         let message = last_error();
+        let (got, want) = (status_name(status), status_name(case.want));
         assert_eq!(
-            status,
-            case.want,
-            "{label}: {} ({message:?}), expected {}",
-            status_name(status),
-            status_name(case.want)
+            status, case.want,
+            "{label}: {got} ({message:?}), expected {want}"
         );
         let ok = status == NNX_OK;
         if ok {
@@ -1512,10 +1510,9 @@ fn type_rows() -> Vec<Row> {
                 assert_eq!(c.got::<u32>("out_type"), NNX_TYPE_PARAM, "built-ins keep their ids")
             })
             .good(&[], |c| {
-                let mut id = SENTINEL_U32;
+                let (mut id, mut parent) = (SENTINEL_U32, SENTINEL_U32);
                 ok!(nnx_type_lookup(cstr("ContractType").as_ptr(), &mut id));
                 assert_eq!(c.got::<u32>("out_type"), id, "same name, same parent: same id");
-                let mut parent = SENTINEL_U32;
                 ok!(nnx_type_parent(id, &mut parent));
                 assert_eq!(parent, NNX_TYPE_PARAM, "a conflict changed the parent");
                 let (mut name, mut sub) = (null(), BoolOut::new());
@@ -1799,7 +1796,7 @@ fn meta_rows() -> Vec<Row> {
     let too_deep = format!("{} levels", NNX_MAX_DEPTH + 1);
     let (at_limit, past_int64) = (deep_json(NNX_MAX_DEPTH), "[\"list\", 18446744073709551616]");
     let no_key = [("key", Null), ("key_len", num(0))];
-    let unequal = || says("out_equal", false);
+    let (unequal, list_of_tuple) = (|| says("out_equal", false), r#"["list",null,"model"]"#);
     vec![
         row!(nnx_meta_new_null(out_meta: own)),
         row!(nnx_meta_new_bool(value: b(true), out_meta: own)),
@@ -1866,10 +1863,7 @@ fn meta_rows() -> Vec<Row> {
         // A list is no tuple, 5 is not 5.0.
         row!(nnx_meta_equal(a: h(MList), b: h(MList), out_equal: outb))
             .good(&[], says("out_equal", true))
-            .good(
-                &[("a", Json(r#"["list",null,"model"]"#)), ("b", Hd(MTuple))],
-                unequal(),
-            )
+            .good(&[("a", Json(list_of_tuple)), ("b", Hd(MTuple))], unequal())
             .good(&[("a", Hd(MInt)), ("b", Json("5.0"))], unequal()),
         row!(nnx_meta_clone(meta: h(MList), out_meta: own)),
         noop!(nnx_meta_free),
@@ -2530,8 +2524,7 @@ fn last_error_message() {
         std::thread::spawn(move || {
             barrier.wait();
             assert_eq!(last_error(), "", "saw another thread's message");
-            let mut out = SENTINEL_U32;
-            let name = cstr("NoSuchTypeOnThisThread");
+            let (name, mut out) = (cstr("NoSuchTypeOnThisThread"), SENTINEL_U32);
             assert_eq!(nnx_type_lookup(name.as_ptr(), &mut out), NOT_FOUND);
             assert_contains!(last_error(), "NoSuchTypeOnThisThread");
             barrier.wait();

@@ -569,6 +569,14 @@ pub fn meta_int(value: i64) -> Meta {
     meta_made(|out| nnx_meta_new_int(value, out))
 }
 
+pub fn meta_bool(value: bool) -> Meta {
+    meta_made(|out| nnx_meta_new_bool(value, out))
+}
+
+pub fn meta_float(value: f64) -> Meta {
+    meta_made(|out| nnx_meta_new_float(value, out))
+}
+
 pub fn meta_str(text: &str) -> Meta {
     meta_made(|out| nnx_meta_new_str(text.as_ptr().cast(), text.len(), out))
 }
