@@ -354,12 +354,8 @@ impl Fix {
         let entries = Flat(made(|out| nnx_state_flatten(main.ptr(), out)));
         f.put(Entries, entries);
         // As a state loaded from a Hugging Face file carries it.
-        let (format, pt) = (cstr("format"), cstr("pt"));
-        ok!(nnx_safetensors_metadata_set(
-            main.ptr(),
-            format.as_ptr(),
-            pt.as_ptr()
-        ));
+        let (m, key, v) = (main.ptr(), cstr("format"), cstr("pt"));
+        ok!(nnx_safetensors_metadata_set(m, key.as_ptr(), v.as_ptr()));
         f.put(Main, main);
         f.put(NoEntries, Flat(made(|out| nnx_flat_new(out))));
         f.put(Empty, new_state());
@@ -550,8 +546,7 @@ fn variable_print(var: *const nnx_variable) -> String {
         NNX_VALUE_OPAQUE => get_opaque(var).0 as usize,
         _ => 0,
     };
-    let mut out = format!("type {ty} value {kind} at {value:#x}:");
-    let mut count = 0;
+    let (mut out, mut count) = (format!("type {ty} value {kind} at {value:#x}:"), 0);
     ok!(nnx_variable_metadata_count(var, &mut count));
     for i in 0..count {
         let (mut name, mut kind) = (null_mut(), 0);
@@ -597,18 +592,14 @@ impl<'f> Call<'f> {
     /// The case's value for `name`, or else `default` (a required pointer
     /// then, if `required`).
     fn pick(&self, name: &'static str, default: V, required: bool) -> V {
-        match self.over.iter().find(|(n, _)| *n == name) {
-            Some((_, v)) => {
-                self.used.borrow_mut().insert(name);
-                v.clone()
+        let Some((_, v)) = self.over.iter().find(|(n, _)| *n == name) else {
+            if required {
+                self.required.borrow_mut().push(name);
             }
-            None => {
-                if required {
-                    self.required.borrow_mut().push(name);
-                }
-                default
-            }
-        }
+            return default;
+        };
+        self.used.borrow_mut().insert(name);
+        v.clone()
     }
 
     /// Keeps `value` until the call is checked; gives its stable address.
@@ -1795,7 +1786,7 @@ fn an_int_tag_is_no_tag() {
 fn meta_rows() -> Vec<Row> {
     let too_deep = format!("{} levels", NNX_MAX_DEPTH + 1);
     let (at_limit, past_int64) = (deep_json(NNX_MAX_DEPTH), "[\"list\", 18446744073709551616]");
-    let no_key = [("key", Null), ("key_len", num(0))];
+    let (no_key, tuple_repr) = ([("key", Null), ("key_len", num(0))], "(None, 'model')");
     let (unequal, list_of_tuple) = (|| says("out_equal", false), r#"["list",null,"model"]"#);
     vec![
         row!(nnx_meta_new_null(out_meta: own)),
@@ -1867,10 +1858,8 @@ fn meta_rows() -> Vec<Row> {
             .good(&[("a", Hd(MInt)), ("b", Json("5.0"))], unequal()),
         row!(nnx_meta_clone(meta: h(MList), out_meta: own)),
         noop!(nnx_meta_free),
-        row!(nnx_meta_to_string(meta: h(MMap), out_text: own)).good(
-            &[("meta", Hd(MTuple))],
-            text_is("out_text", "(None, 'model')"),
-        ),
+        row!(nnx_meta_to_string(meta: h(MMap), out_text: own))
+            .good(&[("meta", Hd(MTuple))], text_is("out_text", tuple_repr)),
         row!(nnx_meta_to_json(meta: h(MMap), out_text: own))
             .good(&[], text_is("out_text", r#"["map","a",1]"#))
             .good(&[("meta", Hd(MDeep))], text_is("out_text", at_limit)),
@@ -2225,8 +2214,7 @@ fn other_leaves(r: Row, keyed: bool, at: &[(&[K<'static>], &str, &'static str)])
 /// is not the int 0.
 fn the_empty_key_is_a_key(c: &Call) {
     let state = c.f.raw::<nnx_state>(Main);
-    let (empty, zero) = (path![""], path![0]);
-    let mut kind = SENTINEL_U32;
+    let (empty, zero, mut kind) = (path![""], path![0], SENTINEL_U32);
     ok!(nnx_state_get_kind(state, empty.ptr(), 1, &mut kind));
     assert_eq!(kind, NNX_KIND_VARIABLE);
     fails!(
