@@ -31,7 +31,7 @@ mod common;
 use std::any::{Any, TypeId};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
-use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::path::PathBuf;
 use std::ptr::{null, null_mut};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +41,17 @@ use ::nnx_state::ffi::filter_parse::nnx_filter_parse;
 use ::nnx_state::ffi::io::*;
 use common::*;
 use nnx_status::*;
+// Short names for the statuses.
+use nnx_status::{
+    NNX_ERR_CALLBACK as CALLBACK, NNX_ERR_FILTER_ORDER as ORDER, NNX_ERR_FORMAT as FORMAT,
+    NNX_ERR_INDEX_OUT_OF_RANGE as RANGE, NNX_ERR_INVALID_ARGUMENT as INVALID,
+    NNX_ERR_INVALID_UTF8 as UTF8, NNX_ERR_IO as IO, NNX_ERR_KEY_NOT_FOUND as NOT_FOUND,
+    NNX_ERR_NON_EXHAUSTIVE as NON_EXHAUSTIVE, NNX_ERR_NULL_ARGUMENT as NULL_ARG,
+    NNX_ERR_OUT_OF_MEMORY as OOM, NNX_ERR_PATH_THROUGH_LEAF as THROUGH_LEAF,
+    NNX_ERR_READ_ONLY as READ_ONLY, NNX_ERR_SHAPE_MISMATCH as SHAPE, NNX_ERR_TOO_DEEP as TOO_DEEP,
+    NNX_ERR_TYPE_CONFLICT as CONFLICT, NNX_ERR_UNKNOWN_TYPE as UNKNOWN,
+    NNX_ERR_WRONG_KIND as WRONG_KIND,
+};
 use H::*;
 use V::*;
 
@@ -72,6 +83,9 @@ enum V {
     /// A metadata value made from this JSON form (metadata arguments).
     Json(&'static str),
 }
+
+/// An argument, by name, and the value a case gives it.
+type Arg = (&'static str, V);
 
 fn k(keys: &[K<'static>]) -> V {
     Keys(keys.to_vec())
@@ -123,7 +137,7 @@ impl Sentinel for nnx_key {
 }
 
 /// A handle argument: `*const T` or `*mut T`.
-trait Handle: Copy {
+trait Handle: Copy + 'static {
     type T: 'static;
     fn from_raw(ptr: *mut Self::T) -> Self;
     fn null() -> Self;
@@ -157,7 +171,6 @@ macro_rules! free_with {
         }
     )*};
 }
-// SAFETY (the tensors): exported by the library, deleted once.
 free_with!(nnx_array => nnx_array_release, nnx_variable => nnx_variable_release,
     nnx_state => nnx_state_free, nnx_filter => nnx_filter_free, nnx_flat => nnx_flat_free,
     nnx_meta => nnx_meta_free, c_char => nnx_string_free,
@@ -173,28 +186,22 @@ trait Slot {
     fn any(&self) -> &dyn Any;
 }
 
-struct Values<T>(Vec<T>);
+/// The values behind an out-pointer and, for handles the caller then owns,
+/// how to free them.
+struct Out<T>(Vec<T>, Option<fn(T)>);
 
-impl<T: Sentinel> Slot for Values<T> {
+impl<T: Sentinel> Slot for Out<T> {
     fn untouched(&self) -> bool {
         self.0.iter().all(|v| v.same(&T::sentinel()))
     }
-    fn finish(&self) {}
-    fn any(&self) -> &dyn Any {
-        self
-    }
-}
-
-struct Handed<T>(Vec<*mut T>);
-
-impl<T: Free> Slot for Handed<T> {
-    fn untouched(&self) -> bool {
-        self.0.iter().all(|p| *p == sentinel())
-    }
     fn finish(&self) {
-        assert!(self.0.len() > 1 || self.0[0] != sentinel(), "not written");
-        for p in self.0.iter().filter(|p| **p != sentinel()) {
-            T::free(*p);
+        if let Some(free) = self.1 {
+            let untouched = |v: &T| v.same(&T::sentinel());
+            assert!(self.0.len() > 1 || !untouched(&self.0[0]), "not written");
+            self.0
+                .iter()
+                .filter(|v| !untouched(v))
+                .for_each(|v| free(*v));
         }
     }
     fn any(&self) -> &dyn Any {
@@ -273,55 +280,28 @@ enum H {
     MDeep,
 }
 
-/// A handle guard of `common`.
-trait Guard: 'static {
-    type T: 'static;
-    fn raw(&self) -> *mut Self::T;
-}
-
-macro_rules! guards {
-    ($($g:ident => $t:ty),*) => {$(
-        impl Guard for $g {
-            type T = $t;
-            fn raw(&self) -> *mut $t { self.0 }
-        }
-    )*};
-}
-guards!(St => nnx_state, Var => nnx_variable, Arr => nnx_array, Flt => nnx_filter,
-    Flat => nnx_flat, Meta => nnx_meta);
-
 /// A handle of the fixture: its name, type, address and guard.
 type Entry = (H, TypeId, *mut c_void, Box<dyn Any>);
 
 /// What every call works on, made fresh for each: handles, caller memory,
 /// and the count of release callbacks run.
+#[derive(Default)]
 struct Fix {
     handles: RefCell<Vec<Entry>>,
     counter: Box<Counter>,
     /// Release callbacks the fixture handed to the library.
-    lent: usize,
+    lent: Cell<usize>,
     /// Caller memory: 128 bytes, the first 4 the f32 2.5, the rest 0.
     buf: Box<[u64; 16]>,
     memory: RefCell<Vec<Box<[f32]>>>,
     dir: RefCell<Option<PathBuf>>,
 }
 
-unsafe extern "C" fn answer_user_data(
-    user_data: *mut c_void,
-    _path: *const nnx_key,
-    _path_len: usize,
-    _kind: nnx_kind,
-    _variable: *const nnx_variable,
-    _array: *const nnx_array,
-) -> c_int {
-    user_data as isize as c_int
-}
-
 /// A callback filter's script: answers whether the leaf is a Param for
-/// `.0` calls, then 7.
-struct Script(usize, AtomicUsize);
+/// `.0` calls, then `.1`.
+struct Script(usize, c_int, AtomicUsize);
 
-unsafe extern "C" fn param_then_seven(
+unsafe extern "C" fn scripted(
     user_data: *mut c_void,
     _path: *const nnx_key,
     _path_len: usize,
@@ -331,29 +311,14 @@ unsafe extern "C" fn param_then_seven(
 ) -> c_int {
     // SAFETY: a `Script` the fixture keeps.
     let script = unsafe { &*user_data.cast::<Script>() };
-    if script.1.fetch_add(1, Ordering::SeqCst) >= script.0 {
-        return 7;
+    if script.2.fetch_add(1, Ordering::SeqCst) >= script.0 {
+        return script.1;
     }
     let mut type_id = NNX_TYPE_NONE;
-    c_int::from(
-        kind == NNX_KIND_VARIABLE && {
-            ok!(nnx_variable_type(variable, &mut type_id));
-            type_id == NNX_TYPE_PARAM
-        },
-    )
-}
-
-/// What a constructor hands out through its out-pointer.
-fn made<T>(make: impl FnOnce(*mut *mut T) -> nnx_status) -> *mut T {
-    let mut out = null_mut();
-    ok!(make(&mut out));
-    out
-}
-
-fn view_of(state: &St, path: &str) -> St {
-    St(made(|out| {
-        nnx_state_get_state_str(state.ptr(), cstr(path).as_ptr(), out)
-    }))
+    if kind == NNX_KIND_VARIABLE {
+        ok!(nnx_variable_type(variable, &mut type_id));
+    }
+    c_int::from(type_id == NNX_TYPE_PARAM)
 }
 
 /// The metadata of `WithMeta`, as JSON forms.
@@ -369,61 +334,33 @@ const META: [(&str, &str); 7] = [
 
 impl Fix {
     fn new() -> Fix {
-        let mut buf = Box::new([0u64; 16]);
+        let mut f = Fix::default();
         let [a, b, c, d] = 2.5f32.to_ne_bytes();
-        buf[0] = u64::from_ne_bytes([a, b, c, d, 0, 0, 0, 0]);
-        let mut f = Fix {
-            handles: RefCell::default(),
-            counter: Counter::new(),
-            lent: 0,
-            buf,
-            memory: RefCell::default(),
-            dir: RefCell::default(),
-        };
-        let lent_var =
-            |f: &mut Fix, type_id, values: &[f32]| variable(type_id, Some(&f.lend(values, true)));
-        let main = new_state();
-        set_var(&main, "z", &lent_var(&mut f, NNX_TYPE_PARAM, &[1.0, 2.0]));
-        let stat = lent_var(&mut f, NNX_TYPE_BATCH_STAT, &[3.0]);
-        ok!(nnx_variable_set_metadata_str(
-            stat.ptr(),
-            cstr("tag").as_ptr(),
-            cstr("stats").as_ptr()
-        ));
-        set_var(&main, "b/1", &stat);
-        set_arr(&main, "b/x", &f.lend(&[4.0, 5.0, 6.0], true));
-        set_var(&main, "a", &lent_var(&mut f, NNX_TYPE_PARAM, &[7.0]));
-        set_var(&main, "e/0", &variable(NNX_TYPE_CACHE, None));
-        f.put(View, view_of(&main, "b"));
+        f.buf[0] = u64::from_ne_bytes([a, b, c, d, 0, 0, 0, 0]);
+        let main = sample_state_of(|values| f.lend(values, true));
+        f.put(View, view(&main, "b"));
         let other = new_state();
         for path in ["zz/0", "aa/10", "aa/9", "q/r"] {
             set_var(&other, path, &variable(NNX_TYPE_CACHE, None));
         }
-        f.put(Dead, view_of(&other, "q"));
+        f.put(Dead, view(&other, "q"));
         ok!(nnx_state_remove_str(other.ptr(), cstr("q").as_ptr()));
         f.put(Other, other);
         let leaf_parent = new_state();
         set_var(&leaf_parent, "b/q", &variable(NNX_TYPE_CACHE, None));
-        f.put(LeafView, view_of(&leaf_parent, "b"));
+        f.put(LeafView, view(&leaf_parent, "b"));
         set_var(&leaf_parent, "b", &variable(NNX_TYPE_CACHE, None));
         f.put(LeafParent, leaf_parent);
-        f.put(
-            Entries,
-            Flat(made(|out| nnx_state_flatten(main.ptr(), out))),
-        );
+        let entries = Flat(made(|out| nnx_state_flatten(main.ptr(), out)));
+        f.put(Entries, entries);
         // As a state loaded from a Hugging Face file carries it.
-        ok!(nnx_safetensors_metadata_set(
-            main.ptr(),
-            cstr("format").as_ptr(),
-            cstr("pt").as_ptr()
-        ));
+        let (m, key, v) = (main.ptr(), cstr("format"), cstr("pt"));
+        ok!(nnx_safetensors_metadata_set(m, key.as_ptr(), v.as_ptr()));
         f.put(Main, main);
         f.put(NoEntries, Flat(made(|out| nnx_flat_new(out))));
         f.put(Empty, new_state());
 
-        let mut device = null_mut();
-        let shape = [2i64];
-        let at = 0x1000 as *mut c_void;
+        let (mut device, shape, at) = (null_mut(), [2i64], 0x1000 as *mut c_void);
         ok!(nnx_array_wrap_device(
             NNX_DTYPE_F32,
             shape.as_ptr(),
@@ -453,35 +390,24 @@ impl Fix {
             ));
         }
         f.put(WithMeta, with_meta);
-        let plain = lent_var(&mut f, NNX_TYPE_PARAM, &[1.0]);
-        f.put(Plain, plain);
+        f.put(Plain, variable(NNX_TYPE_PARAM, Some(&f.lend(&[1.0], true))));
         let key_data = u32_array(&[2], &[0, 42]);
         f.put(KeyVar, key_var(&key_data, "threefry2x32"));
         f.put(KeyData, key_data);
         f.put(Opaque, opaque_var("test:thing", sentinel(), &f.counter));
-        f.lent += 1;
+        f.lent.set(f.lent.get() + 1);
         f.put(NoValue, variable(NNX_TYPE_CACHE, None));
-        let lent = f.lend(&[1.0, 2.0], true);
-        f.put(Lent, lent);
-        let read_only = f.lend(&[1.0, 2.0], false);
-        f.put(ReadOnly, read_only);
+        f.put(Lent, f.lend(&[1.0, 2.0], true));
+        f.put(ReadOnly, f.lend(&[1.0, 2.0], false));
 
         let (param, all) = (of_type(NNX_TYPE_PARAM), everything());
-        let ud = f.counter.as_user_data();
-        let seven = Flt(made(|out| {
-            nnx_filter_callback(Some(answer_seven), ud, Some(count_release), out)
-        }));
-        let not_seven = Flt(made(|out| nnx_filter_not(seven.ptr(), out)));
-        let not_all = Flt(made(|out| nnx_filter_not(all.ptr(), out)));
-        f.lent += 1;
-        f.put(AnySeven, any_of(&[&param, &not_seven]));
+        let seven = callback_filter(Some(answer_seven), f.ud(), Some(count_release));
+        let not = |filter: &Flt| Flt(made(|out| nnx_filter_not(filter.ptr(), out)));
+        f.put(AnySeven, any_of(&[&param, &not(&seven)]));
         f.put(Stats, of_type(NNX_TYPE_BATCH_STAT));
         f.put(Nothing, nothing());
         f.put(AnyAll, any_of(&[&all]));
-        f.put(
-            NotNotAll,
-            Flt(made(|out| nnx_filter_not(not_all.ptr(), out))),
-        );
+        f.put(NotNotAll, not(&not(&all)));
         f.put(AllClone, Flt(made(|out| nnx_filter_clone(all.ptr(), out))));
         f.put(Param, param);
         f.put(All, all);
@@ -489,8 +415,8 @@ impl Fix {
 
         f.put(MInt, meta_int(5));
         f.put(MStr, meta_str("x"));
-        f.put(MBool, meta_made(|out| nnx_meta_new_bool(true, out)));
-        f.put(MFloat, meta_made(|out| nnx_meta_new_float(0.5, out)));
+        f.put(MBool, meta_bool(true));
+        f.put(MFloat, meta_float(0.5));
         f.put(MNull, meta_null());
         f.put(MList, meta_seq(false, &[&meta_int(1)]));
         f.put(MTuple, meta_seq(true, &[&meta_null(), &meta_str("model")]));
@@ -500,24 +426,17 @@ impl Fix {
     }
 
     /// A lent f32 array whose release is counted.
-    fn lend(&mut self, values: &[f32], writable: bool) -> Arr {
-        let mut bytes: Box<[f32]> = values.into();
-        let shape = [values.len() as i64];
-        let mut out = null_mut();
-        ok!(nnx_array_wrap(
-            NNX_DTYPE_F32,
-            shape.as_ptr(),
-            1,
-            bytes.as_mut_ptr().cast(),
-            std::mem::size_of_val(values),
-            writable,
-            Some(count_release),
-            self.counter.as_user_data(),
-            &mut out
-        ));
-        self.memory.borrow_mut().push(bytes);
-        self.lent += 1;
-        Arr(out)
+    fn lend(&self, values: &[f32], writable: bool) -> Arr {
+        let mut data: Box<[f32]> = values.into();
+        let array = wrap_f32(&mut data, writable, Some(count_release), self.ud());
+        self.memory.borrow_mut().push(data);
+        array
+    }
+
+    /// The user data of the counted release callback, lent once more.
+    fn ud(&self) -> *mut c_void {
+        self.lent.set(self.lent.get() + 1);
+        self.counter.as_user_data()
     }
 
     /// The caller memory behind `Lent` or `ReadOnly` (lent last).
@@ -528,36 +447,25 @@ impl Fix {
     }
 
     fn put<G: Guard>(&self, which: H, guard: G) {
-        let ptr = guard.raw().cast();
-        let entry = (
-            which,
-            TypeId::of::<G::T>(),
-            ptr,
-            Box::new(guard) as Box<dyn Any>,
-        );
+        let ptr = guard.ptr().cast();
+        let entry: Entry = (which, TypeId::of::<G::T>(), ptr, Box::new(guard));
         self.handles.borrow_mut().push(entry);
     }
 
     /// A callback filter for `Answer` and `FailAfter`, made when first
     /// asked for.
     fn callback(&self, which: H) {
-        let (callback, ud, script): (nnx_filter_fn, _, _) = match which {
-            Answer(answer) => (Some(answer_user_data), answer as isize as *mut c_void, None),
-            FailAfter(n) => {
-                let script = Box::new(Script(n, AtomicUsize::new(0)));
-                (
-                    Some(param_then_seven),
-                    &*script as *const Script as *mut c_void,
-                    Some(script),
-                )
-            }
+        let (calls, answer) = match which {
+            Answer(answer) => (0, answer),
+            FailAfter(n) => (n, 7),
             _ => return,
         };
         if !self.handles.borrow().iter().any(|e| e.0 == which) {
-            let filter = Flt(made(|out| nnx_filter_callback(callback, ud, None, out)));
-            let ptr = filter.ptr().cast();
+            let script = Box::new(Script(calls, answer, AtomicUsize::new(0)));
+            let ud = &*script as *const Script as *mut c_void;
+            let filter = callback_filter(Some(scripted), ud, None);
+            let (ty, ptr) = (TypeId::of::<nnx_filter>(), filter.ptr().cast());
             let entry: Box<dyn Any> = Box::new((filter, script));
-            let ty = TypeId::of::<nnx_filter>();
             self.handles.borrow_mut().push((which, ty, ptr, entry));
         }
     }
@@ -567,12 +475,8 @@ impl Fix {
         self.callback(which);
         let handles = self.handles.borrow();
         let (_, ty, ptr, _) = handles.iter().find(|e| e.0 == which).expect("a handle");
-        assert_eq!(
-            *ty,
-            TypeId::of::<T>(),
-            "{which:?} is not a {}",
-            std::any::type_name::<T>()
-        );
+        let name = std::any::type_name::<T>();
+        assert_eq!(*ty, TypeId::of::<T>(), "{which:?} is not a {name}");
         ptr.cast()
     }
 
@@ -582,12 +486,8 @@ impl Fix {
         for (which, ty, ptr, _) in self.handles.borrow().iter() {
             let ptr = *ptr;
             if *ty == TypeId::of::<nnx_state>() && !matches!(which, Dead | LeafView) {
-                out += &format!(
-                    "{}{:?}{:?}\n",
-                    listing(ptr.cast()),
-                    identities(ptr.cast()),
-                    file_metadata(ptr.cast())
-                );
+                let s = ptr.cast();
+                out += &format!("{}{:?}{:?}\n", listing(s), identities(s), file_metadata(s));
             } else if *ty == TypeId::of::<nnx_variable>() {
                 out += &variable_print(ptr.cast());
             } else if *ty == TypeId::of::<nnx_flat>() {
@@ -627,7 +527,7 @@ impl Fix {
     /// and the call (`extra`) handed over has run exactly once.
     fn finish(self, extra: usize, label: &str) {
         drop(self.handles.take());
-        let (ran, lent) = (self.counter.get(), self.lent + extra);
+        let (ran, lent) = (self.counter.get(), self.lent.get() + extra);
         assert_eq!(ran, lent, "{label}: {ran} release calls for {lent} lent");
         if let Some(dir) = self.dir.take() {
             let _ = std::fs::remove_dir_all(dir);
@@ -641,25 +541,18 @@ fn variable_print(var: *const nnx_variable) -> String {
     ok!(nnx_variable_type(var, &mut ty));
     let kind = value_kind(var);
     let value = match kind {
-        NNX_VALUE_ARRAY => {
-            let mut a = null_mut();
-            ok!(nnx_variable_get_value(var, &mut a));
-            Arr(a).ptr() as usize
-        }
+        NNX_VALUE_ARRAY => Arr(made(|out| nnx_variable_get_value(var, out))).ptr() as usize,
         NNX_VALUE_KEY => get_key(var).0.ptr() as usize,
         NNX_VALUE_OPAQUE => get_opaque(var).0 as usize,
         _ => 0,
     };
-    let mut out = format!("type {ty} value {kind} at {value:#x}:");
-    let mut count = 0;
+    let (mut out, mut count) = (format!("type {ty} value {kind} at {value:#x}:"), 0);
     ok!(nnx_variable_metadata_count(var, &mut count));
     for i in 0..count {
         let (mut name, mut kind) = (null_mut(), 0);
         ok!(nnx_variable_metadata_at(var, i, &mut name, &mut kind));
-        let name = LibStr(name);
-        let mut json = null_mut();
-        ok!(nnx_variable_get_metadata_json(var, name.ptr(), &mut json));
-        out += &format!(" {}={}", name.text(), LibStr(json).text());
+        let name = LibStr(name).text();
+        out += &format!(" {name}={}", entry_json(var, &name));
     }
     out + "\n"
 }
@@ -671,7 +564,7 @@ fn variable_print(var: *const nnx_variable) -> String {
 /// them, with storage that lives until the call's results are checked.
 struct Call<'f> {
     f: &'f Fix,
-    over: Vec<(&'static str, V)>,
+    over: Vec<Arg>,
     used: RefCell<BTreeSet<&'static str>>,
     /// The required pointers, in the order the row passes them.
     required: RefCell<Vec<&'static str>>,
@@ -683,7 +576,7 @@ struct Call<'f> {
 }
 
 impl<'f> Call<'f> {
-    fn new(f: &'f Fix, over: Vec<(&'static str, V)>) -> Call<'f> {
+    fn new(f: &'f Fix, over: Vec<Arg>) -> Call<'f> {
         Call {
             f,
             over,
@@ -699,18 +592,14 @@ impl<'f> Call<'f> {
     /// The case's value for `name`, or else `default` (a required pointer
     /// then, if `required`).
     fn pick(&self, name: &'static str, default: V, required: bool) -> V {
-        match self.over.iter().find(|(n, _)| *n == name) {
-            Some((_, v)) => {
-                self.used.borrow_mut().insert(name);
-                v.clone()
+        let Some((_, v)) = self.over.iter().find(|(n, _)| *n == name) else {
+            if required {
+                self.required.borrow_mut().push(name);
             }
-            None => {
-                if required {
-                    self.required.borrow_mut().push(name);
-                }
-                default
-            }
-        }
+            return default;
+        };
+        self.used.borrow_mut().insert(name);
+        v.clone()
     }
 
     /// Keeps `value` until the call is checked; gives its stable address.
@@ -729,6 +618,13 @@ impl<'f> Call<'f> {
         }
         // SAFETY: kept until the call is checked.
         unsafe { &*self.keep(values) }.as_ptr()
+    }
+
+    /// Keeps a handle made for the call; gives it as the argument.
+    fn keep_handle<G: Guard, P: Handle>(&self, guard: G) -> P {
+        let ptr = guard.ptr().cast();
+        self.keep(guard);
+        P::from_raw(ptr)
     }
 
     fn cannot<T>(name: &str, v: V) -> T {
@@ -751,21 +647,12 @@ impl<'f> Call<'f> {
             Null => P::null(),
             Hd(which) => P::from_raw(self.f.raw(which)),
             Zeros(dtype, shape) if ty == TypeId::of::<nnx_array>() => {
-                let mut out = null_mut();
-                ok!(nnx_array_zeros(
-                    dtype,
-                    shape.as_ptr(),
-                    shape.len(),
-                    &mut out
-                ));
-                self.keep(Arr(out));
-                P::from_raw(out.cast())
+                let (dims, ndim) = (shape.as_ptr(), shape.len());
+                self.keep_handle(Arr(made(|out| nnx_array_zeros(dtype, dims, ndim, out))))
             }
             Json(text) if ty == TypeId::of::<nnx_meta>() => {
-                let m = meta_made(|out| nnx_meta_from_json(text.as_ptr().cast(), text.len(), out));
-                let ptr = m.ptr();
-                self.keep(m);
-                P::from_raw(ptr.cast())
+                let (json, len) = (text.as_ptr().cast(), text.len());
+                self.keep_handle(Meta(made(|out| nnx_meta_from_json(json, len, out))))
             }
             v => Self::cannot(name, v),
         }
@@ -883,30 +770,23 @@ impl<'f> Call<'f> {
     }
 
     /// A required list of handles (its length for the next `len`).
-    fn list<P: Handle + 'static>(&self, name: &'static str, default: &[H]) -> *const P {
+    fn list<P: Handle>(&self, name: &'static str, default: &[H]) -> *const P {
         self.handles(name, default, true)
     }
 
     /// An optional list of handles, NULL by default when empty.
-    fn optl<P: Handle + 'static>(&self, name: &'static str, default: &[H]) -> *const P {
+    fn optl<P: Handle>(&self, name: &'static str, default: &[H]) -> *const P {
         self.handles(name, default, false)
     }
 
-    fn handles<P: Handle + 'static>(
-        &self,
-        name: &'static str,
-        default: &[H],
-        required: bool,
-    ) -> *const P {
+    fn handles<P: Handle>(&self, name: &'static str, default: &[H], required: bool) -> *const P {
         self.len.set(default.len());
         match self.pick(name, list(default), required) {
             Null => null(),
-            List(items) => self.keep_all(
-                items
-                    .iter()
-                    .map(|h| h.map_or_else(P::null, |h| P::from_raw(self.f.raw(h))))
-                    .collect(),
-            ),
+            List(items) => {
+                let handle = |h: &Option<H>| h.map_or_else(P::null, |h| P::from_raw(self.f.raw(h)));
+                self.keep_all(items.iter().map(handle).collect())
+            }
             v => Self::cannot(name, v),
         }
     }
@@ -917,12 +797,10 @@ impl<'f> Call<'f> {
         self.len.set(default.len());
         match self.pick(name, Ints(default.to_vec()), !default.is_empty()) {
             Null => null(),
-            Ints(values) => self.keep_all(
-                values
-                    .iter()
-                    .map(|v| T::try_from(*v).unwrap_or_else(|_| panic!("`{name}`: {v}")))
-                    .collect(),
-            ),
+            Ints(values) => {
+                let int = |v: &i64| T::try_from(*v).unwrap_or_else(|_| panic!("`{name}`: {v}"));
+                self.keep_all(values.iter().map(int).collect())
+            }
             v => Self::cannot(name, v),
         }
     }
@@ -938,12 +816,8 @@ impl<'f> Call<'f> {
 
     /// The fixture's 128 bytes of caller memory (see `Fix::buf`).
     fn buf(&self, name: &'static str) -> *mut c_void {
-        self.ptr(
-            name,
-            true,
-            self.f.buf.as_ptr().cast_mut().cast(),
-            null_mut(),
-        )
+        let buf = self.f.buf.as_ptr().cast_mut().cast();
+        self.ptr(name, true, buf, null_mut())
     }
 
     /// An address the library holds and never reads.
@@ -969,21 +843,26 @@ impl<'f> Call<'f> {
         self.ptr(name, true, Some(match_all as _), None)
     }
 
-    /// A DLPack tensor exported from `Lent`, whose ownership the call takes.
-    fn tensor<T: Exported>(&self, name: &'static str) -> *mut T {
-        let tensor = self.ptr(name, true, true, false);
-        if tensor {
-            T::export(self.f.raw(Lent))
-        } else {
-            null_mut()
-        }
+    /// A DLPack tensor exported from `Lent` by `export`, whose ownership the
+    /// call takes.
+    fn tensor<T>(&self, name: &'static str, export: Export<T>) -> *mut T {
+        let lent = self.ptr(name, true, Some(Lent), None);
+        lent.map_or(null_mut(), |lent| made(|out| export(self.f.raw(lent), out)))
     }
 
-    fn slot<T: Sentinel>(&self, name: &'static str, n: usize, required: bool) -> *mut T {
+    /// An out-array of `n` elements, its handles freed by `free` after a
+    /// success.
+    fn slot<T: Sentinel>(
+        &self,
+        name: &'static str,
+        n: usize,
+        required: bool,
+        free: Option<fn(T)>,
+    ) -> *mut T {
         if !self.ptr(name, required, true, false) {
             return null_mut();
         }
-        let mut slot = Box::new(Values(vec![T::sentinel(); n]));
+        let mut slot = Box::new(Out(vec![T::sentinel(); n], free));
         let ptr = slot.0.as_mut_ptr();
         self.outs.borrow_mut().push((name, slot));
         ptr
@@ -991,21 +870,21 @@ impl<'f> Call<'f> {
 
     /// A required out-pointer.
     fn out<T: Sentinel>(&self, name: &'static str) -> *mut T {
-        self.slot(name, 1, true)
+        self.slot(name, 1, true, None)
     }
 
     fn outb(&self, name: &'static str) -> *mut bool {
-        self.slot::<u8>(name, 1, true).cast()
+        self.slot::<u8>(name, 1, true, None).cast()
     }
 
     /// A required out-array of `n` elements.
     fn outv<T: Sentinel>(&self, name: &'static str, n: usize) -> *mut T {
-        self.slot(name, n, true)
+        self.slot(name, n, true, None)
     }
 
     /// An optional out-array of `n` elements.
     fn optv<T: Sentinel>(&self, name: &'static str, n: usize) -> *mut T {
-        self.slot(name, n, false)
+        self.slot(name, n, false, None)
     }
 
     /// A required out-pointer for a handle the caller then owns.
@@ -1016,13 +895,7 @@ impl<'f> Call<'f> {
 
     /// Out-handles, one for each element of the last list given.
     fn owns<T: Free>(&self, name: &'static str) -> *mut *mut T {
-        if !self.ptr(name, true, true, false) {
-            return null_mut();
-        }
-        let mut slot = Box::new(Handed::<T>(vec![sentinel(); self.len.get().clamp(1, 64)]));
-        let ptr = slot.0.as_mut_ptr();
-        self.outs.borrow_mut().push((name, slot));
-        ptr
+        self.slot(name, self.len.get().clamp(1, 64), true, Some(T::free))
     }
 
     fn slot_of<S: 'static, R>(&self, name: &str, read: impl FnOnce(&S) -> R) -> R {
@@ -1033,7 +906,7 @@ impl<'f> Call<'f> {
 
     /// What the call wrote to the out-array `name`.
     fn gotv<T: Sentinel>(&self, name: &str) -> Vec<T> {
-        self.slot_of(name, |s: &Values<T>| s.0.clone())
+        self.slot_of(name, |s: &Out<T>| s.0.clone())
     }
 
     fn got<T: Sentinel>(&self, name: &str) -> T {
@@ -1041,16 +914,12 @@ impl<'f> Call<'f> {
     }
 
     fn got_bool(&self, name: &str) -> bool {
-        match self.got::<u8>(name) {
-            0 => false,
-            1 => true,
-            b => panic!("`{name}` holds {b:#x}"),
-        }
+        bool_of(self.got::<u8>(name))
     }
 
     /// The handles the call handed out through `name`.
     fn got_owns<T: Free>(&self, name: &str) -> Vec<*mut T> {
-        self.slot_of(name, |s: &Handed<T>| s.0.clone())
+        self.gotv(name)
     }
 
     fn got_own<T: Free>(&self, name: &str) -> *mut T {
@@ -1060,11 +929,9 @@ impl<'f> Call<'f> {
     /// Checks that every override was used and, after a failure, that no
     /// out-pointer was written; after a success frees what was handed out.
     fn finish(self, ok: bool, label: &str) -> (Vec<&'static str>, usize) {
+        let used = self.used.borrow();
         for (name, _) in &self.over {
-            assert!(
-                self.used.borrow().contains(name),
-                "{label}: no argument `{name}`"
-            );
+            assert!(used.contains(name), "{label}: no argument `{name}`");
         }
         for (name, slot) in self.outs.borrow().iter() {
             if ok {
@@ -1077,30 +944,12 @@ impl<'f> Call<'f> {
     }
 }
 
+/// How the library exports an array as a DLPack tensor.
+type Export<T> = extern "C" fn(*const nnx_array, *mut *mut T) -> nnx_status;
+
 fn kept_cstr(c: *const CString) -> *const c_char {
     // SAFETY: `c` is kept by the call.
     unsafe { &*c }.as_ptr()
-}
-
-/// A DLPack tensor type the library exports and imports.
-trait Exported: Free + Sized {
-    fn export(array: *mut nnx_array) -> *mut Self;
-}
-
-impl Exported for DLManagedTensorVersioned {
-    fn export(array: *mut nnx_array) -> *mut Self {
-        let mut out = null_mut();
-        ok!(nnx_array_to_dlpack(array, &mut out));
-        out
-    }
-}
-
-impl Exported for DLManagedTensor {
-    fn export(array: *mut nnx_array) -> *mut Self {
-        let mut out = null_mut();
-        ok!(nnx_array_to_dlpack_legacy(array, &mut out));
-        out
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1111,14 +960,14 @@ type CallFn = fn(&Call) -> nnx_status;
 type Check = Box<dyn Fn(&Call)>;
 
 struct Case {
-    over: Vec<(&'static str, V)>,
+    over: Vec<Arg>,
     want: nnx_status,
     needle: String,
     check: Option<Check>,
 }
 
 impl Case {
-    fn new(over: &[(&'static str, V)], want: nnx_status, needle: &str) -> Case {
+    fn new(over: &[Arg], want: nnx_status, needle: &str) -> Case {
         let (over, needle) = (over.to_vec(), needle.to_owned());
         Case {
             over,
@@ -1178,30 +1027,54 @@ impl Row {
         }
     }
 
-    fn case(mut self, over: &[(&'static str, V)], want: nnx_status, needle: &str) -> Row {
-        self.cases.push(Case::new(over, want, needle));
-        self
-    }
-
     /// One argument given `v` fails with `want` and a message holding
     /// `needle`.
     fn bad(self, name: &'static str, v: V, want: nnx_status, needle: impl AsRef<str>) -> Row {
-        self.case(&[(name, v)], want, needle.as_ref())
+        self.bads(&[(name, v)], want, needle)
     }
 
-    fn bads(self, over: &[(&'static str, V)], want: nnx_status, needle: impl AsRef<str>) -> Row {
-        self.case(over, want, needle.as_ref())
+    /// The same, with these arguments given other values.
+    fn bads(mut self, over: &[Arg], want: nnx_status, needle: impl AsRef<str>) -> Row {
+        self.cases.push(Case::new(over, want, needle.as_ref()));
+        self
     }
 
     /// The call with these arguments succeeds, and `check` holds of it.
-    fn good(mut self, over: &[(&'static str, V)], check: impl Fn(&Call) + 'static) -> Row {
-        self = self.case(over, NNX_OK, "");
+    fn good(mut self, over: &[Arg], check: impl Fn(&Call) + 'static) -> Row {
+        self = self.bads(over, NNX_OK, "");
         self.cases.last_mut().unwrap().check = Some(Box::new(check));
         self
     }
 
     fn with(self, cases: impl FnOnce(Row) -> Row) -> Row {
         cases(self)
+    }
+
+    /// `case` applied for each item in turn.
+    fn each<T>(self, items: impl IntoIterator<Item = T>, case: impl Fn(Row, T) -> Row) -> Row {
+        items.into_iter().fold(self, case)
+    }
+
+    /// For each `(v, needle)`: `name` given `v` fails with `want` and a
+    /// message holding `needle`.
+    fn bad_all<N: AsRef<str>>(
+        self,
+        name: &'static str,
+        want: nnx_status,
+        cases: impl IntoIterator<Item = (V, N)>,
+    ) -> Row {
+        self.each(cases, |r, (v, needle)| r.bad(name, v, want, needle))
+    }
+
+    /// Each string of `BAD_UTF8` given to `name` fails with a message
+    /// holding `needle`.
+    fn bad_utf8(self, name: &'static str, needle: &str) -> Row {
+        self.bad_all(name, UTF8, BAD_UTF8.map(|bad| (txt(bad), needle)))
+    }
+
+    /// The handle argument `name` given `which` fails with `WRONG_KIND`.
+    fn wrong(self, name: &'static str, which: H, needle: &str) -> Row {
+        self.bad(name, Hd(which), WRONG_KIND, needle)
     }
 
     /// A hand-written check beside the table's.
@@ -1255,12 +1128,10 @@ impl Row {
         let primed = prime_error();
         let status = call(&c);
         let message = last_error();
+        let (got, want) = (status_name(status), status_name(case.want));
         assert_eq!(
-            status,
-            case.want,
-            "{label}: {} ({message:?}), expected {}",
-            status_name(status),
-            status_name(case.want)
+            status, case.want,
+            "{label}: {got} ({message:?}), expected {want}"
         );
         let ok = status == NNX_OK;
         if ok {
@@ -1271,10 +1142,8 @@ impl Row {
                 after(&c);
             }
         } else {
-            assert!(
-                message != primed && !message.is_empty(),
-                "{label}: no message of its own"
-            );
+            let fresh = message != primed && !message.is_empty();
+            assert!(fresh, "{label}: no message of its own");
             for needle in case.needle.split('|').filter(|n| !n.is_empty()) {
                 let found = match needle.strip_prefix('^') {
                     Some(start) => message.starts_with(start),
@@ -1282,11 +1151,8 @@ impl Row {
                 };
                 assert!(found, "{label}: {message:?} lacks {needle:?}");
             }
-            assert_eq!(
-                f.fingerprint(),
-                before,
-                "{label}: a failed call changed its inputs"
-            );
+            let now = f.fingerprint();
+            assert_eq!(now, before, "{label}: a failed call changed its inputs");
             if !self.consumes {
                 assert_eq!(f.counter.get(), released, "{label}: a release callback ran");
             }
@@ -1297,40 +1163,15 @@ impl Row {
     }
 }
 
-fn check(rows: Vec<Row>) {
-    for row in rows {
-        row.check();
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Cases shared by families of functions
-
-const NULL_ARG: nnx_status = NNX_ERR_NULL_ARGUMENT;
-const INVALID: nnx_status = NNX_ERR_INVALID_ARGUMENT;
-const UTF8: nnx_status = NNX_ERR_INVALID_UTF8;
-const NOT_FOUND: nnx_status = NNX_ERR_KEY_NOT_FOUND;
-const WRONG_KIND: nnx_status = NNX_ERR_WRONG_KIND;
-const THROUGH_LEAF: nnx_status = NNX_ERR_PATH_THROUGH_LEAF;
-const SHAPE: nnx_status = NNX_ERR_SHAPE_MISMATCH;
-const UNKNOWN: nnx_status = NNX_ERR_UNKNOWN_TYPE;
-const CONFLICT: nnx_status = NNX_ERR_TYPE_CONFLICT;
-const NON_EXHAUSTIVE: nnx_status = NNX_ERR_NON_EXHAUSTIVE;
-const ORDER: nnx_status = NNX_ERR_FILTER_ORDER;
-const RANGE: nnx_status = NNX_ERR_INDEX_OUT_OF_RANGE;
-const CALLBACK: nnx_status = NNX_ERR_CALLBACK;
-const READ_ONLY: nnx_status = NNX_ERR_READ_ONLY;
-const OOM: nnx_status = NNX_ERR_OUT_OF_MEMORY;
-const FORMAT: nnx_status = NNX_ERR_FORMAT;
-const IO: nnx_status = NNX_ERR_IO;
-const TOO_DEEP: nnx_status = NNX_ERR_TOO_DEEP;
 
 const F32: i128 = NNX_DTYPE_F32 as i128;
 const U8: i128 = NNX_DTYPE_U8 as i128;
 
 /// Shapes and dtypes no array constructor takes.
-fn bad_shapes(mut r: Row, with_bytes: bool) -> Row {
-    let cases: [(i128, &[i64], &str); 17] = [
+fn bad_shapes(r: Row, with_bytes: bool) -> Row {
+    let cases: [(i128, &[i64], &str); 12] = [
         (F32, &[2, -1], "negative"),
         (U8, &[i64::MIN], "negative"),
         (F32, &[0, -3], "negative"),
@@ -1343,56 +1184,42 @@ fn bad_shapes(mut r: Row, with_bytes: bool) -> Row {
         (F32, &[i64::MAX, 0, 2], "overflow"),
         (F32, &[1 << 40, 1 << 40], "overflow"),
         (F32, &[3, 1 << 62, 4], "overflow"),
-        (0, &[2], "unknown dtype"),
-        (16, &[2], "unknown dtype"),
-        (99, &[2], "unknown dtype"),
-        (999, &[2], "unknown dtype"),
-        (u32::MAX as i128, &[2], "unknown dtype"),
     ];
-    for (dtype, shape, needle) in cases {
+    let unknown = [0, 16, 99, 999, u32::MAX as i128].map(|d| (d, &[2][..], "unknown dtype"));
+    let all = cases.into_iter().chain(unknown);
+    r.each(all, |r, (dtype, shape, needle)| {
         let mut over = vec![("dtype", N(dtype)), ("shape", Ints(shape.to_vec()))];
         if with_bytes {
             over.push(("nbytes", num(64)));
         }
-        r = r.bads(&over, INVALID, needle);
-    }
-    r
+        r.bads(&over, INVALID, needle)
+    })
 }
 
 /// Byte counts that disagree with the shape `[2, 3]` of f32.
-fn mismatched_bytes(mut r: Row, counts: &[usize]) -> Row {
-    for n in counts {
-        r = r.bad("nbytes", num(*n), SHAPE, format!("24|{n}"));
-    }
-    r
+fn mismatched_bytes(r: Row, counts: &[usize]) -> Row {
+    let needles = counts.iter().map(|n| (num(*n), format!("24|{n}")));
+    r.bad_all("nbytes", SHAPE, needles)
 }
 
 /// Keys that are wrong wherever a path goes: not UTF-8, of no known kind,
 /// a NULL string with a length (alone, and after keys that would make new
 /// nested states), a NULL or absurdly long key array.
-fn bad_keys(mut r: Row) -> Row {
-    let mut cases = vec![
-        (k(&[S("b"), NullStr(3)]), NULL_ARG, "`key.str`".to_owned()),
-        (k(&[NullStr(1)]), NULL_ARG, "`key.str`".to_owned()),
-    ];
-    for bad in BAD_UTF8 {
-        for keys in [vec![Raw(bad)], vec![S("b"), S("new"), Raw(bad)]] {
-            cases.push((Keys(keys), UTF8, "UTF-8".to_owned()));
-        }
-    }
-    for kind in [2, 7, u32::MAX] {
-        let after = [
-            vec![S("b"), Kind(kind)],
-            vec![S("brand"), S("new"), Kind(kind)],
+fn bad_keys(r: Row) -> Row {
+    let utf8 = BAD_UTF8.map(|bad| [k(&[Raw(bad)]), k(&[S("b"), S("new"), Raw(bad)])]);
+    let r = r.each(utf8.concat(), |r, v| r.bad("path", v, UTF8, "UTF-8"));
+    let r = r.each([2, 7, u32::MAX], |r, kind| {
+        let needle = format!("key kind {kind}");
+        let paths = [
+            k(&[Kind(kind)]),
+            k(&[S("b"), Kind(kind)]),
+            k(&[S("brand"), S("new"), Kind(kind)]),
         ];
-        for keys in [vec![Kind(kind)], after[0].clone(), after[1].clone()] {
-            cases.push((Keys(keys), INVALID, format!("key kind {kind}")));
-        }
-    }
-    for (v, want, needle) in cases {
-        r = r.bad("path", v, want, needle);
-    }
-    r.bads(&[("path", Null), ("path_len", num(3))], NULL_ARG, "`path`")
+        r.each(paths, |r, v| r.bad("path", v, INVALID, &needle))
+    });
+    r.bad("path", k(&[S("b"), NullStr(3)]), NULL_ARG, "`key.str`")
+        .bad("path", k(&[NullStr(1)]), NULL_ARG, "`key.str`")
+        .bads(&[("path", Null), ("path_len", num(3))], NULL_ARG, "`path`")
         .bad("path_len", num(usize::MAX / 8), INVALID, "too large")
 }
 
@@ -1402,21 +1229,15 @@ fn bad_texts(r: Row) -> Row {
 }
 
 /// The same, given to the text argument `name`.
-fn bad_texts_in(mut r: Row, name: &'static str) -> Row {
-    r = r.bad(name, txt(b"b/\xe2\x82"), UTF8, "UTF-8|path");
-    for bad in BAD_UTF8 {
-        r = r.bad(name, txt(bad), UTF8, "UTF-8").bad(
-            name,
-            txt([b"b/new/", bad].concat()),
-            UTF8,
-            "UTF-8",
-        );
-    }
-    for text in ["a//b", "/a", "a/", "/", "b//x", "new//x", "//"] {
-        let needle = format!("empty component|{text}");
-        r = r.bad(name, txt(text), INVALID, needle);
-    }
-    r
+fn bad_texts_in(r: Row, name: &'static str) -> Row {
+    let new = BAD_UTF8.map(|bad| txt([b"b/new/", bad].concat()));
+    let empty = ["a//b", "/a", "a/", "/", "b//x", "new//x", "//"];
+    r.bad(name, txt(b"b/\xe2\x82"), UTF8, "UTF-8|path")
+        .bad_utf8(name, "UTF-8")
+        .each(new, |r, v| r.bad(name, v, UTF8, "UTF-8"))
+        .each(empty, |r, text| {
+            r.bad(name, txt(text), INVALID, format!("empty component|{text}"))
+        })
 }
 
 /// A path, as keys or as text.
@@ -1441,16 +1262,18 @@ const THROUGH: [(&[K<'static>], &str, &str); 5] = [
     (&[S("a"), S("new"), I(0)], "a/new/0", "a"),
 ];
 
-fn through(mut r: Row, keyed: bool) -> Row {
-    for (keys, text, leaf) in THROUGH {
+fn through(r: Row, keyed: bool) -> Row {
+    r.each(THROUGH, |r, (keys, text, leaf)| {
         let needle = format!("path '{text}' runs through the leaf at '{leaf}'");
-        r = r.bad("path", at(keyed, keys, text), THROUGH_LEAF, needle);
-    }
-    r
+        r.bad("path", at(keyed, keys, text), THROUGH_LEAF, needle)
+    })
 }
 
+/// A path as keys and as text.
+type Place = (&'static [K<'static>], &'static str);
+
 /// Paths where nothing is (the string "1" is not the int 1).
-const MISSING: [(&[K<'static>], &str); 5] = [
+const MISSING: [Place; 5] = [
     (&[S("nope")], "nope"),
     (&[S("b"), S("nope")], "b/nope"),
     (&[S("b"), I(2)], "b/2"),
@@ -1458,81 +1281,90 @@ const MISSING: [(&[K<'static>], &str); 5] = [
     (&[S("nope"), S("deeper")], "nope/deeper"),
 ];
 
-fn missing(mut r: Row, keyed: bool) -> Row {
-    for (keys, text) in MISSING.into_iter().filter(|m| keyed || !m.1.is_empty()) {
-        let needle = format!("nothing at|{text}");
-        r = r.bad("path", at(keyed, keys, text), NOT_FOUND, needle);
-    }
-    r
+fn missing(r: Row, keyed: bool) -> Row {
+    r.each(places(keyed, MISSING), |r, (v, text)| {
+        r.bad("path", v, NOT_FOUND, format!("nothing at|{text}"))
+    })
+}
+
+/// The paths as keys, or as text without those only keys can give.
+fn places(keyed: bool, paths: impl IntoIterator<Item = Place>) -> Vec<(V, &'static str)> {
+    let paths = paths.into_iter().filter(|p| keyed || !p.1.is_empty());
+    paths.map(|(ks, t)| (at(keyed, ks, t), t)).collect()
 }
 
 /// `contains` answers false for paths through leaves and where nothing is.
-fn absent(mut r: Row, keyed: bool) -> Row {
+fn absent(r: Row, keyed: bool) -> Row {
     let paths = THROUGH.iter().map(|t| (t.0, t.1)).chain(MISSING);
-    for (keys, text) in paths.filter(|m| keyed || !m.1.is_empty()) {
-        r = r.good(&[("path", at(keyed, keys, text))], |c| {
-            assert!(!c.got_bool("out_contains"))
-        });
-    }
-    r
+    r.each(places(keyed, paths), |r, (v, _)| {
+        r.good(&[("path", v)], says("out_contains", false))
+    })
 }
 
 /// The state argument a view whose place is gone or holds a leaf.
 fn views(r: Row, arg: &'static str) -> Row {
-    r.bad(arg, Hd(Dead), NOT_FOUND, "no longer exists").bad(
-        arg,
-        Hd(LeafView),
-        WRONG_KIND,
-        "'b'|leaf",
-    )
+    let r = r.bad(arg, Hd(Dead), NOT_FOUND, "no longer exists");
+    r.bad(arg, Hd(LeafView), WRONG_KIND, "'b'|leaf")
 }
 
-/// The empty path for a function that needs a place: as NULL and as a
-/// pointer, each with length 0.
+/// The empty path for a function that needs a place: as text, or as keys
+/// NULL and not, each with length 0.
 fn no_place(r: Row, keyed: bool, needle: &str) -> Row {
+    let r = r.bads(&whole(keyed), INVALID, needle);
     if keyed {
-        r.bads(&[("path", Null), ("path_len", num(0))], INVALID, needle)
-            .bad("path_len", num(0), INVALID, needle)
+        r.bad("path_len", num(0), INVALID, needle)
     } else {
-        r.bad("path", txt(""), INVALID, needle)
+        r
     }
 }
 
 /// Metadata and type names that are not UTF-8, or empty.
-fn bad_names(mut r: Row) -> Row {
-    for bad in BAD_UTF8 {
-        r = r.bad("name", txt(bad), UTF8, "name");
-    }
-    r.bad("name", txt(""), INVALID, "empty")
+fn bad_names(r: Row) -> Row {
+    r.bad_utf8("name", "name")
+        .bad("name", txt(""), INVALID, "empty")
 }
 
 /// Metadata names a reader does not find.
-fn absent_names(mut r: Row) -> Row {
-    for bad in BAD_UTF8 {
-        r = r.bad("name", txt(bad), UTF8, "name");
-    }
-    r.bad("name", txt("absent"), NOT_FOUND, "absent")
+fn absent_names(r: Row) -> Row {
+    r.bad_utf8("name", "name")
+        .bad("name", txt("absent"), NOT_FOUND, "absent")
         .bad("name", txt(""), NOT_FOUND, "")
 }
 
 /// Type ids the registry does not have.
-fn unknown_ids(mut r: Row, arg: &'static str) -> Row {
-    for id in UNKNOWN_IDS {
-        r = r.bad(arg, num(id), UNKNOWN, id.to_string());
-    }
-    r
+fn unknown_ids(r: Row, arg: &'static str) -> Row {
+    let ids = UNKNOWN_IDS.map(|id| (num(id), id.to_string()));
+    r.bad_all(arg, UNKNOWN, ids)
 }
 
 /// Indexes out of range for a list of `len` entries.
-fn past_end(mut r: Row, len: usize) -> Row {
-    for index in [len, len + 1, len + 7, usize::MAX] {
-        r = r.bad("index", num(index), RANGE, index.to_string());
-    }
-    r
+fn past_end(r: Row, len: usize) -> Row {
+    let indexes = [len, len + 1, len + 7, usize::MAX];
+    r.bad_all("index", RANGE, indexes.map(|i| (num(i), i.to_string())))
 }
 
 // ---------------------------------------------------------------------------
 // Checks of what a call handed out
+
+/// Checks that the call wrote `want` to the out-pointer `name`.
+fn gives<T: Sentinel + PartialEq + std::fmt::Debug>(name: &'static str, want: T) -> impl Fn(&Call) {
+    move |c| assert_eq!(c.got::<T>(name), want, "`{name}`")
+}
+
+/// Checks that the call handed out the string `want` through `name`.
+fn text_is(name: &'static str, want: impl AsRef<str> + 'static) -> impl Fn(&Call) {
+    move |c| assert_eq!(text_of(c.got_own(name)), want.as_ref(), "`{name}`")
+}
+
+/// Checks that the metadata value `which` now reads as `want`.
+fn reads(which: H, want: &'static str) -> impl Fn(&Call) {
+    move |c| assert_eq!(meta_repr(c.f.raw(which)), want, "{which:?}")
+}
+
+/// Checks that the call wrote `want` to the `bool` out-pointer `name`.
+fn says(name: &'static str, want: bool) -> impl Fn(&Call) {
+    move |c| assert_eq!(c.got_bool(name), want, "`{name}`")
+}
 
 fn nbytes(array: *const nnx_array) -> usize {
     let mut n = SENTINEL;
@@ -1542,29 +1374,24 @@ fn nbytes(array: *const nnx_array) -> usize {
 
 /// The leaf counts of the states handed out through `out_states`.
 fn counts(c: &Call) -> Vec<usize> {
-    c.got_owns::<nnx_state>("out_states")
-        .into_iter()
-        .map(|s| leaves(s))
-        .collect()
+    let states = c.got_owns::<nnx_state>("out_states");
+    states.into_iter().map(|s| leaves(s)).collect()
+}
+
+/// Checks that `Plain` now holds a value of this kind.
+fn holds(kind: nnx_value_kind) -> impl Fn(&Call) {
+    move |c| assert_eq!(value_kind(c.f.raw(Plain)), kind)
+}
+
+/// Checks that the filter handed out selects `n` leaves of `Main`.
+fn selects(n: usize) -> impl Fn(&Call) {
+    move |c| assert_eq!(selected(c), n)
 }
 
 /// How many leaves of `Main` the filter handed out selects.
 fn selected(c: &Call) -> usize {
-    let filter = c.got_own::<nnx_filter>("out_filter");
-    let mut out = [null_mut()];
-    ok!(nnx_state_filter(
-        c.f.raw(Main),
-        &filter,
-        1,
-        out.as_mut_ptr()
-    ));
-    leaves(St(out[0]).ptr())
-}
-
-fn text_of(ptr: *const c_char) -> String {
-    assert!(!ptr.is_null());
-    // SAFETY: a NUL-terminated string from the library.
-    unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_owned()
+    let (main, filter) = (c.f.raw(Main), c.got_own::<nnx_filter>("out_filter"));
+    leaves(St(made(|o| nnx_state_filter(main, &filter, 1, o))).ptr())
 }
 
 /// `len` bytes the library lends at `text`.
@@ -1578,12 +1405,12 @@ fn lent_text(text: *const c_char, len: usize) -> String {
 // The table
 
 fn array_rows() -> Vec<Row> {
-    let shape_23 = |r: Row| mismatched_bytes(r, &[0, 4, 20, 23, 25, 32, 64]);
+    // Bad shapes, and byte counts other than the 24 of f32[2, 3].
+    let sized = |r: Row| bad_shapes(mismatched_bytes(r, &[0, 4, 20, 23, 25, 32, 64]), true);
     vec![
         row!(nnx_array_new(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len, data: buf,
             nbytes: n(24usize), out_array: own))
-        .with(shape_23)
-        .with(|r| bad_shapes(r, true))
+        .with(sized)
         .good(&[("shape", Null), ("ndim", num(0)), ("nbytes", num(4))], |c| {
             let data = data_ptr(c.got_own("out_array"));
             assert_ne!(data, c.f.buf.as_ptr().cast(), "a copy");
@@ -1614,8 +1441,7 @@ fn array_rows() -> Vec<Row> {
         .bad("ndim", num(usize::MAX / 8 + 1), INVALID, "too large"),
         row!(nnx_array_wrap(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len, data: buf,
             nbytes: n(24usize), writable: b(true), release: rel, user_data: ud, out_array: own))
-        .with(shape_23)
-        .with(|r| bad_shapes(r, true))
+        .with(sized)
         .good(&[("dtype", N(U8)), ("shape", Ints(vec![0])), ("data", Null), ("nbytes", num(0)),
             ("writable", B(false))], |_| {})
         .good(&[("release", Null), ("user_data", Null)], |c| {
@@ -1625,8 +1451,7 @@ fn array_rows() -> Vec<Row> {
         row!(nnx_array_wrap_device(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len,
             data: buf, nbytes: n(24usize), device_type: n(2i32), device_id: n(0i32),
             writable: b(true), release: rel, user_data: ud, out_array: own))
-        .with(shape_23)
-        .with(|r| bad_shapes(r, true)),
+        .with(sized),
         row!(nnx_array_dtype(array: arr, out_dtype: out))
             .good(&[], |c| assert_eq!(c.got::<u32>("out_dtype"), NNX_DTYPE_F32)),
         row!(nnx_array_ndim(array: arr, out_ndim: out)),
@@ -1657,8 +1482,9 @@ fn array_rows() -> Vec<Row> {
             }),
         row!(nnx_array_to_dlpack(array: arr, out_tensor: own)),
         row!(nnx_array_to_dlpack_legacy(array: arr, out_tensor: own)),
-        row!(nnx_array_from_dlpack(tensor: tensor, out_array: own)).consumes(),
-        row!(nnx_array_from_dlpack_legacy(tensor: tensor, out_array: own)).consumes(),
+        row!(nnx_array_from_dlpack(tensor: tensor(nnx_array_to_dlpack), out_array: own)).consumes(),
+        row!(nnx_array_from_dlpack_legacy(tensor: tensor(nnx_array_to_dlpack_legacy), out_array: own))
+            .consumes(),
     ]
 }
 
@@ -1675,10 +1501,9 @@ fn type_rows() -> Vec<Row> {
                 assert_eq!(c.got::<u32>("out_type"), NNX_TYPE_PARAM, "built-ins keep their ids")
             })
             .good(&[], |c| {
-                let mut id = SENTINEL_U32;
+                let (mut id, mut parent) = (SENTINEL_U32, SENTINEL_U32);
                 ok!(nnx_type_lookup(cstr("ContractType").as_ptr(), &mut id));
                 assert_eq!(c.got::<u32>("out_type"), id, "same name, same parent: same id");
-                let mut parent = SENTINEL_U32;
                 ok!(nnx_type_parent(id, &mut parent));
                 assert_eq!(parent, NNX_TYPE_PARAM, "a conflict changed the parent");
                 let (mut name, mut sub) = (null(), BoolOut::new());
@@ -1696,18 +1521,13 @@ fn type_rows() -> Vec<Row> {
             .good(&[], |c| assert_eq!(text_of(c.got("out_name")), "Param")),
         row!(nnx_type_parent(type_id: n(NNX_TYPE_PARAM), out_parent: out))
             .with(|r| unknown_ids(r, "type_id"))
-            .good(&[("type_id", num(NNX_TYPE_VARIABLE))], |c| {
-                assert_eq!(c.got::<u32>("out_parent"), NNX_TYPE_NONE)
-            }),
+            .good(&[("type_id", num(NNX_TYPE_VARIABLE))], gives("out_parent", NNX_TYPE_NONE)),
         row!(nnx_type_is_subtype(type_id: n(NNX_TYPE_PARAM), ancestor: n(NNX_TYPE_VARIABLE),
             out_result: outb))
             .with(|r| unknown_ids(r, "type_id"))
             .with(|r| unknown_ids(r, "ancestor"))
-            .with(|mut r| {
-                for id in UNKNOWN_IDS {
-                    r = r.bads(&[("type_id", num(id)), ("ancestor", num(id))], UNKNOWN, "");
-                }
-                r
+            .each(UNKNOWN_IDS, |r, id| {
+                r.bads(&[("type_id", num(id)), ("ancestor", num(id))], UNKNOWN, "")
             })
             .good(&[], |c| assert!(c.got_bool("out_result"))),
         row!(nnx_type_count(out_count: out)).good(&[], |c| assert!(c.got::<usize>("out_count") >= 12)),
@@ -1716,95 +1536,71 @@ fn type_rows() -> Vec<Row> {
 
 /// Failed registrations register nothing: NULL out, an unknown parent.
 fn failed_registrations_register_nothing() {
-    let name = cstr("ContractNeverRegistered");
+    let owned = cstr("ContractNeverRegistered");
+    let (name, mut id) = (owned.as_ptr(), SENTINEL_U32);
     fails!(
-        nnx_type_register(name.as_ptr(), NNX_TYPE_PARAM, null_mut()),
+        nnx_type_register(name, NNX_TYPE_PARAM, null_mut()),
         NNX_ERR_NULL_ARGUMENT
     );
-    let mut id = SENTINEL_U32;
     fails!(
-        nnx_type_register(name.as_ptr(), UNKNOWN_TYPE, &mut id),
+        nnx_type_register(name, UNKNOWN_TYPE, &mut id),
         NNX_ERR_UNKNOWN_TYPE
     );
-    fails!(
-        nnx_type_lookup(name.as_ptr(), &mut id),
-        NNX_ERR_KEY_NOT_FOUND
-    );
+    fails!(nnx_type_lookup(name, &mut id), NNX_ERR_KEY_NOT_FOUND);
     assert_eq!(id, SENTINEL_U32);
 }
 
 /// Key data and names jax refuses; checked by `nnx_variable_new_key` and
 /// `nnx_variable_set_key`, whose variable `which` gives.
-fn bad_key_data(mut r: Row, which: fn(&Call) -> *mut nnx_variable) -> Row {
+fn bad_key_data(r: Row, which: fn(&Call) -> *mut nnx_variable) -> Row {
+    let zeros = |dtype| Zeros(dtype, vec![2]);
     let u32s = |shape: &[i64]| Zeros(NNX_DTYPE_U32, shape.to_vec());
-    r = r
-        .bad("key_data", Zeros(NNX_DTYPE_F32, vec![2]), INVALID, "uint32")
-        .bad(
-            "key_data",
-            Zeros(NNX_DTYPE_U64, vec![2]),
-            INVALID,
-            "got uint64",
-        )
-        .bads(
-            &[("key_data", u32s(&[])), ("impl_name", txt("my_prng"))],
-            INVALID,
-            "scalar",
-        )
+    let key = |shape, name| [("key_data", u32s(shape)), ("impl_name", txt(name))];
+    let r = r
+        .bad("key_data", zeros(NNX_DTYPE_F32), INVALID, "uint32")
+        .bad("key_data", zeros(NNX_DTYPE_U64), INVALID, "got uint64")
+        .bads(&key(&[], "my_prng"), INVALID, "scalar")
         .bad("impl_name", txt(""), INVALID, "empty")
         .bad("impl_name", txt(b"fry\xff"), UTF8, "impl_name");
     // jax's own implementations have their key shape last.
-    for (name, shape, want) in [
-        ("threefry2x32", &[4][..], "[..., 2]"),
+    let jax: [(&str, &[i64], &str); 7] = [
+        ("threefry2x32", &[4], "[..., 2]"),
         ("threefry2x32", &[2, 1], "[..., 2]"),
         ("rbg", &[2], "[..., 4]"),
         ("unsafe_rbg", &[3, 2], "[..., 4]"),
         ("threefry4x32", &[2], "[..., 4]"),
         ("philox2x32", &[2], "[..., 1]"),
         ("philox4x32", &[4], "[..., 2]"),
-    ] {
-        r = r.bads(
-            &[("key_data", u32s(shape)), ("impl_name", txt(name))],
-            INVALID,
-            want,
-        );
-    }
+    ];
+    let r = r.each(jax, |r, (name, shape, want)| {
+        r.bads(&key(shape, name), INVALID, want)
+    });
     // Custom implementations take any uint32 data of at least one
     // dimension, batches of jax's own their key shape last.
-    for (name, shape) in [("my_prng", &[5][..]), ("rbg", &[2, 3, 4])] {
-        r = r.good(
-            &[("key_data", u32s(shape)), ("impl_name", txt(name))],
-            move |c| assert_eq!(get_key(which(c)).1, name),
-        );
-    }
-    r
+    let custom = [("my_prng", &[5][..]), ("rbg", &[2, 3, 4])];
+    r.each(custom, |r, (name, shape)| {
+        let check = move |c: &Call| assert_eq!(get_key(which(c)).1, name);
+        r.good(&key(shape, name), check)
+    })
 }
 
 /// Opaque type names the library refuses.
 fn bad_type_names(r: Row) -> Row {
-    r.bad("type_name", txt(""), INVALID, "empty").bad(
-        "type_name",
-        txt(b"py\xc3"),
-        UTF8,
-        "type_name",
-    )
+    let r = r.bad("type_name", txt(""), INVALID, "empty");
+    r.bad("type_name", txt(b"py\xc3"), UTF8, "type_name")
 }
 
 /// A getter of one kind on `WithMeta`'s entries of other kinds.
-fn other_kinds(mut r: Row, entries: &[(&'static str, &'static str)]) -> Row {
-    for (name, needle) in entries {
-        r = r.bad("name", txt(name), WRONG_KIND, *needle);
-    }
-    r
+fn other_kinds(r: Row, entries: &[(&'static str, &'static str)]) -> Row {
+    r.each(entries, |r, (name, needle)| {
+        r.bad("name", txt(name), WRONG_KIND, *needle)
+    })
 }
 
 /// A variable's metadata entry as JSON.
 fn entry_json(var: *const nnx_variable, name: &str) -> String {
-    let mut json = null_mut();
-    ok!(nnx_variable_get_metadata_json(
-        var,
-        cstr(name).as_ptr(),
-        &mut json
-    ));
+    let name = cstr(name);
+    let json = made(|o| nnx_variable_get_metadata_json(var, name.as_ptr(), o));
     LibStr(json).text()
 }
 
@@ -1822,20 +1618,11 @@ fn deep_json(levels: usize) -> String {
 }
 
 fn variable_rows() -> Vec<Row> {
-    let kinds = [
-        (KeyVar, NNX_VALUE_KEY),
-        (Opaque, NNX_VALUE_OPAQUE),
-        (NoValue, NNX_VALUE_NONE),
-        (Plain, NNX_VALUE_ARRAY),
-    ];
     vec![
         row!(nnx_variable_new(type_id: n(NNX_TYPE_PARAM), value: opt(Lent), out_variable: own))
             .with(|r| unknown_ids(r, "type_id"))
-            .with(|mut r| {
-                for id in UNKNOWN_IDS {
-                    r = r.bads(&[("type_id", num(id)), ("value", Null)], UNKNOWN, "");
-                }
-                r
+            .each(UNKNOWN_IDS, |r, id| {
+                r.bads(&[("type_id", num(id)), ("value", Null)], UNKNOWN, "")
             })
             .good(&[("value", Null)], |c| {
                 assert_eq!(value_kind(c.got_own("out_variable")), NNX_VALUE_NONE)
@@ -1859,13 +1646,11 @@ fn variable_rows() -> Vec<Row> {
                 assert!(c.got_own::<nnx_array>("out_value").is_null())
             }),
         row!(nnx_variable_set_value(variable: var, value: opt(Lent)))
-            .good(&[("value", Null)], |c| assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_NONE)),
-        row!(nnx_variable_value_kind(variable: var, out_kind: out)).with(|mut r| {
-            for (which, kind) in kinds {
-                r = r.good(&[("variable", Hd(which))], move |c| assert_eq!(c.got::<u32>("out_kind"), kind));
-            }
-            r
-        }),
+            .good(&[("value", Null)], holds(NNX_VALUE_NONE)),
+        row!(nnx_variable_value_kind(variable: var, out_kind: out))
+            .each([(KeyVar, NNX_VALUE_KEY), (Opaque, NNX_VALUE_OPAQUE), (NoValue, NNX_VALUE_NONE),
+                (Plain, NNX_VALUE_ARRAY)],
+                |r, (h, kind)| r.good(&[("variable", Hd(h))], gives("out_kind", kind))),
         row!(nnx_variable_new_key(type_id: n(NNX_TYPE_RNG_KEY), key_data: h(KeyData),
             impl_name: text("threefry2x32"), out_variable: own))
             .with(|r| bad_key_data(r, |c| c.got_own("out_variable")))
@@ -1873,7 +1658,7 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_set_key(variable: h(KeyVar), key_data: h(KeyData),
             impl_name: text("threefry2x32")))
             .with(|r| bad_key_data(r, |c| c.f.raw(KeyVar)))
-            .good(&[("variable", Hd(Plain))], |c| assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_KEY)),
+            .good(&[("variable", Hd(Plain))], holds(NNX_VALUE_KEY)),
         row!(nnx_variable_get_key(variable: h(KeyVar), out_key_data: own, out_impl_name: out))
             .bad("variable", Hd(Plain), WRONG_KIND, "an array|not a typed PRNG key")
             .bad("variable", Hd(NoValue), WRONG_KIND, "no value|not a typed PRNG key")
@@ -1899,9 +1684,8 @@ fn variable_rows() -> Vec<Row> {
         row!(nnx_variable_set_opaque(variable: var, type_name: text("test:thing"), object: any,
             release: rel, user_data: ud))
             .with(bad_type_names)
-            .good(&[("object", Null), ("release", Null), ("user_data", Null)], |c| {
-                assert_eq!(value_kind(c.f.raw(Plain)), NNX_VALUE_OPAQUE)
-            }),
+            .good(&[("object", Null), ("release", Null), ("user_data", Null)],
+                holds(NNX_VALUE_OPAQUE)),
         row!(nnx_variable_get_opaque(variable: h(Opaque), out_object: out, out_type_name: out))
             .bad("variable", Hd(Plain), WRONG_KIND, "an array|not an opaque value")
             .bad("variable", Hd(NoValue), WRONG_KIND, "no value|not an opaque value")
@@ -1909,19 +1693,13 @@ fn variable_rows() -> Vec<Row> {
             .good(&[], |c| assert_eq!(c.got::<*mut c_void>("out_object"), sentinel())),
         row!(nnx_variable_set_metadata_str(variable: var, name: text("tag"), value: text("x")))
             .with(bad_names)
-            .with(|mut r| {
-                for bad in BAD_UTF8 {
-                    r = r.bad("value", txt(bad), UTF8, "value");
-                }
-                r
-            })
+            .bad_utf8("value", "value")
             .good(&[], |c| assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "'x'"))
             .good(&[("value", txt(""))], |c| {
                 assert_eq!(entry_repr(c.f.raw(Plain), "tag"), "''", "an empty value is a value");
-                let mut out = null_mut();
-                ok!(nnx_variable_get_metadata_str(c.f.raw(Plain), cstr("tag").as_ptr(), &mut out));
-                assert_eq!(text_of(out), "");
-                nnx_string_free(out);
+                let tag = cstr("tag");
+                let out = made(|o| nnx_variable_get_metadata_str(c.f.raw(Plain), tag.as_ptr(), o));
+                assert_eq!(LibStr(out).text(), "");
                 let state = new_state();
                 ok!(nnx_state_set_variable_str(state.ptr(), cstr("v").as_ptr(), c.f.raw(Plain)));
                 let tagged = Flt(made(|out| nnx_filter_with_tag(cstr("").as_ptr(), out)));
@@ -1962,12 +1740,12 @@ fn variable_rows() -> Vec<Row> {
             }),
         row!(nnx_variable_get_metadata_json(variable: h(WithMeta), name: text("t"), out_value: own))
             .with(absent_names)
-            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), META[4].1))
-            .good(&[("name", txt("i"))], |c| assert_eq!(text_of(c.got_own("out_value")), "3")),
+            .good(&[], text_is("out_value", META[4].1))
+            .good(&[("name", txt("i"))], text_is("out_value", "3")),
         row!(nnx_variable_get_metadata_str(variable: h(WithMeta), name: text("s"), out_value: own))
             .with(absent_names)
             .with(|r| other_kinds(r, &[("i", "int"), ("f", "float"), ("b", "bool"), ("l", "list ([1])")]))
-            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), "text")),
+            .good(&[], text_is("out_value", "text")),
         row!(nnx_variable_get_metadata_int(variable: h(WithMeta), name: text("i"), out_value: out))
             .with(absent_names)
             .with(|r| other_kinds(r, &[("s", "str"), ("f", "float"), ("b", "bool"), ("l", "list")]))
@@ -1996,13 +1774,9 @@ fn variable_rows() -> Vec<Row> {
             }),
         row!(nnx_variable_metadata_kind(variable: h(WithMeta), name: text("f"), out_kind: out))
             .with(absent_names)
-            .with(|mut r| {
-                for (name, kind) in [("s", NNX_META_STR), ("i", NNX_META_INT), ("f", NNX_META_FLOAT),
-                    ("b", NNX_META_BOOL), ("t", NNX_META_TUPLE), ("l", NNX_META_LIST)] {
-                    r = r.good(&[("name", txt(name))], move |c| assert_eq!(c.got::<u32>("out_kind"), kind));
-                }
-                r
-            }),
+            .each([("s", NNX_META_STR), ("i", NNX_META_INT), ("f", NNX_META_FLOAT),
+                ("b", NNX_META_BOOL), ("t", NNX_META_TUPLE), ("l", NNX_META_LIST)],
+                |r, (name, kind)| r.good(&[("name", txt(name))], gives("out_kind", kind))),
         row!(nnx_variable_remove_metadata(variable: h(WithMeta), name: text("s")))
             .with(absent_names),
         row!(nnx_variable_retain(variable: var)).after(|c| nnx_variable_release(c.f.raw(Plain))),
@@ -2011,12 +1785,8 @@ fn variable_rows() -> Vec<Row> {
 }
 
 fn an_int_tag_is_no_tag() {
-    let var = variable(NNX_TYPE_PARAM, None);
-    ok!(nnx_variable_set_metadata_int(
-        var.ptr(),
-        cstr("tag").as_ptr(),
-        1
-    ));
+    let (var, name) = (variable(NNX_TYPE_PARAM, None), cstr("tag"));
+    ok!(nnx_variable_set_metadata_int(var.ptr(), name.as_ptr(), 1));
     let mut tag = sentinel();
     ok!(nnx_variable_tag(var.ptr(), &mut tag));
     assert!(tag.is_null());
@@ -2024,6 +1794,9 @@ fn an_int_tag_is_no_tag() {
 
 fn meta_rows() -> Vec<Row> {
     let too_deep = format!("{} levels", NNX_MAX_DEPTH + 1);
+    let (at_limit, past_int64) = (deep_json(NNX_MAX_DEPTH), "[\"list\", 18446744073709551616]");
+    let (no_key, tuple_repr) = ([("key", Null), ("key_len", num(0))], "(None, 'model')");
+    let (unequal, list_of_tuple) = (|| says("out_equal", false), r#"["list",null,"model"]"#);
     vec![
         row!(nnx_meta_new_null(out_meta: own)),
         row!(nnx_meta_new_bool(value: b(true), out_meta: own)),
@@ -2035,52 +1808,33 @@ fn meta_rows() -> Vec<Row> {
         row!(nnx_meta_new_str(text: bytes("model"), len: len, out_meta: own))
             .bad("text", txt(b"Bad\xffKey"), UTF8, "")
             .good(&[("text", Null), ("len", num(0))], |c| {
-                assert_eq!(
-                    meta_repr(c.got_own("out_meta")),
-                    "''",
-                    "no bytes need no pointer"
-                )
+                let repr = meta_repr(c.got_own("out_meta"));
+                assert_eq!(repr, "''", "no bytes need no pointer")
             }),
         row!(nnx_meta_append(seq: h(MList), item: h(MInt)))
-            .bad("seq", Hd(MMap), WRONG_KIND, "not a list or tuple")
-            .bad("seq", Hd(MInt), WRONG_KIND, "not a list or tuple")
+            .wrong("seq", MMap, "not a list or tuple")
+            .wrong("seq", MInt, "not a list or tuple")
             .bad("item", Hd(MDeep), TOO_DEEP, &too_deep)
-            .good(&[], |c| assert_eq!(meta_repr(c.f.raw(MList)), "[1, 5]")),
+            .good(&[], reads(MList, "[1, 5]")),
         row!(nnx_meta_map_set(map: h(MMap), key: bytes("k"), key_len: len, value: h(MInt)))
-            .bad("map", Hd(MList), WRONG_KIND, "")
+            .wrong("map", MList, "")
             .bad("key", txt(b"Bad\xffKey"), UTF8, "key")
             .bad("value", Hd(MDeep), TOO_DEEP, &too_deep)
-            .good(&[("key", Null), ("key_len", num(0))], |c| {
-                assert_eq!(
-                    meta_repr(c.f.raw(MMap)),
-                    "{'a': 1, '': 5}",
-                    "an empty key needs no pointer"
-                )
-            })
-            .good(&[("key", txt("a"))], |c| {
-                assert_eq!(
-                    meta_repr(c.f.raw(MMap)),
-                    "{'a': 5}",
-                    "a key keeps its place"
-                )
-            }),
+            // An empty key needs no pointer; a key set again keeps its place.
+            .good(&no_key, reads(MMap, "{'a': 1, '': 5}"))
+            .good(&[("key", txt("a"))], reads(MMap, "{'a': 5}")),
         row!(nnx_meta_get_kind(meta: h(MInt), out_kind: out))
-            .good(&[], |c| assert_eq!(c.got::<u32>("out_kind"), NNX_META_INT)),
+            .good(&[], gives("out_kind", NNX_META_INT)),
         row!(nnx_meta_get_bool(meta: h(MBool), out_value: outb))
-            .bad("meta", Hd(MList), WRONG_KIND, "list")
-            .good(&[], |c| assert!(c.got_bool("out_value"))),
+            .wrong("meta", MList, "list")
+            .good(&[], says("out_value", true)),
         row!(nnx_meta_get_int(meta: h(MInt), out_value: out))
-            .bad("meta", Hd(MMap), WRONG_KIND, "dict")
-            .bad("meta", Hd(MNull), WRONG_KIND, "")
-            .bad("meta", Hd(MFloat), WRONG_KIND, ""),
-        row!(nnx_meta_get_float(meta: h(MFloat), out_value: out)).bad(
-            "meta",
-            Hd(MInt),
-            WRONG_KIND,
-            "",
-        ),
+            .wrong("meta", MMap, "dict")
+            .wrong("meta", MNull, "")
+            .wrong("meta", MFloat, ""),
+        row!(nnx_meta_get_float(meta: h(MFloat), out_value: out)).wrong("meta", MInt, ""),
         row!(nnx_meta_get_str(meta: h(MStr), out_text: out, out_len: out))
-            .bad("meta", Hd(MInt), WRONG_KIND, "")
+            .wrong("meta", MInt, "")
             .good(&[("meta", Json("\"\""))], |c| {
                 let text = c.got::<*const c_char>("out_text");
                 assert_eq!(c.got::<usize>("out_len"), 0);
@@ -2088,74 +1842,52 @@ fn meta_rows() -> Vec<Row> {
                 assert_eq!(unsafe { *text }, 0);
             }),
         row!(nnx_meta_len(meta: h(MTuple), out_len: out))
-            .bad("meta", Hd(MInt), WRONG_KIND, "")
-            .good(&[], |c| assert_eq!(c.got::<usize>("out_len"), 2)),
+            .wrong("meta", MInt, "")
+            .good(&[], gives("out_len", 2usize)),
         row!(nnx_meta_item(seq: h(MTuple), index: n(1usize), out_item: out))
-            .bad("seq", Hd(MMap), WRONG_KIND, "")
+            .wrong("seq", MMap, "")
             .bad("index", num(2), RANGE, "tuple of 2 items")
             .good(&[], |c| assert_eq!(meta_repr(c.got("out_item")), "'model'")),
         row!(nnx_meta_map_at(map: h(MMap), index: n(0usize), out_key: out, out_key_len: out,
             out_value: out))
-        .bad("map", Hd(MList), WRONG_KIND, "")
+        .wrong("map", MList, "")
         .bad("index", num(1), RANGE, "")
         .good(&[], |c| {
             assert_eq!(lent_text(c.got("out_key"), c.got("out_key_len")), "a");
             assert_eq!(meta_repr(c.got("out_value")), "1");
         }),
         row!(nnx_meta_map_get(map: h(MMap), key: bytes("a"), key_len: len, out_value: out))
-            .bad("map", Hd(MList), WRONG_KIND, "")
+            .wrong("map", MList, "")
             .bad("key", txt("b"), NOT_FOUND, "\"b\"")
             .bad("key", txt(b"Bad\xffKey"), UTF8, ""),
+        // A list is no tuple, 5 is not 5.0.
         row!(nnx_meta_equal(a: h(MList), b: h(MList), out_equal: outb))
-            .good(&[], |c| assert!(c.got_bool("out_equal")))
-            .good(
-                &[("a", Json(r#"["list",null,"model"]"#)), ("b", Hd(MTuple))],
-                |c| assert!(!c.got_bool("out_equal"), "a list equals a tuple"),
-            )
-            .good(&[("a", Hd(MInt)), ("b", Json("5.0"))], |c| {
-                assert!(!c.got_bool("out_equal"), "5 equals 5.0")
-            }),
+            .good(&[], says("out_equal", true))
+            .good(&[("a", Json(list_of_tuple)), ("b", Hd(MTuple))], unequal())
+            .good(&[("a", Hd(MInt)), ("b", Json("5.0"))], unequal()),
         row!(nnx_meta_clone(meta: h(MList), out_meta: own)),
         noop!(nnx_meta_free),
-        row!(nnx_meta_to_string(meta: h(MMap), out_text: own)).good(&[("meta", Hd(MTuple))], |c| {
-            assert_eq!(text_of(c.got_own("out_text")), "(None, 'model')")
-        }),
+        row!(nnx_meta_to_string(meta: h(MMap), out_text: own))
+            .good(&[("meta", Hd(MTuple))], text_is("out_text", tuple_repr)),
         row!(nnx_meta_to_json(meta: h(MMap), out_text: own))
-            .good(&[], |c| {
-                assert_eq!(text_of(c.got_own("out_text")), r#"["map","a",1]"#)
-            })
-            .good(&[("meta", Hd(MDeep))], |c| {
-                assert_eq!(
-                    text_of(c.got_own("out_text")),
-                    deep_json(NNX_MAX_DEPTH),
-                    "at the limit"
-                )
-            }),
+            .good(&[], text_is("out_text", r#"["map","a",1]"#))
+            .good(&[("meta", Hd(MDeep))], text_is("out_text", at_limit)),
         row!(nnx_meta_from_json(text: bytes("[\"list\", 1]"), len: len, out_meta: own))
             .bad("text", txt(b"Bad\xffKey"), UTF8, "")
-            .bad(
-                "text",
-                txt("[\"list\", 18446744073709551616]"),
-                FORMAT,
-                "int64",
-            )
+            .bad("text", txt(past_int64), FORMAT, "int64")
             .bad("text", txt(deep_json(NNX_MAX_DEPTH + 1)), TOO_DEEP, "")
             .with(not_the_form)
             .good(&[("text", txt(deep_json(NNX_MAX_DEPTH)))], |c| {
-                let mut equal = BoolOut::new();
-                ok!(nnx_meta_equal(
-                    c.got_own("out_meta"),
-                    c.f.raw(MDeep),
-                    equal.ptr()
-                ));
+                let (mut equal, deep) = (BoolOut::new(), c.f.raw(MDeep));
+                ok!(nnx_meta_equal(c.got_own("out_meta"), deep, equal.ptr()));
                 assert!(equal.get(), "a value at the limit reads back");
             }),
     ]
 }
 
 /// JSON that is not the form of a metadata value.
-fn not_the_form(mut r: Row) -> Row {
-    for text in [
+fn not_the_form(r: Row) -> Row {
+    let texts = [
         "",
         "{\"a\": 1}",
         "[1]",
@@ -2166,196 +1898,128 @@ fn not_the_form(mut r: Row) -> Row {
         "9223372036854775808",
         "-99999999999999999999",
         "[\"list\", 1",
-    ] {
-        r = r.bad("text", txt(text), FORMAT, "");
-    }
-    r
+    ];
+    r.each(texts, |r, text| r.bad("text", txt(text), FORMAT, ""))
 }
 
 /// `Any` and `All` take the same arguments.
 fn combined(r: Row) -> Row {
-    r.bad(
-        "filters",
-        List(vec![Some(Param), None]),
-        NULL_ARG,
-        "`filters[1]`",
-    )
-    .bad(
-        "filters",
-        List(vec![None, Some(Param)]),
-        NULL_ARG,
-        "`filters[0]`",
-    )
-    .bad("count", num(usize::MAX / 2), INVALID, "too large")
+    let (second, first) = (List(vec![Some(Param), None]), List(vec![None, Some(Param)]));
+    r.bad("filters", second, NULL_ARG, "`filters[1]`")
+        .bad("filters", first, NULL_ARG, "`filters[0]`")
+        .bad("count", num(usize::MAX / 2), INVALID, "too large")
+}
+
+/// A list of paths, `None` for NULL keys.
+fn paths_of(paths: &[Option<&[K<'static>]>]) -> V {
+    Paths(paths.iter().map(|p| p.map(<[_]>::to_vec)).collect())
 }
 
 fn filter_rows() -> Vec<Row> {
+    let did_you_mean =
+        "column 1: no variable type is named \"BatchStats\"; did you mean BatchStat?";
+    let (a, a_null): (&[K<'static>], &[K<'static>]) = (&[S("a")], &[S("a"), NullStr(4)]);
+    let loose = |key| [("key", key), ("exact", B(false))];
     vec![
         row!(nnx_filter_of_type(type_id: n(NNX_TYPE_PARAM), out_filter: own))
             .with(|r| unknown_ids(r, "type_id"))
-            .good(&[], |c| assert_eq!(selected(c), 2)),
+            .good(&[], selects(2)),
+        // The empty tag is a tag.
         row!(nnx_filter_with_tag(tag: text("stats"), out_filter: own))
-            .with(|mut r| {
-                for bad in BAD_UTF8 {
-                    r = r.bad("tag", txt(bad), UTF8, "tag");
-                }
-                r
-            })
-            .good(&[], |c| assert_eq!(selected(c), 1))
-            .good(&[("tag", txt(""))], |c| {
-                assert_eq!(selected(c), 0, "the empty tag is a tag")
-            }),
+            .bad_utf8("tag", "tag")
+            .good(&[], selects(1))
+            .good(&[("tag", txt(""))], selects(0)),
         row!(nnx_filter_path_contains(key: keys(&[S("b")]), exact: b(true), out_filter: own))
             .bad("key", k(&[NullStr(2)]), NULL_ARG, "`key.str`")
-            .bads(
-                &[("key", k(&[NullStr(2)])), ("exact", B(false))],
-                NULL_ARG,
-                "`key.str`",
-            )
-            .bads(
-                &[("key", k(&[Raw(b"\x80abc")])), ("exact", B(false))],
-                UTF8,
-                "",
-            )
-            .with(|mut r| {
-                for bad in BAD_UTF8 {
-                    r = r.bad("key", k(&[Raw(bad)]), UTF8, "UTF-8");
-                }
-                for kind in [2, 7, u32::MAX] {
-                    r = r.bad("key", k(&[Kind(kind)]), INVALID, kind.to_string());
-                }
-                r
+            .bads(&loose(k(&[NullStr(2)])), NULL_ARG, "`key.str`")
+            .bads(&loose(k(&[Raw(b"\x80abc")])), UTF8, "")
+            .bad_all("key", UTF8, BAD_UTF8.map(|b| (k(&[Raw(b)]), "UTF-8")))
+            .each([2, 7, u32::MAX], |r, kind| {
+                r.bad("key", k(&[Kind(kind)]), INVALID, kind.to_string())
             })
-            .good(&[], |c| assert_eq!(selected(c), 2))
+            .good(&[], selects(2))
             .good(&[("key", k(&[NullStr(0)]))], |c| {
                 let state = new_state();
                 set_var(&state, "a/b", &variable(NNX_TYPE_PARAM, None));
-                let empty = path![""];
-                ok!(nnx_state_set_variable(
-                    state.ptr(),
-                    empty.ptr(),
-                    1,
-                    c.f.raw(Plain)
-                ));
+                let (empty, plain) = (path![""], c.f.raw::<nnx_variable>(Plain));
+                ok!(nnx_state_set_variable(state.ptr(), empty.ptr(), 1, plain));
                 let filter = c.got_own::<nnx_filter>("out_filter");
                 let part = St(made(|out| nnx_state_filter(state.ptr(), &filter, 1, out)));
-                assert_eq!(
-                    identities(part.ptr()),
-                    [(
-                        String::new(),
-                        NNX_KIND_VARIABLE,
-                        c.f.raw::<nnx_variable>(Plain) as usize
-                    )]
-                );
+                let only = (String::new(), NNX_KIND_VARIABLE, plain as usize);
+                assert_eq!(identities(part.ptr()), [only]);
             })
-            .good(&[("key", k(&[K::IntJunk(1, 5)]))], |c| {
-                assert_eq!(selected(c), 1, "an int key ignores `str` and `str_len`")
-            }),
+            // An int key ignores `str` and `str_len`.
+            .good(&[("key", k(&[K::IntJunk(1, 5)]))], selects(1)),
         row!(nnx_filter_path_in(paths: paths(&[&[S("a")], &[S("b"), I(1)]]), count: len,
             out_filter: own))
-        .bad(
-            "paths",
-            Paths(vec![Some(vec![S("a")]), None]),
-            NULL_ARG,
-            "`path`",
-        )
-        .bad(
-            "paths",
-            Paths(vec![Some(vec![S("a"), NullStr(4)])]),
-            NULL_ARG,
-            "`key.str`",
-        )
-        .with(|mut r| {
-            for bad in BAD_UTF8 {
-                for path in [vec![Raw(bad)], vec![S("b"), Raw(bad)]] {
-                    let paths = Paths(vec![Some(vec![S("a")]), Some(path)]);
-                    r = r.bad("paths", paths, UTF8, "UTF-8");
-                }
-                r = r.bad("paths", Paths(vec![Some(vec![Raw(bad)])]), UTF8, "UTF-8");
-            }
-            for kind in [2, 7, u32::MAX] {
-                let alone = Paths(vec![Some(vec![S("a")]), Some(vec![Kind(kind)])]);
-                let after = Paths(vec![Some(vec![S("b"), Kind(kind)])]);
-                r = r.bad("paths", alone, INVALID, kind.to_string()).bad(
-                    "paths",
-                    after,
-                    INVALID,
-                    kind.to_string(),
-                );
-            }
-            r
+        .bad("paths", paths_of(&[Some(a), None]), NULL_ARG, "`path`")
+        .bad("paths", paths_of(&[Some(a_null)]), NULL_ARG, "`key.str`")
+        .each(BAD_UTF8, |r, bad| {
+            let (alone, after) = ([Raw(bad)], [S("b"), Raw(bad)]);
+            let paths = [
+                &[Some(a), Some(&alone)][..],
+                &[Some(a), Some(&after)],
+                &[Some(&alone)],
+            ];
+            r.each(paths, |r, p| r.bad("paths", paths_of(p), UTF8, "UTF-8"))
+        })
+        .each([2, 7, u32::MAX], |r, kind| {
+            let (alone, after) = ([Kind(kind)], [S("b"), Kind(kind)]);
+            let paths = [&[Some(a), Some(&alone)][..], &[Some(&after)]];
+            r.each(paths, |r, p| {
+                r.bad("paths", paths_of(p), INVALID, kind.to_string())
+            })
         })
         .bad("count", num(usize::MAX / 4), INVALID, "too large")
-        .good(&[], |c| assert_eq!(selected(c), 2))
-        .good(&[("paths", Null), ("count", num(0))], |c| {
-            assert_eq!(selected(c), 0)
-        })
-        .good(&[("paths", Paths(vec![Some(vec![])]))], |c| {
-            assert_eq!(selected(c), 0, "no leaf is at the empty path")
-        }),
+        .good(&[], selects(2))
+        .good(&[("paths", Null), ("count", num(0))], selects(0))
+        // No leaf is at the empty path.
+        .good(&[("paths", paths_of(&[Some(&[])]))], selects(0)),
+        // Any() selects nothing, All() everything.
         row!(nnx_filter_any(filters: list(&[Param, Stats]), count: len, out_filter: own))
             .with(combined)
-            .good(&[], |c| assert_eq!(selected(c), 3))
-            .good(&[("filters", Null), ("count", num(0))], |c| {
-                assert_eq!(selected(c), 0, "Any()")
-            }),
+            .good(&[], selects(3))
+            .good(&[("filters", Null), ("count", num(0))], selects(0)),
         row!(nnx_filter_all(filters: list(&[Param, Stats]), count: len, out_filter: own))
             .with(combined)
-            .good(&[], |c| assert_eq!(selected(c), 0))
-            .good(&[("filters", Null), ("count", num(0))], |c| {
-                assert_eq!(selected(c), 5, "All()")
-            }),
-        row!(nnx_filter_not(filter: flt, out_filter: own))
-            .good(&[], |c| assert_eq!(selected(c), 3)),
+            .good(&[], selects(0))
+            .good(&[("filters", Null), ("count", num(0))], selects(5)),
+        row!(nnx_filter_not(filter: flt, out_filter: own)).good(&[], selects(3)),
         row!(nnx_filter_everything(out_filter: own)),
         row!(nnx_filter_nothing(out_filter: own)),
         row!(nnx_filter_callback(callback: cb, user_data: ud, release: rel, out_filter: own))
-            .good(&[("user_data", Null), ("release", Null)], |c| {
-                assert_eq!(selected(c), 5)
-            }),
+            .good(&[("user_data", Null), ("release", Null)], selects(5)),
         row!(nnx_filter_matches_variable(filter: flt, path: keys(&[S("z")]), path_len: len,
             variable: var, out_matches: outb))
         .with(bad_keys)
         .bad("filter", Hd(Seven), CALLBACK, "7|callback|'z'")
-        .good(&[], |c| assert!(c.got_bool("out_matches")))
-        .good(&[("filter", Hd(Stats))], |c| {
-            assert!(!c.got_bool("out_matches"))
-        })
-        .good(&[("filter", Hd(Nothing))], |c| {
-            assert!(!c.got_bool("out_matches"))
-        }),
+        .good(&[], says("out_matches", true))
+        .good(&[("filter", Hd(Stats))], says("out_matches", false))
+        .good(&[("filter", Hd(Nothing))], says("out_matches", false)),
+        // A bare array is no Param.
         row!(nnx_filter_matches_array(filter: flt, path: keys(&[S("b"), S("x")]), path_len: len,
             array: arr, out_matches: outb))
         .with(bad_keys)
-        .good(&[], |c| {
-            assert!(!c.got_bool("out_matches"), "a bare array is no Param")
-        })
-        .good(&[("filter", Hd(All))], |c| {
-            assert!(c.got_bool("out_matches"))
-        }),
+        .good(&[], says("out_matches", false))
+        .good(&[("filter", Hd(All))], says("out_matches", true)),
         row!(nnx_filter_clone(filter: flt, out_filter: own)),
         noop!(nnx_filter_free),
         row!(nnx_filter_parse(text: text("Param | tag:x & ~none"), out_filter: own))
             .bad("text", txt("(Param"), INVALID, "column 7")
             .bad("text", txt("Param & NoSuchType"), UNKNOWN, "column 9")
-            .bad(
-                "text",
-                txt("BatchStats | Param"),
-                UNKNOWN,
-                "column 1: no variable type is named \"BatchStats\"; did you mean BatchStat?",
-            )
+            .bad("text", txt("BatchStats | Param"), UNKNOWN, did_you_mean)
             .bad("text", txt(b"P\xff"), UTF8, "")
-            .good(&[], |c| assert_eq!(selected(c), 2)),
+            .good(&[], selects(2)),
     ]
 }
 
 /// Ranges past the end of `Entries` (5 entries).
-fn flat_ranges(mut r: Row) -> Row {
-    for (start, count) in [(0, 6), (5, 1), (6, 0), (1, 13), (usize::MAX, 2)] {
+fn flat_ranges(r: Row) -> Row {
+    let ranges = [(0, 6), (5, 1), (6, 0), (1, 13), (usize::MAX, 2)];
+    r.each(ranges, |r, (start, count)| {
         let over = [("start", num(start)), ("count", num(count))];
-        r = r.bads(&over, RANGE, start.to_string());
-    }
-    r
+        r.bads(&over, RANGE, start.to_string())
+    })
 }
 
 /// Indexes past the end of `Entries`, and index 0 of an empty list.
@@ -2468,90 +2132,60 @@ fn flat_rows() -> Vec<Row> {
 }
 
 /// Both ways to split a state into parts.
-fn partition(mut r: Row) -> Row {
-    r = views(r, "state")
-        .bad(
-            "filters",
-            List(vec![None, Some(All)]),
-            NULL_ARG,
-            "`filters[0]`",
-        )
-        .bad(
-            "filters",
-            List(vec![Some(Param), None]),
-            NULL_ARG,
-            "`filters[1]`",
-        )
+fn partition(r: Row) -> Row {
+    let (first, second) = (List(vec![None, Some(All)]), List(vec![Some(Param), None]));
+    let r = views(r, "state")
+        .bad("filters", first, NULL_ARG, "`filters[0]`")
+        .bad("filters", second, NULL_ARG, "`filters[1]`")
         .bads(&[("filters", Null), ("count", num(0))], INVALID, "filter")
         .bad("count", num(0), INVALID, "filter")
         .bad("count", num(usize::MAX / 2), INVALID, "too large")
         // The first leaf asked about, in sorted order, is `a`.
         .bad("filters", list(&[Seven]), CALLBACK, "7|callback|'a'");
-    for filters in [&[Param, Seven][..], &[AnySeven], &[Param, Seven, All]] {
-        r = r.bad("filters", list(filters), CALLBACK, "7|callback");
-    }
+    let sevens: [&[H]; 3] = [&[Param, Seven], &[AnySeven], &[Param, Seven, All]];
+    let r = r.bad_all("filters", CALLBACK, sevens.map(|f| (list(f), "7|callback")));
     // A callback failing midway, first (asked about all 5 leaves) or behind
     // a type filter (asked about the 4 that are no BatchStat).
-    for (n, first) in [
-        (0, true),
-        (1, true),
-        (4, true),
-        (0, false),
-        (1, false),
-        (3, false),
-    ] {
-        let filters = if first {
-            [FailAfter(n), Stats, All]
-        } else {
-            [Stats, FailAfter(n), All]
-        };
-        r = r.bad("filters", list(&filters), CALLBACK, "7");
-    }
-    for answer in [-1, 2, c_int::MAX, c_int::MIN] {
-        r = r.bad(
-            "filters",
-            list(&[Answer(answer)]),
-            CALLBACK,
-            answer.to_string(),
-        );
-    }
+    let first = [0, 1, 4].map(|n| [FailAfter(n), Stats, All]);
+    let behind = [0, 1, 3].map(|n| [Stats, FailAfter(n), All]);
+    let r = r.each([first, behind].concat(), |r, f| {
+        r.bad("filters", list(&f), CALLBACK, "7")
+    });
+    let answers = [-1, 2, c_int::MAX, c_int::MIN].map(|a| (list(&[Answer(a)]), a.to_string()));
+    let r = r.bad_all("filters", CALLBACK, answers);
     // The Everything rule: `...` only last; checked before any leaf is
     // looked at; a clone of the literal is the literal, `Any(...)` and
     // `Not(Not(...))` of it are not.
     let order = "^`...` or `True` can only be used as the last filters";
-    for (filters, index) in [
-        (&[All, Param][..], 0),
+    let misplaced: [(&[H], usize); 5] = [
+        (&[All, Param], 0),
         (&[All, All, Param], 0),
         (&[Param, All, Nothing], 1),
         (&[Param, All, All, Nothing, All], 1),
         (&[AllClone, Param], 0),
-    ] {
-        let needle = format!("{order}|index {index}");
-        r = r.bad("filters", list(filters), ORDER, needle);
-    }
-    r = r.bads(
-        &[("state", Hd(Empty)), ("filters", list(&[All, Param]))],
-        ORDER,
-        format!("{order}|index 0"),
-    );
-    for (filters, want) in [
-        (&[Param, All][..], &[2, 3][..]),
+    ];
+    let misplaced = misplaced.map(|(filters, i)| (list(filters), format!("{order}|index {i}")));
+    let r = r.bad_all("filters", ORDER, misplaced);
+    let empty = [("state", Hd(Empty)), ("filters", list(&[All, Param]))];
+    let r = r.bads(&empty, ORDER, format!("{order}|index 0"));
+    let parts: [(&[H], &[usize]); 7] = [
+        (&[Param, All], &[2, 3]),
         (&[Param, All, All], &[2, 3, 0]),
         (&[All], &[5]),
         (&[All, All], &[5, 0]),
         (&[AnyAll, Param], &[5, 0]),
         (&[NotNotAll, Param], &[5, 0]),
         (&[Param, AllClone, All], &[2, 3, 0]),
-    ] {
-        r = r.good(&[("filters", list(filters))], move |c| {
+    ];
+    r.each(parts, |r, (filters, want)| {
+        r.good(&[("filters", list(filters))], move |c| {
             assert_eq!(counts(c), want)
-        });
-    }
-    r
+        })
+    })
 }
 
 /// The whole state, as the empty path.
-fn whole(keyed: bool) -> Vec<(&'static str, V)> {
+fn whole(keyed: bool) -> Vec<Arg> {
     if keyed {
         vec![("path", Null), ("path_len", num(0))]
     } else {
@@ -2563,8 +2197,13 @@ fn whole(keyed: bool) -> Vec<(&'static str, V)> {
 /// where nothing is, and the empty path of a dead view.
 fn reader(r: Row, keyed: bool) -> Row {
     let r = if keyed { bad_keys(r) } else { bad_texts(r) };
+    dead_whole(missing(through(views(r, "state"), keyed), keyed), keyed)
+}
+
+/// The empty path of a dead view: the whole of a state no longer there.
+fn dead_whole(r: Row, keyed: bool) -> Row {
     let dead = [&whole(keyed)[..], &[("state", Hd(Dead))]].concat();
-    missing(through(views(r, "state"), keyed), keyed).bads(&dead, NOT_FOUND, "no longer exists")
+    r.bads(&dead, NOT_FOUND, "no longer exists")
 }
 
 /// What a writer at a path shares.
@@ -2574,23 +2213,17 @@ fn writer(r: Row, keyed: bool) -> Row {
 }
 
 /// A getter at a path finding a leaf of another kind.
-fn other_leaves(mut r: Row, keyed: bool, at: &[(&[K<'static>], &str, &'static str)]) -> Row {
-    for (keys, text, needle) in at {
-        r = r.bad("path", self::at(keyed, keys, text), WRONG_KIND, *needle);
-    }
-    r
-}
-
-fn kind_is(want: nnx_kind) -> impl Fn(&Call) {
-    move |c| assert_eq!(c.got::<u32>("out_kind"), want)
+fn other_leaves(r: Row, keyed: bool, at: &[(&[K<'static>], &str, &'static str)]) -> Row {
+    r.each(at, |r, (keys, text, needle)| {
+        r.bad("path", self::at(keyed, keys, text), WRONG_KIND, *needle)
+    })
 }
 
 /// The empty string is a key like any other, given without a pointer; it
 /// is not the int 0.
 fn the_empty_key_is_a_key(c: &Call) {
     let state = c.f.raw::<nnx_state>(Main);
-    let (empty, zero) = (path![""], path![0]);
-    let mut kind = SENTINEL_U32;
+    let (empty, zero, mut kind) = (path![""], path![0], SENTINEL_U32);
     ok!(nnx_state_get_kind(state, empty.ptr(), 1, &mut kind));
     assert_eq!(kind, NNX_KIND_VARIABLE);
     fails!(
@@ -2600,23 +2233,15 @@ fn the_empty_key_is_a_key(c: &Call) {
     let mut key = sentinel_key();
     ok!(nnx_state_key_at(state, 4, &mut key));
     assert_eq!((key.kind, key.str_len), (NNX_KEY_STR, 0));
-    assert!(
-        !key.str.is_null(),
-        "a key handed out is NUL-terminated text"
-    );
+    let text = !key.str.is_null();
+    assert!(text, "a key handed out is NUL-terminated text");
 }
 
 /// A view of the empty path is the state itself, live.
 fn a_live_view_of_everything(c: &Call) {
-    let (view, var) = (
-        c.got_own::<nnx_state>("out_state"),
-        variable(NNX_TYPE_PARAM, None),
-    );
-    ok!(nnx_state_set_variable_str(
-        view,
-        cstr("through_view").as_ptr(),
-        var.ptr()
-    ));
+    let view = c.got_own::<nnx_state>("out_state");
+    let (path, var) = (cstr("through_view"), variable(NNX_TYPE_PARAM, None));
+    ok!(nnx_state_set_variable_str(view, path.as_ptr(), var.ptr()));
     assert_eq!(leaves(c.f.raw(Main)), 6);
 }
 
@@ -2626,12 +2251,8 @@ fn state_rows() -> Vec<Row> {
     const BX: &[K<'static>] = &[S("b"), S("x")];
     const Z: &[K<'static>] = &[S("z")];
     let state_value = |r: Row| {
-        r.bad("value", Hd(Dead), NOT_FOUND, "no longer exists").bad(
-            "value",
-            Hd(LeafView),
-            WRONG_KIND,
-            "leaf",
-        )
+        let r = r.bad("value", Hd(Dead), NOT_FOUND, "no longer exists");
+        r.bad("value", Hd(LeafView), WRONG_KIND, "leaf")
     };
     vec![
         row!(nnx_state_new(out_state: own)),
@@ -2659,22 +2280,20 @@ fn state_rows() -> Vec<Row> {
             .with(state_value),
         row!(nnx_state_get_kind(state: st, path: keys(&[S("a")]), path_len: len, out_kind: out))
             .with(|r| reader(r, true))
-            .good(&whole(true), kind_is(NNX_KIND_STATE))
-            .good(&[("path", k(BX))], kind_is(NNX_KIND_ARRAY)),
+            .good(&whole(true), gives("out_kind", NNX_KIND_STATE))
+            .good(&[("path", k(BX))], gives("out_kind", NNX_KIND_ARRAY)),
         row!(nnx_state_get_kind_str(state: st, path: text("a"), out_kind: out))
             .with(|r| reader(r, false))
-            .good(&whole(false), kind_is(NNX_KIND_STATE))
-            .good(&[], kind_is(NNX_KIND_VARIABLE)),
+            .good(&whole(false), gives("out_kind", NNX_KIND_STATE))
+            .good(&[], gives("out_kind", NNX_KIND_VARIABLE)),
         row!(nnx_state_contains(state: st, path: keys(&[S("a")]), path_len: len,
             out_contains: outb))
-            .with(|r| views(absent(bad_keys(r), true), "state"))
-            .bads(&[&whole(true)[..], &[("state", Hd(Dead))]].concat(), NOT_FOUND, "no longer exists")
-            .good(&whole(true), |c| assert!(c.got_bool("out_contains")))
-            .good(&[], |c| assert!(c.got_bool("out_contains"))),
+            .with(|r| dead_whole(views(absent(bad_keys(r), true), "state"), true))
+            .good(&whole(true), says("out_contains", true))
+            .good(&[], says("out_contains", true)),
         row!(nnx_state_contains_str(state: st, path: text("a"), out_contains: outb))
-            .with(|r| views(absent(bad_texts(r), false), "state"))
-            .bads(&[&whole(false)[..], &[("state", Hd(Dead))]].concat(), NOT_FOUND, "no longer exists")
-            .good(&[], |c| assert!(c.got_bool("out_contains"))),
+            .with(|r| dead_whole(views(absent(bad_texts(r), false), "state"), false))
+            .good(&[], says("out_contains", true)),
         row!(nnx_state_get_variable(state: st, path: keys(A), path_len: len, out_variable: own))
             .with(|r| reader(r, true))
             .bads(&whole(true), WRONG_KIND, "")
@@ -2765,26 +2384,17 @@ fn state_rows() -> Vec<Row> {
 }
 
 fn checkpoint_rows() -> Vec<Row> {
+    let (missing, unknown) = (txt("missing.safetensors"), ("leaf_type", num(UNKNOWN_TYPE)));
+    let no_dir =
+        "^cannot save '|no/such/dir/x.safetensors': the directory '|no/such/dir' does not exist";
     vec![
         row!(nnx_safetensors_load(path: file("s.safetensors"), leaf_type: n(NNX_TYPE_PARAM),
             flags: n(0u32), out_state: own))
-        .bad(
-            "path",
-            txt("missing.safetensors"),
-            IO,
-            "missing.safetensors",
-        )
+        .bad("path", missing, IO, "missing.safetensors")
         .bad("path", txt("bad.safetensors"), FORMAT, "bad.safetensors")
         .bad("path", txt("short.safetensors"), FORMAT, "truncated")
         .bad("flags", num(4), INVALID, "")
-        .bads(
-            &[
-                ("path", txt("bad.safetensors")),
-                ("leaf_type", num(UNKNOWN_TYPE)),
-            ],
-            UNKNOWN,
-            "",
-        )
+        .bads(&[("path", txt("bad.safetensors")), unknown], UNKNOWN, "")
         .good(&[], |c| {
             let state = c.got_own("out_state");
             assert_eq!(leaves(state), 5);
@@ -2793,12 +2403,7 @@ fn checkpoint_rows() -> Vec<Row> {
         row!(nnx_safetensors_save(state: st, path: file("out.safetensors"), flags: n(0u32)))
             .with(|r| views(r, "state"))
             .bad("flags", num(1), INVALID, "")
-            .bad(
-                "path",
-                txt("no/such/dir/x.safetensors"),
-                IO,
-                "^cannot save '|no/such/dir/x.safetensors': the directory '|no/such/dir' does not exist",
-            )
+            .bad("path", txt("no/such/dir/x.safetensors"), IO, no_dir)
             .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
         row!(nnx_safetensors_save_sharded(state: st, directory: file(""), name: text("model"),
             max_shard_size: n(1u64 << 20), flags: n(0u32)))
@@ -2809,10 +2414,8 @@ fn checkpoint_rows() -> Vec<Row> {
         .bad("name", txt(b"\xff"), UTF8, "")
         .bad("state", Hd(OnDevice), INVALID, "device 2:3"),
         row!(nnx_safetensors_metadata_len(state: st, out_len: out))
-            .good(&[], |c| assert_eq!(c.got::<usize>("out_len"), 1))
-            .good(&[("state", Hd(Other))], |c| {
-                assert_eq!(c.got::<usize>("out_len"), 0)
-            }),
+            .good(&[], gives("out_len", 1usize))
+            .good(&[("state", Hd(Other))], gives("out_len", 0usize)),
         row!(nnx_safetensors_metadata_at(state: st, index: n(0usize), out_name: own,
             out_value: own))
         .bad("index", num(1), RANGE, "index 1 is out of range for 1")
@@ -2824,32 +2427,35 @@ fn checkpoint_rows() -> Vec<Row> {
         row!(nnx_safetensors_metadata_get(state: st, name: text("format"), out_value: own))
             .bad("name", txt("formats"), NOT_FOUND, "\"formats\"")
             .bad("name", txt(b"\xff"), UTF8, "")
-            .good(&[], |c| assert_eq!(text_of(c.got_own("out_value")), "pt")),
+            .good(&[], text_is("out_value", "pt")),
         row!(nnx_safetensors_metadata_set(state: st, name: text("format"), value: text("np")))
             .bad("name", txt("nnx_state.v1"), INVALID, "reserved")
             .bad("name", txt("nnx_state.v7"), INVALID, "reserved")
             .bad("name", txt(b"\xff"), UTF8, "")
             .bad("value", txt(b"\xff"), UTF8, "")
-            .good(&[], |c| {
-                assert_eq!(file_metadata(c.f.raw(Main)), [pair("format", "np")])
-            })
-            .good(&[("name", txt("total_size"))], |c| {
-                assert_eq!(
-                    file_metadata(c.f.raw(Main)),
-                    [pair("format", "pt"), pair("total_size", "np")]
-                )
-            }),
+            .good(&[], carries(&[("format", "np")]))
+            .good(
+                &[("name", txt("total_size"))],
+                carries(&[("format", "pt"), ("total_size", "np")]),
+            ),
         row!(nnx_safetensors_metadata_remove(state: st, name: text("format")))
             .bad("name", txt("nope"), NOT_FOUND, "\"nope\"")
             .bad("name", txt(b"\xff"), UTF8, "")
-            .good(&[], |c| assert!(file_metadata(c.f.raw(Main)).is_empty())),
-        row!(nnx_safetensors_metadata_clear(state: st))
-            .good(&[], |c| assert!(file_metadata(c.f.raw(Main)).is_empty())),
+            .good(&[], carries(&[])),
+        row!(nnx_safetensors_metadata_clear(state: st)).good(&[], carries(&[])),
     ]
 }
 
 fn pair(name: &str, value: &str) -> (String, String) {
     (name.to_owned(), value.to_owned())
+}
+
+/// Checks that `Main` now carries these file metadata entries, in order.
+fn carries(want: &'static [(&str, &str)]) -> impl Fn(&Call) {
+    move |c| {
+        let want: Vec<_> = want.iter().map(|(name, value)| pair(name, value)).collect();
+        assert_eq!(file_metadata(c.f.raw(Main)), want)
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -2891,11 +2497,8 @@ fn status_names() {
     for (status, name, value) in all {
         assert_eq!(status as i32, value, "{name} changed its value");
         assert_eq!(status_name(status), name);
-        assert_eq!(
-            nnx_status_name(value),
-            nnx_status_name(value),
-            "not a static string"
-        );
+        let (first, again) = (nnx_status_name(value), nnx_status_name(value));
+        assert_eq!(first, again, "not a static string");
     }
     for value in [-1, 19, 42, 99, 101, 1000, i32::MIN, i32::MAX] {
         assert_eq!(name_of(value), "NNX_UNKNOWN_STATUS", "value {value}");
@@ -2919,9 +2522,7 @@ fn version() {
 /// The message is per thread: empty on a fresh thread, kept by successful
 /// calls, valid until the next failure on its own thread.
 fn last_error_message() {
-    let fresh = std::thread::spawn(|| text_of(nnx_last_error_message()))
-        .join()
-        .unwrap();
+    let fresh = std::thread::spawn(last_error).join().unwrap();
     assert_eq!(fresh, "");
     let mut name: *const c_char = sentinel_const();
     assert_eq!(nnx_type_name(UNKNOWN_TYPE, &mut name), UNKNOWN);
@@ -2935,8 +2536,7 @@ fn last_error_message() {
         std::thread::spawn(move || {
             barrier.wait();
             assert_eq!(last_error(), "", "saw another thread's message");
-            let mut out = SENTINEL_U32;
-            let name = cstr("NoSuchTypeOnThisThread");
+            let (name, mut out) = (cstr("NoSuchTypeOnThisThread"), SENTINEL_U32);
             assert_eq!(nnx_type_lookup(name.as_ptr(), &mut out), NOT_FOUND);
             assert_contains!(last_error(), "NoSuchTypeOnThisThread");
             barrier.wait();
@@ -2946,40 +2546,50 @@ fn last_error_message() {
     barrier.wait();
     other.join().unwrap();
     assert_eq!(leaves(sample_state().ptr()), SAMPLE_LEAVES);
-    assert_eq!(
-        nnx_last_error_message(),
-        ptr,
-        "a success or another thread moved it"
-    );
+    let now = nnx_last_error_message();
+    assert_eq!(now, ptr, "a success or another thread moved it");
     assert_eq!(text_of(ptr), mine);
 }
 
 // ---------------------------------------------------------------------------
 // The tests
 
-fn all_rows() -> Vec<Vec<Row>> {
-    vec![
-        array_rows(),
-        type_rows(),
-        variable_rows(),
-        meta_rows(),
-        filter_rows(),
-        flat_rows(),
-        state_rows(),
-        checkpoint_rows(),
-        error_rows(),
-    ]
+/// `tables!(test => rows, ...)`: a test that checks each part of the table,
+/// and `all_rows`, the whole table.
+macro_rules! tables {
+    ($($test:ident => $rows:ident),*) => {
+        fn all_rows() -> Vec<Vec<Row>> {
+            vec![$($rows()),*]
+        }
+        $(
+            #[test]
+            fn $test() {
+                for row in $rows() {
+                    row.check();
+                }
+            }
+        )*
+    };
 }
+
+tables!(
+    arrays_and_dlpack => array_rows,
+    variable_types => type_rows,
+    variables => variable_rows,
+    metadata_values => meta_rows,
+    filters => filter_rows,
+    flat_lists => flat_rows,
+    states => state_rows,
+    checkpoints => checkpoint_rows,
+    errors_and_strings => error_rows
+);
 
 #[test]
 fn every_extern_function_has_a_row() {
     let mut rowed = BTreeSet::new();
     for row in all_rows().iter().flatten() {
-        assert!(
-            rowed.insert(row.name.to_owned()),
-            "two rows for {}",
-            row.name
-        );
+        let name = row.name.to_owned();
+        assert!(rowed.insert(name), "two rows for {}", row.name);
     }
     let declared = common::header::header_functions();
     let missing: Vec<_> = declared.difference(&rowed).collect();
@@ -2992,49 +2602,4 @@ fn every_extern_function_has_a_row() {
         extra.is_empty(),
         "rows for functions the header does not declare: {extra:?}"
     );
-}
-
-#[test]
-fn arrays_and_dlpack() {
-    check(array_rows());
-}
-
-#[test]
-fn variable_types() {
-    check(type_rows());
-}
-
-#[test]
-fn variables() {
-    check(variable_rows());
-}
-
-#[test]
-fn metadata_values() {
-    check(meta_rows());
-}
-
-#[test]
-fn filters() {
-    check(filter_rows());
-}
-
-#[test]
-fn flat_lists() {
-    check(flat_rows());
-}
-
-#[test]
-fn states() {
-    check(state_rows());
-}
-
-#[test]
-fn checkpoints() {
-    check(checkpoint_rows());
-}
-
-#[test]
-fn errors_and_strings() {
-    check(error_rows());
 }

@@ -189,11 +189,16 @@ impl BoolOut {
     }
 
     pub fn get(&self) -> bool {
-        match self.0 {
-            0 => false,
-            1 => true,
-            other => panic!("bool out holds {other:#x}: not written"),
-        }
+        bool_of(self.0)
+    }
+}
+
+/// The `bool` a byte out-parameter holds; panics if it holds no `bool`.
+pub fn bool_of(byte: u8) -> bool {
+    match byte {
+        0 => false,
+        1 => true,
+        other => panic!("bool out holds {other:#x}: not written"),
     }
 }
 
@@ -357,6 +362,13 @@ macro_rules! path {
     };
 }
 
+/// A NUL-terminated UTF-8 string from the library.
+pub fn text_of(ptr: *const c_char) -> String {
+    assert!(!ptr.is_null());
+    // SAFETY: a NUL-terminated string from the library.
+    unsafe { CStr::from_ptr(ptr) }.to_str().unwrap().to_owned()
+}
+
 pub fn cstr(text: &str) -> CString {
     CString::new(text).expect("no NUL in test strings")
 }
@@ -380,13 +392,20 @@ pub const BAD_UTF8: [&[u8]; 5] = [
 // Handle guards
 
 #[allow(unused_macros)]
+/// A guard of a handle: gives its pointer, frees or releases it on drop.
+pub trait Guard: 'static {
+    type T: 'static;
+    fn ptr(&self) -> *mut Self::T;
+}
+
 macro_rules! guard {
     ($name:ident, $handle:ty, $free:ident) => {
         /// Frees or releases its handle on drop.
         pub struct $name(pub *mut $handle);
 
-        impl $name {
-            pub fn ptr(&self) -> *mut $handle {
+        impl Guard for $name {
+            type T = $handle;
+            fn ptr(&self) -> *mut $handle {
                 self.0
             }
         }
@@ -420,24 +439,47 @@ impl LibStr {
 // ---------------------------------------------------------------------------
 // Builders
 
-pub fn new_state() -> St {
+/// What a constructor hands out through its out-pointer.
+pub fn made<T>(make: impl FnOnce(*mut *mut T) -> nnx_status) -> *mut T {
     let mut out = std::ptr::null_mut();
-    ok!(nnx_state_new(&mut out));
+    ok!(make(&mut out));
     assert!(!out.is_null());
-    St(out)
+    out
+}
+
+pub fn new_state() -> St {
+    St(made(|out| nnx_state_new(out)))
 }
 
 pub fn f32_array(shape: &[i64], values: &[f32]) -> Arr {
-    let mut out = std::ptr::null_mut();
-    ok!(nnx_array_new(
+    new_array(NNX_DTYPE_F32, shape, values)
+}
+
+/// A copy of `values` as an array of `dtype` and `shape`.
+fn new_array<T>(dtype: nnx_dtype, shape: &[i64], values: &[T]) -> Arr {
+    let (dims, ndim) = (shape.as_ptr(), shape.len());
+    let (data, nbytes) = (values.as_ptr().cast(), std::mem::size_of_val(values));
+    Arr(made(|out| {
+        nnx_array_new(dtype, dims, ndim, data, nbytes, out)
+    }))
+}
+
+/// An f32 vector over the caller's `data`; the library calls `release(ud)`
+/// when it lets go of it.
+pub fn wrap_f32(data: &mut [f32], writable: bool, release: nnx_release_fn, ud: *mut c_void) -> Arr {
+    let (shape, nbytes) = ([data.len() as i64], std::mem::size_of_val(data));
+    let (mut out, ptr) = (std::ptr::null_mut(), data.as_mut_ptr().cast());
+    ok!(nnx_array_wrap(
         NNX_DTYPE_F32,
         shape.as_ptr(),
-        shape.len(),
-        values.as_ptr().cast(),
-        std::mem::size_of_val(values),
+        1,
+        ptr,
+        nbytes,
+        writable,
+        release,
+        ud,
         &mut out
     ));
-    assert!(!out.is_null());
     Arr(out)
 }
 
@@ -450,16 +492,7 @@ pub fn variable(type_id: nnx_type_id, value: Option<&Arr>) -> Var {
 }
 
 pub fn u32_array(shape: &[i64], values: &[u32]) -> Arr {
-    let mut out = std::ptr::null_mut();
-    ok!(nnx_array_new(
-        NNX_DTYPE_U32,
-        shape.as_ptr(),
-        shape.len(),
-        values.as_ptr().cast(),
-        std::mem::size_of_val(values),
-        &mut out
-    ));
-    Arr(out)
+    new_array(NNX_DTYPE_U32, shape, values)
 }
 
 /// An `RngKey` variable holding a typed key of `impl_name` over `data`.
@@ -503,9 +536,7 @@ pub fn get_key(var: *const nnx_variable) -> (Arr, String) {
     let mut data = std::ptr::null_mut();
     let mut name = std::ptr::null();
     ok!(nnx_variable_get_key(var, &mut data, &mut name));
-    // SAFETY: an interned NUL-terminated name.
-    let name = unsafe { CStr::from_ptr(name) }.to_str().unwrap().to_owned();
-    (Arr(data), name)
+    (Arr(data), text_of(name))
 }
 
 /// The variable's opaque value: its object and type name.
@@ -513,9 +544,7 @@ pub fn get_opaque(var: *const nnx_variable) -> (*mut c_void, String) {
     let mut object = std::ptr::null_mut();
     let mut name = std::ptr::null();
     ok!(nnx_variable_get_opaque(var, &mut object, &mut name));
-    // SAFETY: an interned NUL-terminated name.
-    let name = unsafe { CStr::from_ptr(name) }.to_str().unwrap().to_owned();
-    (object, name)
+    (object, text_of(name))
 }
 
 /// A variable of `type_id` holding a fresh f32 vector.
@@ -529,10 +558,7 @@ pub fn var_with(type_id: nnx_type_id, values: &[f32]) -> Var {
 
 /// A value made by one of the `nnx_meta_new_*` constructors.
 pub fn meta_made(make: impl FnOnce(*mut *mut nnx_meta) -> nnx_status) -> Meta {
-    let mut out = std::ptr::null_mut();
-    ok!(make(&mut out));
-    assert!(!out.is_null());
-    Meta(out)
+    Meta(made(make))
 }
 
 pub fn meta_null() -> Meta {
@@ -541,6 +567,14 @@ pub fn meta_null() -> Meta {
 
 pub fn meta_int(value: i64) -> Meta {
     meta_made(|out| nnx_meta_new_int(value, out))
+}
+
+pub fn meta_bool(value: bool) -> Meta {
+    meta_made(|out| nnx_meta_new_bool(value, out))
+}
+
+pub fn meta_float(value: f64) -> Meta {
+    meta_made(|out| nnx_meta_new_float(value, out))
 }
 
 pub fn meta_str(text: &str) -> Meta {
@@ -591,28 +625,25 @@ pub fn meta_nested(levels: usize) -> Meta {
 }
 
 pub fn of_type(type_id: nnx_type_id) -> Flt {
-    let mut out = std::ptr::null_mut();
-    ok!(nnx_filter_of_type(type_id, &mut out));
-    Flt(out)
+    Flt(made(|out| nnx_filter_of_type(type_id, out)))
 }
 
 pub fn everything() -> Flt {
-    let mut out = std::ptr::null_mut();
-    ok!(nnx_filter_everything(&mut out));
-    Flt(out)
+    Flt(made(|out| nnx_filter_everything(out)))
 }
 
 pub fn nothing() -> Flt {
-    let mut out = std::ptr::null_mut();
-    ok!(nnx_filter_nothing(&mut out));
-    Flt(out)
+    Flt(made(|out| nnx_filter_nothing(out)))
+}
+
+/// A filter asking `callback`, which gets `ud`, released by `release`.
+pub fn callback_filter(callback: nnx_filter_fn, ud: *mut c_void, release: nnx_release_fn) -> Flt {
+    Flt(made(|out| nnx_filter_callback(callback, ud, release, out)))
 }
 
 pub fn any_of(parts: &[&Flt]) -> Flt {
     let ptrs = filter_ptrs(parts);
-    let mut out = std::ptr::null_mut();
-    ok!(nnx_filter_any(ptrs.as_ptr(), ptrs.len(), &mut out));
-    Flt(out)
+    Flt(made(|out| nnx_filter_any(ptrs.as_ptr(), ptrs.len(), out)))
 }
 
 /// The raw pointers of some filters, for the list arguments.
@@ -621,21 +652,25 @@ pub fn filter_ptrs(parts: &[&Flt]) -> Vec<*mut nnx_filter> {
 }
 
 pub fn set_var(state: &St, path: &str, var: &Var) {
-    let text = cstr(path);
-    ok!(nnx_state_set_variable_str(
-        state.ptr(),
-        text.as_ptr(),
-        var.ptr()
-    ));
+    let (state, path) = (state.ptr(), cstr(path));
+    ok!(nnx_state_set_variable_str(state, path.as_ptr(), var.ptr()));
+}
+
+/// Sets a copy of `value` at `path` (a snapshot, even of `state` itself).
+pub fn set_state(state: &St, path: &str, value: &St) {
+    let (state, path) = (state.ptr(), cstr(path));
+    ok!(nnx_state_set_state_str(state, path.as_ptr(), value.ptr()));
+}
+
+/// The live view of `state`'s nested state at `path`.
+pub fn view(state: &St, path: &str) -> St {
+    let (state, path) = (state.ptr(), cstr(path));
+    St(made(|o| nnx_state_get_state_str(state, path.as_ptr(), o)))
 }
 
 pub fn set_arr(state: &St, path: &str, array: &Arr) {
-    let text = cstr(path);
-    ok!(nnx_state_set_array_str(
-        state.ptr(),
-        text.as_ptr(),
-        array.ptr()
-    ));
+    let (state, path) = (state.ptr(), cstr(path));
+    ok!(nnx_state_set_array_str(state, path.as_ptr(), array.ptr()));
 }
 
 /// Where an array's bytes are, as `nnx_array_data` gives it.
@@ -732,9 +767,15 @@ pub fn top_len(state: *const nnx_state) -> usize {
 /// e: { 0: Cache (no value) }
 /// ```
 pub fn sample_state() -> St {
+    sample_state_of(|values| f32_array(&[values.len() as i64], values))
+}
+
+/// The sample state with its arrays made by `array`.
+pub fn sample_state_of(mut array: impl FnMut(&[f32]) -> Arr) -> St {
     let state = new_state();
-    set_var(&state, "z", &var_with(NNX_TYPE_PARAM, &[1.0, 2.0]));
-    let stat = var_with(NNX_TYPE_BATCH_STAT, &[3.0]);
+    let z = variable(NNX_TYPE_PARAM, Some(&array(&[1.0, 2.0])));
+    set_var(&state, "z", &z);
+    let stat = variable(NNX_TYPE_BATCH_STAT, Some(&array(&[3.0])));
     let tag_name = cstr("tag");
     let tag_value = cstr("stats");
     ok!(nnx_variable_set_metadata_str(
@@ -743,8 +784,8 @@ pub fn sample_state() -> St {
         tag_value.as_ptr()
     ));
     set_var(&state, "b/1", &stat);
-    set_arr(&state, "b/x", &f32_array(&[3], &[4.0, 5.0, 6.0]));
-    set_var(&state, "a", &var_with(NNX_TYPE_PARAM, &[7.0]));
+    set_arr(&state, "b/x", &array(&[4.0, 5.0, 6.0]));
+    set_var(&state, "a", &variable(NNX_TYPE_PARAM, Some(&array(&[7.0]))));
     set_var(&state, "e/0", &variable(NNX_TYPE_CACHE, None));
     state
 }
@@ -755,6 +796,7 @@ pub const SAMPLE_LEAVES: usize = 5;
 // Release callbacks that count their calls
 
 /// A counter that a release callback increments; pass `as_user_data()`.
+#[derive(Default)]
 pub struct Counter(AtomicUsize);
 
 impl Counter {
