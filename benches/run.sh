@@ -16,8 +16,15 @@
 #                                 scripts/test.sh does)
 # 4. benches/flat_side_by_side.py to_flat_state and from_flat_state, Flax and
 #                                 the Python package, same venv
+# 5. benches/python_ops.py        every State operation of the Python API
+#                                 (flat states, pure dicts, map_state, diff,
+#                                 State(), jax.tree on jax arrays, first-call
+#                                 split/filter/merge, empty-state calls), Flax
+#                                 and the package, same venv, checked equal
+#                                 first, with a verdict against the targets
+#                                 (about six minutes more; JAX_PLATFORMS=cpu)
 #
-# Takes about six minutes; the memory step needs 1.1 GiB. Run it on a quiet
+# Takes about twelve minutes; the memory step needs 1.1 GiB. Run it on a quiet
 # machine: the script prints the load first. Everything printed goes to
 # target/bench/run-<date>.log too. Exits 1 when a step fails (the memory
 # check fails when its bound is not met); the other steps still run.
@@ -63,6 +70,9 @@ if "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r pyth
   step "python benches/flat_side_by_side.py (target/pyvenv)"
   NNX_STATE_LIB="$PWD/target/release/libnnx_state.so" PYTHONPATH="$PWD/python" \
     "$venv/bin/python" benches/flat_side_by_side.py || failed+=("flat_side_by_side.py")
+  step "python benches/python_ops.py (target/pyvenv)"
+  JAX_PLATFORMS=cpu NNX_STATE_LIB="$PWD/target/release/libnnx_state.so" PYTHONPATH="$PWD/python" \
+    "$venv/bin/python" benches/python_ops.py || failed+=("python_ops.py")
 else
   failed+=("pip install -r python/requirements-test.txt")
 fi
