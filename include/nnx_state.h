@@ -804,6 +804,42 @@ enum nnx_status nnx_array_from_dlpack_legacy(struct DLManagedTensor *tensor,
                                              struct nnx_array **out_array);
 
 /**
+ * As `nnx_array_from_dlpack`, and tells the caller when the library lets
+ * go of the tensor: once the last reference to the array goes and the
+ * tensor's deleter has returned, `release(user_data)` is called, once,
+ * from whichever thread dropped the array. For a caller that must know
+ * when a producer's tensor is no longer used but whose deleter is not its
+ * own (a language binding tracking the object the tensor came from): one
+ * call instead of an import and a wrap with a release callback.
+ *
+ * - `tensor`: ownership passes to the library in every case (on failure
+ *   its deleter has been called when this returns).
+ * - `release`: may be NULL (then this is `nnx_array_from_dlpack`); on
+ *   failure it is not called: the library keeps nothing of it.
+ * - `user_data`: passed to `release`, never read.
+ * - `out_array`: receives a new reference, owned by the caller; written on
+ *   success only.
+ *
+ * Errors: as `nnx_array_from_dlpack`. Thread-safe.
+ */
+enum nnx_status nnx_array_from_dlpack_notify(struct DLManagedTensorVersioned *tensor,
+                                             nnx_release_fn release,
+                                             void *user_data,
+                                             struct nnx_array **out_array);
+
+/**
+ * As `nnx_array_from_dlpack_notify`, for a legacy tensor
+ * (`DLManagedTensor`); the array is read-only, as with
+ * `nnx_array_from_dlpack_legacy`.
+ *
+ * Errors: as `nnx_array_from_dlpack`. Thread-safe.
+ */
+enum nnx_status nnx_array_from_dlpack_legacy_notify(struct DLManagedTensor *tensor,
+                                                    nnx_release_fn release,
+                                                    void *user_data,
+                                                    struct nnx_array **out_array);
+
+/**
  * Writes where the array's bytes live, as a DLPack device: type
  * (`kDLCPU` = 1, `kDLCUDA` = 2, `kDLCUDAHost` = 3, ...) and id. Arrays the
  * library makes are on the CPU (1, 0); others come from

@@ -532,6 +532,55 @@ fn dlpack_imports_call_the_deleter_once_in_every_case() {
     assert_eq!(nbytes, 0);
     nnx_array_release(empty);
     assert_eq!(DELETED.load(Ordering::SeqCst), before + 9);
+    // The `_notify` forms: the caller's callback runs once, after the
+    // deleter, when the array goes; on failure the deleter runs, the
+    // callback never.
+    let notified = Counter::new();
+    let tensor = produce(ptr, &[2], None, F32, 1);
+    let mut array = null_mut();
+    ok!(nnx_array_from_dlpack_notify(
+        tensor,
+        Some(note_deleted),
+        notified.as_user_data(),
+        &mut array
+    ));
+    assert_eq!(data_ptr(array), ptr.cast_const());
+    assert_eq!(
+        (notified.get(), DELETED.load(Ordering::SeqCst)),
+        (0, before + 9)
+    );
+    nnx_array_release(array);
+    assert_eq!(notified.get(), 1);
+    assert_eq!(
+        DELETED_WHEN_NOTIFIED.load(Ordering::SeqCst),
+        before + 10,
+        "deleter first"
+    );
+    let tensor = produce(ptr, &[2], None, F32, 2);
+    let mut out = sentinel::<nnx_array>();
+    let m = fails!(
+        nnx_array_from_dlpack_notify(
+            tensor,
+            Some(note_deleted),
+            notified.as_user_data(),
+            &mut out
+        ),
+        NNX_ERR_FORMAT
+    );
+    assert_contains!(m, "version 2.0");
+    assert_eq!(
+        (notified.get(), DELETED.load(Ordering::SeqCst)),
+        (1, before + 11)
+    );
+}
+
+static DELETED_WHEN_NOTIFIED: AtomicUsize = AtomicUsize::new(0);
+
+/// A `_notify` callback: counts, and records how many deleters had run.
+unsafe extern "C" fn note_deleted(user_data: *mut c_void) {
+    DELETED_WHEN_NOTIFIED.store(DELETED.load(Ordering::SeqCst), Ordering::SeqCst);
+    // SAFETY: the test passes a live `Counter`.
+    unsafe { count_release(user_data) };
 }
 
 #[test]

@@ -1485,6 +1485,13 @@ fn array_rows() -> Vec<Row> {
         row!(nnx_array_from_dlpack(tensor: tensor(nnx_array_to_dlpack), out_array: own)).consumes(),
         row!(nnx_array_from_dlpack_legacy(tensor: tensor(nnx_array_to_dlpack_legacy), out_array: own))
             .consumes(),
+        row!(nnx_array_from_dlpack_notify(tensor: tensor(nnx_array_to_dlpack), release: rel, user_data: ud,
+            out_array: own))
+        .consumes()
+        .good(&[("release", Null), ("user_data", Null)], |_| {}),
+        row!(nnx_array_from_dlpack_legacy_notify(tensor: tensor(nnx_array_to_dlpack_legacy), release: rel,
+            user_data: ud, out_array: own))
+        .consumes(),
     ]
 }
 

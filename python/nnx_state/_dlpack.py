@@ -96,23 +96,38 @@ def is_capsule(obj) -> bool:
     return type(obj).__name__ == "PyCapsule"
 
 
-def take_capsule(capsule) -> int:
+def is_legacy_capsule(capsule) -> bool:
+    return bool(_api.PyCapsule_IsValid(id(capsule), LEGACY))
+
+
+def take_capsule(capsule, legacy: bool | None = None, notify=None, token: int | None = None) -> int:
     """Takes the tensor out of a DLPack capsule: a new native array handle.
     The capsule is renamed as consumed first, since the library owns the
-    tensor from then on, on failure too."""
+    tensor from then on, on failure too. ``legacy``: whether the producer
+    is known to make legacy capsules (True skips a name check; a capsule
+    of another name is then refused with ``ValueError``), None to look.
+    ``notify``: a release callback the library calls with ``token`` once it
+    has let go of the tensor (never when this fails)."""
     raw = id(capsule)  # the PyObject* of a live object (CPython)
-    for name, used, take in (
-        (VERSIONED, USED_VERSIONED, lib.nnx_array_from_dlpack),
-        (LEGACY, USED_LEGACY, lib.nnx_array_from_dlpack_legacy),
-    ):
-        if _api.PyCapsule_IsValid(raw, name):
-            ptr = _api.PyCapsule_GetPointer(raw, name)
-            if _api.PyCapsule_SetName(raw, used):
-                raise RuntimeError("cannot mark the DLPack capsule as consumed")
-            out = c_void_p()
-            check(take(ptr, byref(out)), "importing a DLPack tensor")
-            return out.value
-    raise TypeError("expected an object with __dlpack__ or an unconsumed DLPack capsule")
+    if legacy is None:
+        if _api.PyCapsule_IsValid(raw, VERSIONED):
+            legacy = False
+        elif _api.PyCapsule_IsValid(raw, LEGACY):
+            legacy = True
+        else:
+            raise TypeError("expected an object with __dlpack__ or an unconsumed DLPack capsule")
+    name, used = (LEGACY, USED_LEGACY) if legacy else (VERSIONED, USED_VERSIONED)
+    ptr = _api.PyCapsule_GetPointer(raw, name)  # ValueError for another name
+    if _api.PyCapsule_SetName(raw, used):
+        raise RuntimeError("cannot mark the DLPack capsule as consumed")
+    out = c_void_p()
+    if notify is None:
+        status = (lib.nnx_array_from_dlpack_legacy if legacy else lib.nnx_array_from_dlpack)(ptr, byref(out))
+    else:
+        take = lib.nnx_array_from_dlpack_legacy_notify if legacy else lib.nnx_array_from_dlpack_notify
+        status = take(ptr, notify, token, byref(out))
+    check(status, "importing a DLPack tensor")
+    return out.value
 
 
 def device_of(ptr: int) -> tuple[int, int]:

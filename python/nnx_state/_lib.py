@@ -321,6 +321,8 @@ _decl("nnx_array_to_dlpack", S, H, PH)
 _decl("nnx_array_to_dlpack_legacy", S, H, PH)
 _decl("nnx_array_from_dlpack", S, H, PH)
 _decl("nnx_array_from_dlpack_legacy", S, H, PH)
+_decl("nnx_array_from_dlpack_notify", S, H, release_fn, c_void_p, PH)
+_decl("nnx_array_from_dlpack_legacy_notify", S, H, release_fn, c_void_p, PH)
 _decl("nnx_array_device", S, H, POINTER(c_int32), POINTER(c_int32))
 
 VERSION = lib.nnx_version().decode()

@@ -12,11 +12,11 @@ use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use super::array::{nnx_array, nnx_dtype, nnx_release_fn, wrap_memory};
+use super::array::{nnx_array, nnx_dtype, nnx_release_fn, release_callback, wrap_memory};
 use super::error::nnx_status;
 use super::{boundary, fail, slice, ArcHandle, FfiResult, Out};
 use crate::array::Array;
-use crate::buffer::{Buffer, Device};
+use crate::buffer::{Buffer, Device, Release};
 use crate::io::dlpack::{c_strides, check_tensor, to_dl, DlDtype, Extent};
 
 /// `DLPackVersion`.
@@ -237,13 +237,17 @@ unsafe impl<T> Send for SendPtr<T> {}
 /// An array over a DLPack tensor's memory. `release` hands the tensor back
 /// (calls its deleter) when the array goes, and also when this fails.
 ///
+/// `release` runs on failure too; `then` runs after it only when the array
+/// made goes.
+///
 /// # Safety
 /// `tensor` must be a valid `DLTensor` whose memory stays valid until
 /// `release` runs.
 unsafe fn import(
     tensor: &DLTensor,
     writable: bool,
-    release: Box<dyn FnOnce() + Send>,
+    release: Release,
+    then: Option<Release>,
 ) -> FfiResult<Array> {
     let checked = (|| -> FfiResult<(Extent, Vec<i64>)> {
         let Ok(ndim) = usize::try_from(tensor.ndim) else {
@@ -287,6 +291,13 @@ unsafe fn import(
     };
     // `check_tensor` saw that `data + offset + nbytes` does not wrap.
     let data = (tensor.data as *mut u8).wrapping_add(extent.offset);
+    let release: Release = match then {
+        Some(then) => Box::new(move || {
+            release();
+            then();
+        }),
+        None => release,
+    };
     // SAFETY: the tensor's memory stays valid until `release` runs, by the
     // contract above; memory off the CPU is never read.
     let buffer =
@@ -342,10 +353,13 @@ impl Managed for DLManagedTensor {
     }
 }
 
-/// The body of `nnx_array_from_dlpack` and its legacy twin: takes ownership
-/// of `tensor` in every case, calling its deleter on failure.
+/// The body of `nnx_array_from_dlpack`, its legacy twin and their
+/// `_notify` forms: takes ownership of `tensor` in every case, calling its
+/// deleter on failure; `then` runs after the deleter when the array goes
+/// (never on failure).
 fn import_managed<T: Managed + 'static>(
     tensor: *mut T,
+    then: (nnx_release_fn, *mut c_void),
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
     boundary(|| {
@@ -353,7 +367,7 @@ fn import_managed<T: Managed + 'static>(
             fail!(NNX_ERR_NULL_ARGUMENT, "argument `tensor` is NULL");
         }
         let owned = SendPtr(tensor);
-        let release: Box<dyn FnOnce() + Send> = Box::new(move || {
+        let release: Release = Box::new(move || {
             let owned = owned;
             // SAFETY: the producer's deleter, called once, as DLPack says.
             unsafe {
@@ -375,7 +389,8 @@ fn import_managed<T: Managed + 'static>(
             }
         };
         // SAFETY: the tensor's memory is valid until its deleter runs.
-        let array = unsafe { import(managed.dl_tensor(), writable, release) }?;
+        let then = release_callback(then.0, then.1);
+        let array = unsafe { import(managed.dl_tensor(), writable, release, then) }?;
         out.write(nnx_array::into_raw(Arc::new(array)));
         Ok(())
     })
@@ -421,7 +436,7 @@ pub extern "C" fn nnx_array_from_dlpack(
     tensor: *mut DLManagedTensorVersioned,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
-    import_managed(tensor, out_array)
+    import_managed(tensor, (None, std::ptr::null_mut()), out_array)
 }
 
 /// Imports a legacy DLPack tensor (`DLManagedTensor`) as an array, without
@@ -440,7 +455,49 @@ pub extern "C" fn nnx_array_from_dlpack_legacy(
     tensor: *mut DLManagedTensor,
     out_array: *mut *mut nnx_array,
 ) -> nnx_status {
-    import_managed(tensor, out_array)
+    import_managed(tensor, (None, std::ptr::null_mut()), out_array)
+}
+
+/// As `nnx_array_from_dlpack`, and tells the caller when the library lets
+/// go of the tensor: once the last reference to the array goes and the
+/// tensor's deleter has returned, `release(user_data)` is called, once,
+/// from whichever thread dropped the array. For a caller that must know
+/// when a producer's tensor is no longer used but whose deleter is not its
+/// own (a language binding tracking the object the tensor came from): one
+/// call instead of an import and a wrap with a release callback.
+///
+/// - `tensor`: ownership passes to the library in every case (on failure
+///   its deleter has been called when this returns).
+/// - `release`: may be NULL (then this is `nnx_array_from_dlpack`); on
+///   failure it is not called: the library keeps nothing of it.
+/// - `user_data`: passed to `release`, never read.
+/// - `out_array`: receives a new reference, owned by the caller; written on
+///   success only.
+///
+/// Errors: as `nnx_array_from_dlpack`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_from_dlpack_notify(
+    tensor: *mut DLManagedTensorVersioned,
+    release: nnx_release_fn,
+    user_data: *mut c_void,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    import_managed(tensor, (release, user_data), out_array)
+}
+
+/// As `nnx_array_from_dlpack_notify`, for a legacy tensor
+/// (`DLManagedTensor`); the array is read-only, as with
+/// `nnx_array_from_dlpack_legacy`.
+///
+/// Errors: as `nnx_array_from_dlpack`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_from_dlpack_legacy_notify(
+    tensor: *mut DLManagedTensor,
+    release: nnx_release_fn,
+    user_data: *mut c_void,
+    out_array: *mut *mut nnx_array,
+) -> nnx_status {
+    import_managed(tensor, (release, user_data), out_array)
 }
 
 /// Writes where the array's bytes live, as a DLPack device: type
