@@ -2308,6 +2308,21 @@ enum nnx_status nnx_variable_new(nnx_type_id type_id,
                                  struct nnx_variable **out_variable);
 
 /**
+ * Creates a variable of the same type as `variable`, holding the same value
+ * (shared: an array, a key or an opaque object is not copied) and a copy
+ * of its metadata, as Flax's `Variable.copy()`. Setting the new one's
+ * value or metadata later leaves `variable` as it is.
+ *
+ * - `variable`: borrowed.
+ * - `out_variable`: receives a new reference, owned by the caller (release
+ *   with `nnx_variable_release`); written on success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_variable_copy(const struct nnx_variable *variable,
+                                  struct nnx_variable **out_variable);
+
+/**
  * Writes the address of a counter that the library increases whenever any
  * variable's value or metadata may have changed, in any thread. A binding
  * that reads the counter before it reads a variable, and finds the same

@@ -154,6 +154,20 @@ impl Variable {
         matches!(self.read().metadata.get(TAG), Some(MetaValue::Str(s)) if s == tag)
     }
 
+    /// A new variable with the same type, the same value (shared, as every
+    /// holder shares it) and a copy of the metadata: Flax's
+    /// `Variable.copy()`.
+    pub fn shallow_copy(&self) -> Variable {
+        let data = self.read();
+        Variable {
+            type_id: self.type_id,
+            data: RwLock::new(Data {
+                value: data.value.clone(),
+                metadata: data.metadata.clone(),
+            }),
+        }
+    }
+
     /// A new variable with the same type and metadata and a copy of the
     /// value ([`Value::deep_copy`]: an opaque value is shared).
     pub fn deep_copy(&self) -> Result<Variable> {

@@ -1635,6 +1635,14 @@ fn variable_rows() -> Vec<Row> {
                 assert_eq!(value_kind(c.got_own("out_variable")), NNX_VALUE_NONE)
             }),
         row!(nnx_variable_type(variable: var, out_type: out)),
+        row!(nnx_variable_copy(variable: var, out_variable: own)).each([WithMeta, KeyVar, Opaque],
+            |r, h| r.good(&[("variable", Hd(h))], move |c| {
+                let (original, copy) = (c.f.raw(h), c.got_own::<nnx_variable>("out_variable"));
+                let before = variable_print(original);
+                assert_eq!(variable_print(copy), before, "same type, shared value, equal metadata");
+                ok!(nnx_variable_set_metadata_str(copy, cstr("added").as_ptr(), cstr("x").as_ptr()));
+                assert_eq!(variable_print(original), before, "the copy's metadata is its own");
+            })),
         row!(nnx_variable_change_counter(out_counter: out)).good(&[], |c| {
             let counter = c.got::<*const u64>("out_counter");
             // SAFETY: the library's counter, valid for the process; read as

@@ -217,6 +217,7 @@ _decl("nnx_type_count", S, POINTER(c_size_t))
 
 # variables
 _decl("nnx_variable_new", S, c_uint32, H, PH)
+_decl("nnx_variable_copy", S, H, PH)
 _decl("nnx_variable_type", S, H, POINTER(c_uint32))
 _decl("nnx_variable_change_counter", S, POINTER(c_void_p))
 _decl("nnx_variable_get_value", S, H, PH)

@@ -590,8 +590,7 @@ class FlatState(Sequence):
         return FlatState((item for fs in (flat_state, *flat_states) for item in fs), sort=True)
 
 
-def _addr(arr: np.ndarray) -> int:
-    return arr.ctypes.data
+_addr = A.address_of
 
 
 def to_flat_state(state) -> FlatState:

@@ -977,11 +977,11 @@ class Variable(metaclass=VariableMeta):
         if value is MISSING and "value" in updates:
             value = updates.pop("value")
         obj = object.__new__(type(self))
-        if value is MISSING:
-            _adopt(obj, _values.put(_values.read(self._ptr), type_id=type(self)._type_id))
-        else:
-            _adopt(obj, store_value(value, type_id=type(self)._type_id))
-        _set_meta_forms(obj._ptr, _meta_forms(self._ptr))
+        out = c_void_p()
+        check(lib.nnx_variable_copy(self._ptr, byref(out)))  # value shared, metadata copied
+        _adopt(obj, out.value)
+        if value is not MISSING:
+            store_value(value, ptr=obj._ptr)
         for name, entry in updates.items():
             _set_entry(obj._ptr, name, entry)
         return obj

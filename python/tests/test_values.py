@@ -498,8 +498,9 @@ def test_foreign_opaque_values_are_described_never_touched():
     value = v.get_value()
     assert isinstance(value, _values.ForeignValue) and (value.type_name, value.address) == ("test:buffer", 0x1234)
     assert nnx.filter_state(nnx.State({"v": v}), ...)["v"].get_value() == value
+    assert v.copy().get_value() == value  # shared natively, as a split shares it
     with pytest.raises(TypeError, match="another library"):
-        v.copy()
+        v.copy(value)  # but never made from its Python description
     with pytest.raises(TypeError, match="another library"):
         nnx.Param(value)
     with pytest.raises(TypeError, match="cannot be pickled"):

@@ -50,6 +50,30 @@ pub extern "C" fn nnx_variable_new(
     })
 }
 
+/// Creates a variable of the same type as `variable`, holding the same value
+/// (shared: an array, a key or an opaque object is not copied) and a copy
+/// of its metadata, as Flax's `Variable.copy()`. Setting the new one's
+/// value or metadata later leaves `variable` as it is.
+///
+/// - `variable`: borrowed.
+/// - `out_variable`: receives a new reference, owned by the caller (release
+///   with `nnx_variable_release`); written on success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_copy(
+    variable: *const nnx_variable,
+    out_variable: *mut *mut nnx_variable,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_variable, "out_variable")?;
+        // SAFETY: a handle argument.
+        let variable = unsafe { nnx_variable::borrow(variable, "variable") }?;
+        out.write(nnx_variable::into_raw(Arc::new(variable.shallow_copy())));
+        Ok(())
+    })
+}
+
 /// Writes the address of a counter that the library increases whenever any
 /// variable's value or metadata may have changed, in any thread. A binding
 /// that reads the counter before it reads a variable, and finds the same
