@@ -68,12 +68,11 @@ from .statelib import (
     merge_state,
     replace_by_pure_dict,
     restore_int_paths,
-    set_metadata,
     split_state,
     to_flat_state,
     to_pure_dict,
-    update,
 )
+from ._update import set_metadata, update
 from .variablelib import (
     BatchStat,
     Cache,

@@ -28,6 +28,11 @@ from . import _arrays as A
 from . import _keys as K
 from . import _lib as L
 from ._lib import check, lib
+from ._compare import _mapping_eq, _node_repr
+from ._flat_native import (
+    _built_from_leaves, _built_from_pairs, _flat_len, _gc_paused, _read_flat_leaves, _read_flat_paths,
+)
+from ._pure_dicts import _try_int, flatten_mapping, restore_int_paths, unflatten_mapping  # noqa: F401
 from .filterlib import NativeFilters, kept_filters
 from .variablelib import (
     Variable,
@@ -41,7 +46,7 @@ from .variablelib import (
 __all__ = [
     "State", "FlatState", "to_flat_state", "from_flat_state", "filter_state",
     "split_state", "merge_state", "map_state", "diff", "to_pure_dict",
-    "replace_by_pure_dict", "restore_int_paths", "update", "set_metadata",
+    "replace_by_pure_dict", "restore_int_paths",
 ]
 
 
@@ -348,85 +353,6 @@ def _as_state(x) -> State:
 # --------------------------------------------------------------------------
 
 
-def _leaf_eq(a, b) -> bool:
-    if a is b:
-        return True
-    if isinstance(a, Mapping) or isinstance(b, Mapping):
-        return isinstance(a, Mapping) and isinstance(b, Mapping) and _mapping_eq(a, b)
-    if isinstance(a, Variable) or isinstance(b, Variable):
-        if not (isinstance(a, Variable) and isinstance(b, Variable)):
-            return False
-        if type(a)._type_id != type(b)._type_id:
-            return False
-        if a.get_metadata() != b.get_metadata():
-            return False
-        return _values_eq(a.get_value(), b.get_value())
-    return _values_eq(a, b)
-
-
-def _values_eq(x, y) -> bool:
-    if x is y:
-        return True
-    if x is None or y is None:
-        return False
-    keys = _key_data(x), _key_data(y)
-    if keys != (None, None):  # typed keys: the same implementation and data
-        if None in keys or keys[0][0] != keys[1][0]:
-            return False
-        x, y = keys[0][1], keys[1][1]
-    if _is_array(x) and _is_array(y):
-        x, y = np.asarray(x), np.asarray(y)
-        return x.shape == y.shape and x.dtype == y.dtype and bool(np.array_equal(x, y))
-    if _is_array(x) or _is_array(y):
-        return False
-    try:  # objects held as they are: their own ==
-        return bool(x == y)
-    except Exception:  # no truth value (a tracer, an array-like)
-        return False
-
-
-def _is_array(x) -> bool:
-    return isinstance(x, (np.ndarray, np.generic)) or A.jax_kind(x) == A.JAX_ARRAY
-
-
-def _key_data(x):
-    """(implementation, data) of a typed key; None for anything else."""
-    if A.jax_kind(x) != A.JAX_KEY:
-        return None
-    jax = sys.modules["jax"]
-    return str(jax.random.key_impl(x)), jax.random.key_data(x)
-
-
-def _mapping_eq(a: Mapping, b: Mapping) -> bool:
-    keys_a = list(a)
-    if len(keys_a) != len(b):
-        return False
-    for key in keys_a:
-        if key not in b:
-            return False
-        if not _leaf_eq(a[key], b[key]):
-            return False
-    return True
-
-
-def _node_repr(state: Mapping, indent: str) -> str:
-    keys = list(state)
-    if not keys:
-        return "{}"
-    inner = indent + "  "
-    parts = []
-    for key in keys:
-        value = state[key]
-        if isinstance(value, Mapping):
-            text = _node_repr(value, inner)
-        elif isinstance(value, Variable):
-            text = variable_repr(value, inner)
-        else:
-            text = indent_lines(repr(value), inner)
-        parts.append(f"{inner}{key!r}: {text}")
-    return "{\n" + ",\n".join(parts) + "\n" + indent + "}"
-
-
 # --------------------------------------------------------------------------
 # Flat states
 # --------------------------------------------------------------------------
@@ -640,86 +566,6 @@ def flat_lists(state: State) -> tuple[tuple, tuple]:
     return paths, flat._handed
 
 
-def _flat_len(flat: int) -> int:
-    size = c_size_t()
-    check(lib.nnx_flat_len(flat, byref(size)))
-    return size.value
-
-
-def _read_flat_paths(flat: int) -> list:
-    """The path tuples of a native flat list, in its order."""
-    n = _flat_len(flat)
-    # The offsets first (they give the number of keys), then every key in
-    # one buffer.
-    offsets = np.empty(n + 1, np.uintp)
-    check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), None, 0))
-    keys = np.empty(int(offsets[n]), K.KEY_DTYPE)
-    check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), _addr(keys), len(keys)))
-    return K.paths_from_buffer(keys, offsets)
-
-
-def _read_flat_leaves(flat: int) -> list:
-    """The leaf objects of a native flat list, in its order."""
-    n = _flat_len(flat)
-    kinds = np.empty(n, np.uint32)
-    types = np.empty(n, np.uint32)
-    variables = np.empty(n, np.uintp)
-    arrays = np.empty(n, np.uintp)
-    # Borrowed: each new object takes its own reference (see `retain`).
-    check(lib.nnx_flat_leaves(
-        flat, 0, n, False, _addr(kinds), _addr(types), _addr(variables), _addr(arrays)
-    ))
-    return _leaf_objects(flat, n, kinds, types, variables, arrays)
-
-
-class _gc_paused:
-    """Making a Python object or two per entry would run the cyclic garbage
-    collector every 700 of them, each run scanning what the earlier ones
-    made: pause it while a flat state's objects are made (none of them is
-    garbage), and leave the young generation to its next run. Nests."""
-
-    __slots__ = ("was_enabled",)
-
-    def __enter__(self):
-        self.was_enabled = gc.isenabled()
-        gc.disable()
-
-    def __exit__(self, *exc):
-        if self.was_enabled:
-            gc.enable()
-
-
-def _leaf_objects(flat, n, kinds, types, variables, arrays) -> list:
-    """The leaf objects of what nnx_flat_leaves (borrowed) read from
-    ``flat``."""
-    is_var = kinds == L.NNX_KIND_VARIABLE
-    if is_var.all():
-        positions = None
-        var_ptrs, var_types = variables.tolist(), types.tolist()
-    else:
-        positions = np.flatnonzero(is_var)
-        var_ptrs, var_types = variables[positions].tolist(), types[positions].tolist()
-        positions = positions.tolist()
-    scratch = np.empty(n, np.uintp)
-
-    def retain(a: int, b: int) -> None:
-        # A new reference to each variable of entries a..b (as positions
-        # in var_ptrs): the same handles again, now owned by us.
-        start = a if positions is None else positions[a]
-        stop = b if positions is None else positions[b - 1] + 1
-        check(lib.nnx_flat_leaves(flat, start, stop - start, True, None, None, _addr(scratch), None))
-
-    var_objs = wrap_variables(var_ptrs, var_types, retain)
-    if positions is None:
-        return var_objs
-    leaves = [None] * n
-    for i, obj in zip(positions, var_objs):
-        leaves[i] = obj
-    for i in np.flatnonzero(~is_var).tolist():
-        leaves[i] = A.borrowed_value(int(arrays[i]))
-    return leaves
-
-
 def _split_items(flat_state) -> tuple[list, list]:
     """(paths as tuples, leaves) of ``(path, leaf)`` pairs or a mapping."""
     if isinstance(flat_state, FlatState):
@@ -734,66 +580,6 @@ def _split_items(flat_state) -> tuple[list, list]:
         add_path(path)
         add_leaf(leaf)
     return list(map(tuple, paths)), leaves
-
-
-def _push_one_by_one(flat, paths: list, leaves: list) -> None:
-    """Pushes entry by entry, raising the error of the first bad entry (a
-    bad key, an empty path, a value that is no array)."""
-    for path, leaf in zip(paths, leaves):
-        keys, n, keep = K.path_arg(path)
-        if isinstance(leaf, Variable):
-            check(lib.nnx_flat_push_variable(flat, keys, n, leaf._ptr), what=f"path {path!r}")
-        else:
-            array = A.to_native(leaf)
-            try:
-                check(lib.nnx_flat_push_array(flat, keys, n, array), what=f"path {path!r}")
-            finally:
-                lib.nnx_array_release(array)
-
-
-def _push_all(flat, paths: list, leaves: list) -> bool:
-    """Pushes every entry with one call (nnx_flat_push_many); False, having
-    pushed nothing, when some key or path needs the entry-by-entry route."""
-    n = len(paths)
-    lengths = np.fromiter(map(len, paths), np.uintp, n)
-    if n and not lengths.all():
-        return False  # an empty path: fails entry by entry, naming it
-    flat_keys = list(chain.from_iterable(paths))
-    if not set(map(type, flat_keys)) <= _PLAIN_KEY_TYPES:
-        return False  # bools, numpy ints, str subclasses: checked one by one
-    encoded = K.encode_flat_keys(flat_keys)
-    if encoded is None:
-        return False
-    keys, keep = encoded
-    offsets = np.zeros(n + 1, np.uintp)
-    np.cumsum(lengths, out=offsets[1:])
-    leaf_types = set(map(type, leaves))
-    if all(isinstance(t, VariableMeta) for t in leaf_types):
-        variables = np.fromiter(map(_ptr_of, leaves), np.uintp, n)
-        check(lib.nnx_flat_push_many(flat, n, _addr(offsets), _addr(keys), _addr(variables), None))
-        return True
-    variables = np.zeros(n, np.uintp)
-    arrays = np.zeros(n, np.uintp)
-    made: list = []
-    try:
-        for i, leaf in enumerate(leaves):
-            if isinstance(type(leaf), VariableMeta):
-                variables[i] = leaf._ptr
-            else:
-                array = A.to_native(leaf)
-                made.append(array)
-                arrays[i] = array
-        check(lib.nnx_flat_push_many(
-            flat, n, _addr(offsets), _addr(keys), _addr(variables), _addr(arrays)
-        ))
-    finally:
-        for array in made:
-            lib.nnx_array_release(array)
-    return True
-
-
-_PLAIN_KEY_TYPES = {str, int}
-_ptr_of = attrgetter("_ptr")
 
 
 def from_flat_state(flat_state, *, cls=State) -> State:
@@ -827,25 +613,6 @@ def _leaf_pairs(mapping: Mapping) -> list | None:
         return True
 
     return pairs if mapping and walk((), mapping) else None
-
-
-def _built_from_pairs(pairs: list) -> int:
-    """A new native state (owned handle) from (path, leaf) pairs."""
-    return _built_from_leaves([p for p, _ in pairs], [leaf for _, leaf in pairs])
-
-
-def _built_from_leaves(paths: list, leaves: list) -> int:
-    """A new native state (owned handle) from paths and their leaves."""
-    flat = c_void_p()
-    check(lib.nnx_flat_new(byref(flat)))
-    try:
-        if not _push_all(flat, paths, leaves):
-            _push_one_by_one(flat, paths, leaves)
-        out = c_void_p()
-        check(lib.nnx_state_from_flat(flat, byref(out)))
-    finally:
-        lib.nnx_flat_free(flat)
-    return out.value
 
 
 def _as_class(state: State, cls) -> State:
@@ -919,112 +686,6 @@ def diff(state, other) -> State:
     return State._from_handle(out.value)
 
 
-# --------------------------------------------------------------------------
-# update: flax.nnx.update for states
-# --------------------------------------------------------------------------
-
-
-def _flax_if_loaded():
-    """``flax.nnx`` when something has imported it already (a Flax object can
-    exist only then), else None: ``update`` never imports flax itself."""
-    return sys.modules.get("flax.nnx")
-
-
-def _is_flax_target(target, flax_nnx) -> bool:
-    return isinstance(target, (flax_nnx.Pytree, flax_nnx.State, flax_nnx.Variable))
-
-
-def _update_variable(variable: Variable, value) -> None:
-    if isinstance(value, Variable):
-        variable.update_from_state(value)  # its value (shared) and metadata
-    elif isinstance(value, Mapping) and not value:
-        pass  # an empty state leaves the variable alone, as in Flax
-    else:
-        variable.set_value(value)
-
-
-def _update_node(node: tp.MutableMapping, state: tp.Mapping) -> None:
-    for key, value in state.items():
-        if key not in node:  # new: a variable is copied (its value shared)
-            node[key] = value.copy() if isinstance(value, Variable) else value
-            continue
-        current = node[key]
-        if isinstance(current, Mapping):  # a nested state: a live view
-            if not isinstance(value, Mapping):
-                raise ValueError(f"Expected a subgraph for {key!r}, but got: {value!r}")
-            _update_node(current, value)
-        elif isinstance(current, Variable):
-            _update_variable(current, value)
-        else:  # a bare array is replaced
-            node[key] = value
-
-
-def update(target, state, /, *states) -> None:
-    """In place, as ``flax.nnx.update``: ``target`` (a ``State``, a mutable
-    mapping or a ``Variable``) takes the leaves of ``state`` and ``states``
-    (States or nested mappings of variables and values; with several, they
-    are merged first and the later wins).
-
-    At each path of the update: a variable of ``target`` keeps its identity
-    (every state holding it sees the change) and takes the update's value
-    (shared) and metadata when given a variable, or the raw value (an array,
-    None) otherwise; a bare array of ``target`` is replaced; a nested state
-    is updated key by key (a leaf for it is a ``ValueError``, ``Expected a
-    subgraph ...``); a new key is added, a variable as a copy sharing its
-    value. A ``Variable`` target takes exactly one non-empty state.
-
-    A Flax target (a ``flax.nnx.Module`` or other Flax pytree, a
-    ``flax.nnx.State``, a Flax variable) is handed to ``flax.nnx.update``,
-    each nnx_state ``State`` given as ``to_flax(state,
-    array_fn=jax.numpy.asarray)``. A ``flax.nnx.State`` update for an
-    nnx_state target is read through ``from_flax``.
-    """
-    flax_nnx = _flax_if_loaded()
-    sources = (state, *states)
-    if flax_nnx is not None and _is_flax_target(target, flax_nnx):
-        from jax import numpy as jnp
-
-        from .flax_interop import to_flax
-
-        converted = [to_flax(s, array_fn=jnp.asarray) if isinstance(s, State) else s for s in sources]
-        flax_nnx.update(target, *converted)
-        return
-    if flax_nnx is not None and any(isinstance(s, flax_nnx.State) for s in sources):
-        from .flax_interop import from_flax
-
-        sources = tuple(from_flax(s) if isinstance(s, flax_nnx.State) else s for s in sources)
-    if isinstance(target, Variable):
-        non_empty = [s for s in sources if not isinstance(s, Mapping) or s]
-        if len(sources) > 1 and len(non_empty) != 1:
-            raise ValueError(f"Expected exactly one non-empty state, got: {sources!r}")
-        _update_variable(target, non_empty[0] if non_empty else sources[0])
-        return
-    if not isinstance(target, MutableMapping):
-        raise TypeError(f"update needs a State, a mutable mapping or a Variable to update, got {type(target).__name__}")
-    for s in sources:
-        if not isinstance(s, Mapping):
-            raise TypeError(
-                f"update takes States or nested mappings, got {type(s).__name__}"
-                + (" (make it a State with from_flat_state)" if isinstance(s, FlatState) else "")
-            )
-    merged = sources[0] if len(sources) == 1 else merge_state(*sources)
-    _update_node(target, merged)
-
-
-def set_metadata(node, /, *, only=Variable, **metadata) -> None:
-    """In place, as ``flax.nnx.set_metadata``: every variable of ``node`` (a
-    ``State``, a nested mapping of variables, or a variable) that the filter
-    ``only`` matches takes ``metadata`` (``set_metadata(**metadata)``); a
-    variable held at several paths is set once."""
-    if isinstance(node, Variable):
-        node = State({"": node})
-    done = set()
-    for variable in to_flat_state(filter_state(_as_state(node), only)).leaves:
-        if isinstance(variable, Variable) and variable._ptr not in done:
-            done.add(variable._ptr)
-            variable.set_metadata(**metadata)
-
-
 def map_state(f: tp.Callable[[tuple, tp.Any], tp.Any], state) -> State:
     """``f(path, leaf)`` over the flat state, unflattened again."""
     return from_flat_state([(path, f(path, leaf)) for path, leaf in to_flat_state(state)])
@@ -1035,56 +696,12 @@ def map_state(f: tp.Callable[[tuple, tp.Any], tp.Any], state) -> State:
 # --------------------------------------------------------------------------
 
 
-def flatten_mapping(xs: Mapping) -> dict:
-    """``{path: leaf}`` of a nested mapping, depth-first; empty mappings give
-    nothing (``flax.nnx.traversals.flatten_mapping``)."""
-    out: dict = {}
-
-    def walk(node, prefix):
-        for key, value in node.items():
-            if isinstance(value, Mapping):
-                walk(value, prefix + (key,))
-            else:
-                out[prefix + (key,)] = value
-
-    walk(xs, ())
-    return out
-
-
-def unflatten_mapping(flat) -> dict:
-    """Nested dicts from ``{path: leaf}`` (``flax.nnx.traversals.unflatten_mapping``)."""
-    result: dict = {}
-    items = flat.items() if isinstance(flat, Mapping) else flat
-    for path, value in items:
-        cursor = result
-        for key in path[:-1]:
-            if key not in cursor:
-                cursor[key] = {}
-            cursor = cursor[key]
-        cursor[path[-1]] = value
-    return result
-
-
 def to_pure_dict(state, extract_fn=None) -> dict:
     """Nested dicts of plain values: each variable's value (a numpy array over
     the native buffer), each bare array as is."""
     if extract_fn is None:
         extract_fn = lambda x: x.get_value() if isinstance(x, Variable) else x  # noqa: E731
     return unflatten_mapping({path: extract_fn(leaf) for path, leaf in to_flat_state(state)})
-
-
-def _try_int(x):
-    try:
-        return int(x)
-    except ValueError:
-        return x
-
-
-def restore_int_paths(pure_dict: Mapping) -> dict:
-    """The same nested dict with every int-looking key (``'0'``) turned into
-    an int, as after a checkpoint that stringified them."""
-    fixed = {tuple(map(_try_int, path)): value for path, value in flatten_mapping(pure_dict).items()}
-    return unflatten_mapping(fixed)
 
 
 def replace_by_pure_dict(state: State, pure_dict: Mapping, replace_fn=None) -> None:

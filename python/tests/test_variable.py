@@ -14,7 +14,7 @@ import pytest
 
 import nnx_state as nnx
 from nnx_state import _lib
-from nnx_state import _arrays, variablelib
+from nnx_state import _arrays, _jax_meta, _var_metadata, variablelib
 
 from test_library import run_python
 
@@ -395,7 +395,7 @@ def test_jax_sharding_objects_are_metadata(tmp_path):
     nnx.save_safetensors(nnx.State({"v": v}), path)
     assert nnx.load_safetensors(path)["v"].get_metadata(exclude_required=True) == entries
     # What C and the file see: a map naming the kind.
-    form = json.loads(variablelib._JSON.encode(variablelib._json_form("mesh", mesh)))
+    form = json.loads(_var_metadata._JSON.encode(_var_metadata._json_form("mesh", mesh)))
     assert form[:3] == ["map", "__jax__", "Mesh"] and "device_ids" in form
     with pytest.raises(ValueError, match="first key is '__jax__'"):
         v.set_metadata(mine={"__jax__": "Mesh"})
@@ -406,9 +406,9 @@ def test_jax_sharding_objects_are_metadata(tmp_path):
 def test_a_mesh_on_devices_that_are_not_here_is_an_abstract_mesh():
     jax = pytest.importorskip("jax")
     mesh = jax.make_mesh((1,), ("model",))
-    form = variablelib._jax_meta.encode(mesh)
-    assert variablelib._jax_meta.decode(form) is mesh
-    elsewhere = variablelib._jax_meta.decode({**form, "device_ids": (10_000,)})
+    form = _jax_meta.encode(mesh)
+    assert _jax_meta.decode(form) is mesh
+    elsewhere = _jax_meta.decode({**form, "device_ids": (10_000,)})
     assert elsewhere == mesh.abstract_mesh
 
 

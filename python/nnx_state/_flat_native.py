@@ -1,0 +1,181 @@
+"""Native flat lists (``nnx_flat``) to and from Python lists of paths and
+leaves, in bulk: a flat state's paths and leaf objects read in a few calls,
+and a native state built from paths and leaves in one push where it can."""
+
+from __future__ import annotations
+
+import gc
+from itertools import chain
+from operator import attrgetter
+from ctypes import byref, c_size_t, c_void_p
+
+import numpy as np
+
+from . import _arrays as A
+from . import _keys as K
+from . import _lib as L
+from ._lib import check, lib
+from .variablelib import Variable, VariableMeta, wrap_variables
+
+_addr = A.address_of
+
+
+def _flat_len(flat: int) -> int:
+    size = c_size_t()
+    check(lib.nnx_flat_len(flat, byref(size)))
+    return size.value
+
+
+def _read_flat_paths(flat: int) -> list:
+    """The path tuples of a native flat list, in its order."""
+    n = _flat_len(flat)
+    # The offsets first (they give the number of keys), then every key in
+    # one buffer.
+    offsets = np.empty(n + 1, np.uintp)
+    check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), None, 0))
+    keys = np.empty(int(offsets[n]), K.KEY_DTYPE)
+    check(lib.nnx_flat_paths(flat, 0, n, _addr(offsets), _addr(keys), len(keys)))
+    return K.paths_from_buffer(keys, offsets)
+
+
+def _read_flat_leaves(flat: int) -> list:
+    """The leaf objects of a native flat list, in its order."""
+    n = _flat_len(flat)
+    kinds = np.empty(n, np.uint32)
+    types = np.empty(n, np.uint32)
+    variables = np.empty(n, np.uintp)
+    arrays = np.empty(n, np.uintp)
+    # Borrowed: each new object takes its own reference (see `retain`).
+    check(lib.nnx_flat_leaves(
+        flat, 0, n, False, _addr(kinds), _addr(types), _addr(variables), _addr(arrays)
+    ))
+    return _leaf_objects(flat, n, kinds, types, variables, arrays)
+
+
+class _gc_paused:
+    """Making a Python object or two per entry would run the cyclic garbage
+    collector every 700 of them, each run scanning what the earlier ones
+    made: pause it while a flat state's objects are made (none of them is
+    garbage), and leave the young generation to its next run. Nests."""
+
+    __slots__ = ("was_enabled",)
+
+    def __enter__(self):
+        self.was_enabled = gc.isenabled()
+        gc.disable()
+
+    def __exit__(self, *exc):
+        if self.was_enabled:
+            gc.enable()
+
+
+def _leaf_objects(flat, n, kinds, types, variables, arrays) -> list:
+    """The leaf objects of what nnx_flat_leaves (borrowed) read from
+    ``flat``."""
+    is_var = kinds == L.NNX_KIND_VARIABLE
+    if is_var.all():
+        positions = None
+        var_ptrs, var_types = variables.tolist(), types.tolist()
+    else:
+        positions = np.flatnonzero(is_var)
+        var_ptrs, var_types = variables[positions].tolist(), types[positions].tolist()
+        positions = positions.tolist()
+    scratch = np.empty(n, np.uintp)
+
+    def retain(a: int, b: int) -> None:
+        # A new reference to each variable of entries a..b (as positions
+        # in var_ptrs): the same handles again, now owned by us.
+        start = a if positions is None else positions[a]
+        stop = b if positions is None else positions[b - 1] + 1
+        check(lib.nnx_flat_leaves(flat, start, stop - start, True, None, None, _addr(scratch), None))
+
+    var_objs = wrap_variables(var_ptrs, var_types, retain)
+    if positions is None:
+        return var_objs
+    leaves = [None] * n
+    for i, obj in zip(positions, var_objs):
+        leaves[i] = obj
+    for i in np.flatnonzero(~is_var).tolist():
+        leaves[i] = A.borrowed_value(int(arrays[i]))
+    return leaves
+
+
+def _push_one_by_one(flat, paths: list, leaves: list) -> None:
+    """Pushes entry by entry, raising the error of the first bad entry (a
+    bad key, an empty path, a value that is no array)."""
+    for path, leaf in zip(paths, leaves):
+        keys, n, keep = K.path_arg(path)
+        if isinstance(leaf, Variable):
+            check(lib.nnx_flat_push_variable(flat, keys, n, leaf._ptr), what=f"path {path!r}")
+        else:
+            array = A.to_native(leaf)
+            try:
+                check(lib.nnx_flat_push_array(flat, keys, n, array), what=f"path {path!r}")
+            finally:
+                lib.nnx_array_release(array)
+
+
+def _push_all(flat, paths: list, leaves: list) -> bool:
+    """Pushes every entry with one call (nnx_flat_push_many); False, having
+    pushed nothing, when some key or path needs the entry-by-entry route."""
+    n = len(paths)
+    lengths = np.fromiter(map(len, paths), np.uintp, n)
+    if n and not lengths.all():
+        return False  # an empty path: fails entry by entry, naming it
+    flat_keys = list(chain.from_iterable(paths))
+    if not set(map(type, flat_keys)) <= _PLAIN_KEY_TYPES:
+        return False  # bools, numpy ints, str subclasses: checked one by one
+    encoded = K.encode_flat_keys(flat_keys)
+    if encoded is None:
+        return False
+    keys, keep = encoded
+    offsets = np.zeros(n + 1, np.uintp)
+    np.cumsum(lengths, out=offsets[1:])
+    leaf_types = set(map(type, leaves))
+    if all(isinstance(t, VariableMeta) for t in leaf_types):
+        variables = np.fromiter(map(_ptr_of, leaves), np.uintp, n)
+        check(lib.nnx_flat_push_many(flat, n, _addr(offsets), _addr(keys), _addr(variables), None))
+        return True
+    variables = np.zeros(n, np.uintp)
+    arrays = np.zeros(n, np.uintp)
+    made: list = []
+    try:
+        for i, leaf in enumerate(leaves):
+            if isinstance(type(leaf), VariableMeta):
+                variables[i] = leaf._ptr
+            else:
+                array = A.to_native(leaf)
+                made.append(array)
+                arrays[i] = array
+        check(lib.nnx_flat_push_many(
+            flat, n, _addr(offsets), _addr(keys), _addr(variables), _addr(arrays)
+        ))
+    finally:
+        for array in made:
+            lib.nnx_array_release(array)
+    return True
+
+
+_PLAIN_KEY_TYPES = {str, int}
+
+
+_ptr_of = attrgetter("_ptr")
+
+
+def _built_from_pairs(pairs: list) -> int:
+    """A new native state (owned handle) from (path, leaf) pairs."""
+    return _built_from_leaves([p for p, _ in pairs], [leaf for _, leaf in pairs])
+
+
+def _built_from_leaves(paths: list, leaves: list) -> int:
+    """A new native state (owned handle) from paths and their leaves."""
+    flat = c_void_p()
+    check(lib.nnx_flat_new(byref(flat)))
+    try:
+        if not _push_all(flat, paths, leaves):
+            _push_one_by_one(flat, paths, leaves)
+        out = c_void_p()
+        check(lib.nnx_state_from_flat(flat, byref(out)))
+    finally:
+        lib.nnx_flat_free(flat)
+    return out.value
