@@ -2337,6 +2337,34 @@ enum nnx_status nnx_variable_copy(const struct nnx_variable *variable,
 enum nnx_status nnx_variable_change_counter(const uint64_t **out_counter);
 
 /**
+ * Writes the variable's revision to `*out_revision`: a number that changes
+ * whenever its value or metadata may have changed, and that no other
+ * variable ever has. A binding that kept what it read of one variable
+ * together with its revision may keep it while the revision stays, even
+ * after other variables changed (which moves `nnx_variable_change_counter`).
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+ */
+enum nnx_status nnx_variable_revision(const struct nnx_variable *variable, uint64_t *out_revision);
+
+/**
+ * Writes the revisions (`nnx_variable_revision`) of `count` variables in
+ * one call: `out_revisions[i]` for `variables[i]`.
+ *
+ * - `variables`: `count` handles, borrowed for the call; none may be NULL.
+ *   NULL allowed when `count` is 0.
+ * - `out_revisions`: room for `count` numbers; written on success only.
+ *   NULL allowed when `count` is 0.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (the message names a NULL element),
+ * `NNX_ERR_INVALID_ARGUMENT` (a `count` too large for an array).
+ * Thread-safe; each revision is read atomically, not all of them at once.
+ */
+enum nnx_status nnx_variable_revisions(const struct nnx_variable *const *variables,
+                                       size_t count,
+                                       uint64_t *out_revisions);
+
+/**
  * Writes the variable's type id to `*out_type`.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.

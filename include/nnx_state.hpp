@@ -1289,6 +1289,24 @@ public:
     /// The type's name, such as "Param".
     std::string_view type_name() const { return nnx::type_name(type()); }
 
+    /// A new variable of the same type sharing the value, with a copy of
+    /// the metadata (Flax's Variable.copy()): copying the C++ object shares
+    /// the variable itself instead.
+    Variable shallow_copy() const {
+        nnx_variable *out = nullptr;
+        detail::check(nnx_variable_copy(handle_, &out));
+        return adopt(out);
+    }
+
+    /// A number that moves whenever the value or metadata may have changed
+    /// and that no other variable ever has: what was read of this variable
+    /// at one revision holds while it stays.
+    uint64_t revision() const {
+        uint64_t out = 0;
+        detail::check(nnx_variable_revision(handle_, &out));
+        return out;
+    }
+
     /// What the value is.
     ValueKind value_kind() const {
         nnx_value_kind out = 0;

@@ -38,10 +38,22 @@ impl Metadata {
 /// The metadata entry that tag filters read.
 pub const TAG: &str = "tag";
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Data {
     value: Value,
     metadata: Metadata,
+    /// See [`Variable::revision`].
+    revision: u64,
+}
+
+impl Data {
+    fn new(value: Value, metadata: Metadata) -> Data {
+        Data {
+            value,
+            metadata,
+            revision: next_revision(),
+        }
+    }
 }
 
 /// How many times any variable's value or metadata may have changed since
@@ -53,6 +65,13 @@ static CHANGES: AtomicU64 = AtomicU64::new(0);
 /// for the whole process.
 pub fn changes() -> &'static AtomicU64 {
     &CHANGES
+}
+
+/// The last revision handed out (see [`Variable::revision`]).
+static REVISIONS: AtomicU64 = AtomicU64::new(0);
+
+fn next_revision() -> u64 {
+    REVISIONS.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 /// A typed slot for a value. States hold variables by `Arc`, so every state
@@ -71,10 +90,7 @@ impl Variable {
         types::check(type_id)?;
         Ok(Variable {
             type_id,
-            data: RwLock::new(Data {
-                value: value.into(),
-                metadata: Metadata::default(),
-            }),
+            data: RwLock::new(Data::new(value.into(), Metadata::default())),
         })
     }
 
@@ -83,15 +99,24 @@ impl Variable {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Data> {
-        let guard = self.data.write().unwrap_or_else(|p| p.into_inner());
-        // Counted under the lock: a reader that sees the new count reads
-        // the new data.
+        let mut guard = self.data.write().unwrap_or_else(|p| p.into_inner());
+        // Counted under the lock: a reader that sees the new count (or the
+        // new revision) reads the new data.
         CHANGES.fetch_add(1, Ordering::SeqCst);
+        guard.revision = next_revision();
         guard
     }
 
     pub fn type_id(&self) -> TypeId {
         self.type_id
+    }
+
+    /// A number that changes whenever this variable's value or metadata may
+    /// have changed, and that no other variable, before or after, ever
+    /// has: a reader that finds the same revision again may keep what it
+    /// read of this variable.
+    pub fn revision(&self) -> u64 {
+        self.read().revision
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -161,10 +186,7 @@ impl Variable {
         let data = self.read();
         Variable {
             type_id: self.type_id,
-            data: RwLock::new(Data {
-                value: data.value.clone(),
-                metadata: data.metadata.clone(),
-            }),
+            data: RwLock::new(Data::new(data.value.clone(), data.metadata.clone())),
         }
     }
 
@@ -175,10 +197,7 @@ impl Variable {
         let value = data.value.deep_copy()?;
         Ok(Variable {
             type_id: self.type_id,
-            data: RwLock::new(Data {
-                value,
-                metadata: data.metadata.clone(),
-            }),
+            data: RwLock::new(Data::new(value, data.metadata.clone())),
         })
     }
 }
@@ -186,6 +205,30 @@ impl Variable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revisions_move_with_every_change_and_are_never_shared() {
+        let var = Variable::new(TypeId::PARAM, None).unwrap();
+        let first = var.revision();
+        assert_eq!(var.revision(), first, "reading does not move it");
+        var.set_value(Arc::new(Array::from_slice(&[1], &[2.0f32]).unwrap()));
+        let after_value = var.revision();
+        var.set_metadata("sharding", MetaValue::Null).unwrap();
+        let after_metadata = var.revision();
+        var.remove_metadata("sharding");
+        let after_removal = var.revision();
+        let copy = var.shallow_copy();
+        let all = [
+            first,
+            after_value,
+            after_metadata,
+            after_removal,
+            copy.revision(),
+        ];
+        let distinct: std::collections::BTreeSet<u64> = all.iter().copied().collect();
+        assert_eq!(distinct.len(), all.len(), "{all:?}");
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+    }
 
     #[test]
     fn value_changes_are_shared() {

@@ -235,10 +235,10 @@ def native_of_view(arr: np.ndarray) -> int | None:
             return owner.ptr
         return None
     if (
-        arr.__array_interface__["data"][0] == owner.data
-        and arr.dtype == owner.dtype
+        arr.dtype == owner.dtype
         and arr.shape == owner.__array_interface__["shape"]
         and arr.flags.c_contiguous
+        and address_of(arr) == owner.data
     ):
         check(lib.nnx_array_retain(owner.ptr))
         return owner.ptr

@@ -18,10 +18,12 @@ from ._var_types import _classes, class_for_type
 
 class NativeHandle:
     """The part of a variable object that holds its native variable: the
-    pointer (one reference, given back when the object goes) and the weak
-    reference ``_live`` keeps. ``Variable`` derives from it."""
+    pointer (one reference, given back when the object goes), the weak
+    reference ``_live`` keeps, and what the object kept of its last reads
+    (``_seen``, ``_seen_metadata``: see ``_var_reads``). ``Variable``
+    derives from it."""
 
-    __slots__ = ("_ptr", "__weakref__")
+    __slots__ = ("_ptr", "__weakref__", "_seen", "_seen_metadata")
 
 
 # Writes the `_ptr` slot directly (what `_adopt` does through

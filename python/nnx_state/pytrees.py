@@ -36,10 +36,12 @@ from functools import partial
 
 from . import _keys as K
 from . import _lib as L
+from . import _var_reads as _reads
 from . import statelib, variablelib
 from ._lib import check, lib
 from .statelib import FlatState, State, _path_sort_key, flat_lists, from_flat_state, to_flat_state
 from .statelib import _set_tree, _tree_of, state_version
+from ._var_live import _changes
 from .variablelib import Variable, rebuild_variable
 
 __all__ = ["install", "is_registered"]
@@ -67,10 +69,6 @@ def _variable_flatten_with_keys(v: Variable):
     return ((_VALUE_KEY, value),), metadata
 
 
-def _variable_flatten(v: Variable):
-    return v._pytree_parts()
-
-
 def _variable_unflatten(cls: type, metadata: tuple, children) -> Variable:
     return rebuild_variable(cls, children[0], dict(metadata))
 
@@ -83,7 +81,7 @@ def _register_variable_class(cls: type) -> None:
             cls,
             _variable_flatten_with_keys,
             partial(_variable_unflatten, cls),
-            _variable_flatten,
+            cls._pytree_parts,  # the flatten itself: no call in between
         )
         _registered.add(cls)
 
@@ -149,20 +147,29 @@ def _nodes(level: dict) -> list:
 
 def _state_children(state: State) -> tuple[tuple, list]:
     """(keys, children) of a state's top level, in the library's order;
-    kept by the state while it does not change (jax only reads them)."""
+    kept by the state while its tree does not change (jax only reads them).
+    When other variables changed since, its variables are checked in one
+    call, so that each keeps what it read if it did not change itself."""
     version = state_version(state)
     try:
         kept = _tree_of(state)
     except AttributeError:
         kept = None
     if kept is not None and kept[0] == version:
-        return kept[1], kept[2]
-    keys, children = _read_children(state)
-    _set_tree(state, (version, keys, children))
+        _, keys, children, checked_at, variables = kept
+        count = _changes.value
+        if checked_at != count:
+            _reads.refresh(variables)
+            _set_tree(state, (version, keys, children, count, variables))
+        return keys, children
+    count = _changes.value
+    keys, children, variables = _read_children(state)
+    _set_tree(state, (version, keys, children, count, variables))
     return keys, children
 
 
-def _read_children(state: State) -> tuple[tuple, list]:
+def _read_children(state: State) -> tuple[tuple, list, list]:
+    """(keys, children, the variables among the leaves)."""
     paths, leaves = flat_lists(state)
     root: dict = {}
     for path, leaf in zip(paths, leaves):
@@ -174,7 +181,7 @@ def _read_children(state: State) -> tuple[tuple, list]:
             node = child
         node[path[-1]] = leaf
     _complete_level(state._h, root)
-    return tuple(root), _nodes(root)
+    return tuple(root), _nodes(root), [leaf for leaf in leaves if isinstance(leaf, Variable)]
 
 
 def _state_flatten_with_keys(state: State):

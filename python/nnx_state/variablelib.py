@@ -34,6 +34,8 @@ import numpy as np
 from . import _arrays as A
 from . import _lib as L
 from . import _values
+from . import _var_reads as _reads
+from ._var_reads import _seen_metadata_of
 from ._lib import check, lib
 from ._var_defaults import (  # noqa: F401 - the package's names for them
     _EAGER, _HIJAX, _REF, DefaultsContext, VarDefaults, use_eager_sharding, using_eager_sharding, var_defaults,
@@ -162,9 +164,7 @@ class Variable(NativeHandle, metaclass=VariableMeta):
     scalar, None) is held as it is.
     """
 
-    # `_seen`, `_seen_metadata`: (change count, what was read), see
-    # `_changes`.
-    __slots__ = ("_seen", "_seen_metadata")
+    __slots__ = ()  # what it keeps of its reads: `_var_reads`
     _type_id = 0  # NNX_TYPE_VARIABLE
 
     def __init_subclass__(cls, *, type_name: str | None = None, **kwargs):
@@ -308,16 +308,7 @@ class Variable(NativeHandle, metaclass=VariableMeta):
         (a tracer, a ``ShapeDtypeStruct``, a Python scalar...), or None.
         With ``index``, ``value[index]`` (a jax array's ``[...]`` is the
         array itself, as in Flax)."""
-        count = _changes.value  # before reading: a change meanwhile is seen next time
-        try:
-            seen = _seen_of(self)  # the slot itself: never __getattr__
-        except AttributeError:
-            seen = None
-        if seen is not None and seen[0] == count:
-            value = seen[1]
-        else:
-            value = _values.load(self._ptr)
-            _set_seen(self, (count, value))
+        value = _reads.value(self, _values.load)
         if index is MISSING or (index is Ellipsis and _is_jax_array(value)):
             return value
         return value[index]
@@ -331,7 +322,7 @@ class Variable(NativeHandle, metaclass=VariableMeta):
         and sharding, else by ``current.at[index].set(value)``; any other
         value is written with ``current[index] = value``."""
         if index is MISSING:
-            _set_seen(self, None)  # let go of the old value now
+            _reads.forget_value(self)  # let go of the old value now
             store_value(value, ptr=self._ptr)
             return
         current = self.get_value()
@@ -433,33 +424,25 @@ class Variable(NativeHandle, metaclass=VariableMeta):
 
     def _pytree_parts(self) -> tuple:
         """``((value,), metadata items)``: the pytree children and aux data,
-        kept with the metadata while no variable changes (unless a subclass
-        reads its value its own way)."""
-        count = _changes.value
-        try:
+        kept with the metadata while they hold (unless a subclass reads its
+        value its own way)."""
+        try:  # the common case first, without a call
             seen = _seen_metadata_of(self)
-        except AttributeError:
-            seen = None
-        if seen is not None and seen[0] == count and len(seen) == 3:
-            return seen[2]
-        parts = ((self.get_value(),), self._metadata_items())
-        if type(self).get_value is Variable.get_value:
-            _set_seen_metadata(self, (count, parts[1], parts))
-        return parts
+            if seen is not None and seen[0] == _changes.value and seen[3] is not None:
+                return seen[3]
+        except AttributeError:  # never read
+            pass
+        return _reads.pytree_parts(
+            self, self._read_metadata_items, self.get_value, type(self).get_value is Variable.get_value
+        )
 
     def _metadata_items(self) -> tuple:
         """``get_metadata()``'s entries sorted by name, as a tuple (the aux
-        data of the pytree), kept while no variable changes."""
-        count = _changes.value
-        try:
-            seen = _seen_metadata_of(self)
-        except AttributeError:
-            seen = None
-        if seen is not None and seen[0] == count:
-            return seen[1]
-        items = tuple(sorted(self.get_metadata().items()))
-        _set_seen_metadata(self, (count, items))
-        return items
+        data of the pytree), kept while they hold."""
+        return _reads.metadata_items(self, self._read_metadata_items)
+
+    def _read_metadata_items(self) -> tuple:
+        return tuple(sorted(self.get_metadata().items()))
 
     def set_metadata(self, *args, **kwargs) -> None:
         """``set_metadata(dict)`` replaces all metadata; ``set_metadata(name,
@@ -702,12 +685,6 @@ def _unpickle_variable(chain, value, metadata, forms=None):
 
 
 _classes[Variable._type_id] = Variable
-
-
-_seen_of = Variable.__dict__["_seen"].__get__
-_set_seen = Variable.__dict__["_seen"].__set__
-_seen_metadata_of = Variable.__dict__["_seen_metadata"].__get__
-_set_seen_metadata = Variable.__dict__["_seen_metadata"].__set__
 
 
 class Param(Variable):

@@ -522,6 +522,31 @@ def test_view_writability_follows_the_native_array():
     assert list(v[...]) == [10, 1, 2] and list(a) == [0, 1, 2]
 
 
+def test_a_variable_keeps_what_it_read_while_only_other_variables_change():
+    """Another variable's change (which moves the library's change count)
+    leaves what this one kept: the same value and metadata objects, one
+    revision check instead of a new read; a state's flatten checks all its
+    variables in one call (``_var_reads.refresh``)."""
+    import jax
+
+    from nnx_state import _var_reads
+
+    v = nnx.Param(np.arange(3, dtype=np.float32), tag="t")
+    value, items = v.value, v._metadata_items()
+    parts = v._pytree_parts()
+    other = nnx.Param(np.zeros(2, np.float32))
+    other.value = np.ones(2, np.float32)  # a change elsewhere
+    assert v.value is value and v._metadata_items() is items and v._pytree_parts() is parts
+    state = nnx.State({"a": v, "b": other})
+    leaves = jax.tree.leaves(state)
+    other.value = np.full(2, 5, np.float32)
+    _var_reads.refresh([v, other])
+    assert jax.tree.leaves(state)[0] is leaves[0]
+    np.testing.assert_array_equal(jax.tree.leaves(state)[1], [5, 5])
+    v.set_metadata("tag", "u")  # its own change is seen
+    assert v._metadata_items() is not items and dict(v._metadata_items())["tag"] == "u"
+
+
 def test_a_variable_keeps_what_it_read_until_a_variable_changes():
     """A read value comes back as the same object, as in Flax, until the
     variable changes, also through another handle (here the C library

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::array::{nnx_array, nnx_release_fn, optional_array, release_callback};
 use super::error::nnx_status;
 use super::types::{nnx_type_id, type_from_c};
-use super::{boundary, c_str, fail, read_into, ArcHandle, FfiResult, Out};
+use super::{boundary, c_str, fail, handles, read_into, ArcHandle, FfiResult, Out, OutArray};
 use crate::value::{Opaque, PrngKey, Value};
 use crate::variable::Variable;
 
@@ -90,6 +90,56 @@ pub extern "C" fn nnx_variable_change_counter(out_counter: *mut *const u64) -> n
         // An `AtomicU64` has the size and alignment of a `u64`.
         let counter: *const u64 = crate::variable::changes().as_ptr().cast_const();
         Out::new(out_counter, "out_counter")?.write(counter);
+        Ok(())
+    })
+}
+
+/// Writes the variable's revision to `*out_revision`: a number that changes
+/// whenever its value or metadata may have changed, and that no other
+/// variable ever has. A binding that kept what it read of one variable
+/// together with its revision may keep it while the revision stays, even
+/// after other variables changed (which moves `nnx_variable_change_counter`).
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_variable_revision(
+    variable: *const nnx_variable,
+    out_revision: *mut u64,
+) -> nnx_status {
+    read_into(variable, "variable", out_revision, "out_revision", |v| {
+        Ok(v.revision())
+    })
+}
+
+/// Writes the revisions (`nnx_variable_revision`) of `count` variables in
+/// one call: `out_revisions[i]` for `variables[i]`.
+///
+/// - `variables`: `count` handles, borrowed for the call; none may be NULL.
+///   NULL allowed when `count` is 0.
+/// - `out_revisions`: room for `count` numbers; written on success only.
+///   NULL allowed when `count` is 0.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (the message names a NULL element),
+/// `NNX_ERR_INVALID_ARGUMENT` (a `count` too large for an array).
+/// Thread-safe; each revision is read atomically, not all of them at once.
+#[no_mangle]
+pub extern "C" fn nnx_variable_revisions(
+    variables: *const *const nnx_variable,
+    count: usize,
+    out_revisions: *mut u64,
+) -> nnx_status {
+    boundary(|| {
+        if count == 0 {
+            return Ok(());
+        }
+        // SAFETY: `variables` holds `count` handles, each NULL or live; a
+        // live `nnx_variable *` points at its `Variable` (`ArcHandle`).
+        let variables = unsafe { handles(variables.cast::<*mut Variable>(), count, "variables") }?;
+        let out = OutArray::required(out_revisions, count, "out_revisions")?;
+        let revisions: Vec<u64> = variables.iter().map(|v| v.revision()).collect();
+        for (i, revision) in revisions.into_iter().enumerate() {
+            out.write(i, revision);
+        }
         Ok(())
     })
 }

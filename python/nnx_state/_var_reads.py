@@ -1,0 +1,135 @@
+"""What a variable object keeps of its last reads (its value, its metadata,
+its pytree parts), and when that still holds.
+
+Reading a value back from the library makes a new Python object (a numpy
+view, a jax array through DLPack: microseconds each), so each object keeps
+what it read, stamped with two numbers read before the read itself: the
+library's count of all variable changes (``_changes``, read in place, no
+call) and the variable's own revision (``nnx_variable_revision``). While
+the count stays, nothing changed anywhere; once it moved, what was kept
+still holds if this variable's revision did not, one call instead of a new
+object. ``refresh`` does that check for many variables in one call, as a
+state's flatten does before jax reads each of its variables.
+
+Both numbers are read before the data, so a change made meanwhile moves
+them past the stamp and is seen at the next read: a stamp can only be too
+old, never too new.
+"""
+
+from __future__ import annotations
+
+from ctypes import byref, c_uint64
+from operator import attrgetter
+
+import numpy as np
+
+from . import _arrays as A
+from ._lib import check, lib
+from ._var_live import NativeHandle, _changes
+
+_seen_of = NativeHandle._seen.__get__
+_set_seen = NativeHandle._seen.__set__
+_seen_metadata_of = NativeHandle._seen_metadata.__get__
+_set_seen_metadata = NativeHandle._seen_metadata.__set__
+_ptr_of = attrgetter("_ptr")
+
+
+def revision(ptr: int) -> int:
+    out = c_uint64()
+    check(lib.nnx_variable_revision(ptr, byref(out)))
+    return out.value
+
+
+def _stamp(obj, read_of, set_read, count: int):
+    """What ``obj`` kept in one of its slots (``(count, revision, *data)``)
+    if it still holds, restamped with ``count``; else None and the
+    revision just read (for the new stamp), or None if none was read."""
+    try:
+        seen = read_of(obj)
+    except AttributeError:  # never read
+        return None, None
+    if seen is None:
+        return None, None
+    if seen[0] == count:
+        return seen, None
+    now = revision(obj._ptr)
+    if seen[1] != now:
+        return None, now
+    seen = (count, *seen[1:])
+    set_read(obj, seen)
+    return seen, None
+
+
+def value(obj, load):
+    """``obj``'s value: the one kept if it still holds, else ``load(ptr)``,
+    kept."""
+    count = _changes.value
+    seen, now = _stamp(obj, _seen_of, _set_seen, count)
+    if seen is not None:
+        return seen[2]
+    if now is None:
+        now = revision(obj._ptr)
+    loaded = load(obj._ptr)
+    _set_seen(obj, (count, now, loaded))
+    return loaded
+
+
+def forget_value(obj) -> None:
+    """Lets go of the kept value now (it is about to be replaced)."""
+    _set_seen(obj, None)
+
+
+def metadata_items(obj, read):
+    """``read()`` (the metadata entries as a tuple), kept while they hold."""
+    count = _changes.value
+    seen, now = _stamp(obj, _seen_metadata_of, _set_seen_metadata, count)
+    if seen is not None:
+        return seen[2]
+    if now is None:
+        now = revision(obj._ptr)
+    items = read()
+    _set_seen_metadata(obj, (count, now, items, None))
+    return items
+
+
+def pytree_parts(obj, read_items, read_value, keep: bool):
+    """``((value,), metadata items)``, kept with the metadata when ``keep``
+    (a subclass that reads its value its own way keeps nothing)."""
+    count = _changes.value
+    seen, _ = _stamp(obj, _seen_metadata_of, _set_seen_metadata, count)
+    if seen is not None and seen[3] is not None:
+        return seen[3]
+    items = metadata_items(obj, read_items)
+    stamp = _seen_metadata_of(obj)  # read before the value below: never too new
+    parts = ((read_value(),), items)
+    if keep:
+        _set_seen_metadata(obj, (stamp[0], stamp[1], items, parts))
+    return parts
+
+
+def refresh(variables) -> None:
+    """Restamps what each of ``variables`` (variable objects) kept, where
+    its own revision did not move, with one native call for them all: the
+    reads that follow then take the kept objects without a call each."""
+    count = _changes.value
+    n = len(variables)
+    if not n:
+        return
+    ptrs = np.fromiter(map(_ptr_of, variables), np.uintp, n)
+    revisions = np.empty(n, np.uint64)
+    check(lib.nnx_variable_revisions(A.address_of(ptrs), n, A.address_of(revisions)))
+    seen_of, set_seen = _seen_of, _set_seen
+    metadata_of, set_metadata = _seen_metadata_of, _set_seen_metadata
+    for obj, now in zip(variables, revisions.tolist()):
+        try:
+            seen = seen_of(obj)
+            if seen is not None and seen[1] == now and seen[0] != count:
+                set_seen(obj, (count, now, seen[2]))
+        except AttributeError:
+            pass
+        try:
+            seen = metadata_of(obj)
+            if seen is not None and seen[1] == now and seen[0] != count:
+                set_metadata(obj, (count, now, seen[2], seen[3]))
+        except AttributeError:
+            pass
