@@ -1981,6 +1981,36 @@ enum nnx_status nnx_state_set_state_str(struct nnx_state *state,
                                         const struct nnx_state *value);
 
 /**
+ * Replaces the values of many leaves in one call, as NNX's
+ * `replace_by_pure_dict` with its default replace function does: the
+ * variable at path `i` is replaced by a new variable of its type with a
+ * copy of its metadata holding `values[i]` (Flax's `Variable.replace`;
+ * the old variable, held elsewhere, keeps its value), a bare array by
+ * `values[i]`. Then each top-level nested state that holds leaves takes
+ * the form NNX gives it there (keys sorted at every level, no empty nested
+ * states); the top level keeps its order. A path given twice takes its
+ * last value.
+ *
+ * - `key_offsets`, `keys`: the paths, as `nnx_flat_push_many` takes them
+ *   (path `i` is `keys[key_offsets[i] .. key_offsets[i + 1]]`), borrowed
+ *   for the call. NULL allowed when `count` is 0.
+ * - `values`: `count` arrays, borrowed; the state takes its own
+ *   references. NULL allowed when `count` is 0.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (the message names a NULL element),
+ * `NNX_ERR_INVALID_ARGUMENT` (decreasing offsets, a bad key kind, a
+ * `count` too large), `NNX_ERR_INVALID_UTF8`, `NNX_ERR_KEY_NOT_FOUND` and
+ * `NNX_ERR_PATH_THROUGH_LEAF` (a path that leads to no leaf),
+ * `NNX_ERR_WRONG_KIND` (a path that leads to a nested state). On failure
+ * the state is unchanged. Thread-safe and atomic.
+ */
+enum nnx_status nnx_state_replace_values(struct nnx_state *state,
+                                         size_t count,
+                                         const size_t *key_offsets,
+                                         const struct nnx_key *keys,
+                                         const struct nnx_array *const *values);
+
+/**
  * Writes what `path` leads to (`NNX_KIND_STATE`, `NNX_KIND_VARIABLE` or
  * `NNX_KIND_ARRAY`) to `*out_kind`. The empty path is the state itself.
  *

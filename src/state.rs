@@ -297,6 +297,58 @@ impl State {
         self.set(path, Child::Leaf(Leaf::Array(array)))
     }
 
+    /// NNX's `replace_by_pure_dict` with its default replace function, for
+    /// array values: the leaf at each path is replaced by one holding the
+    /// new array (a variable by [`Variable::replaced`], a new variable of
+    /// its type with a copy of its metadata; a bare array by the array).
+    /// Then, as NNX updates the state with the nested dicts it rebuilds
+    /// from its flat state, each top-level nested state that holds leaves
+    /// takes the form a flat round trip gives (keys sorted at every level,
+    /// no empty nested states). Every path must lead to a leaf; on failure
+    /// nothing changes. A path given twice takes its last array.
+    pub fn replace_values(&self, replacements: &[(Vec<Key>, Arc<Array>)]) -> Result<()> {
+        let replaced = self.modify(|node| {
+            let mut leaves = Vec::with_capacity(replacements.len());
+            for (path, array) in replacements {
+                leaves.push(match lookup(node, path)? {
+                    Found::Leaf(Leaf::Variable(v)) => {
+                        Leaf::Variable(Arc::new(v.replaced(array.clone())))
+                    }
+                    Found::Leaf(Leaf::Array(_)) => Leaf::Array(array.clone()),
+                    Found::Node => bail!(
+                        WrongKind,
+                        "'{}' is a nested state, not a leaf",
+                        format_path(path)
+                    ),
+                });
+            }
+            let mut old = Vec::with_capacity(leaves.len());
+            for ((path, _), leaf) in replacements.iter().zip(leaves) {
+                let (last, parents) = path.split_last().expect("a leaf's path is not empty");
+                old.push(
+                    node.node_at_mut(parents, false, |parent| {
+                        parent.insert(*last, Child::Leaf(leaf))
+                    })
+                    .expect("checked above: nodes all the way"),
+                );
+            }
+            let keys: Vec<Key> = node.keys().copied().collect();
+            for key in &keys {
+                node.child_mut(key, |child| {
+                    if let Child::Node(nested) = child {
+                        if let Some(canonical) = crate::tree::canonical(nested) {
+                            old.push(Some(std::mem::replace(child, Child::Node(canonical))));
+                        }
+                    }
+                });
+            }
+            Ok(old)
+        })?;
+        // Dropping the old leaves may run release callbacks: not under the lock.
+        drop(replaced);
+        Ok(())
+    }
+
     /// Puts a snapshot of `other` at `path`: its leaves are shared, its
     /// structure is not, so later changes to `other` are not seen here.
     pub fn set_state(&self, path: &[Key], other: &State) -> Result<()> {

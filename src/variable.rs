@@ -190,6 +190,15 @@ impl Variable {
         }
     }
 
+    /// A new variable with the same type, a copy of the metadata and
+    /// `value`: Flax's `Variable.replace(value)`.
+    pub fn replaced(&self, value: impl Into<Value>) -> Variable {
+        Variable {
+            type_id: self.type_id,
+            data: RwLock::new(Data::new(value.into(), self.read().metadata.clone())),
+        }
+    }
+
     /// A new variable with the same type and metadata and a copy of the
     /// value ([`Value::deep_copy`]: an opaque value is shared).
     pub fn deep_copy(&self) -> Result<Variable> {

@@ -788,3 +788,58 @@ fn callbacks_are_asked_in_order_before_a_type_filter() {
     );
     assert_eq!(result.err().map(|e| e.kind()), Some(ErrorKind::Callback));
 }
+
+#[test]
+fn replace_values_makes_new_variables_and_takes_the_flat_round_trip_form() {
+    let s = State::new();
+    let kept = var(TypeId::PARAM, &[1.0]);
+    kept.set_metadata("tag", MetaValue::Str("w".into()))
+        .unwrap();
+    s.set_variable(&p("layer/w"), kept.clone()).unwrap();
+    s.set_variable(&p("layer/b"), var(TypeId::BATCH_STAT, &[2.0]))
+        .unwrap();
+    s.set_state(&p("layer/empty"), &State::new()).unwrap();
+    s.set_state(&p("unused"), &State::new()).unwrap();
+    s.set_array(
+        &p("bare"),
+        Arc::new(Array::from_slice(&[1], &[3.0f32]).unwrap()),
+    )
+    .unwrap();
+    let old_value = kept.array().unwrap();
+    let new = Arc::new(Array::from_slice(&[1], &[9.0f32]).unwrap());
+    let bare = Arc::new(Array::from_slice(&[1], &[8.0f32]).unwrap());
+    s.replace_values(&[(p("layer/w"), new.clone()), (p("bare"), bare.clone())])
+        .unwrap();
+
+    let w = s.get_variable(&p("layer/w")).unwrap();
+    assert!(!Arc::ptr_eq(&w, &kept), "a new variable, as Flax's replace");
+    assert!(Arc::ptr_eq(&w.array().unwrap(), &new));
+    assert_eq!(w.tag().as_deref(), Some("w"), "its metadata copied");
+    assert!(
+        Arc::ptr_eq(&kept.array().unwrap(), &old_value),
+        "the old one kept"
+    );
+    assert!(Arc::ptr_eq(&s.get_array(&p("bare")).unwrap(), &bare));
+    // `layer` as a flat round trip has it: sorted, its empty state gone;
+    // `unused` (no leaves) stays, and the top level keeps its order.
+    assert_eq!(
+        s.view(&p("layer")).unwrap().keys().unwrap(),
+        [p("b")[0], p("w")[0]]
+    );
+    assert_eq!(
+        s.keys().unwrap(),
+        [p("layer")[0], p("unused")[0], p("bare")[0]]
+    );
+
+    let before = paths(&s);
+    for bad in ["layer", "layer/none", "layer/w/deeper"] {
+        assert!(s
+            .replace_values(&[(p("layer/b"), new.clone()), (p(bad), new.clone())])
+            .is_err());
+    }
+    assert_eq!(paths(&s), before, "a failure changes nothing");
+    assert!(!Arc::ptr_eq(
+        &s.get_variable(&p("layer/b")).unwrap().array().unwrap(),
+        &new
+    ));
+}

@@ -2303,6 +2303,27 @@ fn state_rows() -> Vec<Row> {
         row!(nnx_state_set_variable_str(state: st, path: text("new/0"), variable: var))
             .with(|r| writer(r, false))
             .bads(&[("state", Hd(View)), ("path", txt("x/y"))], THROUGH_LEAF, "'x'"),
+        row!(nnx_state_replace_values(state: st, count: n(2usize), key_offsets: ints(&[0, 2, 4]),
+            keys: keys(&[S("b"), I(1), S("b"), S("x")]), values: list(&[Lent, Lent])))
+            .bad("values", List(vec![Some(Lent), None]), NULL_ARG, "`values[1]`")
+            .bad("key_offsets", Ints(vec![0, 2, 1]), INVALID, "must not decrease")
+            .bad("keys", k(&[S("b"), I(1), S("b"), S("nope")]), NOT_FOUND, "nothing at 'b/nope'")
+            .bad("keys", k(&[S("b"), I(1), S("z"), S("x")]), THROUGH_LEAF, "runs through the leaf at 'z'")
+            .bad("key_offsets", Ints(vec![0, 2, 3]), WRONG_KIND, "'b' is a nested state")
+            .bad("keys", k(&[S("b"), I(1), S("z"), Raw(b"\xff")]), UTF8, "entry 1 of 2")
+            .good(&[("count", num(0)), ("key_offsets", Null), ("keys", Null), ("values", Null)], |_| {})
+            .good(&[], |c| {
+                let (main, lent) = (c.f.raw::<nnx_state>(Main), c.f.raw::<nnx_array>(Lent));
+                let after = identities(main);
+                let at = |path: &str| after.iter().find(|e| e.0 == path).expect(path).clone();
+                assert_eq!(at("b/x").2, lent as usize, "a bare array: the value itself");
+                let stat = made(|o| nnx_state_get_variable_str(main, cstr("b/1").as_ptr(), o));
+                let printed = variable_print(stat);
+                nnx_variable_release(stat);
+                assert!(printed.contains(&format!("at {:#x}", lent as usize)), "{printed}");
+                assert!(printed.contains("stats"), "its metadata copied: {printed}");
+                assert_eq!(after.len(), 5);
+            }),
         row!(nnx_state_set_array(state: st, path: keys(&[S("new")]), path_len: len, array: arr))
             .with(|r| writer(r, true)),
         row!(nnx_state_set_array_str(state: st, path: text("new"), array: arr))

@@ -115,22 +115,36 @@ def _push_one_by_one(flat, paths: list, leaves: list) -> None:
                 lib.nnx_array_release(array)
 
 
-def _push_all(flat, paths: list, leaves: list) -> bool:
-    """Pushes every entry with one call (nnx_flat_push_many); False, having
-    pushed nothing, when some key or path needs the entry-by-entry route."""
+def encoded_paths(paths: list) -> tuple | None:
+    """``(offsets, keys, keep)``: the paths as one ``nnx_key`` array cut by
+    offsets, as the bulk calls take them (``keep`` holds the key texts
+    alive); None when some key or path needs the one-by-one route, which
+    names it in its error (an empty path, a bool, a numpy int, a str
+    subclass, a key the encoder cannot take)."""
     n = len(paths)
     lengths = np.fromiter(map(len, paths), np.uintp, n)
     if n and not lengths.all():
-        return False  # an empty path: fails entry by entry, naming it
+        return None
     flat_keys = list(chain.from_iterable(paths))
     if not set(map(type, flat_keys)) <= _PLAIN_KEY_TYPES:
-        return False  # bools, numpy ints, str subclasses: checked one by one
+        return None
     encoded = K.encode_flat_keys(flat_keys)
     if encoded is None:
-        return False
+        return None
     keys, keep = encoded
     offsets = np.zeros(n + 1, np.uintp)
     np.cumsum(lengths, out=offsets[1:])
+    return offsets, keys, keep
+
+
+def _push_all(flat, paths: list, leaves: list) -> bool:
+    """Pushes every entry with one call (nnx_flat_push_many); False, having
+    pushed nothing, when some key or path needs the entry-by-entry route."""
+    encoded = encoded_paths(paths)
+    if encoded is None:
+        return False
+    offsets, keys, keep = encoded
+    n = len(paths)
     leaf_types = set(map(type, leaves))
     if all(isinstance(t, VariableMeta) for t in leaf_types):
         variables = np.fromiter(map(_ptr_of, leaves), np.uintp, n)
@@ -179,3 +193,65 @@ def _built_from_leaves(paths: list, leaves: list) -> int:
     finally:
         lib.nnx_flat_free(flat)
     return out.value
+
+
+def replace_natively(h: int, paths, leaves, replacements: dict, try_int) -> bool:
+    """``replace_by_pure_dict`` with Flax's default replace function in one
+    native call (``nnx_state_replace_values``), for the common case: every
+    path of ``replacements`` (``{path: value}``) found among ``paths`` (as
+    given, else with int-looking parts as ints), every value a numpy array
+    or a jax array on one CPU device, every leaf replaced a variable whose
+    class keeps ``Variable.replace`` (or a bare array taking a numpy
+    array). False, having changed nothing, for anything else: the caller
+    takes the general route, which also raises the errors."""
+    index = dict(zip(paths, range(len(paths))))
+    matched: dict[int, object] = {}
+    for path, value in replacements.items():
+        i = index.get(path)
+        if i is None:
+            i = index.get(tuple(map(try_int, path)))
+            if i is None:
+                return False
+        matched[i] = value  # a path given twice: the last value, as Flax
+    for i, value in matched.items():
+        leaf = leaves[i]
+        plain = _plain_replace.get(type(leaf))
+        if plain is None:
+            plain = _plain_replace[type(leaf)] = _replaces_plainly(type(leaf))
+        if not plain or (plain == _BARE and type(value) is not np.ndarray):
+            return False
+    handles: list[int] = []
+    try:
+        for value in matched.values():
+            if type(value) is np.ndarray:
+                handle = A.to_native(value)
+            elif A.jax_kind(value) == A.JAX_ARRAY:
+                handle = A.jax_to_native(value)
+                if handle is None:
+                    return False
+            else:
+                return False
+            handles.append(handle)
+        encoded = encoded_paths([paths[i] for i in matched])
+        if encoded is None:
+            return False
+        offsets, keys, keep = encoded
+        values = np.array(handles, np.uintp)
+        check(lib.nnx_state_replace_values(h, len(handles), _addr(offsets), _addr(keys), _addr(values)))
+        return True
+    finally:
+        for handle in handles:
+            lib.nnx_array_release(handle)
+
+
+_VARIABLE, _BARE = 1, 2
+_plain_replace: dict[type, int] = {}
+
+
+def _replaces_plainly(cls: type) -> int:
+    """_VARIABLE for a variable class whose ``replace`` is the library's,
+    _BARE for a bare array (no ``replace``: the value itself), 0 else."""
+    if isinstance(cls, VariableMeta):
+        same = cls.replace is Variable.replace and cls.copy is Variable.copy
+        return _VARIABLE if same else 0
+    return _BARE if cls is np.ndarray else 0

@@ -31,6 +31,7 @@ from ._lib import check, lib
 from ._compare import _mapping_eq, _node_repr
 from ._flat_native import (
     _built_from_leaves, _built_from_pairs, _flat_len, _gc_paused, _read_flat_leaves, _read_flat_paths,
+    replace_natively,
 )
 from ._pure_dicts import _try_int, flatten_mapping, restore_int_paths, unflatten_mapping  # noqa: F401
 from .filterlib import NativeFilters, kept_filters
@@ -708,10 +709,16 @@ def replace_by_pure_dict(state: State, pure_dict: Mapping, replace_fn=None) -> N
     """Replaces the values of ``state`` by those of ``pure_dict``, matching each
     path as given, then with int-looking parts as ints. Variables are replaced
     by copies holding the new values (``x.replace(v)``), as Flax does."""
+    replacements = flatten_mapping(pure_dict)
     if replace_fn is None:
+        if isinstance(state, State):
+            paths, leaves = flat_lists(state)
+            if replace_natively(state._h, paths, leaves, replacements, _try_int):
+                _forget_kept(state)
+                return
         replace_fn = lambda x, v: x.replace(v) if hasattr(x, "replace") else v  # noqa: E731
     current = dict(to_flat_state(state))
-    for path, value in flatten_mapping(pure_dict).items():
+    for path, value in replacements.items():
         if path in current:
             matched = path
         else:

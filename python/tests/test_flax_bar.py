@@ -130,6 +130,37 @@ def test_pure_dict(ns):
     assert jnp.array_equal(model(jnp.ones((3, 4))), jnp.zeros((3, 5)))
 
 
+def test_replace_by_pure_dict_takes_the_flat_round_trip_form(ns):
+    """What replace_by_pure_dict leaves: new variables holding the new
+    values (the old ones keep theirs), each top-level nested state with
+    leaves sorted and without its empty nested states, a top-level state
+    without leaves kept, the top level in its order; int-looking string
+    keys match int keys; a subclass's own ``replace`` is called."""
+    calls = []
+
+    class Traced(ns.Param):
+        def replace(self, value=None, **kwargs):
+            calls.append(value)
+            return super().replace(value, **kwargs)
+
+    old = ns.Param(np.zeros(2, np.float32))
+    state = ns.State({
+        "top": {"z": old, "a": ns.BatchStat(np.ones(1, np.float32)), "empty": {}},
+        "hollow": {},
+        "layers": {0: {"w": Traced(np.zeros(1, np.float32))}},
+    })
+    new = np.full(2, 7, np.float32)
+    ns.replace_by_pure_dict(state, {"top": {"z": new}, "layers": {"0": {"w": np.ones(1, np.float32)}}})
+    assert list(state) == ["top", "hollow", "layers"]
+    assert list(state["top"]) == ["a", "z"] and len(state["hollow"]) == 0
+    assert state["top"]["z"] is not old and type(state["top"]["z"]) is ns.Param
+    np.testing.assert_array_equal(state["top"]["z"][...], new)
+    np.testing.assert_array_equal(old[...], [0, 0])
+    assert len(calls) == 1 and type(state["layers"][0]["w"]) is Traced
+    with pytest.raises(ValueError, match="not available in state"):
+        ns.replace_by_pure_dict(state, {"top": {"missing": new}})
+
+
 def test_diff(ns):
     """state_test ``test_diff`` (its Modules through from_flax)."""
     needs_flax()

@@ -6,13 +6,12 @@
 //! bindings with a costly call (Python's ctypes) make a constant number of
 //! calls per list, not a few per entry.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{OnceLock, RwLock};
 
 use super::array::nnx_array;
 use super::error::nnx_status;
-use super::key::{key_from_c, key_to_c, nnx_key, path_from_c, NNX_KEY_STR};
+use super::key::{key_to_c, nnx_key, path_from_c, paths_from_offsets};
 use super::kind::{array_leaf, kind_to_c, nnx_kind, variable_leaf};
 use super::state::{nnx_state, state_arg};
 use super::types::{nnx_type_id, NNX_TYPE_NONE};
@@ -479,82 +478,22 @@ pub extern "C" fn nnx_flat_push_many(
     arrays: *const *const nnx_array,
 ) -> nnx_status {
     boundary(|| {
-        let Some(offsets_len) = count.checked_add(1) else {
-            fail!(NNX_ERR_INVALID_ARGUMENT, "count {count} is too large");
-        };
         // SAFETY: handle and array arguments, each of the length the
         // header states.
-        let (flat, offsets, variables, arrays) = unsafe {
+        let (flat, paths, variables, arrays) = unsafe {
             (
                 arg(flat, "flat")?,
-                if count == 0 {
-                    &[][..]
-                } else {
-                    slice(key_offsets, offsets_len, "key_offsets")?
-                },
+                paths_from_offsets(count, key_offsets, keys),
                 optional_slice(variables, count, "variables"),
                 optional_slice(arrays, count, "arrays"),
             )
         };
-        let (variables, arrays) = (variables?, arrays?);
-        for i in 0..count {
-            if offsets[i] > offsets[i + 1] {
-                fail!(
-                    NNX_ERR_INVALID_ARGUMENT,
-                    "key_offsets must not decrease: key_offsets[{i}] = {} > key_offsets[{}] = {}",
-                    offsets[i],
-                    i + 1,
-                    offsets[i + 1]
-                );
-            }
-        }
-        let total = offsets.last().copied().unwrap_or(0);
-        // SAFETY: `keys` holds `key_offsets[count]` keys by the contract.
-        let keys = unsafe { slice(keys, total, "keys") }?;
-
-        // Keys repeat from entry to entry (`layers`, `attn`, ...): each
-        // distinct C key is converted (and its text interned) once a call,
-        // and a key equal to the previous path's key at the same depth
-        // (same kind, same bytes at the same address: the caller's memory
-        // does not change during the call) is taken from there.
-        let mut seen: HashMap<(*const std::ffi::c_char, usize), Key> = HashMap::new();
-        let mut previous: Vec<(nnx_key, Key)> = Vec::new();
-        let mut convert = |depth: usize, c: &nnx_key| -> FfiResult<Key> {
-            if let Some((p, key)) = previous.get(depth) {
-                if p.kind == c.kind
-                    && p.str == c.str
-                    && p.str_len == c.str_len
-                    && p.int_value == c.int_value
-                {
-                    return Ok(*key);
-                }
-            }
-            let key = if c.kind != NNX_KEY_STR {
-                // SAFETY: not a string key, so no bytes are read.
-                unsafe { key_from_c(c) }?
-            } else if let Some(key) = seen.get(&(c.str, c.str_len)) {
-                *key
-            } else {
-                // SAFETY: a key of the caller's `keys`, valid for the call.
-                let key = unsafe { key_from_c(c) }?;
-                seen.insert((c.str, c.str_len), key);
-                key
-            };
-            previous.truncate(depth);
-            previous.push((*c, key));
-            Ok(key)
-        };
+        let (paths, variables, arrays) = (paths?, variables?, arrays?);
         let mut new_entries = Vec::with_capacity(count);
-        for i in 0..count {
+        for (i, path) in paths.into_iter().enumerate() {
             let at = |e: FfiError| {
                 FfiError::new(e.status, format!("entry {i} of {count}: {}", e.message))
             };
-            let path = keys[offsets[i]..offsets[i + 1]]
-                .iter()
-                .enumerate()
-                .map(|(depth, c)| convert(depth, c))
-                .collect::<FfiResult<Vec<Key>>>()
-                .map_err(at)?;
             check_flat_path(&path).map_err(|e| at(e.into()))?;
             let variable = variables.map_or(std::ptr::null(), |v| v[i]);
             let array = arrays.map_or(std::ptr::null(), |a| a[i]);

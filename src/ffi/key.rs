@@ -1,9 +1,10 @@
 //! Keys and paths across the boundary.
 
+use std::collections::HashMap;
 use std::ffi::c_char;
 
 use super::error::nnx_status;
-use super::{boundary, c_str, fail, slice, FfiResult, Out, OutArray};
+use super::{boundary, c_str, fail, slice, FfiError, FfiResult, Out, OutArray};
 use crate::key::{parse_path, Key};
 
 /// What an `nnx_key` holds: `NNX_KEY_STR` or `NNX_KEY_INT`.
@@ -154,4 +155,88 @@ pub extern "C" fn nnx_path_parse(
         len_out.write(path.len());
         Ok(())
     })
+}
+
+/// The paths of a bulk call, given as one key array cut by offsets: path `i`
+/// is `keys[key_offsets[i] .. key_offsets[i + 1]]`. `key_offsets` (`count +
+/// 1` of them, non-decreasing) may be NULL when `count` is 0, `keys` when
+/// there are none. An error in a key names its entry (`entry i of count`).
+///
+/// Keys repeat from entry to entry (`layers`, `attn`, ...): each distinct C
+/// key is converted (and its text interned) once a call, and a key equal
+/// to the previous path's key at the same depth (same kind, same bytes at
+/// the same address: the caller's memory does not change during the call)
+/// is taken from there.
+///
+/// # Safety
+/// Non-null `key_offsets` and `keys` must hold what the offsets say, valid
+/// for the call.
+pub(crate) unsafe fn paths_from_offsets(
+    count: usize,
+    key_offsets: *const usize,
+    keys: *const nnx_key,
+) -> FfiResult<Vec<Vec<Key>>> {
+    let Some(offsets_len) = count.checked_add(1) else {
+        fail!(NNX_ERR_INVALID_ARGUMENT, "count {count} is too large");
+    };
+    let offsets = if count == 0 {
+        &[][..]
+    } else {
+        // SAFETY: `count + 1` offsets by the contract.
+        unsafe { slice(key_offsets, offsets_len, "key_offsets") }?
+    };
+    for i in 0..count {
+        if offsets[i] > offsets[i + 1] {
+            fail!(
+                NNX_ERR_INVALID_ARGUMENT,
+                "key_offsets must not decrease: key_offsets[{i}] = {} > key_offsets[{}] = {}",
+                offsets[i],
+                i + 1,
+                offsets[i + 1]
+            );
+        }
+    }
+    let total = offsets.last().copied().unwrap_or(0);
+    // SAFETY: `keys` holds `key_offsets[count]` keys by the contract.
+    let keys = unsafe { slice(keys, total, "keys") }?;
+
+    let mut seen: HashMap<(*const c_char, usize), Key> = HashMap::new();
+    let mut previous: Vec<(nnx_key, Key)> = Vec::new();
+    let mut convert = |depth: usize, c: &nnx_key| -> FfiResult<Key> {
+        if let Some((p, key)) = previous.get(depth) {
+            if p.kind == c.kind
+                && p.str == c.str
+                && p.str_len == c.str_len
+                && p.int_value == c.int_value
+            {
+                return Ok(*key);
+            }
+        }
+        let key = if c.kind != NNX_KEY_STR {
+            // SAFETY: not a string key, so no bytes are read.
+            unsafe { key_from_c(c) }?
+        } else if let Some(key) = seen.get(&(c.str, c.str_len)) {
+            *key
+        } else {
+            // SAFETY: a key of the caller's `keys`, valid for the call.
+            let key = unsafe { key_from_c(c) }?;
+            seen.insert((c.str, c.str_len), key);
+            key
+        };
+        previous.truncate(depth);
+        previous.push((*c, key));
+        Ok(key)
+    };
+    (0..count)
+        .map(|i| {
+            keys[offsets[i]..offsets[i + 1]]
+                .iter()
+                .enumerate()
+                .map(|(depth, c)| convert(depth, c))
+                .collect::<FfiResult<Vec<Key>>>()
+                .map_err(|e| {
+                    FfiError::new(e.status, format!("entry {i} of {count}: {}", e.message))
+                })
+        })
+        .collect()
 }

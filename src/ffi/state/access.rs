@@ -112,6 +112,59 @@ pub extern "C" fn nnx_state_set_state_str(
     set_child(state, PathArg::Text(path), || state_child(value))
 }
 
+/// Replaces the values of many leaves in one call, as NNX's
+/// `replace_by_pure_dict` with its default replace function does: the
+/// variable at path `i` is replaced by a new variable of its type with a
+/// copy of its metadata holding `values[i]` (Flax's `Variable.replace`;
+/// the old variable, held elsewhere, keeps its value), a bare array by
+/// `values[i]`. Then each top-level nested state that holds leaves takes
+/// the form NNX gives it there (keys sorted at every level, no empty nested
+/// states); the top level keeps its order. A path given twice takes its
+/// last value.
+///
+/// - `key_offsets`, `keys`: the paths, as `nnx_flat_push_many` takes them
+///   (path `i` is `keys[key_offsets[i] .. key_offsets[i + 1]]`), borrowed
+///   for the call. NULL allowed when `count` is 0.
+/// - `values`: `count` arrays, borrowed; the state takes its own
+///   references. NULL allowed when `count` is 0.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (the message names a NULL element),
+/// `NNX_ERR_INVALID_ARGUMENT` (decreasing offsets, a bad key kind, a
+/// `count` too large), `NNX_ERR_INVALID_UTF8`, `NNX_ERR_KEY_NOT_FOUND` and
+/// `NNX_ERR_PATH_THROUGH_LEAF` (a path that leads to no leaf),
+/// `NNX_ERR_WRONG_KIND` (a path that leads to a nested state). On failure
+/// the state is unchanged. Thread-safe and atomic.
+#[no_mangle]
+pub extern "C" fn nnx_state_replace_values(
+    state: *mut nnx_state,
+    count: usize,
+    key_offsets: *const usize,
+    keys: *const nnx_key,
+    values: *const *const nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        // SAFETY: handle and array arguments, each of the length the
+        // header states.
+        let (state, paths, values) = unsafe {
+            (
+                state_arg(state, "state")?,
+                paths_from_offsets(count, key_offsets, keys)?,
+                slice(values, count, "values")?,
+            )
+        };
+        let mut replacements = Vec::with_capacity(count);
+        for (i, (path, &value)) in paths.into_iter().zip(values).enumerate() {
+            if value.is_null() {
+                return Err(FfiError::null(&format!("values[{i}]")));
+            }
+            // SAFETY: a live handle of the caller's, checked non-null.
+            replacements.push((path, unsafe { nnx_array::to_arc(value, "values") }?));
+        }
+        state.replace_values(&replacements)?;
+        Ok(())
+    })
+}
+
 fn wrong_kind(path: &[Key], entry: &Entry, wanted: &str) -> FfiResult<()> {
     let found = match entry.kind() {
         Kind::State => "a nested state",

@@ -5,14 +5,15 @@ use std::ffi::c_char;
 use super::array::nnx_array;
 use super::error::nnx_status;
 use super::filter::{filters_from_c, nnx_filter};
-use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str};
+use super::key::{key_to_c, nnx_key, path_from_c, path_from_c_str, paths_from_offsets};
 use super::kind::{array_leaf, kind_to_c, variable_leaf};
 // Where Rust users of the C layer have always found them.
 use super::io::FileMetadata;
 pub use super::kind::{nnx_kind, NNX_KIND_ARRAY, NNX_KIND_STATE, NNX_KIND_VARIABLE};
 use super::variable::nnx_variable;
 use super::{
-    arg, boundary, box_free, box_into_raw, fail, handles, owned_c_string, ArcHandle, FfiResult, Out,
+    arg, boundary, box_free, box_into_raw, fail, handles, owned_c_string, slice, ArcHandle,
+    FfiError, FfiResult, Out,
 };
 use crate::filter::Filter;
 use crate::key::Key;
