@@ -1328,6 +1328,30 @@ enum nnx_status nnx_flat_push_many(struct nnx_flat *flat,
 enum nnx_status nnx_state_from_flat(const struct nnx_flat *flat, struct nnx_state **out_state);
 
 /**
+ * A new state with the paths of `flat`, in its order, and new leaves:
+ * entry `i` takes `variables[i]` or `arrays[i]` (exactly one non-NULL), as
+ * `nnx_state_from_flat` would after pushing those pairs, without the
+ * caller encoding the paths again (a `map_state` over a flat state).
+ *
+ * - `flat`: borrowed for the call.
+ * - `count`: must be the number of entries of `flat`.
+ * - `variables`, `arrays`: `count` handles each, borrowed for the call; the
+ *   state takes its own references. NULL for the whole array when no
+ *   entry has a leaf of that kind.
+ * - `out_state`: receives a new state owned by the caller; written on
+ *   success only.
+ *
+ * Errors: `NNX_ERR_NULL_ARGUMENT` (flat, out_state, an entry with neither
+ * leaf), `NNX_ERR_INVALID_ARGUMENT` (a `count` that is not the list's
+ * length, an entry with both leaves). Thread-safe.
+ */
+enum nnx_status nnx_state_from_flat_leaves(const struct nnx_flat *flat,
+                                           size_t count,
+                                           const struct nnx_variable *const *variables,
+                                           const struct nnx_array *const *arrays,
+                                           struct nnx_state **out_state);
+
+/**
  * Frees a flat list and its references to the leaves. NULL is a no-op.
  * Freeing twice is undefined behaviour the library cannot detect.
  */

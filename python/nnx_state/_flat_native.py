@@ -145,29 +145,59 @@ def _push_all(flat, paths: list, leaves: list) -> bool:
         return False
     offsets, keys, keep = encoded
     n = len(paths)
-    leaf_types = set(map(type, leaves))
-    if all(isinstance(t, VariableMeta) for t in leaf_types):
-        variables = np.fromiter(map(_ptr_of, leaves), np.uintp, n)
-        check(lib.nnx_flat_push_many(flat, n, _addr(offsets), _addr(keys), _addr(variables), None))
-        return True
-    variables = np.zeros(n, np.uintp)
-    arrays = np.zeros(n, np.uintp)
-    made: list = []
-    try:
-        for i, leaf in enumerate(leaves):
-            if isinstance(type(leaf), VariableMeta):
-                variables[i] = leaf._ptr
-            else:
-                array = A.to_native(leaf)
-                made.append(array)
-                arrays[i] = array
-        check(lib.nnx_flat_push_many(
-            flat, n, _addr(offsets), _addr(keys), _addr(variables), _addr(arrays)
-        ))
-    finally:
+    with _leaf_arrays(leaves) as (variables, arrays):
+        check(lib.nnx_flat_push_many(flat, n, _addr(offsets), _addr(keys), variables, arrays))
+    return True
+
+
+class _leaf_arrays:
+    """The addresses of a bulk call's two leaf arrays for ``leaves``
+    (``variables[i]`` or ``arrays[i]``; None for an array no entry needs),
+    with the native arrays made for non-variable leaves given back on
+    exit (the library takes its own references)."""
+
+    __slots__ = ("leaves", "made", "keep")
+
+    def __init__(self, leaves: list):
+        self.leaves = leaves
+        self.made: list = []
+
+    def __enter__(self) -> tuple:
+        leaves, n = self.leaves, len(self.leaves)
+        if all(isinstance(t, VariableMeta) for t in set(map(type, leaves))):
+            variables = np.fromiter(map(_ptr_of, leaves), np.uintp, n)
+            self.keep = (variables,)
+            return _addr(variables), None
+        variables = np.zeros(n, np.uintp)
+        arrays = np.zeros(n, np.uintp)
+        self.keep = (variables, arrays)
+        try:
+            for i, leaf in enumerate(leaves):
+                if isinstance(type(leaf), VariableMeta):
+                    variables[i] = leaf._ptr
+                else:
+                    array = A.to_native(leaf)
+                    self.made.append(array)
+                    arrays[i] = array
+        except BaseException:
+            self.__exit__()
+            raise
+        return _addr(variables), _addr(arrays)
+
+    def __exit__(self, *exc) -> None:
+        made, self.made = self.made, []
         for array in made:
             lib.nnx_array_release(array)
-    return True
+
+
+def built_with_leaves(flat: int, leaves: list) -> int:
+    """A new native state (owned handle) with the paths of the native flat
+    list ``flat`` and ``leaves`` in their place
+    (``nnx_state_from_flat_leaves``): no path encoded again."""
+    out = c_void_p()
+    with _leaf_arrays(leaves) as (variables, arrays):
+        check(lib.nnx_state_from_flat_leaves(flat, len(leaves), variables, arrays, byref(out)))
+    return out.value
 
 
 _PLAIN_KEY_TYPES = {str, int}

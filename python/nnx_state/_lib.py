@@ -279,6 +279,7 @@ _decl("nnx_state_from_flat", S, H, PH)
 _decl("nnx_flat_leaves", S, H, c_size_t, c_size_t, c_bool, c_void_p, c_void_p, c_void_p, c_void_p)
 _decl("nnx_flat_paths", S, H, c_size_t, c_size_t, c_void_p, c_void_p, c_size_t)
 _decl("nnx_flat_push_many", S, H, c_size_t, c_void_p, c_void_p, c_void_p, c_void_p)
+_decl("nnx_state_from_flat_leaves", S, H, c_size_t, c_void_p, c_void_p, PH)
 _decl("nnx_flat_free", None, H)
 
 # states

@@ -31,7 +31,7 @@ from ._lib import check, lib
 from ._compare import _mapping_eq, _node_repr
 from ._flat_native import (
     _built_from_leaves, _built_from_pairs, _flat_len, _gc_paused, _read_flat_leaves, _read_flat_paths,
-    replace_natively,
+    built_with_leaves, replace_natively,
 )
 from ._pure_dicts import _try_int, flatten_mapping, restore_int_paths, unflatten_mapping  # noqa: F401
 from .filterlib import NativeFilters, kept_filters
@@ -689,7 +689,14 @@ def diff(state, other) -> State:
 
 def map_state(f: tp.Callable[[tuple, tp.Any], tp.Any], state) -> State:
     """``f(path, leaf)`` over the flat state, unflattened again."""
-    return from_flat_state([(path, f(path, leaf)) for path, leaf in to_flat_state(state)])
+    flat = to_flat_state(state)
+    native = flat._native_if_unchanged()
+    if native is None:
+        return from_flat_state([(path, f(path, leaf)) for path, leaf in flat])
+    paths = flat._keys
+    leaves = list(map(f, paths, flat._values))
+    # The paths stay the state's own: only the leaves cross again.
+    return State._from_handle(built_with_leaves(native, leaves))
 
 
 # --------------------------------------------------------------------------

@@ -495,25 +495,8 @@ pub extern "C" fn nnx_flat_push_many(
                 FfiError::new(e.status, format!("entry {i} of {count}: {}", e.message))
             };
             check_flat_path(&path).map_err(|e| at(e.into()))?;
-            let variable = variables.map_or(std::ptr::null(), |v| v[i]);
-            let array = arrays.map_or(std::ptr::null(), |a| a[i]);
             // The list keeps the counts taken.
-            let leaf = match (variable.is_null(), array.is_null()) {
-                (false, true) => variable_leaf(variable)?,
-                (true, false) => array_leaf(array)?,
-                (true, true) => {
-                    return Err(at(FfiError::new(
-                        nnx_status::NNX_ERR_NULL_ARGUMENT,
-                        "its leaf is NULL both in `variables` and in `arrays`",
-                    )))
-                }
-                (false, false) => {
-                    return Err(at(FfiError::new(
-                        nnx_status::NNX_ERR_INVALID_ARGUMENT,
-                        "it has both a variable and an array; give one leaf per entry",
-                    )))
-                }
-            };
+            let leaf = leaf_of(variables, arrays, i).map_err(at)?;
             new_entries.push(Entry::new(path, leaf));
         }
         flat.entries
@@ -522,6 +505,29 @@ pub extern "C" fn nnx_flat_push_many(
             .extend(new_entries);
         Ok(())
     })
+}
+
+/// Entry `i`'s leaf in a bulk call's two leaf arrays, with a new
+/// reference: exactly one of `variables[i]` and `arrays[i]` is non-NULL.
+fn leaf_of(
+    variables: Option<&[*const nnx_variable]>,
+    arrays: Option<&[*const nnx_array]>,
+    i: usize,
+) -> FfiResult<Leaf> {
+    let variable = variables.map_or(std::ptr::null(), |v| v[i]);
+    let array = arrays.map_or(std::ptr::null(), |a| a[i]);
+    match (variable.is_null(), array.is_null()) {
+        (false, true) => variable_leaf(variable),
+        (true, false) => array_leaf(array),
+        (true, true) => Err(FfiError::new(
+            nnx_status::NNX_ERR_NULL_ARGUMENT,
+            "its leaf is NULL both in `variables` and in `arrays`",
+        )),
+        (false, false) => Err(FfiError::new(
+            nnx_status::NNX_ERR_INVALID_ARGUMENT,
+            "it has both a variable and an array; give one leaf per entry",
+        )),
+    }
 }
 
 /// Borrows an optional array of `len` handles: NULL gives `None`.
@@ -562,6 +568,86 @@ pub extern "C" fn nnx_state_from_flat(
         let flat = unsafe { arg(flat, "flat") }?;
         let entries = flat.entries.read().unwrap_or_else(|p| p.into_inner());
         let state = State::from_flat_entries(&entries)?;
+        drop(entries);
+        out.write(box_into_raw(nnx_state::new(state)));
+        Ok(())
+    })
+}
+
+/// An entry of a list with another leaf.
+struct NewLeaf<'a> {
+    path: &'a [Key],
+    leaf: Leaf,
+}
+
+impl FlatEntry for NewLeaf<'_> {
+    fn path(&self) -> &[Key] {
+        self.path
+    }
+    fn leaf(&self) -> &Leaf {
+        &self.leaf
+    }
+}
+
+/// A new state with the paths of `flat`, in its order, and new leaves:
+/// entry `i` takes `variables[i]` or `arrays[i]` (exactly one non-NULL), as
+/// `nnx_state_from_flat` would after pushing those pairs, without the
+/// caller encoding the paths again (a `map_state` over a flat state).
+///
+/// - `flat`: borrowed for the call.
+/// - `count`: must be the number of entries of `flat`.
+/// - `variables`, `arrays`: `count` handles each, borrowed for the call; the
+///   state takes its own references. NULL for the whole array when no
+///   entry has a leaf of that kind.
+/// - `out_state`: receives a new state owned by the caller; written on
+///   success only.
+///
+/// Errors: `NNX_ERR_NULL_ARGUMENT` (flat, out_state, an entry with neither
+/// leaf), `NNX_ERR_INVALID_ARGUMENT` (a `count` that is not the list's
+/// length, an entry with both leaves). Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_state_from_flat_leaves(
+    flat: *const nnx_flat,
+    count: usize,
+    variables: *const *const nnx_variable,
+    arrays: *const *const nnx_array,
+    out_state: *mut *mut nnx_state,
+) -> nnx_status {
+    boundary(|| {
+        let out = Out::new(out_state, "out_state")?;
+        // SAFETY: handle and array arguments, each of the length the
+        // header states.
+        let (flat, variables, arrays) = unsafe {
+            (
+                arg(flat, "flat")?,
+                optional_slice(variables, count, "variables"),
+                optional_slice(arrays, count, "arrays"),
+            )
+        };
+        let (variables, arrays) = (variables?, arrays?);
+        let entries = flat.entries.read().unwrap_or_else(|p| p.into_inner());
+        if entries.len() != count {
+            fail!(
+                NNX_ERR_INVALID_ARGUMENT,
+                "count {count} is not the flat list's length, {}",
+                entries.len()
+            );
+        }
+        let pairs = entries
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let leaf = leaf_of(variables, arrays, i).map_err(|e| {
+                    FfiError::new(e.status, format!("entry {i} of {count}: {}", e.message))
+                })?;
+                Ok(NewLeaf {
+                    path: &entry.path,
+                    leaf,
+                })
+            })
+            .collect::<FfiResult<Vec<NewLeaf>>>()?;
+        let state = State::from_flat_entries(&pairs)?;
+        drop(pairs);
         drop(entries);
         out.write(box_into_raw(nnx_state::new(state)));
         Ok(())
