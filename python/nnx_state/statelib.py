@@ -27,6 +27,7 @@ import numpy as np
 from . import _arrays as A
 from . import _keys as K
 from . import _lib as L
+from . import _var_reads as _reads
 from ._lib import check, lib
 from ._compare import _mapping_eq, _node_repr
 from ._flat_native import (
@@ -707,9 +708,22 @@ def map_state(f: tp.Callable[[tuple, tp.Any], tp.Any], state) -> State:
 def to_pure_dict(state, extract_fn=None) -> dict:
     """Nested dicts of plain values: each variable's value (a numpy array over
     the native buffer), each bare array as is."""
+    flat = to_flat_state(state)
+    leaves = flat._values
     if extract_fn is None:
-        extract_fn = lambda x: x.get_value() if isinstance(x, Variable) else x  # noqa: E731
-    return unflatten_mapping({path: extract_fn(leaf) for path, leaf in to_flat_state(state)})
+        # (A variable class's metaclass is VariableMeta: a quicker test than
+        # isinstance, which VariableMeta answers itself.)
+        variables = [leaf for leaf in leaves if isinstance(type(leaf), VariableMeta)]
+        # What each variable kept of its value holds if it did not change
+        # itself: checked for all in one call, not one call per value.
+        _reads.refresh(variables)
+        if len(variables) == len(leaves):
+            values = [leaf.get_value() for leaf in leaves]
+        else:
+            values = [leaf.get_value() if isinstance(type(leaf), VariableMeta) else leaf for leaf in leaves]
+    else:
+        values = list(map(extract_fn, leaves))
+    return unflatten_mapping(dict(zip(flat._keys, values)))
 
 
 def replace_by_pure_dict(state: State, pure_dict: Mapping, replace_fn=None) -> None:
