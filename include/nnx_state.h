@@ -2391,15 +2391,17 @@ enum nnx_status nnx_variable_copy(const struct nnx_variable *variable,
 enum nnx_status nnx_variable_change_counter(const uint64_t **out_counter);
 
 /**
- * Writes the variable's revision to `*out_revision`: a number that changes
- * whenever its value or metadata may have changed, and that no other
- * variable ever has. A binding that kept what it read of one variable
- * together with its revision may keep it while the revision stays, even
- * after other variables changed (which moves `nnx_variable_change_counter`).
+ * Writes the variable's revision to `*out_revision`: a count of its
+ * changes (value or metadata) that wraps at 2^32. A binding that kept what
+ * it read of one variable together with its revision, and with the count
+ * of `nnx_variable_change_counter` read before, may keep it while the
+ * revision stays, even after other variables changed, as long as that
+ * count has moved by less than 2^32 (so the revision cannot have wrapped
+ * around to the same number).
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
  */
-enum nnx_status nnx_variable_revision(const struct nnx_variable *variable, uint64_t *out_revision);
+enum nnx_status nnx_variable_revision(const struct nnx_variable *variable, uint32_t *out_revision);
 
 /**
  * Writes the revisions (`nnx_variable_revision`) of `count` variables in
@@ -2416,7 +2418,7 @@ enum nnx_status nnx_variable_revision(const struct nnx_variable *variable, uint6
  */
 enum nnx_status nnx_variable_revisions(const struct nnx_variable *const *variables,
                                        size_t count,
-                                       uint64_t *out_revisions);
+                                       uint32_t *out_revisions);
 
 /**
  * Writes the variable's type id to `*out_type`.

@@ -1298,11 +1298,11 @@ public:
         return adopt(out);
     }
 
-    /// A number that moves whenever the value or metadata may have changed
-    /// and that no other variable ever has: what was read of this variable
-    /// at one revision holds while it stays.
-    uint64_t revision() const {
-        uint64_t out = 0;
+    /// A count of this variable's changes that wraps at 2^32 (see
+    /// nnx_variable_revision): what was read of it at one revision holds
+    /// while the revision stays.
+    uint32_t revision() const {
+        uint32_t out = 0;
         detail::check(nnx_variable_revision(handle_, &out));
         return out;
     }

@@ -1,7 +1,7 @@
 //! Variables: a type, a value (none, an array, a typed PRNG key or an opaque
 //! object) and metadata, shared by reference.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::array::Array;
@@ -42,17 +42,11 @@ pub const TAG: &str = "tag";
 struct Data {
     value: Value,
     metadata: Metadata,
-    /// See [`Variable::revision`].
-    revision: u64,
 }
 
 impl Data {
     fn new(value: Value, metadata: Metadata) -> Data {
-        Data {
-            value,
-            metadata,
-            revision: next_revision(),
-        }
+        Data { value, metadata }
     }
 }
 
@@ -67,18 +61,14 @@ pub fn changes() -> &'static AtomicU64 {
     &CHANGES
 }
 
-/// The last revision handed out (see [`Variable::revision`]).
-static REVISIONS: AtomicU64 = AtomicU64::new(0);
-
-fn next_revision() -> u64 {
-    REVISIONS.fetch_add(1, Ordering::Relaxed) + 1
-}
-
 /// A typed slot for a value. States hold variables by `Arc`, so every state
 /// that holds one sees its value change.
 #[derive(Debug)]
 pub struct Variable {
     type_id: TypeId,
+    /// See [`Variable::revision`]; 32 bits, so that it fits beside
+    /// `type_id` and the variable stays in its allocation size.
+    revision: AtomicU32,
     data: RwLock<Data>,
 }
 
@@ -90,6 +80,7 @@ impl Variable {
         types::check(type_id)?;
         Ok(Variable {
             type_id,
+            revision: AtomicU32::new(0),
             data: RwLock::new(Data::new(value.into(), Metadata::default())),
         })
     }
@@ -99,11 +90,11 @@ impl Variable {
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Data> {
-        let mut guard = self.data.write().unwrap_or_else(|p| p.into_inner());
+        let guard = self.data.write().unwrap_or_else(|p| p.into_inner());
         // Counted under the lock: a reader that sees the new count (or the
         // new revision) reads the new data.
         CHANGES.fetch_add(1, Ordering::SeqCst);
-        guard.revision = next_revision();
+        self.revision.fetch_add(1, Ordering::SeqCst);
         guard
     }
 
@@ -111,12 +102,12 @@ impl Variable {
         self.type_id
     }
 
-    /// A number that changes whenever this variable's value or metadata may
-    /// have changed, and that no other variable, before or after, ever
-    /// has: a reader that finds the same revision again may keep what it
-    /// read of this variable.
-    pub fn revision(&self) -> u64 {
-        self.read().revision
+    /// A count of this variable's changes (value or metadata), wrapping
+    /// at 2^32: a reader that finds the same revision again, while fewer
+    /// than 2^32 changes of any variable happened in between (see
+    /// [`changes`]), may keep what it read of this variable.
+    pub fn revision(&self) -> u32 {
+        self.revision.load(Ordering::SeqCst)
     }
 
     pub fn type_name(&self) -> &'static str {
@@ -186,6 +177,7 @@ impl Variable {
         let data = self.read();
         Variable {
             type_id: self.type_id,
+            revision: AtomicU32::new(0),
             data: RwLock::new(Data::new(data.value.clone(), data.metadata.clone())),
         }
     }
@@ -195,6 +187,7 @@ impl Variable {
     pub fn replaced(&self, value: impl Into<Value>) -> Variable {
         Variable {
             type_id: self.type_id,
+            revision: AtomicU32::new(0),
             data: RwLock::new(Data::new(value.into(), self.read().metadata.clone())),
         }
     }
@@ -206,6 +199,7 @@ impl Variable {
         let value = data.value.deep_copy()?;
         Ok(Variable {
             type_id: self.type_id,
+            revision: AtomicU32::new(0),
             data: RwLock::new(Data::new(value, data.metadata.clone())),
         })
     }
@@ -216,7 +210,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn revisions_move_with_every_change_and_are_never_shared() {
+    fn revisions_move_with_every_change() {
         let var = Variable::new(TypeId::PARAM, None).unwrap();
         let first = var.revision();
         assert_eq!(var.revision(), first, "reading does not move it");
@@ -225,18 +219,13 @@ mod tests {
         var.set_metadata("sharding", MetaValue::Null).unwrap();
         let after_metadata = var.revision();
         var.remove_metadata("sharding");
-        let after_removal = var.revision();
-        let copy = var.shallow_copy();
-        let all = [
-            first,
-            after_value,
-            after_metadata,
-            after_removal,
-            copy.revision(),
-        ];
-        let distinct: std::collections::BTreeSet<u64> = all.iter().copied().collect();
-        assert_eq!(distinct.len(), all.len(), "{all:?}");
+        let all = [first, after_value, after_metadata, var.revision()];
         assert!(all.windows(2).all(|w| w[0] < w[1]), "{all:?}");
+        let copy = var.replaced(None);
+        let before = copy.revision();
+        copy.set_value(None);
+        assert_ne!(copy.revision(), before);
+        assert_eq!(var.revision(), all[3], "a copy's changes are its own");
     }
 
     #[test]

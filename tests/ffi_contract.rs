@@ -536,7 +536,7 @@ impl Fix {
 }
 
 /// A variable's type, value (by identity) and metadata.
-fn revision(var: *const nnx_variable) -> u64 {
+fn revision(var: *const nnx_variable) -> u32 {
     let mut out = 0;
     ok!(nnx_variable_revision(var, &mut out));
     out
@@ -1659,17 +1659,16 @@ fn variable_rows() -> Vec<Row> {
             assert!(read() > before, "a change counts");
         }),
         row!(nnx_variable_revision(variable: var, out_revision: out)).good(&[], |c| {
-            let before = c.got::<u64>("out_revision");
+            let before = c.got::<u32>("out_revision");
             ok!(nnx_variable_set_value(c.f.raw(Plain), null_mut()));
             assert!(revision(c.f.raw(Plain)) > before, "a change moves it");
-            assert_ne!(revision(c.f.raw(KeyVar)), revision(c.f.raw(Plain)), "never shared");
         }),
         row!(nnx_variable_revisions(variables: list(&[Plain, KeyVar]), count: len, out_revisions: outv(2)))
             .bad("variables", List(vec![Some(Plain), None]), NULL_ARG, "`variables[1]`")
             .bad("count", num(usize::MAX / 2), INVALID, "too large")
             .good(&[("variables", Null), ("count", num(0)), ("out_revisions", Null)], |_| {})
             .good(&[], |c| {
-                let got = c.gotv::<u64>("out_revisions");
+                let got = c.gotv::<u32>("out_revisions");
                 assert_eq!(got[..2], [revision(c.f.raw(Plain)), revision(c.f.raw(KeyVar))]);
             }),
         row!(nnx_variable_get_value(variable: var, out_value: own))

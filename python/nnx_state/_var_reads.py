@@ -5,10 +5,11 @@ Reading a value back from the library makes a new Python object (a numpy
 view, a jax array through DLPack: microseconds each), so each object keeps
 what it read, stamped with two numbers read before the read itself: the
 library's count of all variable changes (``_changes``, read in place, no
-call) and the variable's own revision (``nnx_variable_revision``). While
-the count stays, nothing changed anywhere; once it moved, what was kept
-still holds if this variable's revision did not, one call instead of a new
-object. ``refresh`` does that check for many variables in one call, as a
+call) and the variable's own revision (``nnx_variable_revision``, a count
+of its changes in 32 bits). While the count stays, nothing changed
+anywhere; once it moved (by less than 2^32, so that the revision cannot
+have come round again), what was kept still holds if this variable's
+revision did not: one call instead of a new object. ``refresh`` does that check for many variables in one call, as a
 state's flatten does before jax reads each of its variables.
 
 Both numbers are read before the data, so a change made meanwhile moves
@@ -18,7 +19,7 @@ old, never too new.
 
 from __future__ import annotations
 
-from ctypes import byref, c_uint64
+from ctypes import byref, c_uint32
 from operator import attrgetter
 
 import numpy as np
@@ -34,8 +35,13 @@ _set_seen_metadata = NativeHandle._seen_metadata.__set__
 _ptr_of = attrgetter("_ptr")
 
 
+# A revision counts one variable's changes in 32 bits: equal revisions mean
+# no change only while fewer changes than that happened anywhere between.
+_WRAP = 1 << 32
+
+
 def revision(ptr: int) -> int:
-    out = c_uint64()
+    out = c_uint32()
     check(lib.nnx_variable_revision(ptr, byref(out)))
     return out.value
 
@@ -53,7 +59,7 @@ def _stamp(obj, read_of, set_read, count: int):
     if seen[0] == count:
         return seen, None
     now = revision(obj._ptr)
-    if seen[1] != now:
+    if seen[1] != now or count - seen[0] >= _WRAP:
         return None, now
     seen = (count, *seen[1:])
     set_read(obj, seen)
@@ -116,20 +122,20 @@ def refresh(variables) -> None:
     if not n:
         return
     ptrs = np.fromiter(map(_ptr_of, variables), np.uintp, n)
-    revisions = np.empty(n, np.uint64)
+    revisions = np.empty(n, np.uint32)
     check(lib.nnx_variable_revisions(A.address_of(ptrs), n, A.address_of(revisions)))
     seen_of, set_seen = _seen_of, _set_seen
     metadata_of, set_metadata = _seen_metadata_of, _set_seen_metadata
     for obj, now in zip(variables, revisions.tolist()):
         try:
             seen = seen_of(obj)
-            if seen is not None and seen[1] == now and seen[0] != count:
+            if seen is not None and seen[1] == now and 0 < count - seen[0] < _WRAP:
                 set_seen(obj, (count, now, seen[2]))
         except AttributeError:
             pass
         try:
             seen = metadata_of(obj)
-            if seen is not None and seen[1] == now and seen[0] != count:
+            if seen is not None and seen[1] == now and 0 < count - seen[0] < _WRAP:
                 set_metadata(obj, (count, now, seen[2], seen[3]))
         except AttributeError:
             pass

@@ -94,17 +94,19 @@ pub extern "C" fn nnx_variable_change_counter(out_counter: *mut *const u64) -> n
     })
 }
 
-/// Writes the variable's revision to `*out_revision`: a number that changes
-/// whenever its value or metadata may have changed, and that no other
-/// variable ever has. A binding that kept what it read of one variable
-/// together with its revision may keep it while the revision stays, even
-/// after other variables changed (which moves `nnx_variable_change_counter`).
+/// Writes the variable's revision to `*out_revision`: a count of its
+/// changes (value or metadata) that wraps at 2^32. A binding that kept what
+/// it read of one variable together with its revision, and with the count
+/// of `nnx_variable_change_counter` read before, may keep it while the
+/// revision stays, even after other variables changed, as long as that
+/// count has moved by less than 2^32 (so the revision cannot have wrapped
+/// around to the same number).
 ///
 /// Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.
 #[no_mangle]
 pub extern "C" fn nnx_variable_revision(
     variable: *const nnx_variable,
-    out_revision: *mut u64,
+    out_revision: *mut u32,
 ) -> nnx_status {
     read_into(variable, "variable", out_revision, "out_revision", |v| {
         Ok(v.revision())
@@ -126,7 +128,7 @@ pub extern "C" fn nnx_variable_revision(
 pub extern "C" fn nnx_variable_revisions(
     variables: *const *const nnx_variable,
     count: usize,
-    out_revisions: *mut u64,
+    out_revisions: *mut u32,
 ) -> nnx_status {
     boundary(|| {
         if count == 0 {
@@ -136,7 +138,7 @@ pub extern "C" fn nnx_variable_revisions(
         // live `nnx_variable *` points at its `Variable` (`ArcHandle`).
         let variables = unsafe { handles(variables.cast::<*mut Variable>(), count, "variables") }?;
         let out = OutArray::required(out_revisions, count, "out_revisions")?;
-        let revisions: Vec<u64> = variables.iter().map(|v| v.revision()).collect();
+        let revisions: Vec<u32> = variables.iter().map(|v| v.revision()).collect();
         for (i, revision) in revisions.into_iter().enumerate() {
             out.write(i, revision);
         }
