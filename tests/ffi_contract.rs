@@ -535,13 +535,13 @@ impl Fix {
     }
 }
 
-/// A variable's type, value (by identity) and metadata.
 fn revision(var: *const nnx_variable) -> u32 {
     let mut out = 0;
     ok!(nnx_variable_revision(var, &mut out));
     out
 }
 
+/// A variable's type, value (by identity) and metadata.
 fn variable_print(var: *const nnx_variable) -> String {
     let mut ty = 0;
     ok!(nnx_variable_type(var, &mut ty));
@@ -2160,23 +2160,21 @@ fn flat_rows() -> Vec<Row> {
             .good(&[("count", num(0)), ("key_offsets", Null), ("keys", Null), ("variables", Null)],
                 |c| assert_eq!(flat_entries(c.f.raw(NoEntries)).len(), 0)),
         row!(nnx_state_from_flat_leaves(flat: h(Entries), count: n(5usize),
-            variables: optl(&[Plain, Plain, Plain, Plain, Plain]), arrays: optl(&[]), out_state: own))
+            variables: optl(&[Plain; 5]), arrays: optl(&[]), out_state: own))
             .bad("count", num(4), INVALID, "count 4 is not the flat list's length, 5")
             .bad("variables", List(vec![Some(Plain), None, Some(Plain), Some(Plain), Some(Plain)]),
                 NULL_ARG, "entry 1 of 5|NULL both")
             .bad("arrays", List(vec![Some(Lent), None, None, None, None]), INVALID,
                 "entry 0 of 5|both a variable and an array")
-            .good(&[("variables", Null), ("arrays", list(&[Lent, Lent, Lent, Lent, Lent]))], |c| {
-                let out = c.got_own::<nnx_state>("out_state");
+            .good(&[("variables", Null), ("arrays", list(&[Lent; 5]))], |c| {
                 let lent = c.f.raw::<nnx_array>(Lent) as usize;
-                assert!(identities(out).iter().all(|e| e.2 == lent));
+                assert!(identities(c.got_own("out_state")).iter().all(|e| e.2 == lent));
             })
             .good(&[], |c| {
-                let (out, entries) = (c.got_own::<nnx_state>("out_state"), flat_entries(c.f.raw(Entries)));
-                let paths: Vec<String> = identities(out).into_iter().map(|e| e.0).collect();
-                assert_eq!(paths, entries.into_iter().map(|e| e.0).collect::<Vec<_>>(), "the list's paths");
                 let plain = c.f.raw::<nnx_variable>(Plain) as usize;
-                assert!(identities(out).iter().all(|e| e.2 == plain));
+                let want: Vec<_> = flat_entries(c.f.raw(Entries)).into_iter().map(|e| (e.0, plain)).collect();
+                let got: Vec<_> = identities(c.got_own("out_state")).into_iter().map(|e| (e.0, e.2)).collect();
+                assert_eq!(got, want, "the list's paths, the new leaves");
             }),
         row!(nnx_state_from_flat(flat: h(Entries), out_state: own))
             .good(&[], |c| assert_eq!(leaves(c.got_own("out_state")), 5)),
