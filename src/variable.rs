@@ -44,12 +44,6 @@ struct Data {
     metadata: Metadata,
 }
 
-impl Data {
-    fn new(value: Value, metadata: Metadata) -> Data {
-        Data { value, metadata }
-    }
-}
-
 /// How many times any variable's value or metadata may have changed since
 /// the process started: a reader that saw the same count before reading
 /// may keep what it read (see [`changes`]).
@@ -78,11 +72,16 @@ impl Variable {
     /// or a [`Value`]).
     pub fn new(type_id: TypeId, value: impl Into<Value>) -> Result<Variable> {
         types::check(type_id)?;
-        Ok(Variable {
+        Ok(Variable::with(type_id, value.into(), Metadata::default()))
+    }
+
+    /// A new variable of a type already checked: every constructor ends here.
+    fn with(type_id: TypeId, value: Value, metadata: Metadata) -> Variable {
+        Variable {
             type_id,
             revision: AtomicU32::new(0),
-            data: RwLock::new(Data::new(value.into(), Metadata::default())),
-        })
+            data: RwLock::new(Data { value, metadata }),
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Data> {
@@ -175,21 +174,13 @@ impl Variable {
     /// `Variable.copy()`.
     pub fn shallow_copy(&self) -> Variable {
         let data = self.read();
-        Variable {
-            type_id: self.type_id,
-            revision: AtomicU32::new(0),
-            data: RwLock::new(Data::new(data.value.clone(), data.metadata.clone())),
-        }
+        Variable::with(self.type_id, data.value.clone(), data.metadata.clone())
     }
 
     /// A new variable with the same type, a copy of the metadata and
     /// `value`: Flax's `Variable.replace(value)`.
     pub fn replaced(&self, value: impl Into<Value>) -> Variable {
-        Variable {
-            type_id: self.type_id,
-            revision: AtomicU32::new(0),
-            data: RwLock::new(Data::new(value.into(), self.read().metadata.clone())),
-        }
+        Variable::with(self.type_id, value.into(), self.read().metadata.clone())
     }
 
     /// A new variable with the same type and metadata and a copy of the
@@ -197,11 +188,7 @@ impl Variable {
     pub fn deep_copy(&self) -> Result<Variable> {
         let data = self.read();
         let value = data.value.deep_copy()?;
-        Ok(Variable {
-            type_id: self.type_id,
-            revision: AtomicU32::new(0),
-            data: RwLock::new(Data::new(value, data.metadata.clone())),
-        })
+        Ok(Variable::with(self.type_id, value, data.metadata.clone()))
     }
 }
 
