@@ -66,18 +66,31 @@ def _stamp(obj, read_of, set_read, count: int):
     return seen, None
 
 
+def _kept(obj, read_of, set_read, read, args: tuple, rest: tuple) -> tuple:
+    """The stamp in one of ``obj``'s slots if it still holds; else a new
+    one, ``(count, revision, read(*args), *rest)``, both numbers read
+    before ``read`` runs, kept in the slot."""
+    count = _changes.value
+    seen, now = _stamp(obj, read_of, set_read, count)
+    if seen is not None:
+        return seen
+    if now is None:
+        now = revision(obj._ptr)
+    seen = (count, now, read(*args), *rest)
+    set_read(obj, seen)
+    return seen
+
+
 def value(obj, load):
     """``obj``'s value: the one kept if it still holds, else ``load(ptr)``,
     kept."""
-    count = _changes.value
-    seen, now = _stamp(obj, _seen_of, _set_seen, count)
-    if seen is not None:
-        return seen[2]
-    if now is None:
-        now = revision(obj._ptr)
-    loaded = load(obj._ptr)
-    _set_seen(obj, (count, now, loaded))
-    return loaded
+    try:  # nothing changed anywhere since: no call at all (the hot path)
+        seen = _seen_of(obj)
+        if seen is not None and seen[0] == _changes.value:
+            return seen[2]
+    except AttributeError:  # never read
+        pass
+    return _kept(obj, _seen_of, _set_seen, load, (obj._ptr,), ())[2]
 
 
 def forget_value(obj) -> None:
@@ -85,31 +98,26 @@ def forget_value(obj) -> None:
     _set_seen(obj, None)
 
 
+def _metadata_stamp(obj, read) -> tuple:
+    # The metadata slot: (count, revision, items, pytree parts or None).
+    return _kept(obj, _seen_metadata_of, _set_seen_metadata, read, (), (None,))
+
+
 def metadata_items(obj, read):
     """``read()`` (the metadata entries as a tuple), kept while they hold."""
-    count = _changes.value
-    seen, now = _stamp(obj, _seen_metadata_of, _set_seen_metadata, count)
-    if seen is not None:
-        return seen[2]
-    if now is None:
-        now = revision(obj._ptr)
-    items = read()
-    _set_seen_metadata(obj, (count, now, items, None))
-    return items
+    return _metadata_stamp(obj, read)[2]
 
 
 def pytree_parts(obj, read_items, read_value, keep: bool):
     """``((value,), metadata items)``, kept with the metadata when ``keep``
     (a subclass that reads its value its own way keeps nothing)."""
-    count = _changes.value
-    seen, _ = _stamp(obj, _seen_metadata_of, _set_seen_metadata, count)
-    if seen is not None and seen[3] is not None:
-        return seen[3]
-    items = metadata_items(obj, read_items)
-    stamp = _seen_metadata_of(obj)  # read before the value below: never too new
-    parts = ((read_value(),), items)
+    stamp = _metadata_stamp(obj, read_items)
+    if stamp[3] is not None:
+        return stamp[3]
+    # The stamp's numbers were read before the value below: never too new.
+    parts = ((read_value(),), stamp[2])
     if keep:
-        _set_seen_metadata(obj, (stamp[0], stamp[1], items, parts))
+        _set_seen_metadata(obj, (stamp[0], stamp[1], stamp[2], parts))
     return parts
 
 
@@ -126,6 +134,8 @@ def refresh(variables) -> None:
     check(lib.nnx_variable_revisions(A.address_of(ptrs), n, A.address_of(revisions)))
     seen_of, set_seen = _seen_of, _set_seen
     metadata_of, set_metadata = _seen_metadata_of, _set_seen_metadata
+    # The two slots written out rather than looped over: this runs once per
+    # leaf of every flatten after a change elsewhere.
     for obj, now in zip(variables, revisions.tolist()):
         try:
             seen = seen_of(obj)
