@@ -181,6 +181,14 @@ def native_of(value, copy: bool | None = None) -> tuple:
     return (OPAQUE, value)
 
 
+def comes_back_as_itself(value) -> bool:
+    """Whether the library gives ``value`` back as this very object once
+    stored (see ``store`` and ``load``): all but numpy values (read back as
+    views of the native array) and the stand-ins for native values made in
+    Python (``KeyData``, ``ForeignValue``)."""
+    return not isinstance(value, (np.ndarray, np.generic, KeyData, ForeignValue))
+
+
 def put(native: tuple, *, type_id: int | None = None, ptr: int | None = None) -> int | None:
     """Stores a native value (from :func:`native_of` or :func:`read`, whose
     handles it takes over): as the value of a new variable of type

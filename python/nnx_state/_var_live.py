@@ -4,6 +4,7 @@ and where a Python value becomes a variable's native value."""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections import deque
 from ctypes import byref, c_uint32, c_uint64, c_void_p
@@ -21,14 +22,28 @@ class NativeHandle:
     pointer (one reference, given back when the object goes), the weak
     reference ``_live`` keeps, and what the object kept of its last reads
     (``_seen``, ``_seen_metadata``: see ``_var_reads``). ``Variable``
-    derives from it."""
+    derives from it.
 
-    __slots__ = ("_ptr", "__weakref__", "_seen", "_seen_metadata")
+    A variable the pytree unflatten makes has no native variable yet: it
+    holds its value and metadata in ``_pending`` until something needs
+    ``_ptr`` (see ``pending_variable``)."""
+
+    __slots__ = ("_ptr", "__weakref__", "_seen", "_seen_metadata", "_pending")
 
 
 # Writes the `_ptr` slot directly (what `_adopt` does through
 # `object.__setattr__`), for the bulk path of `wrap_variables`.
 _set_ptr = NativeHandle._ptr.__set__
+# The slots read and written directly: a missing slot raises AttributeError
+# here, without the fallback to `Variable.__getattr__`.
+_ptr_slot = NativeHandle._ptr.__get__
+pending_of = NativeHandle._pending.__get__
+_set_pending = NativeHandle._pending.__set__
+_drop_pending = NativeHandle._pending.__delete__
+# One native variable per pending object, whichever thread asks first; the
+# lock is reentrant because storing a value can run Python code that reads
+# other variables.
+pending_lock = threading.RLock()
 
 
 class _LiveRef(weakref.ref):
@@ -181,18 +196,63 @@ def store_value(value, *, type_id: int | None = None, ptr: int | None = None, co
 def rebuild_variable(cls: type, value, metadata: dict, *, copy: bool | None = None) -> "Variable":
     """A new variable of class ``cls`` holding ``value`` with ``metadata``
     (Flax's required entries may be among them), made without running
-    ``__init__``, as Flax's ``Variable._new`` does (the pytree unflatten,
-    ``from_flax``)."""
+    ``__init__``, as Flax's ``Variable._new`` does (``from_flax``, and the
+    pytree unflatten for values that ``pending_variable`` cannot hold)."""
     obj = object.__new__(cls)
-    _adopt(obj, store_value(value, type_id=cls._type_id, copy=copy))
-    ptr = obj._ptr
-    for name, entry in metadata.items():
-        required = REQUIRED_METADATA.get(name, _NOT_REQUIRED)
-        if required is _NOT_REQUIRED:
-            _set_meta(ptr, name, entry)
-        elif not _is_default(name, entry):  # a new variable has no entries to remove
-            _set_required(ptr, name, entry)
+    _adopt(obj, _new_native(cls, value, metadata.items(), copy))
     return obj
+
+
+def _new_native(cls: type, value, metadata, copy: bool | None = None) -> int:
+    """An owned handle to a new native variable of ``cls``'s type holding
+    ``value`` and the ``(name, entry)`` pairs of ``metadata``."""
+    ptr = store_value(value, type_id=cls._type_id, copy=copy)
+    try:
+        for name, entry in metadata:
+            required = REQUIRED_METADATA.get(name, _NOT_REQUIRED)
+            if required is _NOT_REQUIRED:
+                _set_meta(ptr, name, entry)
+            elif not _is_default(name, entry):  # a new variable has no entries to remove
+                _set_required(ptr, name, entry)
+    except BaseException:
+        lib.nnx_variable_release(ptr)
+        raise
+    return ptr
+
+
+def pending_variable(cls: type, value, metadata: tuple) -> "Variable":
+    """A variable object of class ``cls`` for ``value`` and ``metadata`` (its
+    ``get_metadata()`` entries sorted by name: the pytree aux data) with no
+    native variable yet: what the pytree unflatten gives, so that a
+    ``jax.tree.map`` whose result jax flattens again, or drops, makes
+    nothing native. ``get_value()`` and the pytree flatten answer from
+    what it holds; anything else that needs the native variable makes it
+    first (``materialize``), as ``rebuild_variable`` would have.
+
+    Only for values that the library gives back as themselves (a jax array
+    or typed key, an object held opaquely, None): a numpy value would come
+    back as a view of its native copy, so it is stored at once instead."""
+    obj = object.__new__(cls)
+    _set_pending(obj, (value, metadata))
+    return obj
+
+
+def materialize(obj: "Variable") -> int:
+    """``obj``'s native variable (borrowed), made now if ``obj`` is pending;
+    AttributeError if it has none and is not pending."""
+    with pending_lock:
+        try:
+            return _ptr_slot(obj)  # made meanwhile by another thread
+        except AttributeError:
+            pass
+        try:
+            value, metadata = pending_of(obj)
+        except AttributeError:
+            raise AttributeError("_ptr") from None
+        ptr = _new_native(type(obj), value, metadata)
+        _adopt(obj, ptr)
+        _drop_pending(obj)
+        return ptr
 
 
 _NOT_REQUIRED = object()

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import _arrays as A
 from ._lib import check, lib
-from ._var_live import NativeHandle, _changes
+from ._var_live import NativeHandle, _changes, pending_of
 
 _seen_of = NativeHandle._seen.__get__
 _set_seen = NativeHandle._seen.__set__
@@ -88,8 +88,11 @@ def value(obj, load):
         seen = _seen_of(obj)
         if seen is not None and seen[0] == _changes.value:
             return seen[2]
-    except AttributeError:  # never read
-        pass
+    except AttributeError:  # never read: maybe pending (no native variable yet)
+        try:
+            return pending_of(obj)[0]
+        except AttributeError:
+            pass
     return _kept(obj, _seen_of, _set_seen, load, (obj._ptr,), ())[2]
 
 

@@ -40,8 +40,10 @@ from . import _var_reads as _reads
 from . import statelib, variablelib
 from ._lib import check, lib
 from .statelib import FlatState, State, _path_sort_key, flat_lists, from_flat_state, to_flat_state
-from .statelib import _set_tree, _tree_of, state_version
-from ._var_live import _changes
+from .statelib import _handle_for_items, _pending_state, _set_tree, _tree_of, pending_of, state_version
+from ._flat_native import _built_from_leaves
+from ._values import comes_back_as_itself
+from ._var_live import _changes, pending_variable
 from .variablelib import Variable, rebuild_variable
 
 __all__ = ["install", "is_registered"]
@@ -70,7 +72,10 @@ def _variable_flatten_with_keys(v: Variable):
 
 
 def _variable_unflatten(cls: type, metadata: tuple, children) -> Variable:
-    return rebuild_variable(cls, children[0], dict(metadata))
+    value = children[0]
+    if comes_back_as_itself(value):
+        return pending_variable(cls, value, metadata)
+    return rebuild_variable(cls, value, dict(metadata))
 
 
 def _register_variable_class(cls: type) -> None:
@@ -91,16 +96,32 @@ def _register_variable_class(cls: type) -> None:
 # --------------------------------------------------------------------------
 
 
-class MixedKeys:
+class MixedKeys(Mapping):
     """A nested level of a state whose keys mix int and str (ints first, as
     the library orders them): a pytree node with the keys of a dict, for
-    the levels jax cannot hold as a dict (it sorts dict keys)."""
+    the levels jax cannot hold as a dict (it sorts dict keys). A read-only
+    mapping, so that the unflatten keeps it as it is."""
 
-    __slots__ = ("keys", "children")
+    __slots__ = ("keys", "children", "_index")
 
     def __init__(self, keys: tuple, children: list):
         self.keys = keys
         self.children = children
+        self._index = None
+
+    def __getitem__(self, key):
+        if self._index is None:
+            self._index = dict(zip(self.keys, self.children))
+        return self._index[key]
+
+    def items(self):
+        return zip(self.keys, self.children)
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     def __repr__(self) -> str:
         return f"MixedKeys({dict(zip(self.keys, self.children))!r})"
@@ -150,6 +171,12 @@ def _state_children(state: State) -> tuple[tuple, list]:
     kept by the state while its tree does not change (jax only reads them).
     When other variables changed since, its variables are checked in one
     call, so that each keeps what it read if it did not change itself."""
+    try:  # not built yet: the children it was unflattened from
+        children = pending_of(state)[1]
+        if children is not None:
+            return children
+    except AttributeError:
+        pass
     version = state_version(state)
     try:
         kept = _tree_of(state)
@@ -211,12 +238,19 @@ def _collect(prefix: tuple, value, paths: list, leaves: list) -> bool:
 
 
 def _state_unflatten(cls: type, keys: tuple, children) -> State:
+    # Nothing native until the state is used: jax often flattens the result
+    # again at once (a chain of tree maps, a jitted function's output).
+    children = list(children)
+    return _pending_state(cls, partial(_unflattened_handle, keys, children), (keys, children))
+
+
+def _unflattened_handle(keys: tuple, children: list) -> int:
+    """The native tree of a state jax unflattened (owned handle)."""
     paths: list = []
     leaves: list = []
-    flat = all(_collect((k,), c, paths, leaves) for k, c in zip(keys, children))
-    if flat and keys:
-        return from_flat_state(FlatState.from_sorted_keys_values(paths, leaves), cls=cls)
-    return cls(zip(keys, children))  # empty nested states: level by level
+    if keys and all(_collect((k,), c, paths, leaves) for k, c in zip(keys, children)):
+        return _built_from_leaves(paths, leaves)
+    return _handle_for_items(zip(keys, children))  # empty nested states: level by level
 
 
 def _mixed_flatten_with_keys(node: MixedKeys):
@@ -224,8 +258,8 @@ def _mixed_flatten_with_keys(node: MixedKeys):
     return [(dict_key(k), c) for k, c in zip(node.keys, node.children)], node.keys
 
 
-def _mixed_unflatten(keys: tuple, children) -> dict:
-    return dict(zip(keys, children))
+def _mixed_unflatten(keys: tuple, children) -> MixedKeys:
+    return MixedKeys(keys, list(children))
 
 
 def _register_state_class(cls: type) -> None:

@@ -36,6 +36,7 @@ from ._flat_native import (
 )
 from ._pure_dicts import _try_int, flatten_mapping, restore_int_paths, unflatten_mapping  # noqa: F401
 from .filterlib import NativeFilters, kept_filters
+from ._var_live import pending_lock
 from .variablelib import (
     Variable,
     VariableMeta,
@@ -75,8 +76,9 @@ class State(MutableMapping):
 
     # `_flat`: (version, paths, leaves) of the last flat state read in full,
     # see `to_flat_state`; `_tree`: (version, keys, children), its pytree
-    # children (see `pytrees`).
-    __slots__ = ("_h", "_flat", "_tree", "__weakref__")
+    # children (see `pytrees`); `_pending`: (build, pytree children or None)
+    # while the native tree is not made yet (see `_pending_state`).
+    __slots__ = ("_h", "_flat", "_tree", "_pending", "__weakref__")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -108,8 +110,11 @@ class State(MutableMapping):
         return obj
 
     # Bound now: module globals may be gone at exit.
-    def __del__(self, _free=lib.nnx_state_free, _shutting_down=L.shutting_down):
-        h = getattr(self, "_h", None)
+    def __del__(self, _free=lib.nnx_state_free, _shutting_down=L.shutting_down, _get=object.__getattribute__):
+        try:
+            h = _get(self, "_h")  # not `self._h`: a pending state is not built to be freed
+        except AttributeError:
+            return
         if h and not _shutting_down():
             _set_handle(self, None)
             try:
@@ -209,7 +214,9 @@ class State(MutableMapping):
     # -- attribute access ----------------------------------------------------
 
     def __getattr__(self, key):
-        if key.startswith("__") or key == "_h":
+        if key == "_h":  # not made yet: a pending state builds it now
+            return _materialize(self)
+        if key.startswith("__"):
             raise AttributeError(key)
         try:
             return self[key]
@@ -317,6 +324,48 @@ _set_flat = State._flat.__set__
 _flat_of = State._flat.__get__
 _set_tree = State._tree.__set__
 _tree_of = State._tree.__get__
+_handle_of = State._h.__get__  # AttributeError while pending, without building
+pending_of = State._pending.__get__
+_set_pending = State._pending.__set__
+_drop_pending = State._pending.__delete__
+
+
+def _pending_state(cls: type, build, children: tuple | None = None) -> State:
+    """A state of class ``cls`` whose native tree ``build()`` makes (an owned
+    handle) when something first needs it: a state jax unflattens, which
+    keeps its pytree ``children`` (``(keys, children)``) to be flattened
+    again without building anything."""
+    obj = object.__new__(cls)
+    _set_pending(obj, (build, children))
+    return obj
+
+
+def _materialize(state: State) -> int:
+    """``state``'s native tree, built now if it is pending; AttributeError if
+    it has none and is not pending."""
+    with pending_lock:
+        try:
+            return _handle_of(state)  # built meanwhile by another thread
+        except AttributeError:
+            pass
+        try:
+            build = pending_of(state)[0]
+        except AttributeError:
+            raise AttributeError("_h") from None
+        h = build()
+        _set_handle(state, h)
+        _drop_pending(state)
+        return h
+
+
+def _handle_for_items(items) -> int:
+    """A new native tree (owned handle) with ``items``, put one by one."""
+    built = State._from_handle(_new_state())
+    for key, value in items:
+        built._put(key, value)
+    h = built._h
+    _set_handle(built, None)  # handed over, not freed with `built`
+    return h
 
 
 def _version(h: int) -> int:

@@ -41,8 +41,8 @@ from ._var_defaults import (  # noqa: F401 - the package's names for them
     _EAGER, _HIJAX, _REF, DefaultsContext, VarDefaults, use_eager_sharding, using_eager_sharding, var_defaults,
 )
 from ._var_live import (  # noqa: F401
-    NativeHandle, _adopt, _changes, live_count, new_variable, rebuild_variable, store_value, wrap_variable,
-    wrap_variables,
+    NativeHandle, _adopt, _changes, live_count, materialize, new_variable, pending_of, rebuild_variable, store_value,
+    wrap_variable, wrap_variables,
 )
 from ._var_metadata import (  # noqa: F401
     MISSING, REQUIRED_METADATA, _FLAGS, _del_meta, _get_meta, _get_meta_kind, _has_meta, _meta_dict,
@@ -430,8 +430,12 @@ class Variable(NativeHandle, metaclass=VariableMeta):
             seen = _seen_metadata_of(self)
             if seen is not None and seen[0] == _changes.value and seen[3] is not None:
                 return seen[3]
-        except AttributeError:  # never read
-            pass
+        except AttributeError:  # never read: maybe pending
+            try:
+                value, metadata = pending_of(self)
+                return (value,), metadata
+            except AttributeError:
+                pass
         return _reads.pytree_parts(
             self, self._read_metadata_items, self.get_value, type(self).get_value is Variable.get_value
         )
@@ -485,9 +489,11 @@ class Variable(NativeHandle, metaclass=VariableMeta):
     # -- attribute proxying ----------------------------------------------------
 
     def __getattr__(self, name: str):
-        if name.startswith("__") or name == "_ptr":
+        if name == "_ptr":  # not made yet: a pending variable makes it now
+            return materialize(self)
+        if name.startswith("__"):
             raise AttributeError(name)
-        ptr = object.__getattribute__(self, "_ptr")
+        ptr = self._ptr
         if "\0" in name:
             raise AttributeError(name)
         key = _meta_name(name)

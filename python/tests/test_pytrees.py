@@ -283,6 +283,101 @@ def test_none_for_a_bare_array():
 
 
 # --------------------------------------------------------------------------
+# What jax unflattens is built natively on first use
+# --------------------------------------------------------------------------
+
+
+def test_tree_map_makes_nothing_native_until_used():
+    from nnx_state import variablelib
+
+    s = nnx.State({"a": {"w": nnx.Param(jnp.ones(3), note="n")}, "b": nnx.BatchStat(jnp.zeros(2))})
+    source = s["a"]["w"]
+    before = variablelib.live_count()
+    mapped = jax.tree.map(lambda x: x * 2, jax.tree.map(lambda x: x + 1, s))
+    assert jax.tree.structure(mapped) == jax.tree.structure(s)
+    w, b = jax.tree.leaves(mapped, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    np.testing.assert_array_equal(w.get_value(), [4.0, 4.0, 4.0])
+    assert variablelib.live_count() == before  # no native variable made
+    # First native use: the state is built over these very objects.
+    params = nnx.filter_state(mapped, nnx.Param)
+    assert params["a"]["w"] is w and mapped["a"]["w"] is w and mapped["b"] is b
+    assert variablelib.live_count() == before + 2
+    assert w.get_metadata() == source.get_metadata()
+    assert _describe(mapped) == _describe(nnx.State(mapped))
+
+
+def test_a_pending_variable_becomes_native_on_first_write():
+    s = nnx.State({"w": nnx.Param(jnp.ones(2), tag="t")})
+    w = jax.tree.map(lambda x: x + 1, s)["w"]  # the state is built, its variable too
+    lone = jax.tree.map(lambda x: x, nnx.Param(jnp.zeros(2), tag="u"))
+    assert lone.tag == "u"  # metadata read natively: made first
+    lone.set_value(jnp.full(2, 5.0))
+    np.testing.assert_array_equal(lone.get_value(), [5.0, 5.0])
+    other = jax.tree.map(lambda x: x, nnx.Param(jnp.zeros(2)))
+    other.value = jnp.ones(2)  # a write before any read
+    np.testing.assert_array_equal(other[...], [1.0, 1.0])
+    np.testing.assert_array_equal(w.get_value(), [2.0, 2.0])
+
+
+def test_numpy_values_from_tree_map_are_stored_at_once():
+    # A numpy value comes back as a view of its native copy: stored now, so
+    # that a read gives the same kind of object whenever it happens.
+    from nnx_state import _var_live
+
+    v = jax.tree.map(lambda x: np.asarray(x) + 1, nnx.Param(jnp.ones(2)))
+    with pytest.raises(AttributeError):
+        _var_live.pending_of(v)
+    assert isinstance(v.get_value(), np.ndarray)
+
+
+def test_pending_objects_are_made_native_once_across_threads():
+    import threading
+    from nnx_state import _var_live
+
+    s = nnx.State({i: nnx.Param(jnp.full(2, float(i))) for i in range(64)})
+    mapped = jax.tree.map(lambda x: x + 1, s)
+    variables = jax.tree.leaves(mapped, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    seen: list = [[] for _ in range(4)]
+
+    def use(out):
+        out.append(mapped.num_leaves())
+        out.extend(v._ptr for v in variables)
+
+    threads = [threading.Thread(target=use, args=(out,)) for out in seen]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(out == seen[0] for out in seen) and seen[0][0] == 64
+    assert all(_var_live._live[p]() is v for p, v in zip(seen[0][1:], variables))
+
+
+def test_a_state_of_bare_tracers_passes_through_jit():
+    # Built natively only when used: a jitted function may take and return a
+    # state with bare arrays, as Flax's may.
+    s = nnx.State({"x": jnp.ones(2), "p": nnx.Param(jnp.zeros(2))})
+    out = jax.jit(lambda t: jax.tree.map(lambda x: x + 1, t))(s)
+    np.testing.assert_array_equal(out["x"], [2.0, 2.0])
+    np.testing.assert_array_equal(out["p"].get_value(), [1.0, 1.0])
+
+    def uses_it_natively(t):
+        return nnx.filter_state(t, nnx.Param)
+
+    with pytest.raises(TypeError, match="tracer"):
+        jax.jit(uses_it_natively)(s)
+
+
+def test_a_pending_state_that_cannot_be_built_says_why_on_use():
+    s = nnx.State({"x": np.ones(2)})
+    bad = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), s)
+    with pytest.raises(TypeError):
+        len(bad)
+    with pytest.raises(TypeError):  # still pending: the same error again
+        bad.num_leaves()
+    assert jax.tree.structure(bad) == jax.tree.structure(s)  # flattening needs nothing native
+
+
+# --------------------------------------------------------------------------
 # Without jax, and jax imported after nnx_state
 # --------------------------------------------------------------------------
 
