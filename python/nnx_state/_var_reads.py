@@ -102,8 +102,9 @@ def forget_value(obj) -> None:
 
 
 def _metadata_stamp(obj, read) -> tuple:
-    # The metadata slot: (count, revision, items, pytree parts or None).
-    return _kept(obj, _seen_metadata_of, _set_seen_metadata, read, (), (None,))
+    # The metadata slot: (count, revision, items, pytree parts or None,
+    # pytree parts with keys or None).
+    return _kept(obj, _seen_metadata_of, _set_seen_metadata, read, (), (None, None))
 
 
 def metadata_items(obj, read):
@@ -120,8 +121,21 @@ def pytree_parts(obj, read_items, read_value, keep: bool):
     # The stamp's numbers were read before the value below: never too new.
     parts = ((read_value(),), stamp[2])
     if keep:
-        _set_seen_metadata(obj, (stamp[0], stamp[1], stamp[2], parts))
+        _set_seen_metadata(obj, (stamp[0], stamp[1], stamp[2], parts, None))
     return parts
+
+
+def keyed_parts(obj, parts: tuple, key) -> tuple:
+    """``(((key, value),), metadata items)`` for ``obj``'s pytree ``parts``,
+    kept beside them while they are the ones kept."""
+    keyed = (((key, parts[0][0]),), parts[1])
+    try:
+        seen = _seen_metadata_of(obj)
+    except AttributeError:  # pending, or a subclass that keeps nothing
+        return keyed
+    if seen is not None and seen[3] is parts:
+        _set_seen_metadata(obj, (*seen[:4], keyed))
+    return keyed
 
 
 def refresh(variables) -> None:
@@ -149,6 +163,6 @@ def refresh(variables) -> None:
         try:
             seen = metadata_of(obj)
             if seen is not None and seen[1] == now and 0 < count - seen[0] < _WRAP:
-                set_metadata(obj, (count, now, seen[2], seen[3]))
+                set_metadata(obj, (count, now, *seen[2:]))
         except AttributeError:
             pass

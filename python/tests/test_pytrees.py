@@ -282,6 +282,23 @@ def test_none_for_a_bare_array():
     assert mapped["x"] is None
 
 
+def test_flattening_again_sees_every_change():
+    # Each flatten keeps what it gave while nothing changed; any change to a
+    # value or metadata, through any object, is seen by the next one.
+    s = nnx.State({"a": nnx.Param(jnp.zeros(2)), "b": nnx.Param(jnp.ones(2))})
+    tu = jax.tree_util
+    for flatten in (tu.tree_flatten_with_path, lambda t: jax.tree.flatten(t)):
+        first = flatten(s)
+        assert flatten(s)[1] == first[1]
+        s["a"].set_value(jnp.full(2, 7.0))
+        leaves, treedef = flatten(s)
+        np.testing.assert_array_equal(leaves[0][1] if isinstance(leaves[0], tuple) else leaves[0], [7.0, 7.0])
+        nnx.to_flat_state(s)[1][1].set_metadata(note="changed")
+        assert flatten(s)[1] != treedef
+        assert "'note', 'changed'" in str(flatten(s)[1])
+        s["b"].del_metadata("note")
+
+
 # --------------------------------------------------------------------------
 # What jax unflattens is built natively on first use
 # --------------------------------------------------------------------------
