@@ -76,9 +76,15 @@ def _variable_flatten_with_keys(v: Variable, _kept=_reads._seen_metadata_of):
     return _reads.keyed_parts(v, v._pytree_parts(), _VALUE_KEY)
 
 
+_itself_by_type: dict[type, bool] = {}  # comes_back_as_itself, by the value's class
+
+
 def _variable_unflatten(cls: type, metadata: tuple, children) -> Variable:
     value = children[0]
-    if comes_back_as_itself(value):
+    itself = _itself_by_type.get(type(value))
+    if itself is None:
+        itself = _itself_by_type[type(value)] = comes_back_as_itself(value)
+    if itself:
         return pending_variable(cls, value, metadata)
     return rebuild_variable(cls, value, dict(metadata))
 
