@@ -635,6 +635,42 @@ enum nnx_status nnx_array_wrap(nnx_dtype dtype,
                                struct nnx_array **out_array);
 
 /**
+ * Creates `count` arrays over the caller's memory in one call: what
+ * `count` calls of `nnx_array_wrap` would make, all or none.
+ *
+ * Array `i` has dtype `dtypes[i]`, `ndims[i]` dimensions (taken in turn
+ * from `shapes`, which holds every array's dimensions end to end), the
+ * `nbytes[i]` bytes at `data[i]` (lent as for `nnx_array_wrap`),
+ * writability `writable[i]`, and is released by `release(user_data[i])`.
+ *
+ * - `dtypes`, `ndims`, `data`, `nbytes`, `writable`, `user_data`,
+ *   `out_arrays`: `count` elements each; NULL allowed when `count` is 0
+ *   (`user_data` may also be NULL when `release` is: nothing to pass).
+ * - `shapes`: the sum of `ndims` elements.
+ * - `release`: called exactly once per array, with that array's
+ *   `user_data[i]`, when its last reference goes; on any thread.
+ * - `out_arrays`: receives `count` new references, owned by the caller
+ *   (release each); written on success only.
+ *
+ * Every array is checked before any memory is taken: on failure the
+ * library keeps nothing and calls no `release`, and the message names the
+ * array at fault.
+ *
+ * Errors: as `nnx_array_wrap`; `NNX_ERR_INVALID_ARGUMENT` when the sum of
+ * `ndims` is too large for an array. Thread-safe.
+ */
+enum nnx_status nnx_array_wrap_many(size_t count,
+                                    const nnx_dtype *dtypes,
+                                    const int64_t *shapes,
+                                    const size_t *ndims,
+                                    void *const *data,
+                                    const size_t *nbytes,
+                                    const bool *writable,
+                                    nnx_release_fn release,
+                                    void *const *user_data,
+                                    struct nnx_array **out_arrays);
+
+/**
  * Writes the array's dtype to `*out_dtype`.
  *
  * Errors: `NNX_ERR_NULL_ARGUMENT`. Thread-safe.

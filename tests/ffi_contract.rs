@@ -839,6 +839,42 @@ impl<'f> Call<'f> {
         release
     }
 
+    /// The counted release callback for `n` arrays (NULL for none).
+    fn rels(&self, name: &'static str, n: usize) -> nnx_release_fn {
+        let release = self.ptr(name, false, Some(count_release as _), None);
+        self.lends
+            .set(self.lends.get() + if release.is_some() { n } else { 0 });
+        release
+    }
+
+    /// `n` pointers into the fixture's caller memory (`buf`), 32 bytes
+    /// apart; `Ints` gives other offsets, -1 for a NULL element.
+    fn bufs(&self, name: &'static str, n: usize) -> *const *mut c_void {
+        let base = self.f.buf.as_ptr().cast_mut();
+        let at = |offset: &i64| match usize::try_from(*offset) {
+            Ok(offset) => base.wrapping_add(offset).cast(),
+            Err(_) => null_mut(),
+        };
+        match self.pick(name, Ints((0..n as i64).map(|i| 32 * i).collect()), true) {
+            Null => null(),
+            Ints(offsets) => self.keep_all(offsets.iter().map(at).collect()),
+            v => Self::cannot(name, v),
+        }
+    }
+
+    /// A required array of flags.
+    fn bools(&self, name: &'static str, default: &[bool]) -> *const bool {
+        let flags = self.keep_all(default.to_vec());
+        self.ptr(name, true, flags, null())
+    }
+
+    /// `n` copies of the user data of the counted release callback (NULL
+    /// allowed: its length for the next `owns`).
+    fn uds(&self, name: &'static str, n: usize) -> *const *mut c_void {
+        let user_data = self.keep_all(vec![self.f.counter.as_user_data(); n]);
+        self.ptr(name, false, user_data, null())
+    }
+
     /// The user data of the counted release callback.
     fn ud(&self, name: &'static str) -> *mut c_void {
         self.ptr(name, false, self.f.counter.as_user_data(), null_mut())
@@ -1454,6 +1490,28 @@ fn array_rows() -> Vec<Row> {
             let data = data_ptr(c.got_own("out_array"));
             assert_eq!(data, c.f.buf.as_ptr().cast(), "the caller's memory, not a copy")
         }),
+        row!(nnx_array_wrap_many(count: n(2usize), dtypes: ints(&[F32 as i64, U8 as i64]),
+            shapes: ints(&[2, 3, 4]), ndims: ints(&[2, 1]), data: bufs(2), nbytes: ints(&[24, 4]),
+            writable: bools(&[true, false]), release: rels(2), user_data: uds(2), out_arrays: owns))
+        .good(&[], |c| {
+            let arrays = c.got_owns::<nnx_array>("out_arrays");
+            let base = c.f.buf.as_ptr();
+            assert_eq!(data_ptr(arrays[0]), base.cast(), "the caller's memory, not a copy");
+            assert_eq!(data_ptr(arrays[1]), base.wrapping_add(32).cast());
+            assert_eq!((nbytes(arrays[0]), nbytes(arrays[1])), (24, 4));
+            let mut writable = false;
+            ok!(nnx_array_is_writable(arrays[1], &mut writable));
+            assert!(!writable, "each array's own flag");
+        })
+        .good(&[("release", Null), ("user_data", Null)], |_| {})
+        .good(&[("count", num(0)), ("dtypes", Null), ("shapes", Null), ("ndims", Null), ("data", Null),
+            ("nbytes", Null), ("writable", Null), ("release", Null), ("user_data", Null),
+            ("out_arrays", Null)], |_| {})
+        .bad("nbytes", Ints(vec![24, 5]), SHAPE, "^array 1 of 2: uint8 array of shape [4] needs 4 bytes, got 5")
+        .bad("data", Ints(vec![0, -1]), NULL_ARG, "^array 1 of 2: argument `data` is NULL")
+        .bad("dtypes", Ints(vec![F32 as i64, 999]), INVALID, "^array 1 of 2")
+        .bad("user_data", Null, NULL_ARG, "`user_data`")
+        .bad("ndims", Ints(vec![i64::MAX, 1]), INVALID, "too large"),
         row!(nnx_array_wrap_device(dtype: n(NNX_DTYPE_F32), shape: ints(&[2, 3]), ndim: len,
             data: buf, nbytes: n(24usize), device_type: n(2i32), device_id: n(0i32),
             writable: b(true), release: rel, user_data: ud, out_array: own))

@@ -484,3 +484,65 @@ def to_native(value, *, copy: bool | None = None) -> int:
     data = address_of(arr) if nbytes else None
     check(lib.nnx_array_new(code, _shape_arg(shape), len(shape), data, nbytes, byref(out)))
     return out.value
+
+
+def to_native_many(values: list) -> list[int]:
+    """``[to_native(v) for v in values]`` (owned handles), the numpy arrays
+    that own memory the library can borrow as it is (C-contiguous, aligned,
+    writable, not empty, of a native dtype) lent in one native call
+    (``nnx_array_wrap_many``); the rest one by one. On an error nothing is
+    kept."""
+    handles: list[int] = []
+    lent: list[int] = []  # positions of the arrays lent in bulk
+    try:
+        for i, value in enumerate(values):
+            if (
+                type(value) is np.ndarray
+                and value.base is None  # owns its memory: no view of a native array
+                and value.flags.c_contiguous
+                and value.flags.aligned
+                and value.flags.writeable
+                and value.nbytes
+                and value.dtype.isnative
+                and value.dtype in DTYPE_TO_CODE
+            ):
+                lent.append(i)
+                handles.append(0)
+            else:
+                handles.append(to_native(value))
+        if lent:
+            arrays = [values[i] for i in lent]
+            for i, handle in zip(lent, _wrap_many(arrays)):
+                handles[i] = handle
+    except BaseException:
+        for handle in handles:
+            if handle:
+                lib.nnx_array_release(handle)
+        raise
+    return handles
+
+
+def _wrap_many(arrays: list) -> list[int]:
+    """Native arrays lending the memory of ``arrays`` (checked lendable),
+    in one call."""
+    n = len(arrays)
+    codes = np.fromiter((DTYPE_TO_CODE[a.dtype] for a in arrays), np.uint32, n)
+    ndims = np.fromiter((a.ndim for a in arrays), np.uintp, n)
+    shapes = np.fromiter(itertools.chain.from_iterable(a.shape for a in arrays), np.int64)
+    data = np.fromiter(map(address_of, arrays), np.uintp, n)
+    nbytes = np.fromiter((a.nbytes for a in arrays), np.uintp, n)
+    writable = np.ones(n, np.bool_)
+    tokens = list(itertools.islice(_tokens, n))
+    _lent.update(zip(tokens, arrays))
+    user_data = np.array(tokens, np.uintp)
+    out = np.empty(n, np.uintp)
+    status = lib.nnx_array_wrap_many(
+        n, address_of(codes), address_of(shapes) if len(shapes) else None, address_of(ndims),
+        address_of(data), address_of(nbytes), address_of(writable), _release_lent, address_of(user_data),
+        address_of(out),
+    )
+    if status:
+        for token in tokens:  # on failure the library keeps nothing
+            _lent.pop(token, None)
+        L.fail(status)
+    return out.tolist()

@@ -15,6 +15,7 @@ from . import _arrays as A
 from . import _keys as K
 from . import _lib as L
 from ._lib import check, lib
+from ._var_types import class_for_type
 from .variablelib import Variable, VariableMeta, wrap_variables
 
 _addr = A.address_of
@@ -225,15 +226,24 @@ def _built_from_leaves(paths: list, leaves: list) -> int:
     return out.value
 
 
-def replace_natively(h: int, paths, leaves, replacements: dict, try_int) -> bool:
+def replace_natively(h: int, kept: tuple | None, replacements: dict, try_int) -> bool:
     """``replace_by_pure_dict`` with Flax's default replace function in one
     native call (``nnx_state_replace_values``), for the common case: every
-    path of ``replacements`` (``{path: value}``) found among ``paths`` (as
+    path of ``replacements`` (``{path: value}``) found in state ``h`` (as
     given, else with int-looking parts as ints), every value a numpy array
     or a jax array on one CPU device, every leaf replaced a variable whose
-    class keeps ``Variable.replace`` (or a bare array taking a numpy
+    class keeps ``Variable.replace`` (or a bare numpy array taking a numpy
     array). False, having changed nothing, for anything else: the caller
-    takes the general route, which also raises the errors."""
+    takes the general route, which also raises the errors.
+
+    ``kept``: the state's (paths, leaves) if it holds them; else the paths
+    and the leaves' types are read natively, with no object made for a
+    leaf."""
+    if kept is not None:
+        paths, leaves = kept
+        plain_at = lambda i: _plain_for_class(type(leaves[i]))  # noqa: E731
+    else:
+        paths, plain_at = _paths_and_plainness(h)
     index = dict(zip(paths, range(len(paths))))
     matched: dict[int, object] = {}
     for path, value in replacements.items():
@@ -244,24 +254,26 @@ def replace_natively(h: int, paths, leaves, replacements: dict, try_int) -> bool
                 return False
         matched[i] = value  # a path given twice: the last value, as Flax
     for i, value in matched.items():
-        leaf = leaves[i]
-        plain = _plain_replace.get(type(leaf))
-        if plain is None:
-            plain = _plain_replace[type(leaf)] = _replaces_plainly(type(leaf))
+        plain = plain_at(i)
         if not plain or (plain == _BARE and type(value) is not np.ndarray):
             return False
+    values = list(matched.values())
+    numpy_at = [i for i, value in enumerate(values) if type(value) is np.ndarray]
+    if len(numpy_at) != len(values) and not all(
+        type(value) is np.ndarray or A.jax_kind(value) == A.JAX_ARRAY for value in values
+    ):
+        return False
     handles: list[int] = []
     try:
-        for value in matched.values():
-            if type(value) is np.ndarray:
-                handle = A.to_native(value)
-            elif A.jax_kind(value) == A.JAX_ARRAY:
+        handles = [0] * len(values)
+        for i, handle in zip(numpy_at, A.to_native_many([values[i] for i in numpy_at])):
+            handles[i] = handle
+        for i, value in enumerate(values):
+            if not handles[i]:
                 handle = A.jax_to_native(value)
-                if handle is None:
+                if handle is None:  # held otherwise (opaquely) by Variable.replace
                     return False
-            else:
-                return False
-            handles.append(handle)
+                handles[i] = handle
         encoded = encoded_paths([paths[i] for i in matched])
         if encoded is None:
             return False
@@ -271,7 +283,43 @@ def replace_natively(h: int, paths, leaves, replacements: dict, try_int) -> bool
         return True
     finally:
         for handle in handles:
-            lib.nnx_array_release(handle)
+            if handle:
+                lib.nnx_array_release(handle)
+
+
+def _paths_and_plainness(h: int):
+    """State ``h``'s flat paths, and for entry ``i`` what
+    ``_plain_for_class`` says of the class its leaf would be read as: read
+    in three native calls, the leaves as kinds and type ids."""
+    flat = c_void_p()
+    check(lib.nnx_state_flatten(h, byref(flat)))
+    try:
+        paths = _read_flat_paths(flat.value)
+        n = len(paths)
+        types = np.empty(n, np.uint32)
+        arrays = np.empty(n, np.uintp)
+        check(lib.nnx_flat_leaves(flat, 0, n, False, None, _addr(types), None, _addr(arrays)))
+        # A bare array is read as numpy unless jax's (see `_arrays.value_of`):
+        # decided now, while the flat list holds the arrays.
+        jax_bare = {i for i in np.flatnonzero(types == L.NNX_TYPE_NONE).tolist() if int(arrays[i]) in A.origins}
+    finally:
+        lib.nnx_flat_free(flat)
+    types = types.tolist()
+
+    def plain_at(i: int) -> int:
+        tid = types[i]
+        if tid == L.NNX_TYPE_NONE:
+            return 0 if i in jax_bare else _BARE
+        return _plain_for_class(class_for_type(tid))
+
+    return paths, plain_at
+
+
+def _plain_for_class(cls: type) -> int:
+    plain = _plain_replace.get(cls)
+    if plain is None:
+        plain = _plain_replace[cls] = _replaces_plainly(cls)
+    return plain
 
 
 _VARIABLE, _BARE = 1, 2

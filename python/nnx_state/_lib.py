@@ -197,6 +197,10 @@ _decl(
     "nnx_array_wrap", S,
     c_uint32, POINTER(c_int64), c_size_t, c_void_p, c_size_t, c_bool, release_fn, c_void_p, PH,
 )
+_decl(
+    "nnx_array_wrap_many", S,
+    c_size_t, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, c_void_p, release_fn, c_void_p, c_void_p,
+)
 _decl("nnx_array_dtype", S, H, POINTER(c_uint32))
 _decl("nnx_array_ndim", S, H, POINTER(c_size_t))
 _decl("nnx_array_shape", S, H, POINTER(POINTER(c_int64)))

@@ -782,8 +782,8 @@ def replace_by_pure_dict(state: State, pure_dict: Mapping, replace_fn=None) -> N
     replacements = flatten_mapping(pure_dict)
     if replace_fn is None:
         if isinstance(state, State):
-            paths, leaves = flat_lists(state)
-            if replace_natively(state._h, paths, leaves, replacements, _try_int):
+            h = state._h
+            if replace_natively(h, _kept_flat(state, _version(h)), replacements, _try_int):
                 _forget_kept(state)
                 return
         replace_fn = lambda x, v: x.replace(v) if hasattr(x, "replace") else v  # noqa: E731

@@ -252,3 +252,50 @@ def test_a_state_keeps_its_flat_objects_until_its_tree_changes():
     assert jax.tree.leaves(state)[0] is not None
     view["q"] = nnx.Param(np.full(1, 5, np.float32))
     assert any(float(x[0]) == 5 for x in jax.tree.leaves(state))
+
+
+def test_arrays_lent_in_bulk_are_what_one_by_one_gives():
+    from nnx_state import _arrays
+
+    base = np.arange(12.0).reshape(3, 4)
+    native_view = nnx.State({"w": nnx.Param(np.arange(3.0))})["w"][...]
+    values = [
+        np.arange(4, dtype=np.int32),  # lent
+        base[:, 1],  # not contiguous: copied
+        np.zeros((2, 0)),  # empty: copied
+        native_view,  # a view of a native array: that array again
+        np.array(7, np.int64),  # a scalar: lent
+        np.arange(3.0).astype(">f8"),  # big-endian: a converted copy, lent
+        np.ones(2, np.float32),
+    ]
+    gc.collect()
+    before = _arrays.lent_count()
+    handles = _arrays.to_native_many(values)
+    try:
+        assert _arrays.lent_count() == before + 4
+        for value, handle in zip(values, handles):
+            _arrays.lib.nnx_array_retain(handle)  # view_of takes one reference over
+            out = _arrays.view_of(handle)
+            assert out.dtype == value.dtype.newbyteorder("=") and out.shape == value.shape
+            np.testing.assert_array_equal(out, value)
+            if value is values[0]:
+                assert out.ctypes.data == value.ctypes.data  # lent, not copied
+        assert _arrays.native_of_view(native_view) == handles[3]
+        _arrays.lib.nnx_array_release(handles[3])  # the reference native_of_view took
+    finally:
+        for handle in handles:
+            _arrays.lib.nnx_array_release(handle)
+    del out  # the last view holds its array
+    gc.collect()
+    assert _arrays.lent_count() == before
+
+
+def test_a_bad_value_among_arrays_lent_in_bulk_keeps_nothing():
+    from nnx_state import _arrays
+
+    gc.collect()
+    before = _arrays.lent_count()
+    with pytest.raises(TypeError, match="numeric or boolean"):
+        _arrays.to_native_many([np.ones(3), np.array(["a"]), np.zeros(2)])
+    gc.collect()
+    assert _arrays.lent_count() == before

@@ -4,7 +4,7 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use super::error::nnx_status;
-use super::{boundary, fail, read_into, slice, ArcHandle, FfiResult, Out};
+use super::{boundary, fail, read_into, slice, ArcHandle, FfiError, FfiResult, Out, OutArray};
 use crate::array::{byte_size, Array, DType};
 use crate::buffer::{check_span, Buffer, Device, Release};
 
@@ -197,10 +197,35 @@ pub(crate) fn wrap_memory(
 ) -> nnx_status {
     boundary(|| {
         let out = Out::new(out_array, "out_array")?;
-        let dtype = dtype_from_c(dtype)?;
         // SAFETY: `shape` holds `ndim` dimensions by the public functions'
         // contracts.
         let shape = unsafe { slice(shape, ndim, "shape") }?;
+        let lent = LentMemory::checked(dtype, shape, data, nbytes)?;
+        out.write(nnx_array::into_raw(Arc::new(
+            lent.wrap(device, writable, release, user_data),
+        )));
+        Ok(())
+    })
+}
+
+/// Caller memory checked to hold an array of `dtype` and `shape`: what
+/// `wrap` turns into an array without any further way to fail (so that a
+/// failing call has taken no memory and runs no callback).
+struct LentMemory<'a> {
+    dtype: DType,
+    shape: &'a [i64],
+    data: *mut c_void,
+    nbytes: usize,
+}
+
+impl<'a> LentMemory<'a> {
+    fn checked(
+        dtype: nnx_dtype,
+        shape: &'a [i64],
+        data: *mut c_void,
+        nbytes: usize,
+    ) -> FfiResult<LentMemory<'a>> {
+        let dtype = dtype_from_c(dtype)?;
         if data.is_null() && nbytes != 0 {
             fail!(NNX_ERR_NULL_ARGUMENT, "argument `data` is NULL");
         }
@@ -213,13 +238,105 @@ pub(crate) fn wrap_memory(
             );
         }
         check_span(data as usize, nbytes, || "argument `data`".to_owned())?;
+        Ok(LentMemory {
+            dtype,
+            shape,
+            data,
+            nbytes,
+        })
+    }
+
+    fn wrap(
+        self,
+        device: Device,
+        writable: bool,
+        release: nnx_release_fn,
+        user_data: *mut c_void,
+    ) -> Array {
         let release = release_callback(release, user_data);
         // SAFETY: `data` is valid for `nbytes` bytes (on its device) until
         // `release` runs, by the public functions' contracts.
-        let buffer =
-            unsafe { Buffer::from_foreign(data.cast(), nbytes, writable, device, release) };
-        let array = Array::from_buffer(dtype, shape, buffer)?;
-        out.write(nnx_array::into_raw(Arc::new(array)));
+        let buffer = unsafe {
+            Buffer::from_foreign(self.data.cast(), self.nbytes, writable, device, release)
+        };
+        Array::from_buffer(self.dtype, self.shape, buffer)
+            .expect("the size was checked against the shape")
+    }
+}
+
+/// Creates `count` arrays over the caller's memory in one call: what
+/// `count` calls of `nnx_array_wrap` would make, all or none.
+///
+/// Array `i` has dtype `dtypes[i]`, `ndims[i]` dimensions (taken in turn
+/// from `shapes`, which holds every array's dimensions end to end), the
+/// `nbytes[i]` bytes at `data[i]` (lent as for `nnx_array_wrap`),
+/// writability `writable[i]`, and is released by `release(user_data[i])`.
+///
+/// - `dtypes`, `ndims`, `data`, `nbytes`, `writable`, `user_data`,
+///   `out_arrays`: `count` elements each; NULL allowed when `count` is 0
+///   (`user_data` may also be NULL when `release` is: nothing to pass).
+/// - `shapes`: the sum of `ndims` elements.
+/// - `release`: called exactly once per array, with that array's
+///   `user_data[i]`, when its last reference goes; on any thread.
+/// - `out_arrays`: receives `count` new references, owned by the caller
+///   (release each); written on success only.
+///
+/// Every array is checked before any memory is taken: on failure the
+/// library keeps nothing and calls no `release`, and the message names the
+/// array at fault.
+///
+/// Errors: as `nnx_array_wrap`; `NNX_ERR_INVALID_ARGUMENT` when the sum of
+/// `ndims` is too large for an array. Thread-safe.
+#[no_mangle]
+pub extern "C" fn nnx_array_wrap_many(
+    count: usize,
+    dtypes: *const nnx_dtype,
+    shapes: *const i64,
+    ndims: *const usize,
+    data: *const *mut c_void,
+    nbytes: *const usize,
+    writable: *const bool,
+    release: nnx_release_fn,
+    user_data: *const *mut c_void,
+    out_arrays: *mut *mut nnx_array,
+) -> nnx_status {
+    boundary(|| {
+        if count == 0 {
+            return Ok(()); // every pointer may be NULL
+        }
+        let out = OutArray::required(out_arrays, count, "out_arrays")?;
+        // SAFETY (each): `count` elements by the contract above.
+        let dtypes = unsafe { slice(dtypes, count, "dtypes") }?;
+        let ndims = unsafe { slice(ndims, count, "ndims") }?;
+        let data = unsafe { slice(data, count, "data") }?;
+        let nbytes = unsafe { slice(nbytes, count, "nbytes") }?;
+        let writable = unsafe { slice(writable, count, "writable") }?;
+        let user_data = match (release, user_data.is_null()) {
+            (None, true) => None,
+            // SAFETY: `count` elements by the contract above.
+            _ => Some(unsafe { slice(user_data, count, "user_data") }?),
+        };
+        let total = ndims.iter().try_fold(0usize, |sum, &n| sum.checked_add(n));
+        let Some(total) = total else {
+            fail!(NNX_ERR_INVALID_ARGUMENT, "the sum of `ndims` overflows");
+        };
+        // SAFETY: `shapes` holds the sum of `ndims` elements by the contract.
+        let shapes = unsafe { slice(shapes, total, "shapes") }?;
+        let mut lent = Vec::with_capacity(count);
+        let mut offset = 0;
+        for i in 0..count {
+            let shape = &shapes[offset..offset + ndims[i]];
+            offset += ndims[i];
+            let checked = LentMemory::checked(dtypes[i], shape, data[i], nbytes[i]);
+            lent.push(checked.map_err(|e| {
+                FfiError::new(e.status, format!("array {i} of {count}: {}", e.message))
+            })?);
+        }
+        for (i, memory) in lent.into_iter().enumerate() {
+            let token = user_data.map_or(std::ptr::null_mut(), |u| u[i]);
+            let array = memory.wrap(Device::CPU, writable[i], release, token);
+            out.write(i, nnx_array::into_raw(Arc::new(array)));
+        }
         Ok(())
     })
 }
