@@ -425,7 +425,7 @@ class FlatState(Sequence):
 
     # `_origin`: (weak reference to the State, its version when flattened),
     # to give the State what was read once all of it is.
-    __slots__ = ("_paths", "_leaves", "_native", "_handed", "_origin")
+    __slots__ = ("_paths", "_leaves", "_native", "_handed", "_origin", "__weakref__")
 
     def __init__(self, items, /, *, sort: bool = True):
         items = [(tuple(path), leaf) for path, leaf in items]
@@ -469,6 +469,7 @@ class FlatState(Sequence):
         if paths is None:
             with _gc_paused():
                 paths = self._paths = tuple(_read_flat_paths(self._native))
+            _note_paths(self)
             self._read_in_full()
         return paths
 
@@ -589,6 +590,7 @@ def to_flat_state(state) -> FlatState:
         out = FlatState._backed_by(flat.value, size.value)
         out._paths, out._handed = kept
         out._leaves = list(kept[1])
+        _note_paths(out)
         return out
     return FlatState._backed_by(flat.value, size.value, (weakref.ref(state), version))
 
@@ -642,7 +644,39 @@ def from_flat_state(flat_state, *, cls=State) -> State:
         check(lib.nnx_state_from_flat(native, byref(out)))
         return _as_class(State._from_handle(out.value), cls)
     paths, leaves = _split_items(flat_state)
+    backing = _flat_with_paths(flat_state, paths)
+    if backing is not None and len(leaves) == len(paths):  # the paths are encoded already
+        return _as_class(State._from_handle(built_with_leaves(backing._native, leaves)), cls)
     return _as_class(State._from_handle(_built_from_leaves(paths, leaves)), cls)
+
+
+# The live flat states backed by a native list whose paths were given out:
+# pairs made from one (`list(flat)`, a comprehension over it) hold those
+# very path objects, which its native list has encoded already.
+_flats_with_paths: weakref.WeakSet = weakref.WeakSet()
+
+
+def _note_paths(flat: FlatState) -> None:
+    _flats_with_paths.add(flat)
+
+
+def _flat_with_paths(flat_state, paths: list) -> FlatState | None:
+    """A live flat state backed by a native list whose paths are ``paths``
+    (the very objects, in order): ``flat_state`` itself, or one whose paths
+    were given out."""
+    if type(flat_state) is FlatState:
+        flat = flat_state
+        if flat._native is None or len(flat._paths) != len(paths):
+            return None
+        return flat
+    if not paths:
+        return None
+    first, n = paths[0], len(paths)
+    for flat in list(_flats_with_paths):
+        known = flat._paths
+        if known[0] is first and len(known) == n and flat._native is not None and all(map(is_, paths, known)):
+            return flat
+    return None
 
 
 def _leaf_pairs(mapping: Mapping) -> list | None:

@@ -299,3 +299,27 @@ def test_a_bad_value_among_arrays_lent_in_bulk_keeps_nothing():
         _arrays.to_native_many([np.ones(3), np.array(["a"]), np.zeros(2)])
     gc.collect()
     assert _arrays.lent_count() == before
+
+
+def test_pairs_of_a_live_flat_state_are_built_with_its_encoded_paths():
+    state = nnx.State({"a": {"x": nnx.Param(np.zeros(2)), 1: nnx.BatchStat(np.ones(1))}, "b": np.arange(3)})
+    flat = nnx.to_flat_state(state)
+    pairs = [(path, leaf) for path, leaf in flat]
+    assert [path for path, _ in pairs] == [("a", 1), ("a", "x"), ("b",)]
+    pairs[1] = (pairs[1][0], nnx.Cache(np.full(2, 5.0)))  # a new leaf, the same path object
+    assert statelib._flat_with_paths(pairs, [path for path, _ in pairs]) is flat
+    rebuilt = nnx.from_flat_state(pairs)
+    assert rebuilt["a"][1] is state["a"][1] and isinstance(rebuilt["a"]["x"], nnx.Cache)
+    assert nnx.to_flat_state(rebuilt).paths == flat.paths
+    np.testing.assert_array_equal(rebuilt["b"], [0, 1, 2])
+    # Equal paths that are other objects, fewer pairs, or paths of a flat
+    # state already gone: encoded again, with the same result.
+    copied = [(tuple(list(path)), leaf) for path, leaf in pairs]
+    assert nnx.from_flat_state(copied) == rebuilt
+    assert list(nnx.from_flat_state(pairs[:2])) == ["a"]
+    del flat
+    gc.collect()
+    assert statelib._flat_with_paths(pairs, [path for path, _ in pairs]) is None
+    assert nnx.from_flat_state(pairs) == rebuilt
+    with pytest.raises(ValueError):
+        nnx.from_flat_state(pairs + [(("c",), 1, 2)])
