@@ -64,12 +64,12 @@ Samples go round robin: for every repetition, every operation runs once in
 Flax, then once in nnx_state. The garbage collector stays on, as in real
 use; each sample ends with `gc.collect(0)` inside the timed region (for both
 libraries; see flat_side_by_side.py for why) and the result is dropped after
-the timer stops. Every sample starts after an untimed full collection, so
-that a full collection which earlier samples' garbage made due falls into
-no timed call (at 100,000 leaves one costs more than the operation, and it
-fell into either library's samples by chance). Fresh inputs are built
-outside the timed region and, once freed, the C allocator is trimmed.
-Medians are reported.
+the timer stops. While a size is timed, its inputs are frozen out of the
+collector's reach (`gc.freeze()`): a full collection of them costs more than
+an operation at 100,000 leaves and fell into either library's samples by
+chance. Fresh inputs are built outside the timed region and followed by a
+full collection (so that none falls into a timed call) and, once freed, by
+a trim of the C allocator. Medians are reported.
 
 With `--million`, 1,000,000 leaves run in nnx_state only (Flax would take
 many minutes a sample; this adds twenty minutes or more). For the first-call
@@ -365,6 +365,11 @@ def measure_size(leaves, reps, with_flax, flax_diff_runs, use_jax_everywhere, na
           f"{time.perf_counter() - t:.1f} s (not timed)", flush=True)
 
     samples = {(lib.name, name): [] for lib in libs for name in names}
+    # The inputs (both libraries' states and objects) out of the collector's
+    # reach while they are timed: a full collection of them, which costs
+    # more than an operation at 100,000 leaves, fell into either library's
+    # samples by chance.
+    gc.freeze()
     for _ in range(reps):
         for name in names:
             skip_flax = name == DIFF and not flax_diff_runs
@@ -379,11 +384,8 @@ def measure_size(leaves, reps, with_flax, flax_diff_runs, use_jax_everywhere, na
             for lib in libs:
                 if lib is FLAX and skip_flax:
                     continue
-                # Untimed: every sample starts from a collected heap, so that
-                # a full collection the earlier samples' garbage made due
-                # does not fall into whichever sample comes next.
-                gc.collect()
                 samples[lib.name, name].append(timed(run[lib.name][name], inputs[lib.name][name]))
+    gc.unfreeze()
     del inputs
     settle()
     return n, {key: statistics.median(v) if v else None for key, v in samples.items()}
