@@ -258,14 +258,15 @@ def replace_natively(h: int, kept: tuple | None, replacements: dict, try_int) ->
         if not plain or (plain == _BARE and type(value) is not np.ndarray):
             return False
     values = list(matched.values())
-    numpy_at = [i for i, value in enumerate(values) if type(value) is np.ndarray]
-    if len(numpy_at) != len(values) and not all(
-        type(value) is np.ndarray or A.jax_kind(value) == A.JAX_ARRAY for value in values
-    ):
+    if not all(type(value) is np.ndarray or A.jax_kind(value) == A.JAX_ARRAY for value in values):
         return False
-    handles: list[int] = []
+    encoded = encoded_paths([paths[i] for i in matched])
+    if encoded is None:
+        return False
+    offsets, keys, keep = encoded
+    numpy_at = [i for i, value in enumerate(values) if type(value) is np.ndarray]
+    handles = [0] * len(values)
     try:
-        handles = [0] * len(values)
         for i, handle in zip(numpy_at, A.to_native_many([values[i] for i in numpy_at])):
             handles[i] = handle
         for i, value in enumerate(values):
@@ -274,12 +275,8 @@ def replace_natively(h: int, kept: tuple | None, replacements: dict, try_int) ->
                 if handle is None:  # held otherwise (opaquely) by Variable.replace
                     return False
                 handles[i] = handle
-        encoded = encoded_paths([paths[i] for i in matched])
-        if encoded is None:
-            return False
-        offsets, keys, keep = encoded
-        values = np.array(handles, np.uintp)
-        check(lib.nnx_state_replace_values(h, len(handles), _addr(offsets), _addr(keys), _addr(values)))
+        arrays = np.array(handles, np.uintp)
+        check(lib.nnx_state_replace_values(h, len(handles), _addr(offsets), _addr(keys), _addr(arrays)))
         return True
     finally:
         for handle in handles:

@@ -131,7 +131,7 @@ def keyed_parts(obj, parts: tuple, key) -> tuple:
     keyed = (((key, parts[0][0]),), parts[1])
     try:
         seen = _seen_metadata_of(obj)
-    except AttributeError:  # pending, or a subclass that keeps nothing
+    except AttributeError:  # never read natively (pending)
         return keyed
     if seen is not None and seen[3] is parts:
         _set_seen_metadata(obj, (*seen[:4], keyed))

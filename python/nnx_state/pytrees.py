@@ -69,9 +69,9 @@ _VALUE_KEY = None  # GetAttrKey("value"), once jax is there
 def _variable_flatten_with_keys(v: Variable, _kept=_reads._seen_metadata_of):
     try:  # unchanged since the last flatten: what it gave then
         seen = _kept(v)
-        if seen[0] == _changes.value and seen[4] is not None:
+        if seen is not None and seen[0] == _changes.value and seen[4] is not None:
             return seen[4]
-    except (AttributeError, TypeError):  # never read, or nothing kept
+    except AttributeError:  # never read
         pass
     return _reads.keyed_parts(v, v._pytree_parts(), _VALUE_KEY)
 

@@ -773,14 +773,10 @@ def diff(state, other) -> State:
 
 def map_state(f: tp.Callable[[tuple, tp.Any], tp.Any], state) -> State:
     """``f(path, leaf)`` over the flat state, unflattened again."""
-    flat = to_flat_state(state)
-    native = flat._native_if_unchanged()
-    if native is None:
-        return from_flat_state([(path, f(path, leaf)) for path, leaf in flat])
-    paths = flat._keys
-    leaves = list(map(f, paths, flat._values))
+    flat = to_flat_state(state)  # always backed by a native list
+    leaves = list(map(f, flat._keys, flat._values))
     # The paths stay the state's own: only the leaves cross again.
-    return State._from_handle(built_with_leaves(native, leaves))
+    return State._from_handle(built_with_leaves(flat._native, leaves))
 
 
 # --------------------------------------------------------------------------
