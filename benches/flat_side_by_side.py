@@ -31,11 +31,11 @@ Rows, for each size:
 
 Samples go round robin (Flax, then ours, for every row in every
 repetition); the call is timed, not dropping its result. The garbage
-collector stays on, as in real use. nnx_state pauses it while it makes its
-leaf objects, which leaves their first scan to the next collection of the
-young generation: so that this work is not hidden (or pushed into the next
-sample), each sample of either library ends with `gc.collect(0)`, inside
-the timed region.
+collector is paused during a sample, as `timeit` does: at 100,000 leaves a
+full collection of the inputs costs more than the operation, and it fell
+into either library's samples by chance. Each sample ends with
+`gc.collect(0)` inside the timed region, which scans every object the call
+made and kept: each library pays for the objects it makes.
 """
 
 from __future__ import annotations
@@ -54,10 +54,21 @@ from side_by_side import nnx_state_of as our_state
 
 
 def timed(fn, arg) -> int:
-    t = now()
-    result = fn(arg)
-    gc.collect(0)
-    elapsed = now() - t
+    """One sample: the call and a collection of the young generation, with
+    the collector paused in between (as `timeit` does), so that no full
+    collection of the inputs, which is due at moments neither library
+    chooses, falls into it; the young collection charges each library for
+    the objects it made."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        t = now()
+        result = fn(arg)
+        gc.collect(0)
+        elapsed = now() - t
+    finally:
+        if enabled:
+            gc.enable()
     del result
     return elapsed
 

@@ -61,13 +61,14 @@ leaf: a wrong answer is never timed. Missed targets are reported, not an
 error. (At 1,000,000 leaves there is no Flax to check against.)
 
 Samples go round robin: for every repetition, every operation runs once in
-Flax, then once in nnx_state. The garbage collector stays on, as in real
-use; each sample ends with `gc.collect(0)` inside the timed region (for both
-libraries; see flat_side_by_side.py for why) and the result is dropped after
-the timer stops. While a size is timed, its inputs are frozen out of the
-collector's reach (`gc.freeze()`): a full collection of them costs more than
-an operation at 100,000 leaves and fell into either library's samples by
-chance. Fresh inputs are built outside the timed region and followed by a
+Flax, then once in nnx_state. The garbage collector is paused during a
+sample (as `timeit` does; see flat_side_by_side.py), and each sample ends
+with `gc.collect(0)` inside the timed region, which charges each library
+for the objects it made; the result is dropped after the timer stops.
+(Freezing the inputs out of the collector instead, `gc.freeze()`, made the
+collector run full collections of the young objects far more often, since
+it counts only unfrozen objects as long-lived: calls that make 100,000
+objects grew faster than their size.) Fresh inputs are built outside the timed region and followed by a
 full collection (so that none falls into a timed call) and, once freed, by
 a trim of the C allocator. Medians are reported.
 
@@ -365,11 +366,6 @@ def measure_size(leaves, reps, with_flax, flax_diff_runs, use_jax_everywhere, na
           f"{time.perf_counter() - t:.1f} s (not timed)", flush=True)
 
     samples = {(lib.name, name): [] for lib in libs for name in names}
-    # The inputs (both libraries' states and objects) out of the collector's
-    # reach while they are timed: a full collection of them, which costs
-    # more than an operation at 100,000 leaves, fell into either library's
-    # samples by chance.
-    gc.freeze()
     for _ in range(reps):
         for name in names:
             skip_flax = name == DIFF and not flax_diff_runs
@@ -385,7 +381,6 @@ def measure_size(leaves, reps, with_flax, flax_diff_runs, use_jax_everywhere, na
                 if lib is FLAX and skip_flax:
                     continue
                 samples[lib.name, name].append(timed(run[lib.name][name], inputs[lib.name][name]))
-    gc.unfreeze()
     del inputs
     settle()
     return n, {key: statistics.median(v) if v else None for key, v in samples.items()}
