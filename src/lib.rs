@@ -39,6 +39,7 @@ pub mod meta;
 pub mod ops;
 pub mod state;
 pub mod suggest;
+pub mod table;
 pub mod tree;
 pub mod types;
 pub mod value;

@@ -16,13 +16,44 @@ use crate::filter::Filter;
 use crate::key::{format_path, format_path_short, Key};
 use crate::limits::{check_depth, MAX_DEPTH};
 use crate::ops;
+use crate::table::View;
 use crate::tree::{empty_node, Child, Kind, Leaf, Node};
 use crate::variable::Variable;
 
 /// The tree a state and its views share, and how many changes it has had.
 struct RootCell {
-    node: RwLock<Arc<Node>>,
+    node: RwLock<Content>,
     changes: AtomicU64,
+}
+
+/// How a root holds its tree: as nodes, or as a view of a columnar table
+/// (what split, filter and merge give for a columnar input, and
+/// `deep_copy`), turned into nodes the first time anything else needs them.
+enum Content {
+    Tree(Arc<Node>),
+    Rows(Arc<View>),
+}
+
+impl Content {
+    /// The tree, made from the view if need be, and the view it replaced:
+    /// the caller drops that outside the lock (the tree holds all its
+    /// leaves, but the table's last view frees the table).
+    fn make_tree(&mut self) -> (&mut Arc<Node>, Option<Arc<View>>) {
+        let replaced = match self {
+            Content::Tree(_) => None,
+            Content::Rows(view) => {
+                let node = Arc::new(view.to_node());
+                match std::mem::replace(self, Content::Tree(node)) {
+                    Content::Rows(view) => Some(view),
+                    Content::Tree(_) => unreachable!("matched above"),
+                }
+            }
+        };
+        match self {
+            Content::Tree(node) => (node, replaced),
+            Content::Rows(_) => unreachable!("made a tree above"),
+        }
+    }
 }
 
 type Root = Arc<RootCell>;
@@ -81,21 +112,66 @@ impl State {
     }
 
     pub fn from_node(node: impl Into<Arc<Node>>) -> State {
+        State::with_content(Content::Tree(node.into()))
+    }
+
+    fn with_content(content: Content) -> State {
         State {
             root: Arc::new(RootCell {
-                node: RwLock::new(node.into()),
+                node: RwLock::new(content),
                 changes: AtomicU64::new(0),
             }),
             prefix: no_prefix(),
         }
     }
 
+    /// A state holding `node`'s leaves in columnar form where it has one
+    /// (see [`View::of_node`]), so that its first split, filter or merge
+    /// costs a pass over its rows.
+    pub fn columnar(node: Node) -> State {
+        match View::of_node(&node) {
+            Some(view) => State::with_content(Content::Rows(Arc::new(view))),
+            None => State::from_node(node),
+        }
+    }
+
+    fn from_view(view: Option<View>) -> State {
+        match view {
+            Some(view) => State::with_content(Content::Rows(Arc::new(view))),
+            None => State::new(),
+        }
+    }
+
+    fn read_root(&self) -> std::sync::RwLockReadGuard<'_, Content> {
+        self.root.node.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_root(&self) -> std::sync::RwLockWriteGuard<'_, Content> {
+        self.root.node.write().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn root_snapshot(&self) -> Arc<Node> {
-        self.root
-            .node
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        if let Content::Tree(node) = &*self.read_root() {
+            return node.clone();
+        }
+        let mut guard = self.write_root();
+        let (node, replaced) = guard.make_tree();
+        let node = node.clone();
+        drop(guard);
+        drop(replaced);
+        node
+    }
+
+    /// This state's view of a columnar table, if it is a whole state held
+    /// in that form.
+    fn rows(&self) -> Option<Arc<View>> {
+        if !self.prefix.is_empty() {
+            return None;
+        }
+        match &*self.read_root() {
+            Content::Rows(view) => Some(view.clone()),
+            Content::Tree(_) => None,
+        }
     }
 
     /// A snapshot of this state's node. Fails when this is a view whose path
@@ -139,18 +215,30 @@ impl State {
     /// Runs `f` on this state's node, writable, under the root's write lock.
     /// `f` must leave the node unchanged when it fails.
     fn modify<R>(&self, f: impl FnOnce(&mut Node) -> Result<R>) -> Result<R> {
-        let mut guard = self.root.node.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.write_root();
+        let (root, replaced) = guard.make_tree();
+        let result = self.modify_tree(root, f);
+        drop(guard);
+        drop(replaced);
+        result
+    }
+
+    fn modify_tree<R>(
+        &self,
+        root: &mut Arc<Node>,
+        f: impl FnOnce(&mut Node) -> Result<R>,
+    ) -> Result<R> {
         // Counted under the lock, as `version` documents.
         self.root.changes.fetch_add(1, Ordering::SeqCst);
         // Check the view before cloning anything on the way down.
-        let mut probe: &Node = &guard;
+        let mut probe: &Node = root;
         for depth in 0..self.prefix.len() {
             probe = match probe.get(&self.prefix[depth]) {
                 Some(Child::Node(n)) => n,
                 other => return Err(self.view_gone(depth, other)),
             };
         }
-        Arc::make_mut(&mut guard)
+        Arc::make_mut(root)
             .node_at_mut(&self.prefix, false, f)
             .expect("the view was checked above under the same lock")
     }
@@ -401,6 +489,9 @@ impl State {
     }
 
     pub fn num_leaves(&self) -> Result<usize> {
+        if let Some(view) = self.rows() {
+            return Ok(view.num_leaves());
+        }
         Ok(self.node()?.num_leaves())
     }
 
@@ -411,12 +502,16 @@ impl State {
     }
 
     /// An independent state with new variables and copies of every array.
+    /// The copy is columnar where it can be (see [`State::columnar`]).
     pub fn deep_copy(&self) -> Result<State> {
-        Ok(State::from_node(ops::deep_copy(&*self.node()?)?))
+        Ok(State::columnar(ops::deep_copy(&*self.node()?)?))
     }
 
     /// (path, leaf) pairs sorted by path.
     pub fn flatten(&self) -> Result<Vec<(Vec<Key>, Leaf)>> {
+        if let Some(view) = self.rows() {
+            return Ok(view.flatten());
+        }
         Ok(ops::flatten(&*self.node()?))
     }
 
@@ -430,21 +525,61 @@ impl State {
     }
 
     pub fn filter(&self, filters: &[Filter]) -> Result<Vec<State>> {
-        let parts = ops::filter(&self.node()?, filters)?;
-        Ok(parts.into_iter().map(State::from_node).collect())
+        self.partition(filters, false)
     }
 
     pub fn split(&self, filters: &[Filter]) -> Result<Vec<State>> {
-        let parts = ops::split(&self.node()?, filters)?;
+        self.partition(filters, true)
+    }
+
+    /// A columnar state's outputs are views of its table; a tree's are trees.
+    fn partition(&self, filters: &[Filter], exhaustive: bool) -> Result<Vec<State>> {
+        if let Some(view) = self.rows() {
+            ops::check_filters(filters)?;
+            let parts = view.partition(filters, exhaustive)?;
+            return Ok(parts.into_iter().map(State::from_view).collect());
+        }
+        let node = self.node()?;
+        let parts = match exhaustive {
+            true => ops::split(&node, filters)?,
+            false => ops::filter(&node, filters)?,
+        };
         Ok(parts.into_iter().map(State::from_node).collect())
     }
 
     pub fn merge(states: &[&State]) -> Result<State> {
+        if let Some(merged) = State::merge_columnar(states) {
+            return Ok(merged);
+        }
         let nodes = states
             .iter()
             .map(|s| s.node())
             .collect::<Result<Vec<_>>>()?;
         Ok(State::from_node(ops::merge(&nodes)?))
+    }
+
+    /// The merge of columnar states of one table (states without leaves
+    /// add nothing to a merge), or `None` for the tree to merge.
+    fn merge_columnar(states: &[&State]) -> Option<State> {
+        let mut views = Vec::with_capacity(states.len());
+        for state in states {
+            match state.rows() {
+                Some(view) => views.push(view),
+                None if state.prefix.is_empty() => match &*state.read_root() {
+                    Content::Tree(node) if !node.has_leaves() => {}
+                    _ => return None,
+                },
+                None => return None,
+            }
+        }
+        match views.as_slice() {
+            [] => None,
+            [only] => Some(State::with_content(Content::Rows(only.clone()))),
+            _ => {
+                let parts: Vec<&View> = views.iter().map(|v| &**v).collect();
+                View::merge(&parts).map(|v| State::from_view(Some(v)))
+            }
+        }
     }
 
     pub fn diff(&self, other: &State) -> Result<State> {

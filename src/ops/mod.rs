@@ -16,7 +16,7 @@ use crate::tree::{empty_node, prune, Child, Leaf, Node};
 mod memo;
 mod partition;
 
-pub use partition::{filter, matches, split};
+pub use partition::{check_filters, filter, matches, split};
 
 /// The leaves below `node` with their paths, sorted by path as
 /// `nnx.to_flat_state` sorts them. Empty subtrees give nothing.

@@ -106,11 +106,17 @@ impl<'f> Placer<'f> {
     }
 }
 
-fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<Vec<Arc<Node>>> {
+/// Fails unless `filters` can make a filter or split: at least one, and
+/// `...` only at the end.
+pub fn check_filters(filters: &[Filter]) -> Result<()> {
     if filters.is_empty() {
         bail!(InvalidArgument, "at least one filter is required");
     }
-    check_order(filters)?;
+    check_order(filters)
+}
+
+fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<Vec<Arc<Node>>> {
+    check_filters(filters)?;
     // Nothing to place (filters are checked when they are made: they
     // compile for any node).
     if !node.has_leaves() {

@@ -438,6 +438,18 @@ impl Node {
         self.summary.leaves > 0
     }
 
+    /// No nested node without leaves here or below, as far as the summary
+    /// tells (it may say no where the answer is yes, never the reverse).
+    pub(crate) fn no_empty_below(&self) -> bool {
+        self.summary.no_empty
+    }
+
+    /// Keys in order at every level, as far as the summary tells (it may
+    /// say no where the answer is yes, never the reverse).
+    pub(crate) fn sorted_below(&self) -> bool {
+        self.summary.sorted_below
+    }
+
     /// Whether the node is, as far as its summary tells, in the form filter
     /// outputs take (see [`canonical`]): leaves below, keys in order at
     /// every level, no empty nested node.

@@ -1,0 +1,544 @@
+//! A columnar form of a state: one shared [`Table`] holding a tree's
+//! structure and leaves as arrays, and [`View`]s of it, each the row numbers
+//! of the leaves one state holds.
+//!
+//! A split or filter of a view is one pass over its rows' leaf types,
+//! writing row numbers into its outputs; a merge of views of one table is a
+//! pass over their rows. Neither touches a leaf or allocates a node, which
+//! is what a first call on a tree pays per leaf. Any other use of a state
+//! turns its view into a tree once (see [`View::to_node`]): the result is
+//! exactly the tree the tree's own operations would have given.
+//!
+//! Outputs are independent as in NNX: the table counts, per row, the views
+//! holding it, and lets a leaf go when its count reaches zero, so dropping a
+//! part frees what only that part held.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{bail, Result};
+use crate::filter::{Filter, Matcher};
+use crate::key::{format_path_tuple, Key};
+use crate::tree::{Child, Leaf, LeafTypes, Node};
+use crate::types;
+
+/// Marks a row number among node numbers in a list of children.
+const ROW: u32 = 1 << 31;
+
+/// The structure and leaves of a tree in depth-first order with every
+/// node's keys sorted (the order of NNX's split and filter outputs), so a
+/// lower row number is an earlier path.
+pub struct Table {
+    /// Node 0 is the root; every other node comes after its parent.
+    node_parent: Vec<u32>,
+    node_key: Vec<Key>,
+    node_depth: Vec<u32>,
+    /// A node's place in the depth-first order of nodes and rows together:
+    /// how a merge tells whether its parts meet children in table order.
+    node_pre: Vec<u32>,
+    row_parent: Vec<u32>,
+    row_key: Vec<Key>,
+    row_pre: Vec<u32>,
+    row_types: Vec<LeafTypes>,
+    held: Mutex<Held>,
+}
+
+/// Per row, how many views hold it, and its leaf while any does.
+struct Held {
+    count: Vec<u32>,
+    leaves: Vec<Option<Leaf>>,
+}
+
+impl Table {
+    fn held(&self) -> MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn rows(&self) -> usize {
+        self.row_key.len()
+    }
+
+    fn nodes(&self) -> usize {
+        self.node_key.len()
+    }
+
+    /// Row `row`'s leaf (a new reference: the caller may hold it without
+    /// the table's lock).
+    fn leaf(&self, row: u32) -> Leaf {
+        self.held().leaves[row as usize]
+            .clone()
+            .expect("a row of a live view is held")
+    }
+
+    /// Writes the keys from the root to `node` into `out`, root first.
+    fn node_path<'a>(&'a self, node: u32, out: &mut Vec<&'a Key>) {
+        out.clear();
+        let mut n = node;
+        while n != 0 {
+            out.push(&self.node_key[n as usize]);
+            n = self.node_parent[n as usize];
+        }
+        out.reverse();
+    }
+}
+
+/// Builds a table from a tree in one sorted walk.
+struct Builder<'a> {
+    table: Table,
+    leaves: Vec<Option<Leaf>>,
+    pre: u32,
+    /// Per node, its children as (key, node or `ROW`-tagged row number) in
+    /// key order; kept only when the tree's insertion order differs from
+    /// key order somewhere, to list the rows in insertion order after.
+    children: Option<Vec<Vec<(&'a Key, u32)>>>,
+}
+
+impl<'a> Builder<'a> {
+    fn add(&mut self, node: &'a Node, id: u32, depth: u32) {
+        for (key, child) in node.sorted() {
+            let pre = self.pre;
+            self.pre += 1;
+            let entry = match child {
+                Child::Node(n) => {
+                    let t = &mut self.table;
+                    let child_id = t.node_key.len() as u32;
+                    t.node_parent.push(id);
+                    t.node_key.push(*key);
+                    t.node_depth.push(depth + 1);
+                    t.node_pre.push(pre);
+                    if let Some(children) = &mut self.children {
+                        children.push(Vec::new());
+                    }
+                    self.add(n, child_id, depth + 1);
+                    child_id
+                }
+                Child::Leaf(leaf) => {
+                    let t = &mut self.table;
+                    let row = t.row_key.len() as u32;
+                    t.row_parent.push(id);
+                    t.row_key.push(*key);
+                    t.row_pre.push(pre);
+                    t.row_types.push(LeafTypes::of(leaf));
+                    self.leaves.push(Some(leaf.clone()));
+                    row | ROW
+                }
+            };
+            if let Some(children) = &mut self.children {
+                children[id as usize].push((key, entry));
+            }
+        }
+    }
+
+    /// The rows below `node` (table node `id`) in the tree's own order.
+    fn insertion_order(&self, node: &Node, id: u32, out: &mut Vec<u32>) {
+        let children = &self.children.as_ref().expect("kept for this")[id as usize];
+        for (key, child) in node.iter() {
+            let at = children
+                .binary_search_by(|(k, _)| (*k).cmp(key))
+                .expect("every child was listed");
+            let entry = children[at].1;
+            match child {
+                Child::Node(n) => self.insertion_order(n, entry, out),
+                Child::Leaf(_) => out.push(entry & !ROW),
+            }
+        }
+    }
+}
+
+/// Some rows of a table: the leaves of one state, in that state's order
+/// (its depth-first order, every node's children as the state has them).
+pub struct View {
+    table: Arc<Table>,
+    rows: Box<[u32]>,
+    /// Whether `rows` ascend (the state's order is key order).
+    ascending: bool,
+}
+
+impl View {
+    /// Counts the rows as held by one more view.
+    fn new(table: Arc<Table>, rows: Vec<u32>, ascending: bool) -> View {
+        {
+            let mut held = table.held();
+            for &r in &rows {
+                held.count[r as usize] += 1;
+            }
+        }
+        View {
+            table,
+            rows: rows.into_boxed_slice(),
+            ascending,
+        }
+    }
+
+    /// The columnar form of `node`, or `None` where it has none: a tree
+    /// without leaves, with a nested node without leaves (a view has no
+    /// rows to stand for it), or too large for row numbers.
+    pub fn of_node(node: &Node) -> Option<View> {
+        let leaves = node.num_leaves();
+        if leaves == 0 || leaves >= ROW as usize || !node.no_empty_below() {
+            return None;
+        }
+        let in_key_order = node.sorted_below();
+        let mut b = Builder {
+            table: Table {
+                node_parent: vec![0],
+                node_key: vec![Key::int(0)],
+                node_depth: vec![0],
+                node_pre: vec![0],
+                row_parent: Vec::with_capacity(leaves),
+                row_key: Vec::with_capacity(leaves),
+                row_pre: Vec::with_capacity(leaves),
+                row_types: Vec::with_capacity(leaves),
+                held: Mutex::new(Held {
+                    count: Vec::new(),
+                    leaves: Vec::new(),
+                }),
+            },
+            leaves: Vec::with_capacity(leaves),
+            pre: 1,
+            children: (!in_key_order).then(|| vec![Vec::new()]),
+        };
+        b.add(node, 0, 0);
+        if b.table.nodes() >= ROW as usize {
+            return None;
+        }
+        let rows: Vec<u32> = if in_key_order {
+            (0..b.table.rows() as u32).collect()
+        } else {
+            let mut rows = Vec::with_capacity(leaves);
+            b.insertion_order(node, 0, &mut rows);
+            rows
+        };
+        let ascending = in_key_order || rows.windows(2).all(|w| w[0] < w[1]);
+        let Builder {
+            mut table, leaves, ..
+        } = b;
+        let held = table.held.get_mut().unwrap_or_else(|p| p.into_inner());
+        held.count = vec![0; leaves.len()];
+        held.leaves = leaves;
+        Some(View::new(Arc::new(table), rows, ascending))
+    }
+
+    pub fn num_leaves(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// The rows in key order.
+    fn sorted_rows(&self) -> std::borrow::Cow<'_, [u32]> {
+        if self.ascending {
+            return std::borrow::Cow::Borrowed(&self.rows);
+        }
+        let mut rows = self.rows.to_vec();
+        rows.sort_unstable();
+        std::borrow::Cow::Owned(rows)
+    }
+
+    /// The tree this view stands for, holding the very same leaves.
+    pub fn to_node(&self) -> Node {
+        let t = &*self.table;
+        let held = t.held();
+        // The open nodes from the root down: the rows come depth first, so
+        // a node is complete once a row outside it comes.
+        let mut open: Vec<(u32, Node)> = vec![(0, Node::new())];
+        let mut chain = Vec::new();
+        for &r in self.rows.iter() {
+            let parent = t.row_parent[r as usize];
+            if open.last().map(|o| o.0) != Some(parent) {
+                // Up from the row's parent to the deepest node still open.
+                chain.clear();
+                let mut n = parent;
+                loop {
+                    let depth = t.node_depth[n as usize] as usize;
+                    if open.get(depth).map(|o| o.0) == Some(n) {
+                        close_to(t, &mut open, depth + 1);
+                        break;
+                    }
+                    chain.push(n);
+                    n = t.node_parent[n as usize];
+                }
+                open.extend(chain.iter().rev().map(|&n| (n, Node::new())));
+            }
+            let leaf = held.leaves[r as usize]
+                .clone()
+                .expect("a row of a live view is held");
+            let node = &mut open.last_mut().expect("the root stays").1;
+            node.insert(t.row_key[r as usize], Child::Leaf(leaf));
+        }
+        close_to(t, &mut open, 1);
+        open.pop().expect("the root").1
+    }
+
+    /// (path, leaf) of every leaf, sorted by path, as `ops::flatten` gives.
+    pub fn flatten(&self) -> Vec<(Vec<Key>, Leaf)> {
+        let t = &*self.table;
+        let rows = self.sorted_rows();
+        let held = t.held();
+        let mut prefix = Vec::new();
+        let mut prefix_of = None;
+        rows.iter()
+            .map(|&r| {
+                let parent = t.row_parent[r as usize];
+                if prefix_of != Some(parent) {
+                    t.node_path(parent, &mut prefix);
+                    prefix_of = Some(parent);
+                }
+                let mut path: Vec<Key> = Vec::with_capacity(prefix.len() + 1);
+                path.extend(prefix.iter().map(|k| **k));
+                path.push(t.row_key[r as usize]);
+                let leaf = held.leaves[r as usize]
+                    .clone()
+                    .expect("a row of a live view is held");
+                (path, leaf)
+            })
+            .collect()
+    }
+
+    /// NNX's `filter_state` (`exhaustive`: `split_state`) with the tree's
+    /// semantics: each leaf, in key order, to the first filter that matches
+    /// it; `None` for an output that gets nothing. The caller checks the
+    /// filters' number and order, as for the tree.
+    pub fn partition(&self, filters: &[Filter], exhaustive: bool) -> Result<Vec<Option<View>>> {
+        let t = &*self.table;
+        let registry = types::snapshot();
+        let matchers = filters
+            .iter()
+            .map(|f| f.compile(&registry))
+            .collect::<Result<Vec<_>>>()?;
+        let mut placer = RowPlacer {
+            table: t,
+            matchers: &matchers,
+            by_type: vec![[TypeAnswer::Unasked; 64]; matchers.len()],
+            path: Vec::new(),
+            path_of: None,
+        };
+        let mut outs: Vec<Vec<u32>> = vec![Vec::new(); filters.len()];
+        let mut unmatched = 0usize;
+        let mut first_unmatched = None;
+        for &r in self.sorted_rows().iter() {
+            match placer.target(r)? {
+                Some(i) => outs[i].push(r),
+                None => {
+                    unmatched += 1;
+                    first_unmatched.get_or_insert(r);
+                }
+            }
+        }
+        if exhaustive {
+            if let Some(r) = first_unmatched {
+                placer.row_path(r);
+                bail!(
+                    NonExhaustive,
+                    "Non-exhaustive filters, got a non-empty remainder: {unmatched} leaf(s) matched \
+                     no filter, the first at {}.\nUse `...` to match all remaining elements.",
+                    format_path_tuple(&placer.path)
+                );
+            }
+        }
+        Ok(outs
+            .into_iter()
+            .map(|rows| (!rows.is_empty()).then(|| View::new(self.table.clone(), rows, true)))
+            .collect())
+    }
+
+    /// NNX's `merge_state` of views of one table (`None` when they are not
+    /// all of one table: the tree merges those). Every path of a table
+    /// holds one leaf, so a path met again brings the leaf it had: the
+    /// result is the union of the rows, keys in the order first met, level
+    /// by level, as NNX's merge of flat dictionaries orders them.
+    pub fn merge(parts: &[&View]) -> Option<View> {
+        let (first, others) = parts.split_first()?;
+        let table = &first.table;
+        if !others.iter().all(|p| Arc::ptr_eq(&p.table, table)) {
+            return None;
+        }
+        let t = &**table;
+        // Whether, under every node, children are first met in table order:
+        // then the result is the rows in table order.
+        let mut node_met = vec![false; t.nodes()];
+        let mut last_child_pre = vec![0u32; t.nodes()];
+        let mut row_met = vec![false; t.rows()];
+        let mut in_order = true;
+        let mut first_met: Vec<u32> = Vec::new();
+        for part in parts {
+            for &r in part.rows.iter() {
+                if std::mem::replace(&mut row_met[r as usize], true) {
+                    continue;
+                }
+                first_met.push(r);
+                let parent = t.row_parent[r as usize] as usize;
+                in_order &= t.row_pre[r as usize] > last_child_pre[parent];
+                last_child_pre[parent] = t.row_pre[r as usize];
+                let mut n = parent;
+                while n != 0 && !std::mem::replace(&mut node_met[n], true) {
+                    let up = t.node_parent[n] as usize;
+                    in_order &= t.node_pre[n] > last_child_pre[up];
+                    last_child_pre[up] = t.node_pre[n];
+                    n = up;
+                }
+            }
+        }
+        let rows = if in_order {
+            (0..t.rows() as u32)
+                .filter(|&r| row_met[r as usize])
+                .collect()
+        } else {
+            in_order_first_met(t, &first_met)
+        };
+        Some(View::new(table.clone(), rows, in_order))
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        let mut released = Vec::new();
+        {
+            let mut held = self.table.held();
+            for &r in self.rows.iter() {
+                let count = &mut held.count[r as usize];
+                *count -= 1;
+                if *count == 0 {
+                    released.push(held.leaves[r as usize].take());
+                }
+            }
+        }
+        // Outside the lock: freeing a leaf may run a release callback.
+        drop(released);
+    }
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "View({} of {} rows)", self.rows.len(), self.table.rows())
+    }
+}
+
+/// Closes the open nodes past the first `len`, deepest first, each put
+/// into its parent.
+fn close_to(t: &Table, open: &mut Vec<(u32, Node)>, len: usize) {
+    while open.len() > len {
+        let (id, node) = open.pop().expect("longer than len");
+        let parent = &mut open.last_mut().expect("len is at least 1").1;
+        parent.insert(t.node_key[id as usize], Child::Node(Arc::new(node)));
+    }
+}
+
+/// The rows of a merge in its order when the parts met some node's
+/// children out of table order: every node's children as first met, depth
+/// first. Walking `first_met` lists each node's children already in the
+/// order met, so they go into one flat array (counted, then filled) and a
+/// walk down from the root reads the result.
+fn in_order_first_met(t: &Table, first_met: &[u32]) -> Vec<u32> {
+    let nodes = t.nodes();
+    let mut met = vec![false; nodes];
+    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(first_met.len() * 2);
+    for &r in first_met {
+        let mut n = t.row_parent[r as usize];
+        pairs.push((n, r | ROW));
+        while n != 0 && !std::mem::replace(&mut met[n as usize], true) {
+            let up = t.node_parent[n as usize];
+            pairs.push((up, n));
+            n = up;
+        }
+    }
+    // Children of node n at children[start[n]..start[n + 1]], in order met.
+    let mut start = vec![0u32; nodes + 1];
+    for &(parent, _) in &pairs {
+        start[parent as usize + 1] += 1;
+    }
+    for n in 0..nodes {
+        start[n + 1] += start[n];
+    }
+    let mut fill = start.clone();
+    let mut children = vec![0u32; pairs.len()];
+    for &(parent, child) in &pairs {
+        children[fill[parent as usize] as usize] = child;
+        fill[parent as usize] += 1;
+    }
+    let mut rows = Vec::with_capacity(first_met.len());
+    let mut stack = vec![0u32];
+    while let Some(item) = stack.pop() {
+        if item & ROW != 0 {
+            rows.push(item & !ROW);
+        } else {
+            let range = start[item as usize] as usize..start[item as usize + 1] as usize;
+            stack.extend(children[range].iter().rev());
+        }
+    }
+    rows
+}
+
+/// What one matcher answers for every leaf of one type, whatever its path.
+#[derive(Clone, Copy)]
+enum TypeAnswer {
+    Unasked,
+    Decided(bool),
+    /// The path or the leaf decide.
+    Depends,
+}
+
+/// The filters of one call, placing rows.
+struct RowPlacer<'t, 'm, 'f> {
+    table: &'t Table,
+    matchers: &'m [Matcher<'f>],
+    /// Per matcher, per bit of a row's [`LeafTypes`].
+    by_type: Vec<[TypeAnswer; 64]>,
+    /// The path of the last row that needed one, and that row.
+    path: Vec<&'t Key>,
+    path_of: Option<u32>,
+}
+
+impl<'t> RowPlacer<'t, '_, '_> {
+    fn row_path(&mut self, row: u32) {
+        if self.path_of == Some(row) {
+            return;
+        }
+        let t = self.table;
+        let parent = t.row_parent[row as usize];
+        let same_parent = self.path_of.map(|p| t.row_parent[p as usize]) == Some(parent);
+        if same_parent {
+            self.path.pop();
+        } else {
+            t.node_path(parent, &mut self.path);
+        }
+        self.path.push(&t.row_key[row as usize]);
+        self.path_of = Some(row);
+    }
+
+    /// The first matcher that takes the row, as the tree's placer decides:
+    /// by its type where that decides for every path (a decision made once
+    /// per type), else by its path and type, else by the leaf itself.
+    fn target(&mut self, row: u32) -> Result<Option<usize>> {
+        let kinds = self.table.row_types[row as usize];
+        let bit = kinds.bits.trailing_zeros() as usize;
+        for (i, m) in self.matchers.iter().enumerate() {
+            let answer = match self.by_type[i][bit] {
+                TypeAnswer::Unasked => {
+                    // A decision at the root holds at every path: a path
+                    // only ever turns "depends" into "matches".
+                    let a = match m.decide(&[], kinds) {
+                        Some(b) => TypeAnswer::Decided(b),
+                        None => TypeAnswer::Depends,
+                    };
+                    self.by_type[i][bit] = a;
+                    a
+                }
+                a => a,
+            };
+            let matched = match answer {
+                TypeAnswer::Decided(b) => b,
+                TypeAnswer::Unasked | TypeAnswer::Depends => {
+                    self.row_path(row);
+                    match m.decide(&self.path, kinds) {
+                        Some(b) => b,
+                        // Not under the table's lock: a callback may call
+                        // back into the library.
+                        None => m.matches(&self.path, &self.table.leaf(row))?,
+                    }
+                }
+            };
+            if matched {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+}
