@@ -7,7 +7,12 @@
 //!   out afresh (as `benches/side_by_side.py` times it from Python);
 //! - `deep copy, one variable per type`: the same, but every leaf of a type
 //!   is the same variable, so visiting a leaf costs no memory access of its
-//!   own: what is left is the nodes and the outputs' allocations.
+//!   own: what is left is the nodes and the outputs' allocations;
+//! - `deep copy, columnar`: `State::deep_copy` as it comes, a columnar
+//!   state (a view of a table, see `nnx_state::table`), whose split and
+//!   filter outputs are views too, as are the parts merged.
+//!
+//! The first three are trees (the deep copy turned into one).
 //!
 //! Both key orders are measured: as a model builds the state (attn's q, k,
 //! v, o; not sorted) and sorted at every level, as `nnx.state(model)` gives
@@ -51,6 +56,14 @@ impl Leaves {
     }
 }
 
+/// What each sample runs on.
+#[derive(Clone, Copy, PartialEq)]
+enum Input {
+    StructureCopy,
+    DeepCopy,
+    Columnar,
+}
+
 /// Median time of the call and of dropping its result, on a new input each
 /// time.
 fn measure<T>(
@@ -62,6 +75,15 @@ fn measure<T>(
     let mut drops = Vec::new();
     for _ in 0..reps {
         let fresh = input();
+        // Making the input freed many small blocks (a deep copy's tree, the
+        // previous sample): the C allocator would consolidate them inside
+        // the next large allocation, which is the call's. Done here,
+        // untimed, as `side_by_side.py` does.
+        #[cfg(target_os = "linux")]
+        // SAFETY: malloc_trim only returns free memory to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
         let t = Instant::now();
         let out = call(&fresh);
         calls.push(t.elapsed());
@@ -97,10 +119,11 @@ fn main() {
         );
     }
     for sorted in [false, true] {
-        for (input_name, shared, deep) in [
-            ("structure copy", false, false),
-            ("deep copy", false, true),
-            ("deep copy, one variable per type", true, true),
+        for (input_name, shared, input) in [
+            ("structure copy", false, Input::StructureCopy),
+            ("deep copy", false, Input::DeepCopy),
+            ("deep copy, one variable per type", true, Input::DeepCopy),
+            ("deep copy, columnar", false, Input::Columnar),
         ] {
             let mut make = Leaves {
                 shared: shared.then(Vec::new),
@@ -108,9 +131,10 @@ fn main() {
             let layers = leaves.div_ceil(LEAVES_PER_LAYER);
             let base = State::from_node(model(layers, sorted, |_, t| make.leaf(t)));
             let node = base.node().unwrap();
-            let fresh = || match deep {
-                true => base.deep_copy().unwrap(),
-                false => State::from_node(structure_copy(&node)),
+            let fresh = || match input {
+                Input::StructureCopy => State::from_node(structure_copy(&node)),
+                Input::DeepCopy => State::from_node(base.deep_copy().unwrap().node().unwrap()),
+                Input::Columnar => base.deep_copy().unwrap(),
             };
             let rows: [(&str, [Duration; 2]); 3] = [
                 ("split", measure(reps, fresh, |s| s.split(&three).unwrap())),
@@ -124,6 +148,9 @@ fn main() {
                         reps,
                         || {
                             let parts = fresh().split(&three).unwrap();
+                            if input == Input::Columnar {
+                                return parts; // views remember nothing
+                            }
                             // New nodes: nothing remembered from the split.
                             parts
                                 .iter()

@@ -385,6 +385,37 @@ impl Matcher<'_> {
         }
     }
 
+    /// What [`Matcher::matches`] answers for a leaf at `path` whose kind is
+    /// `kinds`, when the path and kind alone tell (no tag or callback to
+    /// ask): what a columnar state asks before it reads a leaf.
+    pub(crate) fn decide_at_leaf(&self, path: &[&Key], kinds: LeafTypes) -> Option<bool> {
+        match self {
+            Matcher::PathContains(_) | Matcher::PathContainsText(_) => {
+                Some(path.iter().any(|k| self.key_matches(k)))
+            }
+            Matcher::PathIn(set) => Some(set.contains(path)),
+            // In order, stopping where `matches` would stop.
+            Matcher::Any(ms) => {
+                for m in ms {
+                    if m.decide_at_leaf(path, kinds)? {
+                        return Some(true);
+                    }
+                }
+                Some(false)
+            }
+            Matcher::All(ms) => {
+                for m in ms {
+                    if !m.decide_at_leaf(path, kinds)? {
+                        return Some(false);
+                    }
+                }
+                Some(true)
+            }
+            Matcher::Not(m) => m.decide_at_leaf(path, kinds).map(|b| !b),
+            _ => self.decide(path, kinds),
+        }
+    }
+
     /// For a path-contains matcher: whether this path element is a match.
     fn key_matches(&self, k: &Key) -> bool {
         match self {

@@ -504,7 +504,12 @@ impl State {
     /// An independent state with new variables and copies of every array.
     /// The copy is columnar where it can be (see [`State::columnar`]).
     pub fn deep_copy(&self) -> Result<State> {
-        Ok(State::columnar(ops::deep_copy(&*self.node()?)?))
+        let node = self.node()?;
+        let mut copier = ops::LeafCopier::default();
+        match View::of_node_with(&node, &mut |leaf| copier.copy(leaf))? {
+            Some(view) => Ok(State::with_content(Content::Rows(Arc::new(view)))),
+            None => Ok(State::from_node(ops::deep_copy(&node)?)),
+        }
     }
 
     /// (path, leaf) pairs sorted by path.

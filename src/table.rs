@@ -13,7 +13,7 @@
 //! holding it, and lets a leaf go when its count reaches zero, so dropping a
 //! part frees what only that part held.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::error::{bail, Result};
 use crate::filter::{Filter, Matcher};
@@ -82,18 +82,31 @@ impl Table {
 }
 
 /// Builds a table from a tree in one sorted walk.
-struct Builder<'a> {
+struct Builder {
     table: Table,
     leaves: Vec<Option<Leaf>>,
     pre: u32,
-    /// Per node, its children as (key, node or `ROW`-tagged row number) in
-    /// key order; kept only when the tree's insertion order differs from
-    /// key order somewhere, to list the rows in insertion order after.
-    children: Option<Vec<Vec<(&'a Key, u32)>>>,
+    /// Every child as (parent, key, node or `ROW`-tagged row number), in
+    /// the walk's order; kept only when the tree's insertion order differs
+    /// from key order somewhere, to list the rows in insertion order after.
+    children: Option<Vec<(u32, Key, u32)>>,
 }
 
-impl<'a> Builder<'a> {
-    fn add(&mut self, node: &'a Node, id: u32, depth: u32) {
+/// Each node's children as (key, node or `ROW`-tagged row), in key order:
+/// those of node `n` at `list[start[n]..start[n + 1]]`.
+struct Children {
+    start: Vec<u32>,
+    list: Vec<(Key, u32)>,
+}
+
+impl Builder {
+    fn add(
+        &mut self,
+        node: &Node,
+        id: u32,
+        depth: u32,
+        leaf_of: &mut impl FnMut(&Leaf) -> Result<Leaf>,
+    ) -> Result<()> {
         for (key, child) in node.sorted() {
             let pre = self.pre;
             self.pre += 1;
@@ -105,10 +118,7 @@ impl<'a> Builder<'a> {
                     t.node_key.push(*key);
                     t.node_depth.push(depth + 1);
                     t.node_pre.push(pre);
-                    if let Some(children) = &mut self.children {
-                        children.push(Vec::new());
-                    }
-                    self.add(n, child_id, depth + 1);
+                    self.add(n, child_id, depth + 1, leaf_of)?;
                     child_id
                 }
                 Child::Leaf(leaf) => {
@@ -117,23 +127,49 @@ impl<'a> Builder<'a> {
                     t.row_parent.push(id);
                     t.row_key.push(*key);
                     t.row_pre.push(pre);
-                    t.row_types.push(LeafTypes::of(leaf));
-                    self.leaves.push(Some(leaf.clone()));
+                    let leaf = leaf_of(leaf)?;
+                    t.row_types.push(LeafTypes::of(&leaf));
+                    self.leaves.push(Some(leaf));
                     row | ROW
                 }
             };
             if let Some(children) = &mut self.children {
-                children[id as usize].push((key, entry));
+                children.push((id, *key, entry));
             }
         }
+        Ok(())
     }
 
+    /// The children listed by node (a counting sort by parent, which keeps
+    /// each node's children in the walk's key order).
+    fn children_by_node(&mut self) -> Children {
+        let flat = self.children.take().expect("kept for this");
+        let nodes = self.table.nodes();
+        let mut start = vec![0u32; nodes + 1];
+        for &(parent, _, _) in &flat {
+            start[parent as usize + 1] += 1;
+        }
+        for n in 0..nodes {
+            start[n + 1] += start[n];
+        }
+        let mut fill = start.clone();
+        let mut list = vec![(Key::int(0), 0u32); flat.len()];
+        for (parent, key, entry) in flat {
+            list[fill[parent as usize] as usize] = (key, entry);
+            fill[parent as usize] += 1;
+        }
+        Children { start, list }
+    }
+}
+
+impl Children {
     /// The rows below `node` (table node `id`) in the tree's own order.
     fn insertion_order(&self, node: &Node, id: u32, out: &mut Vec<u32>) {
-        let children = &self.children.as_ref().expect("kept for this")[id as usize];
+        let range = self.start[id as usize] as usize..self.start[id as usize + 1] as usize;
+        let children = &self.list[range];
         for (key, child) in node.iter() {
             let at = children
-                .binary_search_by(|(k, _)| (*k).cmp(key))
+                .binary_search_by(|(k, _)| k.cmp(key))
                 .expect("every child was listed");
             let entry = children[at].1;
             match child {
@@ -151,6 +187,8 @@ pub struct View {
     rows: Box<[u32]>,
     /// Whether `rows` ascend (the state's order is key order).
     ascending: bool,
+    /// The rows in key order, made on first need when they do not ascend.
+    sorted: OnceLock<Box<[u32]>>,
 }
 
 impl View {
@@ -166,6 +204,7 @@ impl View {
             table,
             rows: rows.into_boxed_slice(),
             ascending,
+            sorted: OnceLock::new(),
         }
     }
 
@@ -173,9 +212,18 @@ impl View {
     /// without leaves, with a nested node without leaves (a view has no
     /// rows to stand for it), or too large for row numbers.
     pub fn of_node(node: &Node) -> Option<View> {
+        View::of_node_with(node, &mut |leaf| Ok(leaf.clone())).unwrap_or(None)
+    }
+
+    /// [`View::of_node`] holding `leaf_of(leaf)` for each leaf instead (a
+    /// deep copy's copies): fails where `leaf_of` fails.
+    pub fn of_node_with(
+        node: &Node,
+        leaf_of: &mut impl FnMut(&Leaf) -> Result<Leaf>,
+    ) -> Result<Option<View>> {
         let leaves = node.num_leaves();
         if leaves == 0 || leaves >= ROW as usize || !node.no_empty_below() {
-            return None;
+            return Ok(None);
         }
         let in_key_order = node.sorted_below();
         let mut b = Builder {
@@ -195,17 +243,17 @@ impl View {
             },
             leaves: Vec::with_capacity(leaves),
             pre: 1,
-            children: (!in_key_order).then(|| vec![Vec::new()]),
+            children: (!in_key_order).then(|| Vec::with_capacity(leaves + leaves / 2)),
         };
-        b.add(node, 0, 0);
+        b.add(node, 0, 0, leaf_of)?;
         if b.table.nodes() >= ROW as usize {
-            return None;
+            return Ok(None);
         }
         let rows: Vec<u32> = if in_key_order {
             (0..b.table.rows() as u32).collect()
         } else {
             let mut rows = Vec::with_capacity(leaves);
-            b.insertion_order(node, 0, &mut rows);
+            b.children_by_node().insertion_order(node, 0, &mut rows);
             rows
         };
         let ascending = in_key_order || rows.windows(2).all(|w| w[0] < w[1]);
@@ -215,21 +263,36 @@ impl View {
         let held = table.held.get_mut().unwrap_or_else(|p| p.into_inner());
         held.count = vec![0; leaves.len()];
         held.leaves = leaves;
-        Some(View::new(Arc::new(table), rows, ascending))
+        Ok(Some(View::new(Arc::new(table), rows, ascending)))
     }
 
     pub fn num_leaves(&self) -> usize {
         self.rows.len()
     }
 
-    /// The rows in key order.
-    fn sorted_rows(&self) -> std::borrow::Cow<'_, [u32]> {
+    /// The rows in key order (row numbers ascending).
+    fn sorted_rows(&self) -> &[u32] {
         if self.ascending {
-            return std::borrow::Cow::Borrowed(&self.rows);
+            return &self.rows;
         }
-        let mut rows = self.rows.to_vec();
-        rows.sort_unstable();
-        std::borrow::Cow::Owned(rows)
+        self.sorted.get_or_init(|| {
+            let all = self.table.rows();
+            if self.rows.len() == all {
+                return (0..all as u32).collect();
+            }
+            if self.rows.len() * 8 < all {
+                let mut rows = self.rows.to_vec();
+                rows.sort_unstable();
+                return rows.into_boxed_slice();
+            }
+            // Many rows of the table: marking them and reading the marks in
+            // order is one linear pass each.
+            let mut held = vec![false; all];
+            for &r in self.rows.iter() {
+                held[r as usize] = true;
+            }
+            (0..all as u32).filter(|&r| held[r as usize]).collect()
+        })
     }
 
     /// The tree this view stands for, holding the very same leaves.
@@ -310,16 +373,28 @@ impl View {
             path: Vec::new(),
             path_of: None,
         };
-        let mut outs: Vec<Vec<u32>> = vec![Vec::new(); filters.len()];
-        let mut unmatched = 0usize;
-        let mut first_unmatched = None;
-        for &r in self.sorted_rows().iter() {
-            match placer.target(r)? {
-                Some(i) => outs[i].push(r),
-                None => {
-                    unmatched += 1;
-                    first_unmatched.get_or_insert(r);
-                }
+        // Each row's output first, then outputs of their exact size: one
+        // allocation each, where growing them would reallocate often.
+        let rows = self.sorted_rows();
+        let mut targets = Vec::with_capacity(rows.len());
+        let mut sizes = vec![0usize; filters.len() + 1];
+        for &r in rows {
+            let target = placer.target(r)?.unwrap_or(filters.len());
+            sizes[target] += 1;
+            targets.push(target as u32);
+        }
+        let unmatched = sizes[filters.len()];
+        let first_unmatched = targets
+            .iter()
+            .position(|&t| t as usize == filters.len())
+            .map(|i| rows[i]);
+        let mut outs: Vec<Vec<u32>> = sizes[..filters.len()]
+            .iter()
+            .map(|&n| Vec::with_capacity(n))
+            .collect();
+        for (&r, &target) in rows.iter().zip(&targets) {
+            if let Some(out) = outs.get_mut(target as usize) {
+                out.push(r);
             }
         }
         if exhaustive {
@@ -357,7 +432,13 @@ impl View {
         let mut last_child_pre = vec![0u32; t.nodes()];
         let mut row_met = vec![false; t.rows()];
         let mut in_order = true;
-        let mut first_met: Vec<u32> = Vec::new();
+        let mut first_met: Vec<u32> = Vec::with_capacity(
+            parts
+                .iter()
+                .map(|p| p.rows.len())
+                .sum::<usize>()
+                .min(t.rows()),
+        );
         for part in parts {
             for &r in part.rows.iter() {
                 if std::mem::replace(&mut row_met[r as usize], true) {
@@ -377,9 +458,9 @@ impl View {
             }
         }
         let rows = if in_order {
-            (0..t.rows() as u32)
-                .filter(|&r| row_met[r as usize])
-                .collect()
+            let mut rows = Vec::with_capacity(first_met.len());
+            rows.extend((0..t.rows() as u32).filter(|&r| row_met[r as usize]));
+            rows
         } else {
             in_order_first_met(t, &first_met)
         };
@@ -505,7 +586,8 @@ impl<'t> RowPlacer<'t, '_, '_> {
 
     /// The first matcher that takes the row, as the tree's placer decides:
     /// by its type where that decides for every path (a decision made once
-    /// per type), else by its path and type, else by the leaf itself.
+    /// per type), else by its path and type, else by the leaf itself (its
+    /// tag, or a callback).
     fn target(&mut self, row: u32) -> Result<Option<usize>> {
         let kinds = self.table.row_types[row as usize];
         let bit = kinds.bits.trailing_zeros() as usize;
@@ -527,7 +609,7 @@ impl<'t> RowPlacer<'t, '_, '_> {
                 TypeAnswer::Decided(b) => b,
                 TypeAnswer::Unasked | TypeAnswer::Depends => {
                     self.row_path(row);
-                    match m.decide(&self.path, kinds) {
+                    match m.decide_at_leaf(&self.path, kinds) {
                         Some(b) => b,
                         // Not under the table's lock: a callback may call
                         // back into the library.

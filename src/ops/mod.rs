@@ -282,38 +282,46 @@ pub fn update(dst: &mut Node, src: &Node, replaced: &mut Vec<Child>) {
 /// A copy with new variables and arrays holding copies of the bytes. A
 /// variable or array held at several paths is copied once and stays shared.
 pub fn deep_copy(node: &Node) -> Result<Node> {
-    let mut copies = HashMap::new();
-    deep_copy_node(node, &mut copies)
+    deep_copy_node(node, &mut LeafCopier::default())
 }
 
-fn deep_copy_node(node: &Node, copies: &mut HashMap<usize, Leaf>) -> Result<Node> {
+fn deep_copy_node(node: &Node, copier: &mut LeafCopier) -> Result<Node> {
     let mut out = Node::with_capacity(node.len());
     for (key, child) in node.iter() {
         let copied = match child {
-            Child::Node(n) => Child::Node(Arc::new(deep_copy_node(n, copies)?)),
-            Child::Leaf(leaf) => {
-                let identity = match leaf {
-                    Leaf::Variable(v) => Arc::as_ptr(v) as *const u8 as usize,
-                    Leaf::Array(a) => Arc::as_ptr(a) as *const u8 as usize,
-                };
-                let copy = match copies.get(&identity) {
-                    Some(done) => done.clone(),
-                    None => {
-                        let fresh = match leaf {
-                            Leaf::Variable(v) => Leaf::Variable(Arc::new(v.deep_copy()?)),
-                            Leaf::Array(a) => Leaf::Array(Arc::new(a.deep_copy()?)),
-                        };
-                        copies.insert(identity, fresh.clone());
-                        fresh
-                    }
-                };
-                Child::Leaf(copy)
-            }
+            Child::Node(n) => Child::Node(Arc::new(deep_copy_node(n, copier)?)),
+            Child::Leaf(leaf) => Child::Leaf(copier.copy(leaf)?),
         };
         out.insert(*key, copied);
     }
     Ok(out)
 }
+
+/// Copies leaves for a deep copy: each variable or array once, however
+/// many paths hold it.
+#[derive(Default)]
+pub struct LeafCopier {
+    copies: HashMap<usize, Leaf>,
+}
+
+impl LeafCopier {
+    pub fn copy(&mut self, leaf: &Leaf) -> Result<Leaf> {
+        let identity = match leaf {
+            Leaf::Variable(v) => Arc::as_ptr(v) as *const u8 as usize,
+            Leaf::Array(a) => Arc::as_ptr(a) as *const u8 as usize,
+        };
+        if let Some(done) = self.copies.get(&identity) {
+            return Ok(done.clone());
+        }
+        let fresh = match leaf {
+            Leaf::Variable(v) => Leaf::Variable(Arc::new(v.deep_copy()?)),
+            Leaf::Array(a) => Leaf::Array(Arc::new(a.deep_copy()?)),
+        };
+        self.copies.insert(identity, fresh.clone());
+        Ok(fresh)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
