@@ -498,6 +498,9 @@ impl State {
     /// An independent state with the same structure and the same leaves.
     /// Costs O(1): nodes are copied on write.
     pub fn copy(&self) -> Result<State> {
+        if let Some(view) = self.rows() {
+            return Ok(State::with_content(Content::Rows(view)));
+        }
         Ok(State::from_node(self.node()?))
     }
 
@@ -520,13 +523,22 @@ impl State {
         Ok(ops::flatten(&*self.node()?))
     }
 
+    /// A flat state sorted by path, as `to_flat_state` gives, makes a
+    /// columnar state (see [`State::columnar`]); any other a tree.
     pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<State> {
-        Ok(State::from_node(ops::from_flat(pairs)?))
+        let pairs: Vec<(Vec<Key>, Leaf)> = pairs.into_iter().collect();
+        State::from_flat_entries(&pairs)
     }
 
     /// [`State::from_flat`] of borrowed entries, whose paths are not copied.
     pub fn from_flat_entries<E: ops::FlatEntry>(entries: &[E]) -> Result<State> {
-        Ok(State::from_node(ops::from_flat_entries(entries)?))
+        for entry in entries {
+            ops::check_flat_path(entry.path())?;
+        }
+        match View::of_sorted_flat(entries) {
+            Some(view) => Ok(State::with_content(Content::Rows(Arc::new(view)))),
+            None => Ok(State::from_node(ops::from_flat_entries(entries)?)),
+        }
     }
 
     pub fn filter(&self, filters: &[Filter]) -> Result<Vec<State>> {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crate::error::{bail, Result};
 use crate::filter::{Filter, Matcher};
 use crate::key::{format_path_tuple, Key};
+use crate::ops::FlatEntry;
 use crate::tree::{Child, Leaf, LeafTypes, Node};
 use crate::types;
 
@@ -264,6 +265,75 @@ impl View {
         held.count = vec![0; leaves.len()];
         held.leaves = leaves;
         Ok(Some(View::new(Arc::new(table), rows, ascending)))
+    }
+
+    /// The columnar form of a flat state whose paths strictly ascend with
+    /// none running through another's leaf (what `to_flat_state` gives), in
+    /// one pass; `None` for any other (the tree's `from_flat` builds those,
+    /// with a dictionary's rules for repeats). The paths are checked by the
+    /// caller.
+    pub fn of_sorted_flat<E: FlatEntry>(entries: &[E]) -> Option<View> {
+        if entries.is_empty() || entries.len() >= ROW as usize {
+            return None;
+        }
+        for pair in entries.windows(2) {
+            let (a, b) = (pair[0].path(), pair[1].path());
+            // Ascending, and (ascending) a prefix could only be the one before.
+            if a >= b || b.starts_with(a) {
+                return None;
+            }
+        }
+        let n = entries.len();
+        let mut t = Table {
+            node_parent: vec![0],
+            node_key: vec![Key::int(0)],
+            node_depth: vec![0],
+            node_pre: vec![0],
+            row_parent: Vec::with_capacity(n),
+            row_key: Vec::with_capacity(n),
+            row_pre: Vec::with_capacity(n),
+            row_types: Vec::with_capacity(n),
+            held: Mutex::new(Held {
+                count: vec![0; n],
+                leaves: Vec::with_capacity(n),
+            }),
+        };
+        let held = t.held.get_mut().unwrap_or_else(|p| p.into_inner());
+        // open[d]: the node at depth d on the previous entry's path.
+        let mut open: Vec<u32> = vec![0];
+        let mut previous: &[Key] = &[];
+        let mut pre = 1u32;
+        for entry in entries {
+            let path = entry.path();
+            let (last, parents) = path.split_last().expect("checked: not empty");
+            let shared = parents
+                .iter()
+                .zip(previous)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(previous.len().saturating_sub(1));
+            open.truncate(shared + 1);
+            for key in &parents[shared..] {
+                let id = t.node_key.len() as u32;
+                t.node_parent.push(*open.last().expect("the root stays"));
+                t.node_key.push(*key);
+                t.node_depth.push(open.len() as u32);
+                t.node_pre.push(pre);
+                pre += 1;
+                open.push(id);
+            }
+            t.row_parent.push(*open.last().expect("the root stays"));
+            t.row_key.push(*last);
+            t.row_pre.push(pre);
+            pre += 1;
+            t.row_types.push(LeafTypes::of(entry.leaf()));
+            held.leaves.push(Some(entry.leaf().clone()));
+            previous = path;
+        }
+        if t.nodes() >= ROW as usize {
+            return None;
+        }
+        Some(View::new(Arc::new(t), (0..n as u32).collect(), true))
     }
 
     pub fn num_leaves(&self) -> usize {

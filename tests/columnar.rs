@@ -369,3 +369,41 @@ fn columnar_states_under_threads() {
     });
     assert!(same(&tree, &rows));
 }
+
+#[test]
+fn a_sorted_flat_state_builds_the_same_state() {
+    for seed in 0..200 {
+        let (tree, _) = both(seed, seed % 2 == 0);
+        let flat = tree.flatten().unwrap();
+        let expected = State::from_node(nnx_state::ops::from_flat(flat.clone()).unwrap());
+        let built = State::from_flat(flat.clone()).unwrap();
+        assert!(same(&built, &expected), "seed {seed}");
+        let filters = [Filter::of_type(TypeId::PARAM), Filter::Everything];
+        same_outcome(
+            expected.split(&filters),
+            built.split(&filters),
+            &format!("seed {seed}: split of a flat state"),
+        );
+    }
+    // Paths out of order, repeated, or through a leaf keep a dictionary's
+    // rules (the tree builds those).
+    let leaf = |v: f32| Leaf::Array(Arc::new(Array::from_slice(&[1], &[v]).unwrap()));
+    let path = |text: &str| nnx_state::parse_path(text).unwrap();
+    for paths in [
+        &["a", "a/x"][..],
+        &["a/x", "a"],
+        &["b", "a"],
+        &["a", "a"],
+        &["a/x", "b", "a/y"],
+        &["a/0", "a/1", "a/x", "b"],
+    ] {
+        let flat: Vec<(Vec<Key>, Leaf)> = paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (path(p), leaf(i as f32)))
+            .collect();
+        let expected = State::from_node(nnx_state::ops::from_flat(flat.clone()).unwrap());
+        let built = State::from_flat(flat).unwrap();
+        assert!(same(&built, &expected), "{paths:?}");
+    }
+}
