@@ -162,6 +162,12 @@ impl State {
         node
     }
 
+    /// Whether this state is held in columnar form (see [`State::columnar`]):
+    /// a matter of speed only, no answer depends on it.
+    pub fn is_columnar(&self) -> bool {
+        self.rows().is_some()
+    }
+
     /// This state's view of a columnar table, if it is a whole state held
     /// in that form.
     fn rows(&self) -> Option<Arc<View>> {
@@ -523,8 +529,9 @@ impl State {
         Ok(ops::flatten(&*self.node()?))
     }
 
-    /// A flat state sorted by path, as `to_flat_state` gives, makes a
-    /// columnar state (see [`State::columnar`]); any other a tree.
+    /// A flat state whose subtrees' paths lie together, without repeats
+    /// (as `to_flat_state` and a model's walk give), makes a columnar state
+    /// (see [`State::columnar`]); any other a tree.
     pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<State> {
         let pairs: Vec<(Vec<Key>, Leaf)> = pairs.into_iter().collect();
         State::from_flat_entries(&pairs)
@@ -535,7 +542,7 @@ impl State {
         for entry in entries {
             ops::check_flat_path(entry.path())?;
         }
-        match View::of_sorted_flat(entries) {
+        match View::of_flat(entries) {
             Some(view) => Ok(State::with_content(Content::Rows(Arc::new(view)))),
             None => Ok(State::from_node(ops::from_flat_entries(entries)?)),
         }

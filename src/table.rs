@@ -91,6 +91,8 @@ struct Builder {
     /// the walk's order; kept only when the tree's insertion order differs
     /// from key order somewhere, to list the rows in insertion order after.
     children: Option<Vec<(u32, Key, u32)>>,
+    /// A nested node without leaves was met: no view can stand for it.
+    empty_found: bool,
 }
 
 /// Each node's children as (key, node or `ROW`-tagged row), in key order:
@@ -112,6 +114,10 @@ impl Builder {
             let pre = self.pre;
             self.pre += 1;
             let entry = match child {
+                Child::Node(n) if !n.has_leaves() => {
+                    self.empty_found = true;
+                    return Ok(());
+                }
                 Child::Node(n) => {
                     let t = &mut self.table;
                     let child_id = t.node_key.len() as u32;
@@ -141,11 +147,17 @@ impl Builder {
         Ok(())
     }
 
-    /// The children listed by node (a counting sort by parent, which keeps
-    /// each node's children in the walk's key order).
+    /// The children listed by node, each node's in the walk's key order.
     fn children_by_node(&mut self) -> Children {
         let flat = self.children.take().expect("kept for this");
-        let nodes = self.table.nodes();
+        Children::of(self.table.nodes(), flat)
+    }
+}
+
+impl Children {
+    /// Lists (parent, key, child) by parent (a counting sort, which keeps
+    /// each node's children in the order given).
+    fn of(nodes: usize, flat: Vec<(u32, Key, u32)>) -> Children {
         let mut start = vec![0u32; nodes + 1];
         for &(parent, _, _) in &flat {
             start[parent as usize + 1] += 1;
@@ -161,13 +173,23 @@ impl Builder {
         }
         Children { start, list }
     }
-}
 
-impl Children {
+    fn range(&self, node: u32) -> std::ops::Range<usize> {
+        self.start[node as usize] as usize..self.start[node as usize + 1] as usize
+    }
+
+    fn of_node(&self, node: u32) -> &[(Key, u32)] {
+        &self.list[self.range(node)]
+    }
+
+    fn of_node_mut(&mut self, node: u32) -> &mut [(Key, u32)] {
+        let range = self.range(node);
+        &mut self.list[range]
+    }
+
     /// The rows below `node` (table node `id`) in the tree's own order.
     fn insertion_order(&self, node: &Node, id: u32, out: &mut Vec<u32>) {
-        let range = self.start[id as usize] as usize..self.start[id as usize + 1] as usize;
-        let children = &self.list[range];
+        let children = self.of_node(id);
         for (key, child) in node.iter() {
             let at = children
                 .binary_search_by(|(k, _)| k.cmp(key))
@@ -223,7 +245,7 @@ impl View {
         leaf_of: &mut impl FnMut(&Leaf) -> Result<Leaf>,
     ) -> Result<Option<View>> {
         let leaves = node.num_leaves();
-        if leaves == 0 || leaves >= ROW as usize || !node.no_empty_below() {
+        if leaves == 0 || leaves >= ROW as usize {
             return Ok(None);
         }
         let in_key_order = node.sorted_below();
@@ -245,9 +267,10 @@ impl View {
             leaves: Vec::with_capacity(leaves),
             pre: 1,
             children: (!in_key_order).then(|| Vec::with_capacity(leaves + leaves / 2)),
+            empty_found: false,
         };
         b.add(node, 0, 0, leaf_of)?;
-        if b.table.nodes() >= ROW as usize {
+        if b.empty_found || b.table.nodes() >= ROW as usize {
             return Ok(None);
         }
         let rows: Vec<u32> = if in_key_order {
@@ -267,43 +290,25 @@ impl View {
         Ok(Some(View::new(Arc::new(table), rows, ascending)))
     }
 
-    /// The columnar form of a flat state whose paths strictly ascend with
-    /// none running through another's leaf (what `to_flat_state` gives), in
-    /// one pass; `None` for any other (the tree's `from_flat` builds those,
+    /// The columnar form of a flat state in which every subtree's paths
+    /// lie together, none is repeated and none runs through another's leaf
+    /// (what `to_flat_state` and a model's walk give), in the entries'
+    /// order; `None` for any other (the tree's `from_flat` builds those,
     /// with a dictionary's rules for repeats). The paths are checked by the
     /// caller.
-    pub fn of_sorted_flat<E: FlatEntry>(entries: &[E]) -> Option<View> {
-        if entries.is_empty() || entries.len() >= ROW as usize {
+    pub fn of_flat<E: FlatEntry>(entries: &[E]) -> Option<View> {
+        let n = entries.len();
+        if n == 0 || n >= ROW as usize {
             return None;
         }
-        for pair in entries.windows(2) {
-            let (a, b) = (pair[0].path(), pair[1].path());
-            // Ascending, and (ascending) a prefix could only be the one before.
-            if a >= b || b.starts_with(a) {
-                return None;
-            }
-        }
-        let n = entries.len();
-        let mut t = Table {
-            node_parent: vec![0],
-            node_key: vec![Key::int(0)],
-            node_depth: vec![0],
-            node_pre: vec![0],
-            row_parent: Vec::with_capacity(n),
-            row_key: Vec::with_capacity(n),
-            row_pre: Vec::with_capacity(n),
-            row_types: Vec::with_capacity(n),
-            held: Mutex::new(Held {
-                count: vec![0; n],
-                leaves: Vec::with_capacity(n),
-            }),
-        };
-        let held = t.held.get_mut().unwrap_or_else(|p| p.into_inner());
-        // open[d]: the node at depth d on the previous entry's path.
+        // The structure in the entries' order: a nested node is made where
+        // a path leaves the previous one's, so a subtree whose paths lie
+        // apart gets two nodes of one key, found below.
+        let mut node_key: Vec<Key> = vec![Key::int(0)];
+        let mut children: Vec<(u32, Key, u32)> = Vec::with_capacity(n + n / 2);
         let mut open: Vec<u32> = vec![0];
         let mut previous: &[Key] = &[];
-        let mut pre = 1u32;
-        for entry in entries {
+        for (i, entry) in entries.iter().enumerate() {
             let path = entry.path();
             let (last, parents) = path.split_last().expect("checked: not empty");
             let shared = parents
@@ -314,26 +319,79 @@ impl View {
                 .min(previous.len().saturating_sub(1));
             open.truncate(shared + 1);
             for key in &parents[shared..] {
-                let id = t.node_key.len() as u32;
-                t.node_parent.push(*open.last().expect("the root stays"));
-                t.node_key.push(*key);
-                t.node_depth.push(open.len() as u32);
-                t.node_pre.push(pre);
-                pre += 1;
+                let id = node_key.len() as u32;
+                node_key.push(*key);
+                children.push((*open.last().expect("the root stays"), *key, id));
                 open.push(id);
             }
-            t.row_parent.push(*open.last().expect("the root stays"));
-            t.row_key.push(*last);
-            t.row_pre.push(pre);
-            pre += 1;
-            t.row_types.push(LeafTypes::of(entry.leaf()));
-            held.leaves.push(Some(entry.leaf().clone()));
+            children.push((*open.last().expect("the root stays"), *last, i as u32 | ROW));
             previous = path;
         }
-        if t.nodes() >= ROW as usize {
+        if node_key.len() >= ROW as usize {
             return None;
         }
-        Some(View::new(Arc::new(t), (0..n as u32).collect(), true))
+        let mut by_node = Children::of(node_key.len(), children);
+        // Each node's children in key order; a key twice under one node is a
+        // repeat, a leaf with paths through it, or a subtree apart.
+        for n in 0..node_key.len() {
+            let list = by_node.of_node_mut(n as u32);
+            list.sort_unstable_by_key(|c| c.0);
+            if list.windows(2).any(|w| w[0].0 == w[1].0) {
+                return None;
+            }
+        }
+        let mut t = Table {
+            node_parent: Vec::with_capacity(node_key.len()),
+            node_key: Vec::with_capacity(node_key.len()),
+            node_depth: Vec::with_capacity(node_key.len()),
+            node_pre: Vec::with_capacity(node_key.len()),
+            row_parent: Vec::with_capacity(n),
+            row_key: Vec::with_capacity(n),
+            row_pre: Vec::with_capacity(n),
+            row_types: Vec::with_capacity(n),
+            held: Mutex::new(Held {
+                count: vec![0; n],
+                leaves: Vec::with_capacity(n),
+            }),
+        };
+        t.node_parent.push(0);
+        t.node_key.push(Key::int(0));
+        t.node_depth.push(0);
+        t.node_pre.push(0);
+        // Numbered depth first in key order; entry i becomes row row_of[i].
+        let mut row_of = vec![0u32; n];
+        let mut pre = 1u32;
+        let mut stack: Vec<(u32, u32, usize)> = vec![(0, 0, 0)]; // (entries' node, table node, next child)
+        while let Some(top) = stack.last_mut() {
+            let (node, id, next) = *top;
+            let Some(&(key, child)) = by_node.of_node(node).get(next) else {
+                stack.pop();
+                continue;
+            };
+            top.2 += 1;
+            if child & ROW != 0 {
+                let entry = &entries[(child & !ROW) as usize];
+                row_of[(child & !ROW) as usize] = t.row_key.len() as u32;
+                t.row_parent.push(id);
+                t.row_key.push(key);
+                t.row_pre.push(pre);
+                t.row_types.push(LeafTypes::of(entry.leaf()));
+                let held = t.held.get_mut().unwrap_or_else(|p| p.into_inner());
+                held.leaves.push(Some(entry.leaf().clone()));
+            } else {
+                let child_id = t.node_key.len() as u32;
+                t.node_parent.push(id);
+                t.node_key.push(key);
+                t.node_depth.push(stack.len() as u32);
+                t.node_pre.push(pre);
+                stack.push((child, child_id, 0));
+            }
+            pre += 1;
+        }
+        // The entries' order is the state's own (depth first, each node's
+        // children in the order first met).
+        let ascending = row_of.windows(2).all(|w| w[0] < w[1]);
+        Some(View::new(Arc::new(t), row_of, ascending))
     }
 
     pub fn num_leaves(&self) -> usize {

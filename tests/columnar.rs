@@ -172,6 +172,23 @@ fn same_outcome(tree: Result<Vec<State>>, rows: Result<Vec<State>>, what: &str) 
     }
 }
 
+/// (path, leaf) of every leaf in the tree's own order.
+fn in_order(node: &Node) -> Vec<(Vec<Key>, Leaf)> {
+    fn walk(node: &Node, path: &mut Vec<Key>, out: &mut Vec<(Vec<Key>, Leaf)>) {
+        for (key, child) in node.iter() {
+            path.push(*key);
+            match child {
+                Child::Node(n) => walk(n, path, out),
+                Child::Leaf(leaf) => out.push((path.clone(), leaf.clone())),
+            }
+            path.pop();
+        }
+    }
+    let mut out = Vec::new();
+    walk(node, &mut Vec::new(), &mut out);
+    out
+}
+
 fn flat_same(a: &State, b: &State) -> bool {
     let (x, y) = (a.flatten().unwrap(), b.flatten().unwrap());
     x.len() == y.len() && x.iter().zip(&y).all(|(p, q)| p.0 == q.0 && p.1.same(&q.1))
@@ -181,9 +198,22 @@ fn flat_same(a: &State, b: &State) -> bool {
 fn the_columnar_form_is_the_same_tree() {
     for seed in 0..300 {
         let (tree, rows) = both(seed, seed % 3 == 0);
+        // Columnar unless a nested state without leaves has no row to be.
+        let representable = flat_same(&tree, &State::from_flat(tree.flatten().unwrap()).unwrap())
+            && same(
+                &tree,
+                &State::from_flat(in_order(&tree.node().unwrap())).unwrap(),
+            );
+        assert_eq!(rows.is_columnar(), representable, "seed {seed}");
+        assert!(!tree.is_columnar());
         assert_eq!(tree.num_leaves().unwrap(), rows.num_leaves().unwrap());
         assert!(flat_same(&tree, &rows), "seed {seed}: flatten");
+        assert!(
+            rows.is_columnar() == representable,
+            "flatten keeps the form"
+        );
         assert!(same(&tree, &rows), "seed {seed}: the tree made from rows");
+        assert!(!rows.is_columnar(), "a tree once read as one");
     }
 }
 
@@ -374,16 +404,21 @@ fn columnar_states_under_threads() {
 fn a_sorted_flat_state_builds_the_same_state() {
     for seed in 0..200 {
         let (tree, _) = both(seed, seed % 2 == 0);
-        let flat = tree.flatten().unwrap();
-        let expected = State::from_node(nnx_state::ops::from_flat(flat.clone()).unwrap());
-        let built = State::from_flat(flat.clone()).unwrap();
-        assert!(same(&built, &expected), "seed {seed}");
-        let filters = [Filter::of_type(TypeId::PARAM), Filter::Everything];
-        same_outcome(
-            expected.split(&filters),
-            built.split(&filters),
-            &format!("seed {seed}: split of a flat state"),
-        );
+        // Sorted, as to_flat_state gives, and in the tree's own order.
+        for flat in [tree.flatten().unwrap(), in_order(&tree.node().unwrap())] {
+            let expected = State::from_node(nnx_state::ops::from_flat(flat.clone()).unwrap());
+            let built = State::from_flat(flat.clone()).unwrap();
+            assert_eq!(built.is_columnar(), !flat.is_empty(), "seed {seed}");
+            assert!(same(&built, &expected), "seed {seed}");
+            let filters = [Filter::of_type(TypeId::PARAM), Filter::Everything];
+            let (t, r) = (expected.split(&filters), built.split(&filters));
+            same_outcome(t, r, &format!("seed {seed}: split of a flat state"));
+            let parts = built.filter(&filters).unwrap();
+            let tree_parts = expected.filter(&filters).unwrap();
+            let rm = State::merge(&[&parts[1], &built, &parts[0]]).unwrap();
+            let tm = State::merge(&[&tree_parts[1], &expected, &tree_parts[0]]).unwrap();
+            assert!(same(&rm, &tm), "seed {seed}: merge with a flat state");
+        }
     }
     // Paths out of order, repeated, or through a leaf keep a dictionary's
     // rules (the tree builds those).
@@ -396,6 +431,9 @@ fn a_sorted_flat_state_builds_the_same_state() {
         &["a", "a"],
         &["a/x", "b", "a/y"],
         &["a/0", "a/1", "a/x", "b"],
+        &["a/x/0", "a/y", "a/x/1"],
+        &["b/y", "b/x", "a"],
+        &["a/x", "a/x/y"],
     ] {
         let flat: Vec<(Vec<Key>, Leaf)> = paths
             .iter()

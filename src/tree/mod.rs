@@ -438,12 +438,6 @@ impl Node {
         self.summary.leaves > 0
     }
 
-    /// No nested node without leaves here or below, as far as the summary
-    /// tells (it may say no where the answer is yes, never the reverse).
-    pub(crate) fn no_empty_below(&self) -> bool {
-        self.summary.no_empty
-    }
-
     /// Keys in order at every level, as far as the summary tells (it may
     /// say no where the answer is yes, never the reverse).
     pub(crate) fn sorted_below(&self) -> bool {
