@@ -135,9 +135,9 @@ impl State {
         }
     }
 
-    fn from_view(view: Option<View>) -> State {
+    fn from_view(view: Option<Arc<View>>) -> State {
         match view {
-            Some(view) => State::with_content(Content::Rows(Arc::new(view))),
+            Some(view) => State::with_content(Content::Rows(view)),
             None => State::new(),
         }
     }
@@ -560,7 +560,7 @@ impl State {
     fn partition(&self, filters: &[Filter], exhaustive: bool) -> Result<Vec<State>> {
         if let Some(view) = self.rows() {
             ops::check_filters(filters)?;
-            let parts = view.partition(filters, exhaustive)?;
+            let parts = view.partition_shared(filters, exhaustive)?;
             return Ok(parts.into_iter().map(State::from_view).collect());
         }
         let node = self.node()?;
@@ -600,8 +600,8 @@ impl State {
             [] => None,
             [only] => Some(State::with_content(Content::Rows(only.clone()))),
             _ => {
-                let parts: Vec<&View> = views.iter().map(|v| &**v).collect();
-                View::merge(&parts).map(|v| State::from_view(Some(v)))
+                let parts: Vec<&Arc<View>> = views.iter().collect();
+                View::merge_shared(&parts).map(|v| State::from_view(Some(v)))
             }
         }
     }

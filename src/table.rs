@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use crate::error::{bail, Result};
 use crate::filter::{Filter, Matcher};
 use crate::key::{format_path_tuple, Key};
+use crate::ops::memo::{Memo, PartitionKey};
 use crate::ops::FlatEntry;
 use crate::tree::{Child, Leaf, LeafTypes, Node};
 use crate::types;
@@ -212,6 +213,8 @@ pub struct View {
     ascending: bool,
     /// The rows in key order, made on first need when they do not ascend.
     sorted: OnceLock<Box<[u32]>>,
+    /// What split, filter and merge remember of this view.
+    memo: OnceLock<Box<Memo<View>>>,
 }
 
 impl View {
@@ -228,6 +231,7 @@ impl View {
             rows: rows.into_boxed_slice(),
             ascending,
             sorted: OnceLock::new(),
+            memo: OnceLock::new(),
         }
     }
 
@@ -481,6 +485,48 @@ impl View {
                 (path, leaf)
             })
             .collect()
+    }
+
+    fn memo(&self) -> &Memo<View> {
+        self.memo.get_or_init(Default::default)
+    }
+
+    /// [`View::partition`] of a shared view: the same call with filters
+    /// that look only at paths and types gives the outputs it gave last
+    /// time, while they are all still held (as the tree's memo does).
+    pub fn partition_shared(
+        &self,
+        filters: &[Filter],
+        exhaustive: bool,
+    ) -> Result<Vec<Option<Arc<View>>>> {
+        let remembered = PartitionKey::applies(filters);
+        if remembered {
+            if let Some(outputs) = self.memo().cached_partition(filters, exhaustive) {
+                return Ok(outputs);
+            }
+        }
+        let outputs: Vec<Option<Arc<View>>> = self
+            .partition(filters, exhaustive)?
+            .into_iter()
+            .map(|o| o.map(Arc::new))
+            .collect();
+        if remembered {
+            self.memo().store_partition(filters, exhaustive, &outputs);
+        }
+        Ok(outputs)
+    }
+
+    /// [`View::merge`] of shared views: merging the same views again gives
+    /// the result of last time while it is still held.
+    pub fn merge_shared(parts: &[&Arc<View>]) -> Option<Arc<View>> {
+        let (first, others) = parts.split_first()?;
+        if let Some(result) = first.memo().cached_merge(others) {
+            return Some(result);
+        }
+        let views: Vec<&View> = parts.iter().map(|p| &***p).collect();
+        let result = Arc::new(View::merge(&views)?);
+        first.memo().store_merge(others, &result);
+        Some(result)
     }
 
     /// NNX's `filter_state` (`exhaustive`: `split_state`) with the tree's

@@ -445,3 +445,54 @@ fn a_sorted_flat_state_builds_the_same_state() {
         assert!(same(&built, &expected), "{paths:?}");
     }
 }
+
+#[test]
+fn repeated_calls_see_changed_tags_and_ask_callbacks_again() {
+    let (tree, rows) = both(11, false);
+    let flat = rows.flatten().unwrap();
+    let filters = [Filter::with_tag("frozen"), Filter::Everything];
+    let first = rows.split(&filters).unwrap();
+    let again = rows.split(&filters).unwrap();
+    assert!(same(&first[0], &again[0]) && same(&first[1], &again[1]));
+    // Tag a variable that had no tag: a held result is not given again.
+    let untagged = flat
+        .iter()
+        .find_map(|(_, leaf)| leaf.as_variable().filter(|v| !v.has_tag("frozen")))
+        .expect("an untagged variable");
+    untagged
+        .set_metadata("tag", MetaValue::Str("frozen".into()))
+        .unwrap();
+    let after = rows.split(&filters).unwrap();
+    let expected = tree.split(&filters).unwrap();
+    assert!(same(&after[0], &expected[0]), "the new tag is seen");
+    assert_eq!(
+        after[0].num_leaves().unwrap(),
+        first[0].num_leaves().unwrap() + 1
+    );
+    let asked = Arc::new(Mutex::new(0usize));
+    let counter = asked.clone();
+    let callback = Filter::callback(move |_, _| {
+        *counter.lock().unwrap() += 1;
+        Ok(true)
+    });
+    let held = rows.filter(std::slice::from_ref(&callback)).unwrap();
+    let once = *asked.lock().unwrap();
+    let _again = rows.filter(&[callback]).unwrap();
+    assert_eq!(
+        *asked.lock().unwrap(),
+        2 * once,
+        "a callback is asked on every call"
+    );
+    drop(held);
+    // Repeated merges of held parts give the same as the tree's.
+    let parts = rows
+        .split(&[Filter::of_type(TypeId::PARAM), Filter::Everything])
+        .unwrap();
+    let m1 = State::merge(&[&parts[1], &parts[0]]).unwrap();
+    let m2 = State::merge(&[&parts[1], &parts[0]]).unwrap();
+    let tree_parts = tree
+        .split(&[Filter::of_type(TypeId::PARAM), Filter::Everything])
+        .unwrap();
+    let tm = State::merge(&[&tree_parts[1], &tree_parts[0]]).unwrap();
+    assert!(same(&m1, &tm) && same(&m2, &tm));
+}

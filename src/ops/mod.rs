@@ -13,7 +13,7 @@ use crate::key::{format_path_short, Key};
 use crate::limits::check_depth;
 use crate::tree::{empty_node, prune, Child, Leaf, Node};
 
-mod memo;
+pub(crate) mod memo;
 mod partition;
 
 pub use partition::{check_filters, filter, matches, split};
