@@ -606,19 +606,13 @@ impl View {
         let mut last_child_pre = vec![0u32; t.nodes()];
         let mut row_met = vec![false; t.rows()];
         let mut in_order = true;
-        let mut first_met: Vec<u32> = Vec::with_capacity(
-            parts
-                .iter()
-                .map(|p| p.rows.len())
-                .sum::<usize>()
-                .min(t.rows()),
-        );
+        let mut met = 0usize;
         for part in parts {
             for &r in part.rows.iter() {
                 if std::mem::replace(&mut row_met[r as usize], true) {
                     continue;
                 }
-                first_met.push(r);
+                met += 1;
                 let parent = t.row_parent[r as usize] as usize;
                 in_order &= t.row_pre[r as usize] > last_child_pre[parent];
                 last_child_pre[parent] = t.row_pre[r as usize];
@@ -632,10 +626,21 @@ impl View {
             }
         }
         let rows = if in_order {
-            let mut rows = Vec::with_capacity(first_met.len());
+            let mut rows = Vec::with_capacity(met);
             rows.extend((0..t.rows() as u32).filter(|&r| row_met[r as usize]));
             rows
         } else {
+            // The rows in the order first met, listed only now: the usual
+            // merge (the parts of a split) never needs them.
+            let mut first_met = Vec::with_capacity(met);
+            row_met.fill(false);
+            for part in parts {
+                for &r in part.rows.iter() {
+                    if !std::mem::replace(&mut row_met[r as usize], true) {
+                        first_met.push(r);
+                    }
+                }
+            }
             in_order_first_met(t, &first_met)
         };
         Some(View::new(table.clone(), rows, in_order))
