@@ -9,7 +9,9 @@
 //! `layers/<i>/norm/{scale: Param, mean, var: BatchStat}`,
 //! `layers/<i>/cache/{k,v}: Cache`) of 10,752 bytes each (float32 x 2688),
 //! 1.0 GiB of tensors: it needs about 1.1 GiB of memory and a few seconds.
-//! Options after `--`: `--leaves N`, `--bytes-per-leaf B` (a multiple of 4).
+//! Options after `--`: `--leaves N`, `--bytes-per-leaf B` (a multiple of 4),
+//! `--columnar` (the state held in columnar form, see `nnx_state::table`:
+//! then split and merge give columnar states too).
 //! It exits with status 1 when the 2% bound or a zero-copy check fails.
 //!
 //! Under `cargo test` (no `--bench` argument) it runs once on a small state
@@ -70,12 +72,20 @@ fn array(fill: &[u8]) -> Arc<Array> {
 }
 
 /// The model-shaped state (`common`) over `variables`, in [`LAYER`]'s
-/// order.
-fn model_state(variables: &[Arc<Variable>]) -> State {
+/// order: a tree, or (`columnar`) a columnar state made from it, the tree
+/// freed and the allocator trimmed.
+fn model_state(variables: &[Arc<Variable>], columnar: bool) -> State {
     let layers = variables.len() / LEAVES_PER_LAYER;
-    State::from_node(model(layers, false, |i, _| {
+    let node = model(layers, false, |i, _| {
         Child::Leaf(Leaf::Variable(variables[i].clone()))
-    }))
+    });
+    if !columnar {
+        return State::from_node(node);
+    }
+    let state = State::columnar(node);
+    assert!(state.is_columnar());
+    trim_allocator();
+    state
 }
 
 /// Returns memory the allocator holds but does not use to the system, so
@@ -111,6 +121,7 @@ struct Options {
     leaves: usize,
     bytes_per_leaf: usize,
     smoke: bool,
+    columnar: bool,
 }
 
 fn options() -> Options {
@@ -136,6 +147,7 @@ fn options() -> Options {
         leaves: value("--leaves").unwrap_or(leaves),
         bytes_per_leaf,
         smoke,
+        columnar: args.iter().any(|a| a == "--columnar"),
     }
 }
 
@@ -178,7 +190,7 @@ fn main() {
         .map(|(a, (_, _, t))| Arc::new(Variable::new(*t, Some(a.clone())).expect("a variable")))
         .collect();
     let with_variables = rss();
-    let state = model_state(&variables);
+    let state = model_state(&variables, opts.columnar);
     let with_tree = rss();
     drop(variables);
     drop(arrays);
@@ -259,7 +271,11 @@ fn main() {
         per_leaf(with_variables as i64 - with_arrays as i64 - handles, leaves)
     );
     println!(
-        "| of which the tree (nodes, keys, entries) | {} | {} |",
+        "| of which {} | {} | {} |",
+        match opts.columnar {
+            true => "the table (rows, nodes, counts)",
+            false => "the tree (nodes, keys, entries)",
+        },
         mib((with_tree as i64 - with_variables as i64) as f64),
         per_leaf(with_tree as i64 - with_variables as i64, leaves)
     );

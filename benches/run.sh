@@ -6,12 +6,11 @@
 # 1. cargo bench --bench ops      speed of split/filter/merge/flatten per leaf,
 #                                 1,000 to 1,000,000 leaves, against the floor
 # 2. cargo bench --bench memory   1 GiB of tensors split and merged ten times:
-#                                 growth of resident memory, bytes per leaf
+#                                 growth of resident memory, bytes per leaf;
+#                                 once as a tree, once as a columnar state
 #    cargo bench --bench cold     where a first call's time goes (call and
-#                                 drop apart, three kinds of fresh input)
-#    cargo bench --bench columnar a prototype of a columnar layout (a table
-#                                 shared by views of row numbers) against
-#                                 the tree: first-call split, filter, merge
+#                                 drop apart, four kinds of fresh input: trees
+#                                 and a columnar state)
 # 3. benches/side_by_side.py      Flax NNX (flax 0.12.8) and the Python package
 #                                 on the same states, interleaved, in the
 #                                 virtual environment target/pyvenv (made from
@@ -27,7 +26,7 @@
 #                                 first, with a verdict against the targets
 #                                 (about six minutes more; JAX_PLATFORMS=cpu)
 #
-# Takes about fourteen minutes; the memory step needs 1.1 GiB. Run it on a quiet
+# Takes about thirteen minutes; the memory step needs 1.1 GiB. Run it on a quiet
 # machine: the script prints the load first. Everything printed goes to
 # target/bench/run-<date>.log too. Exits 1 when a step fails (the memory
 # check fails when its bound is not met); the other steps still run.
@@ -58,12 +57,12 @@ cargo bench --bench ops || failed+=("ops")
 
 step "cargo bench --bench memory"
 cargo bench --bench memory || failed+=("memory")
+step "cargo bench --bench memory -- --columnar"
+cargo bench --bench memory -- --columnar || failed+=("memory (columnar)")
 
 step "cargo bench --bench cold"
 cargo bench --bench cold || failed+=("cold")
 
-step "cargo bench --bench columnar"
-cargo bench --bench columnar -- --seconds 0.5 || failed+=("columnar")
 
 step "python benches/side_by_side.py (target/pyvenv)"
 venv=target/pyvenv
