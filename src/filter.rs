@@ -221,7 +221,10 @@ impl Filter {
     }
 }
 
-fn compile_all<'f>(filters: &'f [Filter], registry: &Registry) -> Result<Vec<Matcher<'f>>> {
+pub(crate) fn compile_all<'f>(
+    filters: &'f [Filter],
+    registry: &Registry,
+) -> Result<Vec<Matcher<'f>>> {
     filters.iter().map(|f| f.compile(registry)).collect()
 }
 
@@ -340,6 +343,19 @@ impl Matcher<'_> {
     /// as the node's path `prefix` and the kinds of leaves below it (see
     /// [`LeafTypes`]) can tell.
     pub(crate) fn decide(&self, prefix: &[&Key], kinds: LeafTypes) -> Option<bool> {
+        self.decide_for(prefix, kinds, false)
+    }
+
+    /// What [`Matcher::matches`] answers for a leaf at `path` whose kind is
+    /// `kinds`, when the path and kind alone tell (no tag or callback to
+    /// ask): what a columnar state asks before it reads a leaf.
+    pub(crate) fn decide_at_leaf(&self, path: &[&Key], kinds: LeafTypes) -> Option<bool> {
+        self.decide_for(path, kinds, true)
+    }
+
+    /// [`Matcher::decide`] for a node at `path`, or (`at_leaf`) for the
+    /// leaf at `path`: a whole path lets the path filters decide.
+    fn decide_for(&self, path: &[&Key], kinds: LeafTypes, at_leaf: bool) -> Option<bool> {
         match self {
             Matcher::OfType { mask, .. } => {
                 let bits = kinds.bits()?;
@@ -353,19 +369,25 @@ impl Matcher<'_> {
             }
             // A bare array has no tag.
             Matcher::WithTag(_) => (kinds.bits()? == 1 << LeafTypes::ARRAY).then_some(false),
-            // Matches below once some element on the way does; whether a
-            // deeper one would takes the leaves.
+            // Below a node, matches once some element on the way does;
+            // whether a deeper one would takes the leaves.
             Matcher::PathContains(_) | Matcher::PathContainsText(_) => {
-                prefix.iter().any(|k| self.key_matches(k)).then_some(true)
+                let found = path.iter().any(|k| self.key_matches(k));
+                if at_leaf {
+                    Some(found)
+                } else {
+                    found.then_some(true)
+                }
             }
-            Matcher::PathIn(_) | Matcher::Callback(_) => None,
+            Matcher::PathIn(set) => at_leaf.then(|| set.contains(path)),
+            Matcher::Callback(_) => None,
             // NNX evaluates the parts in order and stops at the first that
             // decides, so a part that needs the leaves (a callback, which
             // may fail or have effects) and comes before the deciding one
             // must run: the answer is then unknown without the leaves.
             Matcher::Any(ms) => {
                 for m in ms {
-                    if m.decide(prefix, kinds)? {
+                    if m.decide_for(path, kinds, at_leaf)? {
                         return Some(true);
                     }
                 }
@@ -373,46 +395,15 @@ impl Matcher<'_> {
             }
             Matcher::All(ms) => {
                 for m in ms {
-                    if !m.decide(prefix, kinds)? {
+                    if !m.decide_for(path, kinds, at_leaf)? {
                         return Some(false);
                     }
                 }
                 Some(true)
             }
-            Matcher::Not(m) => m.decide(prefix, kinds).map(|b| !b),
+            Matcher::Not(m) => m.decide_for(path, kinds, at_leaf).map(|b| !b),
             Matcher::Everything => Some(true),
             Matcher::Nothing => Some(false),
-        }
-    }
-
-    /// What [`Matcher::matches`] answers for a leaf at `path` whose kind is
-    /// `kinds`, when the path and kind alone tell (no tag or callback to
-    /// ask): what a columnar state asks before it reads a leaf.
-    pub(crate) fn decide_at_leaf(&self, path: &[&Key], kinds: LeafTypes) -> Option<bool> {
-        match self {
-            Matcher::PathContains(_) | Matcher::PathContainsText(_) => {
-                Some(path.iter().any(|k| self.key_matches(k)))
-            }
-            Matcher::PathIn(set) => Some(set.contains(path)),
-            // In order, stopping where `matches` would stop.
-            Matcher::Any(ms) => {
-                for m in ms {
-                    if m.decide_at_leaf(path, kinds)? {
-                        return Some(true);
-                    }
-                }
-                Some(false)
-            }
-            Matcher::All(ms) => {
-                for m in ms {
-                    if !m.decide_at_leaf(path, kinds)? {
-                        return Some(false);
-                    }
-                }
-                Some(true)
-            }
-            Matcher::Not(m) => m.decide_at_leaf(path, kinds).map(|b| !b),
-            _ => self.decide(path, kinds),
         }
     }
 

@@ -130,16 +130,18 @@ impl State {
     /// costs a pass over its rows.
     pub fn columnar(node: Node) -> State {
         match View::of_node(&node) {
-            Some(view) => State::with_content(Content::Rows(Arc::new(view))),
+            Some(view) => State::from_rows(Arc::new(view)),
             None => State::from_node(node),
         }
     }
 
-    fn from_view(view: Option<Arc<View>>) -> State {
-        match view {
-            Some(view) => State::with_content(Content::Rows(view)),
-            None => State::new(),
-        }
+    fn from_rows(view: Arc<View>) -> State {
+        State::with_content(Content::Rows(view))
+    }
+
+    /// A state of an output: its view, or an empty tree for none.
+    fn from_output(view: Option<Arc<View>>) -> State {
+        view.map_or_else(State::new, State::from_rows)
     }
 
     fn read_root(&self) -> std::sync::RwLockReadGuard<'_, Content> {
@@ -505,7 +507,7 @@ impl State {
     /// Costs O(1): nodes are copied on write.
     pub fn copy(&self) -> Result<State> {
         if let Some(view) = self.rows() {
-            return Ok(State::with_content(Content::Rows(view)));
+            return Ok(State::from_rows(view));
         }
         Ok(State::from_node(self.node()?))
     }
@@ -515,10 +517,13 @@ impl State {
     pub fn deep_copy(&self) -> Result<State> {
         let node = self.node()?;
         let mut copier = ops::LeafCopier::default();
-        match View::of_node_with(&node, &mut |leaf| copier.copy(leaf))? {
-            Some(view) => Ok(State::with_content(Content::Rows(Arc::new(view)))),
-            None => Ok(State::from_node(ops::deep_copy(&node)?)),
-        }
+        Ok(
+            match View::of_node_with(&node, &mut |leaf| copier.copy(leaf))? {
+                Some(view) => State::from_rows(Arc::new(view)),
+                // The leaves copied before the view gave up are used again.
+                None => State::from_node(ops::deep_copy_with(&node, &mut copier)?),
+            },
+        )
     }
 
     /// (path, leaf) pairs sorted by path.
@@ -539,13 +544,11 @@ impl State {
 
     /// [`State::from_flat`] of borrowed entries, whose paths are not copied.
     pub fn from_flat_entries<E: ops::FlatEntry>(entries: &[E]) -> Result<State> {
-        for entry in entries {
-            ops::check_flat_path(entry.path())?;
-        }
-        match View::of_flat(entries) {
-            Some(view) => Ok(State::with_content(Content::Rows(Arc::new(view)))),
-            None => Ok(State::from_node(ops::from_flat_entries(entries)?)),
-        }
+        ops::check_flat_entries(entries)?;
+        Ok(match View::of_flat(entries) {
+            Some(view) => State::from_rows(Arc::new(view)),
+            None => State::from_node(ops::from_checked_flat_entries(entries)),
+        })
     }
 
     pub fn filter(&self, filters: &[Filter]) -> Result<Vec<State>> {
@@ -561,7 +564,7 @@ impl State {
         if let Some(view) = self.rows() {
             ops::check_filters(filters)?;
             let parts = view.partition_shared(filters, exhaustive)?;
-            return Ok(parts.into_iter().map(State::from_view).collect());
+            return Ok(parts.into_iter().map(State::from_output).collect());
         }
         let node = self.node()?;
         let parts = match exhaustive {
@@ -598,10 +601,10 @@ impl State {
         }
         match views.as_slice() {
             [] => None,
-            [only] => Some(State::with_content(Content::Rows(only.clone()))),
+            [only] => Some(State::from_rows(only.clone())),
             _ => {
                 let parts: Vec<&Arc<View>> = views.iter().collect();
-                View::merge_shared(&parts).map(|v| State::from_view(Some(v)))
+                View::merge_shared(&parts).map(State::from_rows)
             }
         }
     }

@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use crate::error::{bail, Result};
-use crate::filter::{Filter, Matcher};
+use crate::filter::{compile_all, Filter, Matcher};
 use crate::key::{format_path_tuple, Key};
 use crate::ops::memo::{Memo, PartitionKey};
 use crate::ops::FlatEntry;
@@ -51,6 +51,67 @@ struct Held {
 }
 
 impl Table {
+    /// A table of the root alone, with room for `nodes` nested nodes and
+    /// `rows` rows.
+    fn with_capacity(nodes: usize, rows: usize) -> Table {
+        let with_root = |root: u32| {
+            let mut v = Vec::with_capacity(nodes + 1);
+            v.push(root);
+            v
+        };
+        let mut node_key = Vec::with_capacity(nodes + 1);
+        node_key.push(Key::int(0));
+        Table {
+            node_parent: with_root(0),
+            node_key,
+            node_depth: with_root(0),
+            node_pre: with_root(0),
+            row_parent: Vec::with_capacity(rows),
+            row_key: Vec::with_capacity(rows),
+            row_pre: Vec::with_capacity(rows),
+            row_types: Vec::with_capacity(rows),
+            held: Mutex::new(Held {
+                count: Vec::new(),
+                leaves: Vec::with_capacity(rows),
+            }),
+        }
+    }
+
+    /// Adds a nested node (`pre`: its place in depth-first order); its
+    /// number.
+    fn push_node(&mut self, parent: u32, key: Key, depth: u32, pre: u32) -> u32 {
+        let id = self.node_key.len() as u32;
+        self.node_parent.push(parent);
+        self.node_key.push(key);
+        self.node_depth.push(depth);
+        self.node_pre.push(pre);
+        id
+    }
+
+    /// Adds a row; its number.
+    fn push_row(&mut self, parent: u32, key: Key, pre: u32, leaf: Leaf) -> u32 {
+        let row = self.row_key.len() as u32;
+        self.row_parent.push(parent);
+        self.row_key.push(key);
+        self.row_pre.push(pre);
+        self.row_types.push(LeafTypes::of(&leaf));
+        let held = self.held.get_mut().unwrap_or_else(|p| p.into_inner());
+        held.leaves.push(Some(leaf));
+        row
+    }
+
+    /// The finished table's view of `rows`, in that order; `None` when it
+    /// has too many nodes for row numbers to be told from node numbers.
+    fn into_view(mut self, rows: Vec<u32>) -> Option<View> {
+        if self.nodes() >= ROW as usize {
+            return None;
+        }
+        let held = self.held.get_mut().unwrap_or_else(|p| p.into_inner());
+        held.count = vec![0; held.leaves.len()];
+        let ascending = rows.windows(2).all(|w| w[0] < w[1]);
+        Some(View::new(Arc::new(self), rows, ascending))
+    }
+
     fn held(&self) -> MutexGuard<'_, Held> {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -86,7 +147,6 @@ impl Table {
 /// Builds a table from a tree in one sorted walk.
 struct Builder {
     table: Table,
-    leaves: Vec<Option<Leaf>>,
     pre: u32,
     /// Every child as (parent, key, node or `ROW`-tagged row number), in
     /// the walk's order; kept only when the tree's insertion order differs
@@ -120,26 +180,11 @@ impl Builder {
                     return Ok(());
                 }
                 Child::Node(n) => {
-                    let t = &mut self.table;
-                    let child_id = t.node_key.len() as u32;
-                    t.node_parent.push(id);
-                    t.node_key.push(*key);
-                    t.node_depth.push(depth + 1);
-                    t.node_pre.push(pre);
+                    let child_id = self.table.push_node(id, *key, depth + 1, pre);
                     self.add(n, child_id, depth + 1, leaf_of)?;
                     child_id
                 }
-                Child::Leaf(leaf) => {
-                    let t = &mut self.table;
-                    let row = t.row_key.len() as u32;
-                    t.row_parent.push(id);
-                    t.row_key.push(*key);
-                    t.row_pre.push(pre);
-                    let leaf = leaf_of(leaf)?;
-                    t.row_types.push(LeafTypes::of(&leaf));
-                    self.leaves.push(Some(leaf));
-                    row | ROW
-                }
+                Child::Leaf(leaf) => self.table.push_row(id, *key, pre, leaf_of(leaf)?) | ROW,
             };
             if let Some(children) = &mut self.children {
                 children.push((id, *key, entry));
@@ -254,27 +299,13 @@ impl View {
         }
         let in_key_order = node.sorted_below();
         let mut b = Builder {
-            table: Table {
-                node_parent: vec![0],
-                node_key: vec![Key::int(0)],
-                node_depth: vec![0],
-                node_pre: vec![0],
-                row_parent: Vec::with_capacity(leaves),
-                row_key: Vec::with_capacity(leaves),
-                row_pre: Vec::with_capacity(leaves),
-                row_types: Vec::with_capacity(leaves),
-                held: Mutex::new(Held {
-                    count: Vec::new(),
-                    leaves: Vec::new(),
-                }),
-            },
-            leaves: Vec::with_capacity(leaves),
+            table: Table::with_capacity(0, leaves),
             pre: 1,
             children: (!in_key_order).then(|| Vec::with_capacity(leaves + leaves / 2)),
             empty_found: false,
         };
         b.add(node, 0, 0, leaf_of)?;
-        if b.empty_found || b.table.nodes() >= ROW as usize {
+        if b.empty_found {
             return Ok(None);
         }
         let rows: Vec<u32> = if in_key_order {
@@ -284,14 +315,7 @@ impl View {
             b.children_by_node().insertion_order(node, 0, &mut rows);
             rows
         };
-        let ascending = in_key_order || rows.windows(2).all(|w| w[0] < w[1]);
-        let Builder {
-            mut table, leaves, ..
-        } = b;
-        let held = table.held.get_mut().unwrap_or_else(|p| p.into_inner());
-        held.count = vec![0; leaves.len()];
-        held.leaves = leaves;
-        Ok(Some(View::new(Arc::new(table), rows, ascending)))
+        Ok(b.table.into_view(rows))
     }
 
     /// The columnar form of a flat state in which every subtree's paths
@@ -344,24 +368,7 @@ impl View {
                 return None;
             }
         }
-        let mut t = Table {
-            node_parent: Vec::with_capacity(node_key.len()),
-            node_key: Vec::with_capacity(node_key.len()),
-            node_depth: Vec::with_capacity(node_key.len()),
-            node_pre: Vec::with_capacity(node_key.len()),
-            row_parent: Vec::with_capacity(n),
-            row_key: Vec::with_capacity(n),
-            row_pre: Vec::with_capacity(n),
-            row_types: Vec::with_capacity(n),
-            held: Mutex::new(Held {
-                count: vec![0; n],
-                leaves: Vec::with_capacity(n),
-            }),
-        };
-        t.node_parent.push(0);
-        t.node_key.push(Key::int(0));
-        t.node_depth.push(0);
-        t.node_pre.push(0);
+        let mut t = Table::with_capacity(node_key.len(), n);
         // Numbered depth first in key order; entry i becomes row row_of[i].
         let mut row_of = vec![0u32; n];
         let mut pre = 1u32;
@@ -374,28 +381,17 @@ impl View {
             };
             top.2 += 1;
             if child & ROW != 0 {
-                let entry = &entries[(child & !ROW) as usize];
-                row_of[(child & !ROW) as usize] = t.row_key.len() as u32;
-                t.row_parent.push(id);
-                t.row_key.push(key);
-                t.row_pre.push(pre);
-                t.row_types.push(LeafTypes::of(entry.leaf()));
-                let held = t.held.get_mut().unwrap_or_else(|p| p.into_inner());
-                held.leaves.push(Some(entry.leaf().clone()));
+                let i = (child & !ROW) as usize;
+                row_of[i] = t.push_row(id, key, pre, entries[i].leaf().clone());
             } else {
-                let child_id = t.node_key.len() as u32;
-                t.node_parent.push(id);
-                t.node_key.push(key);
-                t.node_depth.push(stack.len() as u32);
-                t.node_pre.push(pre);
+                let child_id = t.push_node(id, key, stack.len() as u32, pre);
                 stack.push((child, child_id, 0));
             }
             pre += 1;
         }
         // The entries' order is the state's own (depth first, each node's
         // children in the order first met).
-        let ascending = row_of.windows(2).all(|w| w[0] < w[1]);
-        Some(View::new(Arc::new(t), row_of, ascending))
+        t.into_view(row_of)
     }
 
     pub fn num_leaves(&self) -> usize {
@@ -536,10 +532,7 @@ impl View {
     pub fn partition(&self, filters: &[Filter], exhaustive: bool) -> Result<Vec<Option<View>>> {
         let t = &*self.table;
         let registry = types::snapshot();
-        let matchers = filters
-            .iter()
-            .map(|f| f.compile(&registry))
-            .collect::<Result<Vec<_>>>()?;
+        let matchers = compile_all(filters, &registry)?;
         let mut placer = RowPlacer {
             table: t,
             matchers: &matchers,

@@ -175,21 +175,30 @@ pub fn from_flat(pairs: impl IntoIterator<Item = (Vec<Key>, Leaf)>) -> Result<No
 /// [`from_flat`] of borrowed entries: the paths are read where they are,
 /// not copied.
 pub fn from_flat_entries<E: FlatEntry>(entries: &[E]) -> Result<Node> {
-    for entry in entries {
-        check_flat_path(entry.path())?;
-    }
+    check_flat_entries(entries)?;
+    Ok(from_checked_flat_entries(entries))
+}
+
+/// Fails unless every entry's path can name a flat entry (see
+/// [`check_flat_path`]).
+pub fn check_flat_entries<E: FlatEntry>(entries: &[E]) -> Result<()> {
+    entries.iter().try_for_each(|e| check_flat_path(e.path()))
+}
+
+/// [`from_flat_entries`] of entries [`check_flat_entries`] passed.
+pub fn from_checked_flat_entries<E: FlatEntry>(entries: &[E]) -> Node {
     // Flat states are nearly always grouped (every subtree's paths next to
     // each other, as `to_flat_state` and a model's walk give them) and free
     // of repeats: then the tree is built in one pass, bottom up. Otherwise
     // the dictionary semantics take the general route.
     if let Some(node) = build_grouped(entries, 0) {
-        return Ok(node);
+        return node;
     }
     let mut flat: IndexMap<Vec<Key>, Leaf> = IndexMap::with_capacity(entries.len());
     for entry in entries {
         flat.insert(entry.path().to_vec(), entry.leaf().clone());
     }
-    Ok(unflatten(flat))
+    unflatten(flat)
 }
 
 /// The node made of `entries`, whose paths agree before `depth`, if the
@@ -282,14 +291,16 @@ pub fn update(dst: &mut Node, src: &Node, replaced: &mut Vec<Child>) {
 /// A copy with new variables and arrays holding copies of the bytes. A
 /// variable or array held at several paths is copied once and stays shared.
 pub fn deep_copy(node: &Node) -> Result<Node> {
-    deep_copy_node(node, &mut LeafCopier::default())
+    deep_copy_with(node, &mut LeafCopier::default())
 }
 
-fn deep_copy_node(node: &Node, copier: &mut LeafCopier) -> Result<Node> {
+/// [`deep_copy`] taking its copies from `copier`: a leaf it copied before
+/// is not copied again.
+pub fn deep_copy_with(node: &Node, copier: &mut LeafCopier) -> Result<Node> {
     let mut out = Node::with_capacity(node.len());
     for (key, child) in node.iter() {
         let copied = match child {
-            Child::Node(n) => Child::Node(Arc::new(deep_copy_node(n, copier)?)),
+            Child::Node(n) => Child::Node(Arc::new(deep_copy_with(n, copier)?)),
             Child::Leaf(leaf) => Child::Leaf(copier.copy(leaf)?),
         };
         out.insert(*key, copied);

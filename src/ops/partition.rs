@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::memo::{self, PartitionKey};
 use crate::error::{bail, Result};
-use crate::filter::{check_order, Filter, Matcher};
+use crate::filter::{check_order, compile_all, Filter, Matcher};
 use crate::key::{format_path_tuple, Key};
 use crate::tree::{canonical, empty_node, Child, Leaf, LeafTypes, Node};
 use crate::types;
@@ -132,10 +132,7 @@ fn partition(node: &Arc<Node>, filters: &[Filter], exhaustive: bool) -> Result<V
         return Ok(outputs);
     }
     let registry = types::snapshot();
-    let matchers = filters
-        .iter()
-        .map(|f| f.compile(&registry))
-        .collect::<Result<Vec<_>>>()?;
+    let matchers = compile_all(filters, &registry)?;
     let mut placer = Placer {
         matchers,
         unmatched: false,
